@@ -1,0 +1,3 @@
+//! Append-only JSON Lines audit log of every change attempted on the NAS.
+//!
+//! OWNER: tools helper.

@@ -1,0 +1,1 @@
+//! Integration tests: compose (owned by the compose helper).

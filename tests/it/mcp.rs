@@ -1,0 +1,1 @@
+//! Integration tests: mcp (owned by the mcp helper).

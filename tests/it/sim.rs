@@ -1,0 +1,1 @@
+//! Integration tests: sim (owned by the sim helper).

@@ -1,0 +1,1 @@
+//! Integration tests: tools (owned by the tools helper).

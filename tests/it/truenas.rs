@@ -1,0 +1,1 @@
+//! Integration tests: truenas (owned by the truenas helper).
