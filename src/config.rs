@@ -165,29 +165,190 @@ pub struct Setting {
 }
 
 pub const SETTINGS: &[Setting] = &[
-    Setting { env: "TRUENAS_HOST", flag: "--host", switch: false, default: "(none)", help: "TrueNAS hostname or IP address", secret: false },
-    Setting { env: "TRUENAS_URL", flag: "--url", switch: false, default: "(none)", help: "full URL such as wss://nas.local:443 (replaces protocol, host and port)", secret: false },
-    Setting { env: "TRUENAS_USERNAME", flag: "--username", switch: false, default: "mcp-service", help: "user to log in as (owner of the API key when one is used)", secret: false },
-    Setting { env: "TRUENAS_PASSWORD", flag: "--password", switch: false, default: "(none)", help: "password (preferred authentication)", secret: true },
-    Setting { env: "TRUENAS_API_KEY", flag: "--api-key", switch: false, default: "(none)", help: "API key (used when no password is set; only over wss://)", secret: true },
-    Setting { env: "TRUENAS_PORT", flag: "--port", switch: false, default: "443", help: "WebSocket port", secret: false },
-    Setting { env: "TRUENAS_PROTOCOL", flag: "--protocol", switch: false, default: "wss", help: "ws or wss", secret: false },
-    Setting { env: "TRUENAS_SSL_VERIFY", flag: "--ssl-verify", switch: false, default: "true", help: "verify the TLS certificate (prefer TRUENAS_CA_CERT to false)", secret: false },
-    Setting { env: "TRUENAS_CA_CERT", flag: "--ca-cert", switch: false, default: "(none)", help: "PEM file of a CA (or the self-signed certificate) to trust", secret: false },
-    Setting { env: "TRUENAS_API", flag: "--api", switch: false, default: "auto", help: "auto, jsonrpc (/api/current, 25.04+) or legacy (/websocket, 24.10)", secret: false },
-    Setting { env: "TRUENAS_ALLOW_INSECURE_API_KEY", flag: "--allow-insecure-api-key", switch: true, default: "false", help: "send an API key over plain ws:// to a non-loopback host (TrueNAS 25.04+ revokes it)", secret: false },
-    Setting { env: "TRUENAS_TIMEOUT", flag: "--timeout", switch: false, default: "30", help: "seconds one ordinary call may take", secret: false },
-    Setting { env: "TRUENAS_CONNECT_TIMEOUT", flag: "--connect-timeout", switch: false, default: "10", help: "seconds for TCP, TLS and WebSocket handshakes", secret: false },
-    Setting { env: "TRUENAS_JOB_TIMEOUT", flag: "--job-timeout", switch: false, default: "1200", help: "seconds a TrueNAS job (deploy, pull) may take", secret: false },
-    Setting { env: "DEBUG_MODE", flag: "--debug", switch: true, default: "false", help: "debug logging to stderr (RUST_LOG overrides)", secret: false },
-    Setting { env: "MOCK_TRUENAS", flag: "--mock", switch: true, default: "false", help: "use the embedded TrueNAS simulator instead of a NAS", secret: false },
-    Setting { env: "TRUENAS_READ_ONLY", flag: "--read-only", switch: true, default: "false", help: "hide and refuse every tool that changes the NAS", secret: false },
-    Setting { env: "TRUENAS_WRITABLE_APPS", flag: "--writable-apps", switch: false, default: "(all)", help: "comma-separated globs of app names that may be created, changed or deleted", secret: false },
-    Setting { env: "TRUENAS_AUDIT_LOG", flag: "--audit-log", switch: false, default: "$XDG_STATE_HOME/truenas-mcp/audit.jsonl", help: "JSON Lines log of every change attempted; off disables", secret: false },
-    Setting { env: "TRUENAS_COMPOSE_POLICY", flag: "--compose-policy", switch: false, default: "standard", help: "strict, standard or permissive", secret: false },
-    Setting { env: "TRUENAS_ALLOWED_HOST_PATHS", flag: "--allowed-host-paths", switch: false, default: "/mnt", help: "comma-separated host-path roots binds may use", secret: false },
-    Setting { env: "TRUENAS_COMPOSE_ALLOW", flag: "--compose-allow", switch: false, default: "(none)", help: "comma-separated policy rule ids the operator allows (downgraded to info)", secret: false },
-    Setting { env: "TRUENAS_RESERVED_PORTS", flag: "--reserved-ports", switch: false, default: "22,80,111,443,445,2049,6000", help: "host ports the NAS itself serves", secret: false },
+    Setting {
+        env: "TRUENAS_HOST",
+        flag: "--host",
+        switch: false,
+        default: "(none)",
+        help: "TrueNAS hostname or IP address",
+        secret: false,
+    },
+    Setting {
+        env: "TRUENAS_URL",
+        flag: "--url",
+        switch: false,
+        default: "(none)",
+        help: "full URL such as wss://nas.local:443 (replaces protocol, host and port)",
+        secret: false,
+    },
+    Setting {
+        env: "TRUENAS_USERNAME",
+        flag: "--username",
+        switch: false,
+        default: "mcp-service",
+        help: "user to log in as (owner of the API key when one is used)",
+        secret: false,
+    },
+    Setting {
+        env: "TRUENAS_PASSWORD",
+        flag: "--password",
+        switch: false,
+        default: "(none)",
+        help: "password (preferred authentication)",
+        secret: true,
+    },
+    Setting {
+        env: "TRUENAS_API_KEY",
+        flag: "--api-key",
+        switch: false,
+        default: "(none)",
+        help: "API key (used when no password is set; only over wss://)",
+        secret: true,
+    },
+    Setting {
+        env: "TRUENAS_PORT",
+        flag: "--port",
+        switch: false,
+        default: "443",
+        help: "WebSocket port",
+        secret: false,
+    },
+    Setting {
+        env: "TRUENAS_PROTOCOL",
+        flag: "--protocol",
+        switch: false,
+        default: "wss",
+        help: "ws or wss",
+        secret: false,
+    },
+    Setting {
+        env: "TRUENAS_SSL_VERIFY",
+        flag: "--ssl-verify",
+        switch: false,
+        default: "true",
+        help: "verify the TLS certificate (prefer TRUENAS_CA_CERT to false)",
+        secret: false,
+    },
+    Setting {
+        env: "TRUENAS_CA_CERT",
+        flag: "--ca-cert",
+        switch: false,
+        default: "(none)",
+        help: "PEM file of a CA (or the self-signed certificate) to trust",
+        secret: false,
+    },
+    Setting {
+        env: "TRUENAS_API",
+        flag: "--api",
+        switch: false,
+        default: "auto",
+        help: "auto, jsonrpc (/api/current, 25.04+) or legacy (/websocket, 24.10)",
+        secret: false,
+    },
+    Setting {
+        env: "TRUENAS_ALLOW_INSECURE_API_KEY",
+        flag: "--allow-insecure-api-key",
+        switch: true,
+        default: "false",
+        help: "send an API key over plain ws:// to a non-loopback host (TrueNAS 25.04+ revokes it)",
+        secret: false,
+    },
+    Setting {
+        env: "TRUENAS_TIMEOUT",
+        flag: "--timeout",
+        switch: false,
+        default: "30",
+        help: "seconds one ordinary call may take",
+        secret: false,
+    },
+    Setting {
+        env: "TRUENAS_CONNECT_TIMEOUT",
+        flag: "--connect-timeout",
+        switch: false,
+        default: "10",
+        help: "seconds for TCP, TLS and WebSocket handshakes",
+        secret: false,
+    },
+    Setting {
+        env: "TRUENAS_JOB_TIMEOUT",
+        flag: "--job-timeout",
+        switch: false,
+        default: "1200",
+        help: "seconds a TrueNAS job (deploy, pull) may take",
+        secret: false,
+    },
+    Setting {
+        env: "DEBUG_MODE",
+        flag: "--debug",
+        switch: true,
+        default: "false",
+        help: "debug logging to stderr (RUST_LOG overrides)",
+        secret: false,
+    },
+    Setting {
+        env: "MOCK_TRUENAS",
+        flag: "--mock",
+        switch: true,
+        default: "false",
+        help: "use the embedded TrueNAS simulator instead of a NAS",
+        secret: false,
+    },
+    Setting {
+        env: "TRUENAS_READ_ONLY",
+        flag: "--read-only",
+        switch: true,
+        default: "false",
+        help: "hide and refuse every tool that changes the NAS",
+        secret: false,
+    },
+    Setting {
+        env: "TRUENAS_WRITABLE_APPS",
+        flag: "--writable-apps",
+        switch: false,
+        default: "(all)",
+        help: "comma-separated globs of app names that may be created, changed or deleted",
+        secret: false,
+    },
+    Setting {
+        env: "TRUENAS_AUDIT_LOG",
+        flag: "--audit-log",
+        switch: false,
+        default: "$XDG_STATE_HOME/truenas-mcp/audit.jsonl",
+        help: "JSON Lines log of every change attempted; off disables",
+        secret: false,
+    },
+    Setting {
+        env: "TRUENAS_COMPOSE_POLICY",
+        flag: "--compose-policy",
+        switch: false,
+        default: "standard",
+        help: "strict, standard or permissive",
+        secret: false,
+    },
+    Setting {
+        env: "TRUENAS_ALLOWED_HOST_PATHS",
+        flag: "--allowed-host-paths",
+        switch: false,
+        default: "/mnt",
+        help: "comma-separated host-path roots binds may use",
+        secret: false,
+    },
+    Setting {
+        env: "TRUENAS_COMPOSE_ALLOW",
+        flag: "--compose-allow",
+        switch: false,
+        default: "(none)",
+        help: "comma-separated policy rule ids the operator allows (downgraded to info)",
+        secret: false,
+    },
+    Setting {
+        env: "TRUENAS_RESERVED_PORTS",
+        flag: "--reserved-ports",
+        switch: false,
+        default: "22,80,111,443,445,2049,6000",
+        help: "host ports the NAS itself serves",
+        secret: false,
+    },
 ];
 
 /// Parse a boolean the way the original server did, a little more forgiving and with a precise error.
@@ -243,7 +404,10 @@ impl Config {
     }
 
     /// Settings from `lookup` (the environment) overridden by `overrides` (flags, keyed by env name).
-    pub fn from_sources(lookup: &dyn Fn(&str) -> Option<String>, overrides: &BTreeMap<String, String>) -> Result<Config> {
+    pub fn from_sources(
+        lookup: &dyn Fn(&str) -> Option<String>,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<Config> {
         let get = |k: &str| -> Option<String> { overrides.get(k).cloned().or_else(|| lookup(k)) };
         let nonempty = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
 
@@ -416,7 +580,10 @@ impl Config {
             ("TRUENAS_PORT", self.port.to_string()),
             ("TRUENAS_PROTOCOL", self.protocol.as_str().to_string()),
             ("TRUENAS_SSL_VERIFY", self.ssl_verify.to_string()),
-            ("TRUENAS_CA_CERT", self.ca_cert.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(not set)".into())),
+            (
+                "TRUENAS_CA_CERT",
+                self.ca_cert.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(not set)".into()),
+            ),
             ("TRUENAS_API", format!("{:?}", self.api).to_ascii_lowercase()),
             ("TRUENAS_ALLOW_INSECURE_API_KEY", self.allow_insecure_api_key.to_string()),
             ("TRUENAS_TIMEOUT", self.call_timeout.as_secs_f64().to_string()),
@@ -425,12 +592,27 @@ impl Config {
             ("DEBUG_MODE", self.debug.to_string()),
             ("MOCK_TRUENAS", self.mock.to_string()),
             ("TRUENAS_READ_ONLY", self.read_only.to_string()),
-            ("TRUENAS_WRITABLE_APPS", if self.writable_apps.is_empty() { "(all)".into() } else { self.writable_apps.join(",") }),
-            ("TRUENAS_AUDIT_LOG", match &self.audit { AuditTarget::Off => "off".into(), AuditTarget::File(p) => p.display().to_string() }),
+            (
+                "TRUENAS_WRITABLE_APPS",
+                if self.writable_apps.is_empty() { "(all)".into() } else { self.writable_apps.join(",") },
+            ),
+            (
+                "TRUENAS_AUDIT_LOG",
+                match &self.audit {
+                    AuditTarget::Off => "off".into(),
+                    AuditTarget::File(p) => p.display().to_string(),
+                },
+            ),
             ("TRUENAS_COMPOSE_POLICY", self.policy.level.as_str().to_string()),
             ("TRUENAS_ALLOWED_HOST_PATHS", self.policy.allowed_host_paths.join(",")),
-            ("TRUENAS_COMPOSE_ALLOW", if self.policy.allow_rules.is_empty() { "(none)".into() } else { self.policy.allow_rules.join(",") }),
-            ("TRUENAS_RESERVED_PORTS", self.policy.reserved_ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",")),
+            (
+                "TRUENAS_COMPOSE_ALLOW",
+                if self.policy.allow_rules.is_empty() { "(none)".into() } else { self.policy.allow_rules.join(",") },
+            ),
+            (
+                "TRUENAS_RESERVED_PORTS",
+                self.policy.reserved_ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
+            ),
         ]
     }
 }
@@ -492,8 +674,14 @@ mod tests {
             (("TRUENAS_PROTOCOL", "http"), "TRUENAS_PROTOCOL must be ws or wss, got 'http'"),
             (("TRUENAS_SSL_VERIFY", "maybe"), "TRUENAS_SSL_VERIFY must be true or false, got 'maybe'"),
             (("MOCK_TRUENAS", "sure"), "MOCK_TRUENAS must be true or false, got 'sure'"),
-            (("TRUENAS_COMPOSE_POLICY", "lax"), "TRUENAS_COMPOSE_POLICY must be strict, standard or permissive, got 'lax'"),
-            (("TRUENAS_ALLOWED_HOST_PATHS", "mnt"), "TRUENAS_ALLOWED_HOST_PATHS entries must be absolute paths, got 'mnt'"),
+            (
+                ("TRUENAS_COMPOSE_POLICY", "lax"),
+                "TRUENAS_COMPOSE_POLICY must be strict, standard or permissive, got 'lax'",
+            ),
+            (
+                ("TRUENAS_ALLOWED_HOST_PATHS", "mnt"),
+                "TRUENAS_ALLOWED_HOST_PATHS entries must be absolute paths, got 'mnt'",
+            ),
         ];
         for ((k, v), want) in cases {
             let err = cfg(&[(k, v)]).unwrap_err().to_string();

@@ -7,5 +7,7 @@ pub mod apps;
 pub mod client;
 pub mod error;
 
-pub use client::{Client, ClientSettings, ConnectTarget, JobOptions, JobProgress, ServerInfo, SubEvent, Subscription, WireProtocol};
+pub use client::{
+    Client, ClientSettings, ConnectTarget, JobOptions, JobProgress, ServerInfo, SubEvent, Subscription, WireProtocol,
+};
 pub use error::TnError;

@@ -143,7 +143,12 @@ impl Elicitor for Nothing {
 impl CallContext {
     /// A context that reports nothing and cannot ask the user (tests, the `call` subcommand's base).
     pub fn detached() -> CallContext {
-        CallContext { cancel: CancelToken::new(), progress: Arc::new(Nothing), log: Arc::new(Nothing), elicitor: Arc::new(Nothing) }
+        CallContext {
+            cancel: CancelToken::new(),
+            progress: Arc::new(Nothing),
+            log: Arc::new(Nothing),
+            elicitor: Arc::new(Nothing),
+        }
     }
 }
 

@@ -81,9 +81,17 @@ pub struct Client {
 /// One event of a subscription.
 #[derive(Clone, Debug)]
 pub enum SubEvent {
-    Added { id: Option<Value>, fields: Value },
-    Changed { id: Option<Value>, fields: Value },
-    Removed { id: Option<Value> },
+    Added {
+        id: Option<Value>,
+        fields: Value,
+    },
+    Changed {
+        id: Option<Value>,
+        fields: Value,
+    },
+    Removed {
+        id: Option<Value>,
+    },
     /// The server ended the subscription (`notify_unsubscribed` / `nosub`), with its error if any, or the
     /// connection was lost. No more events follow.
     Ended(Option<TnError>),

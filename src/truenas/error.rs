@@ -55,7 +55,11 @@ pub enum AuthFailure {
 pub enum TnError {
     /// Configuration prevents connecting (e.g. no TRUENAS_HOST); the message names the variable.
     NotConfigured(String),
-    Connect { step: ConnectStep, detail: String, fix: String },
+    Connect {
+        step: ConnectStep,
+        detail: String,
+        fix: String,
+    },
     Auth(AuthFailure),
     /// -32602 / `type: VALIDATION` (also from a failed job).
     Validation(Vec<ValidationItem>),
@@ -70,18 +74,38 @@ pub enum TnError {
     /// -32601 / ENOMETHOD.
     MethodNotFound(String),
     /// -32001 and other call errors: errno, errname, reason.
-    Call { errno: i64, errname: String, reason: String },
+    Call {
+        errno: i64,
+        errname: String,
+        reason: String,
+    },
     /// A job ended FAILED with a non-validation error.
-    JobFailed { job_id: i64, error: String },
+    JobFailed {
+        job_id: i64,
+        error: String,
+    },
     /// A job ended ABORTED.
-    JobAborted { job_id: i64 },
+    JobAborted {
+        job_id: i64,
+    },
     /// The caller cancelled; the job (if any) was aborted.
-    Cancelled { job_id: Option<i64> },
-    Timeout { phase: TimeoutPhase, after: Duration },
+    Cancelled {
+        job_id: Option<i64>,
+    },
+    Timeout {
+        phase: TimeoutPhase,
+        after: Duration,
+    },
     /// The connection dropped. `outcome_unknown`: the call may have changed the NAS and was not replayed.
-    ConnectionLost { outcome_unknown: bool, detail: String },
+    ConnectionLost {
+        outcome_unknown: bool,
+        detail: String,
+    },
     /// A request larger than the server accepts (8 KiB before login, 64 KiB after); refused locally.
-    TooLarge { size: usize, limit: usize },
+    TooLarge {
+        size: usize,
+        limit: usize,
+    },
     /// The server said something we cannot understand.
     Protocol(String),
 }
