@@ -1,0 +1,3 @@
+//! Benchmark harness (mcp): prints numbers; run with `cargo bench --bench mcp`.
+
+fn main() {}
