@@ -2,8 +2,170 @@
 //!
 //! OWNER: lead.
 
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::process::ExitCode;
 
+use anyhow::{bail, Result};
+
+use crate::config::{Config, SETTINGS};
+
+/// Parsed command line: the subcommand, its own arguments, and setting overrides keyed by env name.
+#[derive(Debug, Default)]
+pub struct Args {
+    pub command: String,
+    pub rest: Vec<String>,
+    pub overrides: BTreeMap<String, String>,
+    pub help: bool,
+    pub version: bool,
+}
+
+const COMMANDS: &[(&str, &str)] = &[
+    ("serve", "run the MCP server on stdin/stdout (the default)"),
+    ("check", "diagnose the configuration and the connection to TrueNAS, step by step"),
+    ("tools", "list the tool catalogue (--json for the MCP definitions)"),
+    ("call", "run one tool: call <tool> [--args JSON | key=value ...] [--json]"),
+    (
+        "simulate",
+        "run the TrueNAS simulator: simulate --listen 127.0.0.1:8080 [--version 25.04] [--tls-cert F --tls-key F]",
+    ),
+];
+
+/// Split argv into settings flags (anywhere), the subcommand and its arguments.
+pub fn parse_args(argv: &[String]) -> Result<Args> {
+    let mut args = Args::default();
+    let mut i = 0;
+    while i < argv.len() {
+        let a = &argv[i];
+        let (name, inline) = match a.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+            _ => (a.clone(), None),
+        };
+        if let Some(s) = SETTINGS.iter().find(|s| s.flag == name) {
+            let value = if s.switch {
+                inline.unwrap_or_else(|| "true".to_string())
+            } else if let Some(v) = inline {
+                v
+            } else {
+                i += 1;
+                match argv.get(i) {
+                    Some(v) => v.clone(),
+                    None => bail!("{} needs a value ({})", s.flag, s.help),
+                }
+            };
+            args.overrides.insert(s.env.to_string(), value);
+        } else if name == "--insecure" {
+            args.overrides.insert("TRUENAS_SSL_VERIFY".into(), "false".into());
+        } else if (a == "--help" || a == "-h") && args.command.is_empty() {
+            args.help = true;
+        } else if (a == "--version" || a == "-V") && args.command.is_empty() {
+            args.version = true;
+        } else if args.command.is_empty() && !a.starts_with('-') && COMMANDS.iter().any(|(c, _)| c == a) {
+            args.command = a.clone();
+        } else if args.command.is_empty() && !a.starts_with('-') {
+            bail!("unknown command '{a}' (commands: serve, check, tools, call, simulate; see --help)");
+        } else if args.command.is_empty() || args.command == "serve" {
+            bail!("unknown option '{a}' (see --help)");
+        } else {
+            args.rest.push(a.clone());
+        }
+        i += 1;
+    }
+    if args.command.is_empty() {
+        args.command = "serve".into();
+    }
+    Ok(args)
+}
+
+pub fn usage() -> String {
+    let mut s = format!(
+        "truenas-mcp {} — MCP server for TrueNAS SCALE Custom Apps (Docker Compose)\n\n\
+         USAGE: truenas-mcp [COMMAND] [OPTIONS]\n\nCOMMANDS:\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    for (c, h) in COMMANDS {
+        s.push_str(&format!("  {c:<10} {h}\n"));
+    }
+    s.push_str("\nSETTINGS (flag, environment variable, default):\n");
+    for st in SETTINGS {
+        let flag = if st.switch { st.flag.to_string() } else { format!("{} <v>", st.flag) };
+        s.push_str(&format!("  {flag:<28} {:<32} {:<12} {}\n", st.env, st.default, st.help));
+    }
+    s.push_str("  --insecure                   same as --ssl-verify false\n");
+    s.push_str("\nEvery command accepts --help. Logs go to stderr (RUST_LOG=debug for more).\n");
+    s
+}
+
+fn init_logging(config: &Config) {
+    let default = if config.debug { "debug" } else { "warn" };
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+        .target(env_logger::Target::Stderr)
+        .try_init();
+}
+
+/// Print to stdout for the human-facing subcommands (never used by `serve`).
+pub fn out(text: &str) -> std::io::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
+}
+
 pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    match run(&argv) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("truenas-mcp: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(argv: &[String]) -> Result<ExitCode> {
+    let args = parse_args(argv)?;
+    if args.version {
+        out(&format!("truenas-mcp {}\n", env!("CARGO_PKG_VERSION")))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.help {
+        out(&usage())?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let config = Config::from_sources(&|k| std::env::var(k).ok(), &args.overrides)?;
+    init_logging(&config);
+    match args.command.as_str() {
+        "serve" => {
+            let catalog = crate::tools::catalog(&config);
+            crate::mcp::serve(catalog, 4)
+        }
+        other => bail!("'{other}' is not available yet"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn flags_mirror_settings_anywhere() {
+        let a = parse_args(&argv("--mock call list_custom_apps --port 8443 status_filter=all")).unwrap();
+        assert_eq!(a.command, "call");
+        assert_eq!(a.overrides.get("MOCK_TRUENAS").map(String::as_str), Some("true"));
+        assert_eq!(a.overrides.get("TRUENAS_PORT").map(String::as_str), Some("8443"));
+        assert_eq!(a.rest, vec!["list_custom_apps", "status_filter=all"]);
+        let a = parse_args(&argv("--host=nas.local")).unwrap();
+        assert_eq!(a.command, "serve");
+        assert_eq!(a.overrides.get("TRUENAS_HOST").map(String::as_str), Some("nas.local"));
+    }
+
+    #[test]
+    fn bad_command_lines_are_explained() {
+        assert_eq!(parse_args(&argv("--port")).unwrap_err().to_string(), "--port needs a value (WebSocket port)");
+        assert!(parse_args(&argv("frobnicate")).unwrap_err().to_string().contains("unknown command 'frobnicate'"));
+        assert!(parse_args(&argv("--bogus")).unwrap_err().to_string().contains("unknown option '--bogus'"));
+    }
 }
