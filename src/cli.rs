@@ -10,6 +10,9 @@ use anyhow::{bail, Result};
 
 use crate::config::{Config, SETTINGS};
 
+mod call;
+pub use call::tool_json;
+
 /// Parsed command line: the subcommand, its own arguments, and setting overrides keyed by env name.
 #[derive(Debug, Default)]
 pub struct Args {
@@ -138,6 +141,8 @@ fn run(argv: &[String]) -> Result<ExitCode> {
             let catalog = crate::tools::catalog(&config);
             crate::mcp::serve(catalog, 4)
         }
+        "tools" => call::run_tools(&config, &args.rest),
+        "call" => call::run_call(&config, &args.rest),
         other => bail!("'{other}' is not available yet"),
     }
 }
