@@ -11,6 +11,8 @@ use anyhow::{bail, Result};
 use crate::config::{Config, SETTINGS};
 
 mod call;
+mod certificate;
+mod check;
 pub use call::tool_json;
 
 /// Parsed command line: the subcommand, its own arguments, and setting overrides keyed by env name.
@@ -143,6 +145,7 @@ fn run(argv: &[String]) -> Result<ExitCode> {
         }
         "tools" => call::run_tools(&config, &args.rest),
         "call" => call::run_call(&config, &args.rest),
+        "check" => check::run_check(&config, &args.rest),
         other => bail!("'{other}' is not available yet"),
     }
 }
