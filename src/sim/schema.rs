@@ -291,11 +291,19 @@ mod tests {
             ),
             (SimVersion::V25_10, "app.create", json!([]), vec![("app_create", "Field required")]),
             (SimVersion::V25_10, "app.stop", json!(["a", "b"]), vec![("", "Too many arguments (expected 1, found 2)")]),
+            // 25.10 declares a discriminated union: errors name the tag, like pydantic.
+            (
+                SimVersion::V25_10,
+                "auth.login_ex",
+                json!([{"mechanism": "PASSWORD_PLAIN", "username": "u"}]),
+                vec![("login_data.PASSWORD_PLAIN.password", "Field required")],
+            ),
+            // 25.04's export is a plain anyOf: the closest branch is reported.
             (
                 SimVersion::V25_04,
                 "auth.login_ex",
                 json!([{"mechanism": "PASSWORD_PLAIN", "username": "u"}]),
-                vec![("login_data.PASSWORD_PLAIN.password", "Field required")],
+                vec![("login_data.password", "Field required")],
             ),
             (
                 SimVersion::V25_04,
