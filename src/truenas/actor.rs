@@ -34,6 +34,10 @@ pub const FRAME_LIMIT_ANONYMOUS: usize = 8 * 1024;
 pub const FRAME_LIMIT_AUTHENTICATED: usize = 64 * 1024;
 /// Socket read timeout while requests are outstanding: the longest a new command waits to be sent.
 const BUSY_TICK: Duration = Duration::from_millis(2);
+/// Socket read timeout while only jobs or subscriptions wait for events (fewer wake-ups, commands wait longer).
+const WATCH_TICK: Duration = Duration::from_millis(20);
+/// Messages handled in one go before the command channel gets a look (a flood of events must not starve calls).
+const READ_BATCH: usize = 64;
 /// Read timeout used to drain what is already buffered.
 const DRAIN_TICK: Duration = Duration::from_millis(1);
 /// Longest idle sleep when connected (drains stray events, notices a closed socket).
@@ -229,7 +233,8 @@ impl Actor {
                     }
                 }
                 self.pump_queue();
-                self.read_socket(BUSY_TICK);
+                let requests_out = !self.in_flight.is_empty() || !self.queue.is_empty() || !self.abandoned.is_empty();
+                self.read_socket(if requests_out { BUSY_TICK } else { WATCH_TICK });
             } else {
                 match self.commands.recv_timeout(self.idle_wait(now)) {
                     Ok(cmd) => self.handle(cmd),
@@ -494,6 +499,10 @@ impl Actor {
 
     fn connect_and_login(&mut self) -> Result<(), TnError> {
         let config = self.settings.config.clone();
+        if let ConnectTarget::Network = self.target {
+            // Where to connect is the more basic question: ask it before the credentials.
+            config.base_url().map_err(|e| TnError::NotConfigured(e.to_string()))?;
+        }
         let credential = auth::credential_kind(&config)?;
         let order: Vec<WireProtocol> = match (config.api, self.learned_protocol) {
             (ApiMode::JsonRpc, _) => vec![WireProtocol::JsonRpc],
@@ -595,12 +604,19 @@ impl Actor {
             ConnectTarget::Network => {
                 let base = config.base_url().map_err(|e| TnError::NotConfigured(e.to_string()))?;
                 let endpoint = Endpoint::parse(&base)?;
-                let (stream, peer): (Stream, IpAddr) = transport::open_stream(&endpoint, config, deadline)?;
-                if credential == auth::CredentialKind::ApiKey
-                    && !transport::api_key_transport_allowed(endpoint.secure, peer, config.allow_insecure_api_key)
-                {
-                    return Err(TnError::Auth(AuthFailure::InsecureTransportRefused).into());
-                }
+                // Checked against every resolved address before connecting, so the key never leaves.
+                let api_key = credential == auth::CredentialKind::ApiKey;
+                let may_connect = |peer: IpAddr| {
+                    if api_key
+                        && !transport::api_key_transport_allowed(endpoint.secure, peer, config.allow_insecure_api_key)
+                    {
+                        Err(TnError::Auth(AuthFailure::InsecureTransportRefused))
+                    } else {
+                        Ok(())
+                    }
+                };
+                let (stream, _peer): (Stream, IpAddr) =
+                    transport::open_stream(&endpoint, config, deadline, &may_connect)?;
                 let url = endpoint.url(path);
                 let socket = transport::upgrade(stream, &url, deadline, config.connect_timeout)?;
                 Ok((socket, url))
@@ -823,6 +839,8 @@ impl Actor {
     fn lose(&mut self, detail: String) {
         let Some(mut conn) = self.conn.take() else { return };
         warn!("truenas connection lost: {detail}");
+        // A polite close, but never wait long for a peer that stopped reading.
+        let _ = conn.socket.get_mut().set_timeouts(Some(DRAIN_TICK), Some(Duration::from_millis(100)));
         let _ = conn.socket.close(None);
         let _ = conn.socket.flush();
         for (_, r) in std::mem::take(&mut self.in_flight) {
@@ -847,6 +865,7 @@ impl Actor {
     fn shutdown(mut self) {
         debug!("all client handles dropped; closing the truenas connection");
         if let Some(conn) = self.conn.as_mut() {
+            let _ = conn.socket.get_mut().set_timeouts(Some(DRAIN_TICK), Some(Duration::from_millis(100)));
             let _ = conn.socket.close(None);
             let _ = conn.socket.flush();
         }
@@ -919,7 +938,7 @@ impl Actor {
 
     /// Read and dispatch everything that arrives within `wait` (and what is already buffered).
     fn read_socket(&mut self, wait: Duration) {
-        loop {
+        for _ in 0..READ_BATCH {
             if self.conn.is_none() {
                 return;
             }

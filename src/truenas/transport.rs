@@ -143,7 +143,13 @@ impl From<TnError> for OpenError {
 }
 
 /// DNS + TCP + optional TLS, all within `deadline`. Returns the stream and the peer's address.
-pub fn open_stream(endpoint: &Endpoint, config: &Config, deadline: Instant) -> Result<(Stream, IpAddr), TnError> {
+/// `may_connect` vets each resolved address first (the API-key transport rule).
+pub fn open_stream(
+    endpoint: &Endpoint,
+    config: &Config,
+    deadline: Instant,
+    may_connect: &dyn Fn(IpAddr) -> Result<(), TnError>,
+) -> Result<(Stream, IpAddr), TnError> {
     let budget = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
     let total = config.connect_timeout;
     let addrs: Vec<SocketAddr> = match (endpoint.host.as_str(), endpoint.port).to_socket_addrs() {
@@ -162,6 +168,9 @@ pub fn open_stream(endpoint: &Endpoint, config: &Config, deadline: Instant) -> R
             detail: format!("'{}' resolves to no address", endpoint.host),
             fix: "check TRUENAS_HOST (or TRUENAS_URL), or use the NAS's IP address".into(),
         });
+    }
+    for addr in &addrs {
+        may_connect(addr.ip())?;
     }
     let mut last_err = None;
     let mut tcp = None;
