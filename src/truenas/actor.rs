@@ -938,8 +938,13 @@ impl Actor {
 
     /// Read and dispatch everything that arrives within `wait` (and what is already buffered).
     fn read_socket(&mut self, wait: Duration) {
-        for _ in 0..READ_BATCH {
+        for i in 0..READ_BATCH {
             if self.conn.is_none() {
+                return;
+            }
+            // Do not block again when a command waits or no answer is outstanding: a caller making one call after
+            // another must not wait for a read timeout between them.
+            if i > 0 && (!self.commands.is_empty() || (self.in_flight.is_empty() && self.queue.is_empty())) {
                 return;
             }
             match self.read_one(wait) {

@@ -3,7 +3,7 @@
 //! OWNER: client helper. The signatures here are the contract the tools rely on.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
@@ -93,8 +93,8 @@ pub struct Client {
 struct Inner {
     settings: ClientSettings,
     target: ConnectTarget,
-    /// The actor's command channel; the actor thread starts on first use.
-    commands: OnceLock<Sender<Command>>,
+    /// The actor's command channel; the actor thread starts on first use (and again if it ever died).
+    commands: Mutex<Option<Sender<Command>>>,
     next_token: AtomicU64,
 }
 
@@ -183,7 +183,9 @@ impl Client {
 
     /// A client with an explicit target (tests).
     pub fn new(settings: ClientSettings, target: ConnectTarget) -> Client {
-        Client { inner: Arc::new(Inner { settings, target, commands: OnceLock::new(), next_token: AtomicU64::new(1) }) }
+        Client {
+            inner: Arc::new(Inner { settings, target, commands: Mutex::new(None), next_token: AtomicU64::new(1) }),
+        }
     }
 
     /// The settings this client was built with.
@@ -199,16 +201,41 @@ impl Client {
         }
     }
 
-    fn commands(&self) -> &Sender<Command> {
-        self.inner.commands.get_or_init(|| {
-            let (tx, rx) = unbounded();
-            let actor = Actor::new(self.inner.settings.clone(), self.inner.target.clone(), rx);
-            std::thread::Builder::new()
-                .name("truenas-actor".into())
-                .spawn(move || actor.run())
-                .expect("spawning the truenas actor thread");
-            tx
-        })
+    /// The actor's command channel, starting the actor on first use.
+    fn commands(&self) -> Sender<Command> {
+        let mut slot = self.inner.commands.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert_with(|| self.spawn_actor()).clone()
+    }
+
+    fn spawn_actor(&self) -> Sender<Command> {
+        let (tx, rx) = unbounded();
+        let actor = Actor::new(self.inner.settings.clone(), self.inner.target.clone(), rx);
+        std::thread::Builder::new()
+            .name("truenas-actor".into())
+            .spawn(move || {
+                if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| actor.run())) {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    log::error!("the truenas connection thread panicked ({what}); the next call starts a new one");
+                }
+            })
+            .expect("spawning the truenas actor thread");
+        tx
+    }
+
+    /// Send a command; if the actor died (a bug), start a fresh one and send it there.
+    fn send(&self, cmd: Command) -> Result<(), TnError> {
+        match self.commands().send(cmd) {
+            Ok(()) => Ok(()),
+            Err(crossbeam_channel::SendError(cmd)) => {
+                let fresh = self.spawn_actor();
+                *self.inner.commands.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh.clone());
+                fresh.send(cmd).map_err(|_| actor_gone())
+            }
+        }
     }
 
     /// How long a caller waits for the actor at most: connecting (twice, for the legacy fallback), logging in and
@@ -219,7 +246,7 @@ impl Client {
     }
 
     fn ask<T>(&self, cmd: Command, rx: Receiver<Result<T, TnError>>, work: Duration) -> Result<T, TnError> {
-        self.commands().send(cmd).map_err(|_| actor_gone())?;
+        self.send(cmd)?;
         match rx.recv_timeout(self.patience(work)) {
             Ok(r) => r,
             Err(RecvTimeoutError::Timeout) => {
@@ -269,7 +296,7 @@ impl Client {
             timeout,
             reply,
         };
-        self.commands().send(cmd).map_err(|_| actor_gone())?;
+        self.send(cmd)?;
         let give_up = Instant::now() + self.patience(timeout);
         let mut abort_sent = false;
         loop {
@@ -285,7 +312,7 @@ impl Client {
                 Err(RecvTimeoutError::Timeout) => {
                     if !abort_sent && opts.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
                         abort_sent = true;
-                        self.commands().send(Command::AbortJob { token }).map_err(|_| actor_gone())?;
+                        self.send(Command::AbortJob { token })?;
                     }
                     if Instant::now() > give_up {
                         return Err(TnError::Timeout { phase: super::error::TimeoutPhase::Job, after: timeout });
@@ -322,7 +349,7 @@ impl Client {
         let (reply, rx) = bounded(1);
         let timeout = self.inner.settings.config.call_timeout;
         let cmd = Command::Subscribe { name: name.to_string(), local_id, events: events_tx, timeout, reply };
-        let commands = self.commands().clone();
+        let commands = self.commands();
         // Built before asking, so a failure still sends the Unsubscribe that cleans up the actor's side.
         let sub = Subscription { name: name.to_string(), local_id, events, commands, ended: AtomicBool::new(false) };
         self.ask(cmd, rx, timeout)?;
