@@ -10,6 +10,11 @@ use anyhow::{bail, Result};
 
 use crate::config::{Config, SETTINGS};
 
+mod call;
+mod certificate;
+mod check;
+pub use call::tool_json;
+
 /// Parsed command line: the subcommand, its own arguments, and setting overrides keyed by env name.
 #[derive(Debug, Default)]
 pub struct Args {
@@ -138,6 +143,9 @@ fn run(argv: &[String]) -> Result<ExitCode> {
             let catalog = crate::tools::catalog(&config);
             crate::mcp::serve(catalog, 4)
         }
+        "tools" => call::run_tools(&config, &args.rest),
+        "call" => call::run_call(&config, &args.rest),
+        "check" => check::run_check(&config, &args.rest),
         other => bail!("'{other}' is not available yet"),
     }
 }
