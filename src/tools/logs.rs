@@ -21,6 +21,9 @@ pub const MAX_LINE_BYTES: usize = 4096;
 const FIRST_LINE_WAIT: Duration = Duration::from_secs(5);
 /// Silence after which the tail is considered complete.
 const QUIET: Duration = Duration::from_millis(400);
+/// After the first line, how long the tail may take to arrive; a chatty container that never goes quiet is cut
+/// here (its newest lines are kept).
+const TAIL_WINDOW: Duration = Duration::from_secs(3);
 /// Upper bound for one container, whatever happens.
 const CONTAINER_DEADLINE: Duration = Duration::from_secs(20);
 
@@ -118,15 +121,16 @@ pub fn container_tail(
     let keep = lines as usize;
     let mut buf: VecDeque<LogLine> = VecDeque::with_capacity(keep.min(1024));
     let started = Instant::now();
-    let mut got_any = false;
+    let mut first_at: Option<Instant> = None;
     loop {
-        if cancel.is_cancelled() || started.elapsed() >= CONTAINER_DEADLINE {
+        let tail_done = first_at.is_some_and(|t| t.elapsed() >= TAIL_WINDOW);
+        if cancel.is_cancelled() || started.elapsed() >= CONTAINER_DEADLINE || tail_done {
             break;
         }
-        let wait = if got_any { QUIET } else { FIRST_LINE_WAIT.saturating_sub(started.elapsed()) };
+        let wait = if first_at.is_some() { QUIET } else { FIRST_LINE_WAIT.saturating_sub(started.elapsed()) };
         match sub.recv_timeout(wait) {
             Some(SubEvent::Added { fields, .. } | SubEvent::Changed { fields, .. }) => {
-                got_any = true;
+                first_at.get_or_insert_with(Instant::now);
                 let Some(data) = fields.get("data").and_then(Value::as_str) else { continue };
                 if buf.len() == keep {
                     buf.pop_front();

@@ -817,3 +817,144 @@ fn cancellation_mid_deploy_aborts_the_job() {
     assert_eq!(line["job_id"], job_id);
     check_wire(&nas);
 }
+
+/// Resources, templates, completion of `{name}` and the deploy prompt over MCP.
+#[test]
+fn resources_completion_and_prompt() {
+    let nas = nas();
+    let mut server = Server::start(&nas, &[], Elicit::Unsupported);
+    let r = server.request("resources/list", json!({}));
+    let uris: Vec<&str> =
+        r["result"]["resources"].as_array().unwrap().iter().filter_map(|x| x["uri"].as_str()).collect();
+    assert_eq!(uris, ["truenas://apps"]);
+    let r = server.request("resources/templates/list", json!({}));
+    let templates: Vec<String> = r["result"]["resourceTemplates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["uriTemplate"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(templates, ["truenas://apps/{name}/compose", "truenas://apps/{name}/logs"]);
+
+    let r = server.request("resources/read", json!({"uri": "truenas://apps"}));
+    let text = r["result"]["contents"][0]["text"].as_str().unwrap_or_else(|| panic!("{r}"));
+    let list: Value = serde_json::from_str(text).unwrap();
+    let running = list["apps"].as_array().unwrap().iter().find(|a| a["state"] == "RUNNING").expect("a running app")
+        ["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let r = server.request("resources/read", json!({"uri": format!("truenas://apps/{running}/compose")}));
+    let c = &r["result"]["contents"][0];
+    assert_eq!(c["mimeType"], "application/yaml");
+    assert!(c["text"].as_str().unwrap().contains("services"), "{r}");
+    let r = server.request("resources/read", json!({"uri": format!("truenas://apps/{running}/logs")}));
+    assert!(r["result"]["contents"][0]["text"].as_str().unwrap().contains("---"), "{r}");
+    let r = server.request("resources/read", json!({"uri": "truenas://apps/no-such-app/compose"}));
+    assert!(r.get("error").is_some(), "{r}");
+
+    let prefix = &running[..1];
+    let r = server.request(
+        "completion/complete",
+        json!({"ref": {"type": "ref/resource", "uri": "truenas://apps/{name}/logs"},
+               "argument": {"name": "name", "value": prefix}}),
+    );
+    let values: Vec<&str> =
+        r["result"]["completion"]["values"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(values.contains(&running.as_str()), "{r}");
+    assert!(values.iter().all(|v| v.starts_with(prefix)));
+
+    let r = server.request("prompts/list", json!({}));
+    assert_eq!(r["result"]["prompts"][0]["name"], "deploy-compose-app");
+    let r = server.request(
+        "prompts/get",
+        json!({"name": "deploy-compose-app",
+               "arguments": {"app_name": "demo", "compose_yaml": "services:\n  a:\n    image: nginx:1.27\n"}}),
+    );
+    let text = r["result"]["messages"][0]["content"]["text"].as_str().unwrap_or_else(|| panic!("{r}"));
+    assert!(text.contains("validate_compose") && text.contains("dry_run"), "{text}");
+    check_wire(&nas);
+}
+
+/// `--mock`: every tool works against the embedded simulator, with no NAS and no network.
+#[test]
+fn mock_mode_serves_every_tool() {
+    let bin = env!("CARGO_BIN_EXE_truenas-mcp");
+    let mut child = Command::new(bin)
+        .arg("--mock")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TRUENAS_AUDIT_LOG", "off")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let compose = web_compose(18090);
+    let calls = [
+        ("test_connection", json!({})),
+        ("list_custom_apps", json!({"status_filter": "all"})),
+        ("validate_compose", json!({"compose_yaml": compose, "env": {"TZ": "UTC"}})),
+        ("deploy_custom_app", json!({"app_name": "mock-web", "compose_yaml": compose, "env": {"TZ": "UTC"}})),
+        ("get_custom_app_status", json!({"app_name": "mock-web"})),
+        ("get_custom_app_config", json!({"app_name": "mock-web"})),
+        ("get_app_logs", json!({"app_name": "mock-web", "lines": 10})),
+        ("get_app_stats", json!({"app_name": "mock-web"})),
+        (
+            "update_custom_app",
+            json!({"app_name": "mock-web", "compose_yaml": compose.replace("1.27", "1.28"), "env": {"TZ": "UTC"}}),
+        ),
+        ("stop_custom_app", json!({"app_name": "mock-web"})),
+        ("start_custom_app", json!({"app_name": "mock-web"})),
+        ("redeploy_custom_app", json!({"app_name": "mock-web"})),
+        ("pull_custom_app_images", json!({"app_name": "mock-web", "wait": false})),
+        ("get_job_status", json!({"job_id": 1})),
+        ("delete_custom_app", json!({"app_name": "mock-web", "confirm": true})),
+    ];
+    let mut input = String::from(
+        "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\
+         \"capabilities\":{},\"clientInfo\":{\"name\":\"t\",\"version\":\"0\"}}}\n\
+         {\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n",
+    );
+    // One call at a time (each depends on the previous), so write them all but read answers in order.
+    let lines: Vec<String> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, (name, args))| {
+            json!({"jsonrpc": "2.0", "id": i + 1, "method": "tools/call", "params": {"name": name, "arguments": args}})
+                .to_string()
+        })
+        .collect();
+    stdin.write_all(input.as_bytes()).unwrap();
+    let (tx, rx) = unbounded::<Value>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |id: usize| -> Value {
+        loop {
+            let msg = rx.recv_timeout(HANG).unwrap_or_else(|_| panic!("no answer to request {id}"));
+            if msg["id"] == json!(id) {
+                return msg;
+            }
+        }
+    };
+    wait_for(0);
+    for (i, line) in lines.iter().enumerate() {
+        input = format!("{line}\n");
+        stdin.write_all(input.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        let r = wait_for(i + 1);
+        let (name, _) = &calls[i];
+        let result = &r["result"];
+        assert_eq!(result["isError"], false, "{name} failed in mock mode: {r}");
+    }
+    drop(stdin);
+    let _ = child.wait();
+}
