@@ -285,6 +285,7 @@ pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
         .collect::<Vec<_>>()));
     if !auto_start {
         let stop = AppJob::stop(name);
+        let create_job = change.job_id;
         if let Err(e) = run_job(&apps, &stop, ctx, change, (85.0, 95.0), None) {
             return change_failed(
                 change,
@@ -293,6 +294,9 @@ pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
                 name,
             );
         }
+        // The audit line and the answer name the job that created the app.
+        change.job_id = create_job;
+        out["job_id"] = json!(create_job);
         let message = format!("Created '{name}' and stopped it (auto_start: false); start it with start_custom_app.");
         out["status"] = json!("stopped");
         out["state"] = json!("STOPPED");
