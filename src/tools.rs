@@ -209,3 +209,59 @@ impl<'a> Args<'a> {
             .unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AuditTarget;
+    use serde_json::json;
+
+    fn audit_file(tag: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("truenas-mcp-gate-{}-{tag}/audit.jsonl", std::process::id()))
+    }
+
+    #[test]
+    fn read_only_hides_and_refuses_write_tools_and_audits_the_attempt() {
+        let path = audit_file("ro");
+        let mut config = Config::for_tests();
+        config.read_only = true;
+        config.audit = AuditTarget::File(path.clone());
+        let tools = Tools::new(config);
+        let listed: Vec<String> = tools.tools().into_iter().map(|t| t.name).collect();
+        assert_eq!(listed.len(), 8);
+        assert!(listed.iter().all(|n| !tools.spec(n).unwrap().writes));
+        let out = tools.call("stop_custom_app", json!({"app_name": "web"}), &CallContext::detached());
+        assert!(out.is_error && out.text.contains("TRUENAS_READ_ONLY"), "{}", out.text);
+        let line: Value = serde_json::from_str(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
+        assert_eq!(line["outcome"], "refused");
+        assert_eq!(line["tool"], "stop_custom_app");
+        assert_eq!(line["app"], "web");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn writable_apps_gate_every_write_tool() {
+        let mut config = Config::for_tests();
+        config.writable_apps = vec!["test-*".into()];
+        let tools = Tools::new(config);
+        assert_eq!(tools.tools().len(), 15);
+        for spec in tools.specs.iter().filter(|s| s.writes) {
+            let name = &spec.def.name;
+            let refusal = tools.refuse_write(name, &json!({"app_name": "prod"}));
+            assert!(refusal.is_some_and(|r| r.contains("test-*")), "{name}");
+            assert!(tools.refuse_write(name, &json!({"app_name": "test-web"})).is_none(), "{name}");
+        }
+    }
+
+    #[test]
+    fn arguments_read_with_defaults() {
+        let v = json!({"app_name": "web", "lines": 5, "env": {"A": "1", "B": 2}, "dry_run": true});
+        let a = Args(&v);
+        assert_eq!(a.app_name(), "web");
+        assert_eq!(a.u64("lines", 100), 5);
+        assert_eq!(a.u64("missing", 100), 100);
+        assert!(a.bool("dry_run", false));
+        assert!(a.bool("wait", true));
+        assert_eq!(a.env(), BTreeMap::from([("A".to_string(), "1".to_string())]));
+    }
+}
