@@ -261,3 +261,85 @@ fn check_reports_a_missing_apps_pool() {
          Configuration > Choose Pool"
     );
 }
+
+// ---- call and tools --------------------------------------------------------------------------------------------
+
+fn sim_env(server: &truenas_mcp::sim::SimServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("TRUENAS_HOST", "127.0.0.1".into()),
+        ("TRUENAS_PORT", server.addr.port().to_string()),
+        ("TRUENAS_PROTOCOL", "ws".into()),
+        ("TRUENAS_PASSWORD", "mock-password".into()),
+    ]
+}
+
+fn call(env: &[(&'static str, String)], args: &[&str]) -> (i32, String, String) {
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = binary(&pairs).arg("call").args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn call_runs_a_read_tool_readably_and_as_json() {
+    let (_sim, server) = sim(SimOptions::default());
+    let env = sim_env(&server);
+    let (code, out, _) = call(&env, &["list_custom_apps", "status_filter=all"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("whoami") && out.contains("RUNNING") && out.contains("postgres"), "{out}");
+    let (code, out, _) = call(&env, &["list_custom_apps", "--json", "--args", r#"{"status_filter":"crashed"}"#]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = v["apps"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["postgres"], "{v}");
+}
+
+#[test]
+fn call_deploys_with_progress_on_stderr() {
+    let (sim, server) = sim(SimOptions::default());
+    let env = sim_env(&server);
+    let compose = "services:\n  web:\n    image: nginx:1.27\n    ports: ['8181:80']\n    deploy: {resources: {limits: {memory: 256M}}}\n";
+    let dir = std::env::temp_dir().join(format!("truenas-mcp-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("compose.yml");
+    std::fs::write(&file, compose).unwrap();
+    let arg = format!("compose_yaml=@{}", file.display());
+    let (code, out, err) = call(&env, &["deploy_custom_app", "app_name=nginx-test", &arg]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(err.lines().any(|l| l.starts_with('[') && l.contains("%")), "no progress bar on stderr:\n{err}");
+    assert!(out.contains("nginx-test"), "{out}");
+    assert!(sim.apps().iter().any(|a| a["name"] == "nginx-test"), "the app was not created");
+}
+
+#[test]
+fn call_refuses_a_dangerous_compose_with_exit_code_1() {
+    let (sim, server) = sim(SimOptions::default());
+    let env = sim_env(&server);
+    let compose = "services:\n  root:\n    image: alpine:3\n    privileged: yes\n    volumes: ['/var/run/docker.sock:/var/run/docker.sock']\n";
+    let arg = format!("compose_yaml={compose}");
+    let (code, out, _) = call(&env, &["deploy_custom_app", "app_name=evil", &arg]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("privileged") && out.contains("docker-socket"), "{out}");
+    assert!(!sim.call_log().iter().any(|(m, _)| m == "app.create"), "nothing may reach the NAS");
+}
+
+#[test]
+fn call_reports_bad_arguments_before_connecting() {
+    let (code, _, err) = call(&[], &["get_app_logs", "app_name=Bad_Name", "lines=0"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid arguments for get_app_logs"), "{err}");
+    assert!(err.contains("app_name: must match the pattern") && err.contains("lines: must be at least 1"), "{err}");
+    let (code, _, err) = call(&[], &["no_such_tool"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown tool 'no_such_tool'"), "{err}");
+}
+
+#[test]
+fn tools_lists_the_catalogue_and_hides_writes_when_read_only() {
+    let out = binary(&[]).arg("tools").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("deploy_custom_app") && text.contains("get_app_logs"), "{text}");
+    let out = binary(&[("TRUENAS_READ_ONLY", "true")]).args(["tools", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = v["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"list_custom_apps") && !names.contains(&"deploy_custom_app"), "{names:?}");
+}
