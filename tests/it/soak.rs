@@ -210,7 +210,6 @@ fn thousands_of_calls_with_random_faults() {
         };
         streak = if kind_of(&r) == "ok" { streak + 1 } else { 0 };
     }
-    drop(send);
     let _ = child.kill();
     let _ = child.wait();
 }
