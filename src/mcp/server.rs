@@ -51,7 +51,7 @@ pub enum Event {
     /// A line from the reader.
     Input(Incoming),
     /// The input reached EOF (or failed).
-    InputClosed,
+    Eof,
     /// The writer could not write (e.g. the client went away).
     OutputClosed,
     /// A worker finished a job.
@@ -88,7 +88,7 @@ fn run(
     let (events_tx, events_rx) = crossbeam_channel::unbounded::<Event>();
     let (outbox, writer_done) = spawn_writer(output, 1024, events_tx.clone(), Event::OutputClosed)?;
     let pool = Pool::start(opts.workers, opts.queue, events_tx.clone(), Event::Done)?;
-    spawn_reader(input, opts.max_line, input_tx, Event::Input, Event::InputClosed)?;
+    spawn_reader(input, opts.max_line, input_tx, Event::Input, Event::Eof)?;
     let mut server = Server::new(catalog, opts, outbox.clone(), events_tx, pool);
     server.run(&input_rx, &events_rx);
     drop(server);
@@ -203,7 +203,7 @@ impl Server {
         loop {
             let event = match drain_until {
                 None => select! {
-                    recv(input) -> e => e.unwrap_or(Event::InputClosed),
+                    recv(input) -> e => e.unwrap_or(Event::Eof),
                     recv(internal) -> e => match e { Ok(e) => e, Err(_) => break },
                 },
                 Some(deadline) => match internal.recv_deadline(deadline) {
@@ -220,7 +220,7 @@ impl Server {
             };
             match event {
                 Event::Input(incoming) => self.on_input(incoming),
-                Event::InputClosed => {
+                Event::Eof => {
                     if !self.input_closed {
                         log::debug!("input closed; finishing {} request(s) in flight", self.calls.len());
                         self.input_closed = true;

@@ -336,11 +336,7 @@ fn unsupported_modern_version_is_32022_with_the_supported_list() {
         let supported = response["error"]["data"]["supported"].as_array().unwrap();
         assert!(supported.contains(&json!("2026-07-28")) && supported.contains(&json!("2025-11-25")));
     }
-    // Recorded under 2026-07-28 so the UnsupportedProtocolVersionError shape is checked.
-    for r in &mut peer.transcript {
-        r.revision = "2026-07-28".into();
-    }
-    peer.assert_schema_valid();
+    peer.assert_schema_valid(); // recorded under 2026-07-28: the UnsupportedProtocolVersionError shape
 }
 
 #[test]
@@ -364,6 +360,7 @@ fn a_client_that_probes_discover_can_fall_back_to_initialize() {
     assert_eq!(peer.initialize("2025-11-25", json!({}))["protocolVersion"], "2025-11-25");
     let list = peer.request(json!(2), "tools/list", json!({}));
     assert!(result(&list)["tools"].is_array());
+    peer.assert_schema_valid();
 }
 
 // ---- malformed input (real binary) --------------------------------------------------------------------------
@@ -453,6 +450,7 @@ fn stdin_eof_exits_promptly_with_status_zero() {
     peer.close_input();
     assert_eq!(peer.wait_exit(PATIENCE), Some(true), "exit status 0 after EOF");
     assert!(closed.elapsed() < Duration::from_secs(1), "took {:?} to exit after EOF", closed.elapsed());
+    peer.assert_schema_valid();
 }
 
 // ---- tools (in-process test catalogue) ----------------------------------------------------------------------
@@ -663,6 +661,7 @@ fn duplicate_ids_in_flight_are_refused() {
     peer.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}));
     wait_event(&events, "slow cancelled");
     ping_works(&mut peer, 1); // the id is free again
+    peer.assert_schema_valid();
 }
 
 #[test]
@@ -850,4 +849,102 @@ fn python_sdk_drives_the_test_catalogue_with_elicitation_progress_and_logging() 
         }
         assert!(server.is_finished(), "the server did not exit after the SDK client closed");
     }
+}
+
+// ---- robustness -----------------------------------------------------------------------------------------------
+
+/// A small deterministic PRNG (xorshift64*), so the mutated inputs are the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Replace one value somewhere in `value` (objects and arrays are walked at random) with an odd one.
+fn mutate(value: &mut Value, rng: &mut Rng) {
+    let odd = [
+        Value::Null,
+        json!(1.5),
+        json!(-1),
+        json!(i64::MAX),
+        json!(""),
+        json!("x"),
+        json!([]),
+        json!({}),
+        json!(true),
+        json!("é\u{0}\u{2028}"),
+        json!([[[[[[[[]]]]]]]]),
+        json!({"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
+    ];
+    match value {
+        Value::Object(map) if !map.is_empty() && rng.below(4) != 0 => {
+            let keys: Vec<String> = map.keys().cloned().collect();
+            let key = &keys[rng.below(keys.len())];
+            if rng.below(5) == 0 {
+                map.remove(key);
+            } else {
+                mutate(map.get_mut(key).unwrap(), rng);
+            }
+        }
+        Value::Array(items) if !items.is_empty() && rng.below(4) != 0 => {
+            let i = rng.below(items.len());
+            mutate(&mut items[i], rng);
+        }
+        _ => *value = odd[rng.below(odd.len())].clone(),
+    }
+}
+
+/// Hundreds of mutated requests, notifications and responses (wrong types, missing members, odd ids, truncated
+/// lines): the server answers each line with valid JSON or not at all, every answer fits the schema, and a plain
+/// request still works at the end.
+#[test]
+fn mutated_messages_never_break_the_server() {
+    let (mut peer, _events) = default_server();
+    peer.initialize("2025-06-18", json!({}));
+    let corpus = [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "a", "times": 2}, "_meta": {"progressToken": "t"}}}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"cursor": "p1.0"}}),
+        json!({"jsonrpc": "2.0", "id": 3, "method": "logging/setLevel", "params": {"level": "debug"}}),
+        json!({"jsonrpc": "2.0", "id": 4, "method": "resources/read", "params": {"uri": "test://status"}}),
+        json!({"jsonrpc": "2.0", "id": 5, "method": "prompts/get", "params": {"name": "diagnose", "arguments": {"app": "x"}}}),
+        json!({"jsonrpc": "2.0", "id": 6, "method": "completion/complete", "params": {"ref": {"type": "ref/prompt", "name": "diagnose"}, "argument": {"name": "app", "value": "a"}}}),
+        json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "m"}, "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}),
+        json!({"jsonrpc": "2.0", "id": 8, "result": {"action": "accept"}}),
+        json!({"jsonrpc": "2.0", "id": 9, "method": "ping"}),
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for i in 0..400 {
+        let mut message = corpus[rng.below(corpus.len())].clone();
+        for _ in 0..=rng.below(3) {
+            mutate(&mut message, &mut rng);
+        }
+        // Unique ids keep answers apart; mutation may have removed or replaced the id already.
+        if message.get("id").is_some_and(Value::is_i64) {
+            message["id"] = json!(10_000 + i);
+        }
+        if message.get("method") == Some(&json!("initialize")) {
+            continue;
+        }
+        let mut line = serde_json::to_vec(&message).unwrap();
+        if rng.below(10) == 0 {
+            line.truncate(rng.below(line.len())); // a broken line
+        }
+        line.push(b'\n');
+        peer.send_raw(&line);
+    }
+    ping_works(&mut peer, 99_999);
+    let echo =
+        peer.request(json!(99_998), "tools/call", json!({"name": "echo", "arguments": {"message": "still here"}}));
+    assert_eq!(text_of(&echo), "still here");
+    while peer.recv_within(Duration::from_millis(200)).is_some() {}
+    peer.assert_schema_valid();
 }
