@@ -16,7 +16,9 @@ use crate::mcp::call::{Ask, CallNotifier, LegacyElicitor, LogThreshold, ModernEl
 use crate::mcp::pool::{Job, Outcome, Pool};
 use crate::mcp::protocol::{self, fingerprint, modern_envelope, Envelope, Revision, RESOURCE_NOT_FOUND};
 use crate::mcp::stdio::{spawn_reader, spawn_writer, Incoming, Outbox};
-use crate::mcp::tool::{CallContext, CancelToken, Catalog, CatalogError, Elicitor, LogLevel, ToolDef, ToolOutput};
+use crate::mcp::tool::{
+    CallContext, CancelToken, Catalog, CatalogError, Elicitor, LogLevel, Offers, ToolDef, ToolOutput,
+};
 use crate::mcp::wire;
 
 /// Tunables of one server run. `Default` is what `serve` uses (apart from `workers`).
@@ -124,13 +126,6 @@ struct PendingAsk {
     reply: Sender<Outcome>,
 }
 
-/// What the catalogue offers beyond tools (decides the declared capabilities and the methods served).
-struct Features {
-    resources: bool,
-    prompts: bool,
-    completions: bool,
-}
-
 struct Session {
     /// The legacy revision negotiated by `initialize`.
     revision: Option<Revision>,
@@ -143,7 +138,7 @@ struct Server {
     tools: Vec<Arc<ToolDef>>,
     tool_index: HashMap<String, usize>,
     tools_fingerprint: u64,
-    features: Features,
+    features: Offers,
     instructions: Option<String>,
     opts: ServeOptions,
     outbox: Outbox,
@@ -166,13 +161,7 @@ impl Server {
         let tools: Vec<Arc<ToolDef>> = catalog.tools().into_iter().map(Arc::new).collect();
         let tool_index = tools.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
         let tools_fingerprint = fingerprint(tools.iter().map(|t| t.name.as_str()));
-        let templates = !catalog.resource_templates().is_empty();
-        let prompts = !catalog.prompts().is_empty();
-        let features = Features {
-            resources: templates || !catalog.resources().is_empty(),
-            prompts,
-            completions: prompts || templates,
-        };
+        let features = catalog.offers();
         Server {
             instructions: catalog.instructions(),
             catalog,
