@@ -826,6 +826,12 @@ fn python_sdk_drives_the_binary_in_legacy_auto_and_modern_modes() {
     for mode in ["legacy", "auto", "modern"] {
         assert_eq!(report[mode]["unknown_tool_error"], -32602, "{mode}: {report}");
         assert!(report[mode]["tools"].is_array(), "{mode}");
+        assert_eq!(report[mode]["annotated"], true, "{mode}: every tool carries all four annotations");
+        if report[mode].get("called").is_some() {
+            // A tool result (not a protocol error) that the SDK accepted; in mock mode without a NAS it may be isError.
+            assert!(report[mode]["call_is_error"].is_boolean(), "{mode}: {report}");
+            assert!(report[mode]["call_text"].as_str().is_some_and(|t| !t.is_empty()), "{mode}: {report}");
+        }
     }
 }
 
