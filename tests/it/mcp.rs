@@ -955,3 +955,36 @@ fn mutated_messages_never_break_the_server() {
     while peer.recv_within(Duration::from_millis(200)).is_some() {}
     peer.assert_schema_valid();
 }
+
+/// With debug logging on, every wire message is logged to stderr with secrets masked; stdout stays pure MCP.
+#[test]
+fn debug_log_shows_the_wire_without_secrets() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(crate::support::binary())
+        .arg("--mock")
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let secret = "hunter2-do-not-log";
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "no_such_tool", "arguments": {
+        "env": {"DB_PASSWORD": secret},
+        "compose_yaml": format!("services:\n  db:\n    environment:\n      - POSTGRES_PASSWORD={secret}\n"),
+    }}});
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", json!({"jsonrpc": "2.0", "id": 1, "method": "ping"})).unwrap();
+    writeln!(stdin, "{call}").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("< ") && stderr.contains("no_such_tool") && stderr.contains("> "), "{stderr}");
+    assert!(!stderr.contains(secret), "a secret reached the log:\n{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let answers: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).expect("stdout is MCP only")).collect();
+    assert_eq!(answers.len(), 2);
+    assert_eq!(error_code(&answers[1]), -32602);
+}
