@@ -988,3 +988,63 @@ fn debug_log_shows_the_wire_without_secrets() {
     assert_eq!(answers.len(), 2);
     assert_eq!(error_code(&answers[1]), -32602);
 }
+
+// ---- golden transcript --------------------------------------------------------------------------------------
+
+/// `actual` matches `expected` where `"*"` matches any value and objects must have exactly the expected members.
+fn matches_pattern(expected: &Value, actual: &Value) -> bool {
+    match (expected, actual) {
+        (Value::String(s), _) if s == "*" => true,
+        (Value::Object(e), Value::Object(a)) => {
+            e.len() == a.len() && e.iter().all(|(k, v)| a.get(k).is_some_and(|av| matches_pattern(v, av)))
+        }
+        (Value::Array(e), Value::Array(a)) => e.len() == a.len() && e.iter().zip(a).all(|(e, a)| matches_pattern(e, a)),
+        _ => expected == actual,
+    }
+}
+
+/// A whole session through the real binary as newline JSON: `>` lines are sent, `<` lines are the exact answers
+/// expected next (`"*"` = any value).
+#[test]
+fn golden_transcript_through_the_binary() {
+    let transcript = r#"
+> {"jsonrpc":"2.0","id":"p0","method":"ping"}
+< {"jsonrpc":"2.0","id":"p0","result":{}}
+> {"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"golden","version":"1"}}}
+< {"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":"*","serverInfo":{"name":"truenas-mcp","title":"TrueNAS Custom Apps","version":"*"},"instructions":"*"}}
+> {"jsonrpc":"2.0","method":"notifications/initialized"}
+> {"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"error"}}
+< {"jsonrpc":"2.0","id":2,"result":{}}
+> {"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"nope"}}
+< {"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"unknown tool 'nope' (tools/list shows the available ones)"}}
+> {"jsonrpc":"2.0","id":4,"method":"tools/list","params":{"cursor":"bogus"}}
+< {"jsonrpc":"2.0","id":4,"error":{"code":-32602,"message":"invalid cursor 'bogus' (use nextCursor from a previous page)"}}
+> {"jsonrpc":"2.0","id":5,"method":"frobnicate"}
+< {"jsonrpc":"2.0","id":5,"error":{"code":-32601,"message":"method 'frobnicate' not found"}}
+> {"jsonrpc":"2.0","id":6,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}
+< {"jsonrpc":"2.0","id":6,"result":{"resultType":"complete","supportedVersions":["2026-07-28","2025-11-25","2025-06-18","2025-03-26","2024-11-05"],"capabilities":"*","instructions":"*","ttlMs":300000,"cacheScope":"private","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"truenas-mcp","title":"TrueNAS Custom Apps","version":"*"}}}}
+> {"jsonrpc":"2.0","id":7,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}
+< {"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"method 'ping' does not exist in protocol revision 2026-07-28"}}
+> {"jsonrpc":"2.0","id":8,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2025-06-18","io.modelcontextprotocol/clientCapabilities":{}}}}
+< {"jsonrpc":"2.0","id":8,"error":{"code":-32022,"message":"*","data":{"supported":["2026-07-28","2025-11-25","2025-06-18","2025-03-26","2024-11-05"],"requested":"2025-06-18"}}}
+> {"jsonrpc":"2.0","id":9,"method":"ping"}
+< {"jsonrpc":"2.0","id":9,"result":{}}
+"#;
+    let mut peer = mock_binary();
+    peer.revision = "2025-06-18".into();
+    for line in transcript.lines().filter(|l| !l.is_empty()) {
+        let (direction, json_text) = line.split_at(2);
+        let message: Value = serde_json::from_str(json_text).unwrap_or_else(|e| panic!("bad fixture line {line}: {e}"));
+        match direction {
+            "> " => peer.send(&message),
+            "< " => {
+                let got = peer.recv();
+                assert!(matches_pattern(&message, &got), "expected {message}\n     got {got}");
+            }
+            _ => panic!("fixture lines start with '> ' or '< ': {line}"),
+        }
+    }
+    peer.close_input();
+    assert_eq!(peer.wait_exit(PATIENCE), Some(true));
+    assert!(peer.recv_within(Duration::from_millis(100)).is_none(), "nothing after the transcript");
+}
