@@ -343,3 +343,103 @@ fn tools_lists_the_catalogue_and_hides_writes_when_read_only() {
     let names: Vec<&str> = v["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"list_custom_apps") && !names.contains(&"deploy_custom_app"), "{names:?}");
 }
+
+// ---- the README's commands run, so the documentation cannot rot ------------------------------------------------
+
+/// Commands in the README's `sh` blocks that this test deliberately does not run, and why.
+const NOT_RUN: &[(&str, &str)] = &[
+    ("./run_mcp.sh --mock", "builds the release binary first; the same server is exercised by every MCP test"),
+    ("cargo test", "this is the test suite itself"),
+    ("cargo clippy --all-targets -- -D warnings", "run by .ci/run"),
+    ("cargo bench --bench mcp", "benchmarks print numbers; see BENCHMARKS.md"),
+    (".ci/run", "CI itself"),
+    ("claude mcp add", "needs Claude Code"),
+];
+
+fn readme_commands() -> Vec<String> {
+    let text = readme();
+    let mut cmds = Vec::new();
+    let mut in_sh = false;
+    for l in text.lines() {
+        if l.trim_start().starts_with("```") {
+            in_sh = !in_sh && l.trim() == "```sh";
+            continue;
+        }
+        if in_sh {
+            let cmd = l.split("  #").next().unwrap_or("").trim();
+            if !cmd.is_empty() {
+                cmds.push(cmd.to_string());
+            }
+        }
+    }
+    cmds
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Split `A=1 B=2 truenas-mcp args…` into (env, args after `truenas-mcp`).
+fn split_command(cmd: &str) -> (Vec<(String, String)>, Vec<String>) {
+    let mut env = Vec::new();
+    let mut words = cmd.split_whitespace();
+    for w in words.by_ref() {
+        if w == "truenas-mcp" {
+            break;
+        }
+        let (k, v) = w.split_once('=').unwrap_or_else(|| panic!("unexpected word '{w}' in README command: {cmd}"));
+        env.push((k.to_string(), v.to_string()));
+    }
+    (env, words.map(String::from).collect())
+}
+
+#[test]
+fn readme_commands_work() {
+    let cmds = readme_commands();
+    assert!(cmds.len() >= 8, "README commands not found: {cmds:?}");
+    let mut ports = std::collections::BTreeMap::new();
+    let mut sims = Vec::new();
+    for cmd in &cmds {
+        if NOT_RUN.iter().any(|(prefix, _)| cmd.starts_with(prefix)) {
+            continue;
+        }
+        assert!(cmd.contains("truenas-mcp "), "README command neither run nor listed in NOT_RUN: {cmd}");
+        // Fixed README ports become free ones; the same README port maps to the same free port.
+        let mut cmd = cmd.clone();
+        for p in ["8080", "8443"] {
+            if cmd.contains(p) {
+                let free = *ports.entry(p).or_insert_with(free_port);
+                cmd = cmd.replace(p, &free.to_string());
+            }
+        }
+        let (env, args) = split_command(&cmd);
+        let mut command = binary(&[]);
+        command.current_dir(env!("CARGO_MANIFEST_DIR")).args(&args).envs(env);
+        if args.first().map(String::as_str) == Some("simulate") {
+            if sims.iter().any(|(a, _): &(Vec<String>, _)| a.iter().any(|x| args.contains(x) && x.starts_with("127.")))
+            {
+                continue; // same port as an earlier example
+            }
+            let mut child = command.stderr(std::process::Stdio::piped()).spawn().unwrap();
+            let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+            let mut first = String::new();
+            std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+            assert!(first.contains("listening on"), "{cmd}: {first}");
+            sims.push((args.clone(), child));
+            continue;
+        }
+        let out = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "README command failed: {cmd}\nstdout:\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!stdout.trim().is_empty(), "README command printed nothing: {cmd}");
+    }
+    assert!(sims.len() >= 2, "the simulate examples did not run");
+    for (_, mut child) in sims {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
