@@ -125,7 +125,8 @@ impl LogLevel {
     }
 }
 
-/// Where a handler sends MCP log messages (legacy era; filtered by `logging/setLevel`). Never put secrets in them.
+/// Where a handler sends MCP log messages: filtered by `logging/setLevel` in the legacy era, by the request's
+/// `io.modelcontextprotocol/logLevel` opt-in in the modern era (none without it). Never put secrets in them.
 pub trait LogSink: Send + Sync {
     fn log(&self, level: LogLevel, logger: &str, data: Value);
 }

@@ -1048,3 +1048,27 @@ fn golden_transcript_through_the_binary() {
     assert_eq!(peer.wait_exit(PATIENCE), Some(true));
     assert!(peer.recv_within(Duration::from_millis(100)).is_none(), "nothing after the transcript");
 }
+
+/// A 64 MiB line is refused without being held in memory: the server's peak RSS stays far below the line's size.
+#[test]
+fn an_over_long_line_is_not_buffered() {
+    let mut peer = mock_binary();
+    ping_works(&mut peer, 1);
+    let mut line = vec![b'x'; 64 * 1024 * 1024];
+    line.push(b'\n');
+    peer.send_raw(&line);
+    drop(line);
+    let answer = peer.recv();
+    assert_eq!(error_code(&answer), -32600);
+    assert!(answer["error"]["message"].as_str().unwrap().contains("limit"), "{answer}");
+    ping_works(&mut peer, 2);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", peer.pid().unwrap())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    assert!(peak_kib < 48 * 1024, "peak RSS {peak_kib} KiB after a 64 MiB line");
+    peer.assert_schema_valid();
+}
