@@ -560,6 +560,9 @@ impl Server {
         let catalog = Arc::clone(&self.catalog);
         let label = format!("tool '{}'", tool.name);
         let run = Box::new(move || {
+            if ctx.cancel.is_cancelled() {
+                return Ok(Value::Null); // cancelled while queued: nobody will read the answer
+            }
             let output = run_tool(catalog.as_ref(), &tool, args, &ctx);
             Ok(wire::finish(&env, wire::call_result(&env, output)))
         });

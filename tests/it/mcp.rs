@@ -1072,3 +1072,27 @@ fn an_over_long_line_is_not_buffered() {
     assert!(peak_kib < 48 * 1024, "peak RSS {peak_kib} KiB after a 64 MiB line");
     peer.assert_schema_valid();
 }
+
+/// With every worker busy and the queue full, a further call is refused at once (not buffered without bound);
+/// a call cancelled while queued never runs.
+#[test]
+fn a_full_queue_refuses_work_and_queued_cancellations_never_run() {
+    let (mut peer, events) = test_server(ServeOptions { workers: 1, queue: 1, ..ServeOptions::default() });
+    peer.initialize("2025-06-18", json!({}));
+    let slow = |id: i64| json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "slow", "arguments": {"ms": 60000}}});
+    peer.send(&slow(1));
+    peer.send(&slow(2)); // queued behind 1
+    let busy = peer.request(json!(3), "tools/call", json!({"name": "echo", "arguments": {"message": "x"}}));
+    assert_eq!(error_code(&busy), -32603);
+    assert!(busy["error"]["message"].as_str().unwrap().contains("busy"), "{busy}");
+    ping_works(&mut peer, 4);
+    for id in [2, 1] {
+        peer.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id}}));
+    }
+    wait_event(&events, "slow cancelled");
+    let after = peer.request(json!(5), "tools/call", json!({"name": "echo", "arguments": {"message": "free"}}));
+    assert_eq!(text_of(&after), "free");
+    assert!(events.try_recv().is_err(), "the queued, cancelled call ran");
+    assert!(!answered(&peer, 1) && !answered(&peer, 2));
+    peer.assert_schema_valid();
+}
