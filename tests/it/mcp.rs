@@ -1096,3 +1096,44 @@ fn a_full_queue_refuses_work_and_queued_cancellations_never_run() {
     assert!(!answered(&peer, 1) && !answered(&peer, 2));
     peer.assert_schema_valid();
 }
+
+/// Every kind of answer, in every legacy revision, fits that revision's schema (and only uses members it defines).
+#[test]
+fn every_revision_gets_answers_in_its_own_shape() {
+    for version in ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"] {
+        let (mut peer, _events) = default_server();
+        peer.initialize(version, json!({"elicitation": {}}));
+        let requests = [
+            ("tools/list", json!({})),
+            ("tools/call", json!({"name": "echo", "arguments": {"message": "hi"}, "_meta": {"progressToken": 1}})),
+            ("tools/call", json!({"name": "echo", "arguments": {}})),
+            ("tools/call", json!({"name": "progress", "arguments": {}, "_meta": {"progressToken": "p"}})),
+            ("tools/call", json!({"name": "log", "arguments": {}})),
+            ("resources/list", json!({})),
+            ("resources/templates/list", json!({})),
+            ("resources/read", json!({"uri": "test://status"})),
+            ("prompts/list", json!({})),
+            ("prompts/get", json!({"name": "diagnose", "arguments": {"app": "a"}})),
+            (
+                "completion/complete",
+                json!({"ref": {"type": "ref/prompt", "name": "diagnose"}, "argument": {"name": "app", "value": ""}}),
+            ),
+            ("logging/setLevel", json!({"level": "debug"})),
+            ("ping", json!({})),
+        ];
+        for (id, (method, params)) in requests.into_iter().enumerate() {
+            let response = peer.request(json!(id + 1), method, params);
+            assert!(response.get("result").is_some(), "{version} {method}: {response}");
+        }
+        // The elicitation request itself (2025-06-18 and later): answer it and check the result too.
+        if version >= "2025-06-18" {
+            peer.take_backlog(); // progress and log notifications of the calls above
+            peer.send(&json!({"jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": {"name": "confirm", "arguments": {}}}));
+            let ask = peer.recv();
+            assert_eq!(ask["method"], "elicitation/create", "{version}");
+            peer.send(&json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "decline"}}));
+            assert_eq!(text_of(&peer.response_to(&json!(99))), "declined");
+        }
+        peer.assert_schema_valid();
+    }
+}
