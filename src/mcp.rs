@@ -8,12 +8,12 @@
 
 mod call;
 mod pool;
-pub mod protocol;
+mod protocol;
 mod redact;
 mod server;
 mod stdio;
 pub mod tool;
-pub mod wire;
+mod wire;
 
 use std::process::ExitCode;
 use std::sync::Arc;
