@@ -79,7 +79,8 @@ pub fn serve_io(
     }
 }
 
-fn run(
+/// [`serve_io`] with start-up failures (thread creation) as errors.
+pub(crate) fn run(
     catalog: Arc<dyn Catalog>,
     input: impl Read + Send + 'static,
     output: impl Write + Send + 'static,
