@@ -221,6 +221,7 @@ impl Middleware {
         method: &str,
         params: Vec<Value>,
     ) -> Reply {
+        log::debug!("sim < {method} (connection {})", session.id);
         self.state().call_log.push((method.to_string(), Value::Array(params.clone())));
         if let Some(d) = self.faults.latency_for(method) {
             std::thread::sleep(d);
@@ -473,8 +474,19 @@ impl Middleware {
             return query::apply(Vec::new(), filters, options);
         }
         let with_config = options.pointer("/extra/retrieve_config").and_then(Value::as_bool) == Some(true);
+        let with_schema = options.pointer("/extra/include_app_schema").and_then(Value::as_bool) == Some(true);
         let host_ip = Self::host_ip(session, options);
-        let items: Vec<Value> = st.apps.values().map(|a| a.entry(self.version(), &host_ip, with_config)).collect();
+        let items: Vec<Value> = st
+            .apps
+            .values()
+            .map(|a| {
+                let mut e = a.entry(self.version(), &host_ip, with_config);
+                if with_schema {
+                    e["version_details"] = super::apps::custom_version_details();
+                }
+                e
+            })
+            .collect();
         drop(st);
         let mut options = options.clone();
         if let Some(o) = options.as_object_mut() {

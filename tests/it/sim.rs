@@ -668,3 +668,154 @@ fn tls_front_with_the_test_ca() {
     assert_eq!(r["response_type"], "SUCCESS", "TLS is a secure transport");
     assert_eq!(c.call("system.info", json!([]))["version"], "25.04.2.6");
 }
+
+/// Whether the server ended the connection: the next read fails with something other than a timeout.
+fn is_dropped(c: &mut Raw<TcpStream>) -> bool {
+    loop {
+        match c.ws.read() {
+            Ok(Message::Text(_)) | Ok(Message::Pong(_)) | Ok(Message::Ping(_)) => continue,
+            Ok(_) => return true,
+            Err(tungstenite::Error::Io(e))
+                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn fault_drop_after_frames_and_garbage() {
+    let (sim, server) = start(options(SimVersion::V25_04));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    let before = sim.frames_received();
+    sim.faults().drop_after_frames(2);
+    assert_eq!(c.call("core.ping", json!([])), "pong");
+    c.request("core.ping", json!([]));
+    assert!(is_dropped(&mut c), "the 2nd frame drops the connection");
+    assert_eq!(sim.frames_received(), before + 2);
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    sim.faults().send_garbage();
+    let id = c.request("core.ping", json!([]));
+    assert_eq!(c.recv_wire(), Value::String("}{ not json \u{1}".into()));
+    assert_eq!(c.response(&id)["result"], "pong");
+}
+
+#[test]
+fn fault_drop_mid_job_keeps_the_job_running() {
+    let (sim, server) = start(options(SimVersion::V25_04));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    c.call("core.subscribe", json!(["core.get_jobs"]));
+    sim.faults().drop_mid_job();
+    let job = c.call("app.redeploy", json!(["whoami"])).as_i64().unwrap();
+    assert!(is_dropped(&mut c));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let j = c.call("core.get_jobs", json!([[["id", "=", job]], {"get": true}]));
+        if j["state"] == "SUCCESS" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job never finished: {j}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn fault_expired_session_and_half_open_socket() {
+    let (sim, server) = start(options(SimVersion::V25_04));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    sim.faults().expire_sessions();
+    assert_eq!(c.call_raw("system.info", json!([]))["error"]["data"]["error"], 207);
+    c.login();
+    assert_eq!(c.call("core.ping", json!([])), "pong");
+    sim.faults().half_open_existing();
+    c.request("core.ping", json!([]));
+    c.ws.get_ref().set_timeout(Duration::from_millis(300));
+    assert!(!is_dropped(&mut c), "a half-open socket neither answers nor closes");
+    let mut fresh = connect(&server, "/api/current");
+    fresh.login();
+    assert_eq!(fresh.call("core.ping", json!([])), "pong");
+}
+
+#[test]
+fn fault_restart_drops_connections_and_resets_job_ids() {
+    let (sim, server) = start(options(SimVersion::V25_04));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    c.call("core.subscribe", json!(["core.get_jobs"]));
+    let first = c.call("app.start", json!(["jellyfin"])).as_i64().unwrap();
+    c.wait_job(first);
+    let second = c.call("app.stop", json!(["jellyfin"])).as_i64().unwrap();
+    assert_eq!((first, second), (1, 2));
+    c.wait_job(second);
+    sim.restart();
+    assert!(is_dropped(&mut c));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    assert_eq!(c.call("core.get_jobs", json!([])), json!([]));
+    assert_eq!(c.call("app.start", json!(["jellyfin"])), 1);
+    assert_eq!(c.call("app.query", json!([])).as_array().unwrap().len(), 3, "apps survive a restart");
+}
+
+#[test]
+fn fault_stalled_tls_handshake() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls");
+    let opts = SimOptions {
+        tls: Some((fixtures.join("server.pem"), fixtures.join("server.pkcs8.key"))),
+        ..options(SimVersion::V25_04)
+    };
+    let (sim, server) = start(opts);
+    let ca = native_tls::Certificate::from_pem(&std::fs::read(fixtures.join("ca.pem")).unwrap()).unwrap();
+    let connector = native_tls::TlsConnector::builder().add_root_certificate(ca).build().unwrap();
+    let attempt = || {
+        let tcp = TcpStream::connect(server.addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        connector.connect("localhost", tcp).is_ok()
+    };
+    sim.faults().set_stall_tls_handshake(true);
+    assert!(!attempt(), "a stalled handshake must time out");
+    sim.faults().set_stall_tls_handshake(false);
+    assert!(attempt());
+}
+
+#[test]
+fn app_stats_events_are_lists_of_app_usage() {
+    let (_sim, server) = start(options(SimVersion::V25_10));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    c.call("core.subscribe", json!(["app.stats:{\"interval\": 2}"]));
+    let e = c.event(|m| m["method"] == "collection_update");
+    let stats = e["params"]["fields"].as_array().unwrap().clone();
+    assert_eq!(stats.len(), 3);
+    let whoami = stats.iter().find(|s| s["app_name"] == "whoami").unwrap();
+    assert!(whoami["memory"].as_u64().unwrap() > 0);
+    let jellyfin = stats.iter().find(|s| s["app_name"] == "jellyfin").unwrap();
+    assert_eq!(jellyfin["memory"], 0, "stopped apps report zeros");
+}
+
+#[test]
+fn legacy_endpoint_on_25_04_and_no_pool() {
+    let (_sim, server) = start(SimOptions { docker_pool: None, ..options(SimVersion::V25_04) });
+    let mut c = connect(&server, "/websocket");
+    c.ddp_connect();
+    // No DDP pong on 25.04+, and core.ping needs a login there.
+    c.send(json!({"msg": "ping", "id": "p"}));
+    let denied = c.call_raw("core.ping", json!([]));
+    assert_eq!(denied["error"]["reason"], "[ENOTAUTHENTICATED] Not authenticated");
+    c.login();
+    assert_eq!(c.call("docker.status", json!([]))["status"], "UNCONFIGURED");
+    assert!(c.call("docker.config", json!([]))["pool"].is_null());
+    assert_eq!(c.call("app.query", json!([])), json!([]));
+    c.send(json!({"msg": "sub", "id": "j", "name": "core.get_jobs"}));
+    let job = c.call("app.create", json!([{"app_name": "x", "custom_app": true, "custom_compose_config": {"services": {"a": {"image": "nginx"}}}}]));
+    let f = c.wait_job(job.as_i64().unwrap());
+    assert_eq!(f["error"], "[EFAULT] No pool configured for Docker");
+    assert!(c.backlog.iter().all(|m| m["msg"] != "pong"), "no pong on 25.04");
+}
