@@ -41,6 +41,8 @@ pub(crate) struct State {
     pub docker_pool: Option<String>,
     /// Synthetic log length per app (lines per container).
     pub log_lines: HashMap<String, u64>,
+    /// Running event sources by full `name:args`.
+    pub sources: HashMap<String, Arc<events::SourceInstance>>,
 }
 
 pub(crate) struct Middleware {
@@ -58,6 +60,9 @@ pub(crate) struct Middleware {
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
+
+/// The call log keeps at most this many recent calls (long benchmarks must not grow it forever).
+const CALL_LOG_MAX: usize = 200_000;
 
 /// Methods callable before login.
 fn no_auth_required(version: SimVersion, method: &str) -> bool {
@@ -152,6 +157,7 @@ impl Middleware {
                 tokens: HashMap::new(),
                 docker_pool: opts.docker_pool.clone(),
                 log_lines: HashMap::new(),
+                sources: HashMap::new(),
             }),
             opts,
             faults,
@@ -222,7 +228,13 @@ impl Middleware {
         params: Vec<Value>,
     ) -> Reply {
         log::debug!("sim < {method} (connection {})", session.id);
-        self.state().call_log.push((method.to_string(), Value::Array(params.clone())));
+        {
+            let mut st = self.state();
+            if st.call_log.len() >= CALL_LOG_MAX {
+                st.call_log.drain(..CALL_LOG_MAX / 2);
+            }
+            st.call_log.push((method.to_string(), Value::Array(params.clone())));
+        }
         if let Some(d) = self.faults.latency_for(method) {
             std::thread::sleep(d);
         }

@@ -819,3 +819,29 @@ fn legacy_endpoint_on_25_04_and_no_pool() {
     assert_eq!(f["error"], "[EFAULT] No pool configured for Docker");
     assert!(c.backlog.iter().all(|m| m["msg"] != "pong"), "no pong on 25.04");
 }
+
+#[test]
+fn identical_log_subscriptions_share_one_source_without_replaying_the_tail() {
+    let (sim, server) = start(options(SimVersion::V25_04));
+    sim.set_log_lines("whoami", 50);
+    let mut a = connect(&server, "/api/current");
+    a.login();
+    let cid = a.call("app.container_ids", json!(["whoami"])).as_object().unwrap().keys().next().unwrap().clone();
+    let name =
+        format!("app.container_log_follow:{}", json!({"app_name": "whoami", "container_id": cid, "tail_lines": 5}));
+    a.call("core.subscribe", json!([name]));
+    for _ in 0..5 {
+        a.event(|m| m["params"]["collection"] == name.as_str());
+    }
+    let mut b = connect(&server, "/api/current");
+    b.login();
+    b.call("core.subscribe", json!([name]));
+    let first = b.event(|m| m["params"]["collection"] == name.as_str());
+    let line = first["params"]["fields"]["data"].as_str().unwrap();
+    assert!(!line.contains("line 45:"), "the joiner must not get the tail again: {line}");
+    // A different arg string (same meaning, other spacing) is a new instance with its own tail.
+    let spaced = name.replace(',', ", ");
+    b.call("core.subscribe", json!([spaced]));
+    let first = b.event(|m| m["params"]["collection"] == spaced.as_str());
+    assert!(first["params"]["fields"]["data"].as_str().unwrap().contains("line 45:"));
+}
