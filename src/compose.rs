@@ -1,6 +1,12 @@
 //! Docker Compose for TrueNAS: parse every syntax form, judge the security policy, convert for `app.create`.
 //!
 //! OWNER: compose helper. The signatures here are the contract the tools rely on.
+//!
+//! The pipeline of [`validate`]: `parse` (size cap, metered alias expansion, merge keys) → `interpolate` (`${VAR}`
+//! from the caller's env map) → `model` (a typed view with document paths; `ports`, `volumes`) → `policy` (every
+//! rule of `rules`, then the operator's level) → `portals` (optional `x-portals`) → `render` (the YAML text for
+//! TrueNAS, `$` escaped) → a size check against one TrueNAS frame (`payload`). The rules judge the interpolated
+//! document, which is exactly the document that is rendered and sent: what we judged is what runs.
 
 use std::collections::BTreeMap;
 
@@ -8,6 +14,23 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::PolicyConfig;
+
+mod interpolate;
+mod model;
+mod parse;
+mod payload;
+mod policy;
+mod portals;
+mod ports;
+mod render;
+pub mod rules;
+mod secrets;
+mod volumes;
+
+pub use parse::MAX_INPUT_BYTES;
+pub use payload::FRAME_LIMIT;
+pub use rules::Rule;
+pub use secrets::is_secret_name;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -34,7 +57,7 @@ pub struct Finding {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Substitution {
     pub variable: String,
-    /// "env" (from the caller's env map) or "default" (from `${VAR:-default}`).
+    /// "env" (from the caller's env map), "default" (from `${VAR:-default}`) or "alternate" (`${VAR:+alt}`).
     pub source: &'static str,
     /// Where in the document.
     pub path: String,
@@ -73,6 +96,7 @@ pub struct Report {
     pub services: Vec<String>,
     pub published_ports: Vec<PublishedPort>,
     /// The compose text to send to TrueNAS (interpolated, portals added); `None` when the document is unusable.
+    /// Present even when there are errors (for previews): deploy only when `!has_errors()`.
     pub rendered: Option<String>,
 }
 
@@ -84,30 +108,89 @@ impl Report {
 
 /// Parse, interpolate and judge a compose document. Never panics; bounded in time and memory.
 pub fn validate(input: &ValidateInput<'_>) -> Report {
-    let _ = input;
-    todo!()
+    let mut report = Report::default();
+    let mut findings = Vec::new();
+    let mut doc = match parse::parse(input.yaml) {
+        Ok(doc) => doc,
+        Err(finding) => {
+            findings.push(finding);
+            return finish(report, findings, input.policy);
+        }
+    };
+    if !doc.is_mapping() {
+        findings.push(rules::NOT_A_MAPPING.at(
+            None,
+            "",
+            format!("the document is {}, not a mapping", describe(&doc)),
+            "start the document with `services:`",
+        ));
+        return finish(report, findings, input.policy);
+    }
+    let interpolation = interpolate::interpolate_tree(&mut doc, input.env);
+    findings.extend(interpolation.findings);
+    report.substitutions = interpolation.substitutions;
+    report.unresolved = interpolation.unresolved;
+
+    let Some(root) = doc.as_mapping_mut() else { return finish(report, findings, input.policy) };
+    if let Some(services) = root.get("services").and_then(serde_yaml::Value::as_mapping) {
+        report.services = services.keys().map(interpolate::key_text).collect();
+    }
+    let project = model::read_project(root, &mut findings);
+    let cx = policy::Context { policy: input.policy, used_ports: input.used_ports };
+    findings.extend(policy::judge(&project, &cx, &mut report.published_ports));
+    if input.derive_portals && !root.contains_key("x-portals") {
+        let portals = portals::derive_portals(&project);
+        if !portals.is_empty() {
+            root.insert("x-portals".into(), serde_yaml::Value::Sequence(portals));
+        }
+    }
+    match render::render(&doc) {
+        Ok(text) => {
+            if let Some(finding) = payload::too_large_for_any_name(&text) {
+                findings.push(finding);
+            }
+            report.rendered = Some(text);
+        }
+        Err(why) => findings.push(rules::YAML_INVALID.at(None, "", why, "use plain text keys")),
+    }
+    finish(report, findings, input.policy)
+}
+
+fn finish(mut report: Report, mut findings: Vec<Finding>, policy: &PolicyConfig) -> Report {
+    policy::apply_level(&mut findings, policy);
+    report.findings = findings;
+    report
+}
+
+fn describe(v: &serde_yaml::Value) -> &'static str {
+    match v {
+        serde_yaml::Value::Null => "empty",
+        serde_yaml::Value::Bool(_) => "a boolean",
+        serde_yaml::Value::Number(_) => "a number",
+        serde_yaml::Value::String(_) => "a string",
+        serde_yaml::Value::Sequence(_) => "a list",
+        serde_yaml::Value::Mapping(_) => "a mapping",
+        serde_yaml::Value::Tagged(_) => "a tagged value",
+    }
 }
 
 /// `None` when `name` is a valid TrueNAS app name (`^[a-z]([-a-z0-9]*[a-z0-9])?$`, 1–40), else why not.
 pub fn app_name_error(name: &str) -> Option<String> {
-    let _ = name;
-    todo!()
+    payload::app_name_error(name)
 }
 
-/// The `app.create` argument object, or a `too-large` finding when it would not fit in one 64 KiB frame.
+/// The `app.create` argument object, or a `too-large` finding when it would not fit in one 64 KiB frame
+/// (or an `app-name-invalid` finding).
 pub fn create_payload(app_name: &str, compose: &str) -> Result<Value, Finding> {
-    let _ = (app_name, compose);
-    todo!()
+    payload::create_payload(app_name, compose)
 }
 
-/// The `app.update` second argument (`{custom_compose_config_string}`), or `too-large`.
+/// The `app.update` second argument (`{custom_compose_config_string}`), or `too-large` (or `app-name-invalid`).
 pub fn update_payload(app_name: &str, compose: &str) -> Result<Value, Finding> {
-    let _ = (app_name, compose);
-    todo!()
+    payload::update_payload(app_name, compose)
 }
 
 /// A copy of a compose document (as JSON, e.g. from `app.config`) with secret-looking environment values masked.
 pub fn mask_secrets(compose: &Value) -> Value {
-    let _ = compose;
-    todo!()
+    secrets::mask_secrets(compose)
 }

@@ -1,1 +1,872 @@
 //! Integration tests: compose (owned by the compose helper).
+//!
+//! One table per concern, each row a compose document and the rule ids it must produce (exactly those, sorted).
+//! Most rows use `svc(...)`, a single pinned, memory-limited service, so only the rule under test fires.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+use serde_json::json;
+use truenas_mcp::compose::{
+    self, create_payload, mask_secrets, update_payload, validate, Report, Severity, ValidateInput, FRAME_LIMIT,
+};
+use truenas_mcp::config::{PolicyConfig, PolicyLevel};
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn run(yaml: &str, env: &BTreeMap<String, String>, policy: &PolicyConfig, used: Option<&[u16]>) -> Report {
+    validate(&ValidateInput { yaml, env, used_ports: used, policy, derive_portals: false })
+}
+
+fn ids(report: &Report) -> Vec<&'static str> {
+    let mut ids: Vec<&str> = report.findings.iter().map(|f| f.rule).collect();
+    ids.sort_unstable();
+    ids
+}
+
+fn check(yaml: &str, expected: &[&str]) {
+    check_with(yaml, &[], expected);
+}
+
+fn check_with(yaml: &str, vars: &[(&str, &str)], expected: &[&str]) {
+    let report = run(yaml, &env(vars), &PolicyConfig::default(), None);
+    let mut want = expected.to_vec();
+    want.sort_unstable();
+    assert_eq!(ids(&report), want, "\n--- document ---\n{yaml}\n--- findings ---\n{:#?}", report.findings);
+}
+
+/// One pinned, memory-limited service `web` with `body` (YAML lines at service level) added.
+fn svc(body: &str) -> String {
+    let mut doc = String::from("services:\n  web:\n    image: nginx:1.25\n    mem_limit: 512m\n");
+    for line in body.lines() {
+        doc.push_str("    ");
+        doc.push_str(line);
+        doc.push('\n');
+    }
+    doc
+}
+
+fn table(cases: &[(&str, String, &[&str])]) {
+    for (name, yaml, expected) in cases {
+        let report = run(yaml, &BTreeMap::new(), &PolicyConfig::default(), None);
+        let mut want = expected.to_vec();
+        want.sort_unstable();
+        assert_eq!(ids(&report), want, "case `{name}`\n{yaml}\n{:#?}", report.findings);
+    }
+}
+
+#[test]
+fn a_clean_service_has_no_findings() {
+    check(&svc(""), &[]);
+}
+
+#[test]
+fn privileged_in_every_spelling() {
+    let p = &["privileged"][..];
+    table(&[
+        ("bool", svc("privileged: true"), p),
+        ("True", svc("privileged: True"), p),
+        ("yes", svc("privileged: yes"), p),
+        ("on", svc("privileged: on"), p),
+        ("quoted true", svc("privileged: \"true\""), p),
+        ("Y", svc("privileged: Y"), p),
+        ("number", svc("privileged: 1"), p),
+        ("unknown spelling counts as true", svc("privileged: maybe"), p),
+        (
+            "merge key",
+            "x-p: &p\n  privileged: true\nservices:\n  web:\n    <<: *p\n    image: nginx:1.25\n    mem_limit: 1g\n"
+                .into(),
+            p,
+        ),
+        (
+            "merge key two anchors deep",
+            "x-a: &a {privileged: on}\nx-b: &b {<<: *a, restart: always}\nservices:\n  web:\n    <<: *b\n    \
+             image: nginx:1.25\n    mem_limit: 1g\n"
+                .into(),
+            p,
+        ),
+        (
+            "merge list",
+            "x-a: &a {restart: always}\nx-b: &b {privileged: yes}\nservices:\n  web:\n    <<: [*a, *b]\n    \
+             image: nginx:1.25\n    mem_limit: 1g\n"
+                .into(),
+            p,
+        ),
+        ("false", svc("privileged: false"), &[]),
+        ("no", svc("privileged: no"), &[]),
+        ("off", svc("privileged: off"), &[]),
+        ("quoted false", svc("privileged: 'false'"), &[]),
+        ("commented out", svc("# privileged: true"), &[]),
+        ("mentioned in a command", svc("command: [\"echo\", \"privileged: true\"]"), &[]),
+    ]);
+    check_with(&svc("privileged: ${PRIV}"), &[("PRIV", "true")], &["privileged"]);
+    check_with(&svc("privileged: ${PRIV:-false}"), &[], &[]);
+}
+
+#[test]
+fn capabilities() {
+    table(&[
+        ("ALL", svc("cap_add: [ALL]"), &["cap-add-dangerous"]),
+        ("lower case", svc("cap_add: [sys_admin]"), &["cap-add-dangerous"]),
+        ("CAP_ prefix", svc("cap_add: [CAP_SYS_MODULE]"), &["cap-add-dangerous"]),
+        ("single string", svc("cap_add: SYS_PTRACE"), &["cap-add-dangerous"]),
+        (
+            "block list",
+            svc("cap_add:\n  - CHOWN\n  - DAC_READ_SEARCH\n  - bpf"),
+            &["cap-add-dangerous", "cap-add-dangerous"],
+        ),
+        ("network", svc("cap_add: [NET_ADMIN, net_raw]"), &["cap-add-network", "cap-add-network"]),
+        ("harmless", svc("cap_add: [CHOWN, SETUID, NET_BIND_SERVICE]"), &[]),
+        ("dropping is fine", svc("cap_drop: [ALL]"), &[]),
+    ]);
+}
+
+#[test]
+fn namespaces_and_security_options() {
+    table(&[
+        ("pid", svc("pid: host"), &["host-namespace"]),
+        ("ipc", svc("ipc: host"), &["host-namespace"]),
+        ("userns", svc("userns_mode: host"), &["host-namespace"]),
+        ("cgroup", svc("cgroup: host"), &["host-namespace"]),
+        ("uts", svc("uts: host"), &["host-namespace"]),
+        ("pid of a service", svc("pid: \"service:db\""), &[]),
+        ("seccomp colon", svc("security_opt: [\"seccomp:unconfined\"]"), &["security-opt-unconfined"]),
+        ("seccomp equals", svc("security_opt: [seccomp=unconfined]"), &["security-opt-unconfined"]),
+        ("apparmor", svc("security_opt:\n  - apparmor:unconfined"), &["security-opt-unconfined"]),
+        ("label", svc("security_opt: [\"label:disable\"]"), &["security-opt-unconfined"]),
+        ("systempaths", svc("security_opt: [systempaths=unconfined]"), &["security-opt-unconfined"]),
+        ("no-new-privileges", svc("security_opt: [\"no-new-privileges:true\"]"), &[]),
+        ("network host", svc("network_mode: host"), &["network-mode-host"]),
+        ("network of a service", svc("network_mode: \"service:vpn\""), &[]),
+    ]);
+    let uts = run(&svc("uts: host"), &BTreeMap::new(), &PolicyConfig::default(), None);
+    assert_eq!(uts.findings[0].severity, Severity::Warning);
+    let pid = run(&svc("pid: host"), &BTreeMap::new(), &PolicyConfig::default(), None);
+    assert_eq!(pid.findings[0].severity, Severity::Error);
+}
+
+#[test]
+fn binds_in_every_volume_form() {
+    let sensitive = &["sensitive-host-path"][..];
+    let socket = &["docker-socket"][..];
+    table(&[
+        ("short", svc("volumes: [\"/etc:/host-etc\"]"), sensitive),
+        ("short ro", svc("volumes: [\"/etc:/host-etc:ro\"]"), sensitive),
+        ("long", svc("volumes:\n  - type: bind\n    source: /boot\n    target: /b"), sensitive),
+        ("long read_only yes", svc("volumes:\n  - {type: bind, source: /proc, target: /p, read_only: yes}"), sensitive),
+        ("long without type", svc("volumes:\n  - {source: /sys, target: /s}"), sensitive),
+        ("root", svc("volumes: [\"/:/host\"]"), sensitive),
+        ("below", svc("volumes: [\"/etc/ssl/private:/k:ro\"]"), sensitive),
+        ("lib64", svc("volumes: [\"/lib64:/l:ro\"]"), sensitive),
+        ("app store", svc("volumes: [\"/mnt/.ix-apps:/x\"]"), sensitive),
+        ("all of /mnt contains the app store", svc("volumes: [\"/mnt:/mnt\"]"), sensitive),
+        ("all of /var contains /var/run", svc("volumes: [\"/var:/v\"]"), sensitive),
+        ("dot-dot", svc("volumes: [\"/mnt/tank/../../etc:/x\"]"), sensitive),
+        ("double slash and trailing slash", svc("volumes: [\"//etc//:/x\"]"), sensitive),
+        ("home", svc("volumes: [\"~/.ssh:/ssh\"]"), sensitive),
+        ("localtime rw", svc("volumes: [\"/etc/localtime:/etc/localtime\"]"), sensitive),
+        ("localtime ro", svc("volumes: [\"/etc/localtime:/etc/localtime:ro\"]"), &[]),
+        (
+            "timezone ro long",
+            svc("volumes:\n  - {type: bind, source: /etc/timezone, target: /etc/timezone, read_only: true}"),
+            &[],
+        ),
+        ("socket", svc("volumes: [\"/var/run/docker.sock:/var/run/docker.sock\"]"), socket),
+        ("socket /run ro", svc("volumes: [\"/run/docker.sock:/var/run/docker.sock:ro\"]"), socket),
+        (
+            "socket long",
+            svc("volumes:\n  - {type: bind, source: /var/run/docker.sock, target: /s, read_only: true}"),
+            socket,
+        ),
+        ("socket dot-dot", svc("volumes: [\"/mnt/tank/../../var/run/docker.sock:/s\"]"), socket),
+        ("socket elsewhere", svc("volumes: [\"/srv/docker.sock:/s\"]"), socket),
+        ("outside roots", svc("volumes: [\"/srv/data:/data\"]"), &["host-path-outside-roots"]),
+        ("inside roots", svc("volumes: [\"/mnt/tank/data:/data\"]"), &[]),
+        ("inside roots, trailing slash", svc("volumes: [\"/mnt/tank/data/:/data:rw\"]"), &[]),
+        ("escapes roots", svc("volumes: [\"/mnt/tank/../../srv:/x\"]"), &["host-path-outside-roots"]),
+        ("relative", svc("volumes: [\"./data:/data\"]"), &["relative-host-path"]),
+        ("relative up", svc("volumes: [\"../data:/data\"]"), &["relative-host-path"]),
+        ("dot", svc("volumes: [\".:/app\"]"), &["relative-host-path"]),
+        ("relative long", svc("volumes:\n  - {type: bind, source: ./x, target: /x}"), &["relative-host-path"]),
+        ("anonymous", svc("volumes: [\"/data\"]"), &[]),
+        ("tmpfs", svc("volumes:\n  - {type: tmpfs, target: /tmp}"), &[]),
+        ("undeclared named", svc("volumes: [\"data:/data\"]"), &["undeclared-volume"]),
+        ("unparseable", svc("volumes: [\"a:b:c:d\", 5]"), &["field-invalid", "field-invalid"]),
+    ]);
+}
+
+#[test]
+fn named_volumes_that_are_binds() {
+    let with_volume = |def: &str, mount: &str| {
+        format!(
+            "services:\n  web:\n    image: nginx:1.25\n    mem_limit: 1g\n    volumes: [\"{mount}\"]\nvolumes:\n  data:\n{def}"
+        )
+    };
+    table(&[
+        ("managed", with_volume("    {}\n", "data:/data"), &[]),
+        ("null definition", with_volume("", "data:/data"), &[]),
+        (
+            "bind of /etc",
+            with_volume("    driver_opts: {type: none, o: bind, device: /etc}\n", "data:/data"),
+            &["sensitive-host-path"],
+        ),
+        (
+            "bind of /etc, read-only use still judged",
+            with_volume(
+                "    driver: local\n    driver_opts:\n      type: none\n      o: bind\n      device: /etc\n",
+                "data:/data:ro",
+            ),
+            &["sensitive-host-path"],
+        ),
+        (
+            "bind of the socket",
+            with_volume("    driver_opts: {type: none, o: bind, device: /var/run/docker.sock}\n", "data:/s"),
+            &["docker-socket"],
+        ),
+        (
+            "bind inside the roots",
+            with_volume("    driver_opts: {type: none, o: bind, device: /mnt/tank/data}\n", "data:/data"),
+            &[],
+        ),
+        (
+            "relative bind",
+            with_volume("    driver_opts: {type: none, o: bind, device: ./data}\n", "data:/data"),
+            &["relative-host-path"],
+        ),
+        (
+            "nfs is remote",
+            with_volume("    driver_opts: {type: nfs, o: \"addr=10.0.0.2,rw\", device: \":/export\"}\n", "data:/data"),
+            &[],
+        ),
+        (
+            "unused bind of / is still judged",
+            with_volume("    driver_opts: {type: none, o: bind, device: /}\n", "/mnt/tank/x:/x"),
+            &["sensitive-host-path"],
+        ),
+    ]);
+}
+
+#[test]
+fn devices() {
+    table(&[
+        ("gpu", svc("devices: [\"/dev/dri:/dev/dri\"]"), &["devices"]),
+        ("gpu long", svc("devices:\n  - {source: /dev/dri, target: /dev/dri, permissions: rwm}"), &["devices"]),
+        ("cdi", svc("devices: [\"nvidia.com/gpu=all\"]"), &["devices"]),
+        ("disk", svc("devices: [\"/dev/sda:/dev/sda\"]"), &["devices-dangerous"]),
+        ("nvme", svc("devices: [/dev/nvme0n1]"), &["devices-dangerous"]),
+        ("zvol", svc("devices: [\"/dev/zvol/tank/vm:/dev/vda\"]"), &["devices-dangerous"]),
+        ("memory", svc("devices: [\"/dev/mem:/dev/mem\"]"), &["devices-dangerous"]),
+        ("all of /dev", svc("devices: [\"/dev:/dev\"]"), &["devices-dangerous"]),
+        ("cgroup all", svc("device_cgroup_rules: [\"a *:* rwm\"]"), &["devices-dangerous"]),
+        ("cgroup char", svc("device_cgroup_rules: [\"c 189:* rmw\"]"), &["devices"]),
+    ]);
+}
+
+#[test]
+fn ports_in_every_form() {
+    table(&[
+        ("short", svc("ports: [\"8080:80\"]"), &[]),
+        ("number", svc("ports: [8080]"), &[]),
+        ("reserved web ui", svc("ports: [\"80:80\"]"), &["port-reserved"]),
+        ("reserved https", svc("ports: [\"443:8443\"]"), &["port-reserved"]),
+        ("reserved ssh on loopback", svc("ports: [\"127.0.0.1:22:22\"]"), &["port-reserved"]),
+        ("reserved ipv6", svc("ports: [\"[::1]:445:445\"]"), &["port-reserved"]),
+        ("reserved in a range", svc("ports: [\"100-120:100-120\"]"), &["port-reserved"]),
+        ("reserved long", svc("ports:\n  - {target: 80, published: 80}"), &["port-reserved"]),
+        (
+            "reserved long string",
+            svc("ports:\n  - {target: 80, published: \"443\", host_ip: 0.0.0.0}"),
+            &["port-reserved"],
+        ),
+        ("privileged", svc("ports: [\"999:80\"]"), &["port-privileged"]),
+        ("privileged udp", svc("ports: [\"127.0.0.1:53:53/udp\"]"), &["port-privileged"]),
+        ("random host port", svc("ports: [\"80\"]"), &[]),
+        ("random host port on loopback", svc("ports: [\"127.0.0.1::80\"]"), &[]),
+        ("same port twice", svc("ports: [\"8080:80\", \"8080:81\"]"), &["port-conflict"]),
+        ("wildcard and loopback", svc("ports: [\"8080:80\", \"127.0.0.1:8080:81\"]"), &["port-conflict"]),
+        ("two loopbacks", svc("ports: [\"127.0.0.1:8080:80\", \"127.0.0.2:8080:80\"]"), &[]),
+        ("tcp and udp", svc("ports: [\"5353:5353/udp\", \"5353:5353\"]"), &[]),
+        ("range overlap", svc("ports: [\"8000-8010:8000-8010\", \"8005:80\"]"), &["port-conflict"]),
+        ("long and short", svc("ports:\n  - 9000:9000\n  - {target: 80, published: \"9000\"}"), &["port-conflict"]),
+        ("ipv6 and wildcard", svc("ports: [\"[::1]:8080:80\", \"8080:81\"]"), &["port-conflict"]),
+        ("unparseable", svc("ports: [\"x:80\", \"70000:80\"]"), &["field-invalid", "field-invalid"]),
+    ]);
+    let two =
+        "services:\n  a:\n    image: x:1\n    mem_limit: 1g\n    ports: [\"8080:80\"]\n  b:\n    image: y:1\n    \
+               mem_limit: 1g\n    ports:\n      - target: 81\n        published: 8080\n";
+    check(two, &["port-conflict"]);
+    let report = run(two, &BTreeMap::new(), &PolicyConfig::default(), None);
+    assert_eq!(report.findings[0].service.as_deref(), Some("b"));
+    assert_eq!(report.findings[0].path, "services.b.ports[0]");
+    assert!(report.findings[0].message.contains("services.a.ports[0]"), "{}", report.findings[0].message);
+}
+
+#[test]
+fn ports_used_by_other_apps() {
+    let used = [8080u16, 9000];
+    let report = run(
+        &svc("ports: [\"8080:80\", \"8999-9001:8999-9001\", \"8081:80\"]"),
+        &BTreeMap::new(),
+        &PolicyConfig::default(),
+        Some(&used),
+    );
+    assert_eq!(ids(&report), vec!["port-conflict", "port-conflict"]);
+    assert!(report.findings.iter().all(|f| f.message.contains("another app")));
+    let published: Vec<u16> = report.published_ports.iter().map(|p| p.host_port).collect();
+    assert_eq!(published, vec![8080, 8999, 9000, 9001, 8081]);
+    assert_eq!(report.published_ports[2].container_port, 9000);
+}
+
+#[test]
+fn reserved_ports_come_from_the_operator() {
+    let policy = PolicyConfig { reserved_ports: vec![8080], ..PolicyConfig::default() };
+    let report = run(&svc("ports: [\"8080:80\", \"80:80\"]"), &BTreeMap::new(), &policy, None);
+    assert_eq!(ids(&report), vec!["port-privileged", "port-reserved"]);
+}
+
+#[test]
+fn environment_user_images_and_the_rest() {
+    table(&[
+        ("secret map", svc("environment:\n  DB_PASSWORD: hunter2"), &["plaintext-secret"]),
+        ("secret list", svc("environment:\n  - API_TOKEN=abc"), &["plaintext-secret"]),
+        (
+            "secret _KEY",
+            svc("environment: {SECRET_KEY_BASE: x, STRIPE_KEY: y}"),
+            &["plaintext-secret", "plaintext-secret"],
+        ),
+        ("secret file path", svc("environment: {DB_PASSWORD_FILE: /run/secrets/db}"), &[]),
+        ("secret passed through", svc("environment: [DB_PASSWORD]"), &[]),
+        ("empty secret", svc("environment: {DB_PASSWORD: ''}"), &[]),
+        (
+            "env value mentioning /etc",
+            svc("environment: {CONFIG_DIR: /etc/app, DOCKER_HOST: unix:///var/run/docker.sock}"),
+            &[],
+        ),
+        ("env list mentioning /etc", svc("environment: [\"CONF=/etc:/etc\"]"), &[]),
+        ("root", svc("user: root"), &["user-root"]),
+        ("uid 0", svc("user: 0"), &["user-root"]),
+        ("0:0", svc("user: \"0:0\""), &["user-root"]),
+        ("apps user", svc("user: \"568:568\""), &[]),
+        ("env_file relative", svc("env_file: .env"), &["env-file-unsupported"]),
+        ("env_file list", svc("env_file: [./a.env]"), &["env-file-unsupported"]),
+        ("env_file long", svc("env_file:\n  - path: ./b.env\n    required: false"), &["env-file-unsupported"]),
+        ("env_file absolute", svc("env_file: /mnt/tank/app.env"), &[]),
+        ("env_file system", svc("env_file: /etc/shadow"), &["sensitive-host-path"]),
+        ("container name", svc("container_name: web"), &["container-name"]),
+        ("build", svc("build: ."), &["build-unsupported"]),
+        ("extends a file", svc("extends: {file: ./base.yml, service: base}"), &["include-unsupported"]),
+    ]);
+    table(&[
+        ("no image", "services:\n  web:\n    mem_limit: 1g\n".into(), &["image-missing"]),
+        ("empty image", "services:\n  web:\n    image: ''\n    mem_limit: 1g\n".into(), &["image-missing"]),
+        (
+            "build only",
+            "services:\n  web:\n    build: .\n    mem_limit: 1g\n".into(),
+            &["build-unsupported", "image-missing"],
+        ),
+        (
+            "image from extends",
+            "services:\n  base:\n    image: x:1\n    mem_limit: 1g\n  web:\n    extends: base\n    mem_limit: 1g\n"
+                .into(),
+            &[],
+        ),
+        ("unpinned", "services:\n  web:\n    image: nginx\n    mem_limit: 1g\n".into(), &["image-unpinned"]),
+        ("latest", "services:\n  web:\n    image: nginx:latest\n    mem_limit: 1g\n".into(), &["image-unpinned"]),
+        (
+            "registry port, no tag",
+            "services:\n  web:\n    image: reg:5000/nginx\n    mem_limit: 1g\n".into(),
+            &["image-unpinned"],
+        ),
+        ("digest", "services:\n  web:\n    image: nginx@sha256:0123\n    mem_limit: 1g\n".into(), &[]),
+        ("no limits", "services:\n  web:\n    image: nginx:1\n".into(), &["no-resource-limits"]),
+        (
+            "deploy limits",
+            "services:\n  web:\n    image: nginx:1\n    deploy: {resources: {limits: {memory: 1G}}}\n".into(),
+            &[],
+        ),
+        ("cpus", "services:\n  web:\n    image: nginx:1\n    cpus: 0.5\n".into(), &[]),
+        (
+            "reservations are not limits",
+            "services:\n  web:\n    image: nginx:1\n    deploy: {resources: {reservations: {memory: 1G}}}\n".into(),
+            &["no-resource-limits"],
+        ),
+        ("top-level name", format!("name: myapp\n{}", svc("")), &["top-level-name"]),
+        ("include", format!("include: [other.yml]\n{}", svc("")), &["include-unsupported"]),
+        (
+            "external network",
+            format!("{}networks:\n  proxy:\n    external: true\n", svc("networks: [proxy]")),
+            &["external-network"],
+        ),
+        (
+            "external host network",
+            format!("{}networks:\n  default:\n    name: host\n    external: true\n", svc("")),
+            &["network-mode-host"],
+        ),
+        ("own network", format!("{}networks:\n  backend: {{}}\n", svc("networks: [backend]")), &[]),
+        (
+            "secret file relative",
+            format!("{}secrets:\n  db:\n    file: ./db.txt\n", svc("secrets: [db]")),
+            &["relative-host-path"],
+        ),
+        (
+            "secret file system",
+            format!("{}configs:\n  c:\n    file: /etc/shadow\n", svc("configs: [c]")),
+            &["sensitive-host-path"],
+        ),
+        ("secret file fine", format!("{}secrets:\n  db:\n    file: /mnt/tank/secrets/db\n", svc("secrets: [db]")), &[]),
+    ]);
+}
+
+#[test]
+fn structure() {
+    table(&[
+        ("list", "[1, 2]".into(), &["not-a-mapping"]),
+        ("text", "just some text".into(), &["not-a-mapping"]),
+        ("empty", "".into(), &["not-a-mapping"]),
+        ("comment only", "# nothing\n".into(), &["not-a-mapping"]),
+        ("no services", "version: '3'\n".into(), &["no-services"]),
+        ("empty services", "services: {}\n".into(), &["no-services"]),
+        ("null services", "services:\n".into(), &["no-services"]),
+        ("list services", "services: [web]\n".into(), &["no-services"]),
+        ("service is text", "services:\n  web: nginx\n".into(), &["service-not-a-mapping"]),
+        ("service is null", "services:\n  web:\n".into(), &["service-not-a-mapping"]),
+        ("bad yaml", "services:\n  web: [\n".into(), &["yaml-invalid"]),
+        ("tab indentation", "services:\n\tweb: {}\n".into(), &["yaml-invalid"]),
+        ("duplicate key", "services:\n  web: {image: a:1}\n  web: {image: b:1}\n".into(), &["yaml-invalid"]),
+        ("two documents", format!("{}---\n{}", svc(""), svc("")), &["yaml-invalid"]),
+        ("unknown alias", "services:\n  web: *nope\n".into(), &["yaml-invalid"]),
+        ("bad merge", "services:\n  web:\n    <<: 5\n".into(), &["yaml-invalid"]),
+    ]);
+    let report = run("services:\n  web:\n    image: [\n", &BTreeMap::new(), &PolicyConfig::default(), None);
+    assert!(report.findings[0].message.contains("line"), "{}", report.findings[0].message);
+    assert!(report.rendered.is_none());
+}
+
+#[test]
+fn interpolation() {
+    check_with(&svc("environment: {A: $A, B: '${B}', C: '${C:-c}', D: '${D-d}'}"), &[("A", "a"), ("B", "b")], &[]);
+    check_with(&svc("environment: {A: '${MISSING}'}"), &[], &["unresolved-variable"]);
+    check_with(&svc("environment: {A: $MISSING}"), &[], &["unresolved-variable"]);
+    check_with(&svc("environment: {A: '${NEED:?set NEED}'}"), &[], &["required-variable"]);
+    check_with(&svc("environment: {A: '${NEED?}'}"), &[("NEED", "")], &[]);
+    check_with(&svc("environment: {A: '${NEED:?}'}"), &[("NEED", "")], &["required-variable"]);
+    check_with(&svc("environment: {A: '${}'}"), &[], &["interpolation-invalid"]);
+    check_with(&svc("environment: {A: '$$literal'}"), &[], &[]);
+    check_with(&svc("volumes: [\"${DATA:-/etc}:/data\"]"), &[], &["sensitive-host-path"]);
+    check_with(&svc("volumes: [\"${DATA:-/etc}:/data\"]"), &[("DATA", "/mnt/tank/data")], &[]);
+    check_with(&svc("ports: [\"${PORT}:80\"]"), &[("PORT", "80")], &["port-reserved"]);
+    check_with(
+        "services:\n  web:\n    image: ${IMAGE}\n    mem_limit: 1g\n",
+        &[],
+        &["image-missing", "unresolved-variable"],
+    );
+
+    let report = run(
+        &svc("environment:\n  A: ${A}\n  B: ${B:-bee}\n  C: $C\n  D: ${D:?D please}"),
+        &env(&[("A", "a")]),
+        &PolicyConfig::default(),
+        None,
+    );
+    let subs: Vec<(&str, &str, &str)> =
+        report.substitutions.iter().map(|s| (s.variable.as_str(), s.source, s.path.as_str())).collect();
+    assert_eq!(subs, vec![("A", "env", "services.web.environment.A"), ("B", "default", "services.web.environment.B")]);
+    assert_eq!(report.unresolved, vec!["C", "D"]);
+    let d = report.findings.iter().find(|f| f.rule == "required-variable").unwrap();
+    assert!(d.message.contains("D please"), "{}", d.message);
+    assert_eq!(d.path, "services.web.environment.D");
+}
+
+/// TrueNAS runs `docker compose` on the stored text, which interpolates again from the middleware's environment:
+/// every literal `$` we send must be `$$`, and keys must be left alone.
+#[test]
+fn rendered_text_survives_a_second_interpolation() {
+    let yaml = svc("environment:\n  PRICE: \"5$\"\n  LITERAL: \"$$HOME\"\n  FROM_ENV: ${PASS}\n  $KEEP_KEY: x\n\
+         command: [\"sh\", \"-c\", \"echo $${PATH}\"]");
+    let report = run(&yaml, &env(&[("PASS", "pa$word")]), &PolicyConfig::default(), None);
+    let rendered = report.rendered.clone().unwrap();
+    assert!(rendered.contains("PRICE: \"5$$\""), "{rendered}");
+    assert!(rendered.contains("LITERAL: \"$$HOME\""), "{rendered}");
+    assert!(rendered.contains("FROM_ENV: \"pa$$word\""), "{rendered}");
+    assert!(rendered.contains("\"$KEEP_KEY\": x"), "{rendered}");
+    assert!(rendered.contains("echo $${PATH}"), "{rendered}");
+    // Interpolating the rendered text with an empty environment (what TrueNAS's compose does) changes nothing
+    // we meant and reports nothing unresolved; re-rendering gives the same text.
+    let again = run(&rendered, &BTreeMap::new(), &PolicyConfig::default(), None);
+    assert!(again.unresolved.is_empty() && again.substitutions.is_empty(), "{:?}", again.unresolved);
+    assert_eq!(again.rendered.as_deref(), Some(rendered.as_str()));
+}
+
+#[test]
+fn rendered_text_is_safe_for_yaml_1_1_readers() {
+    let report = run(
+        &svc("ports: [\"2222:22\"]\nenvironment: {DEBUG: \"yes\", MODE: \"on\", OCTAL: \"0755\", SEXA: \"22:22\"}"),
+        &BTreeMap::new(),
+        &PolicyConfig::default(),
+        None,
+    );
+    let rendered = report.rendered.unwrap();
+    for quoted in ["\"2222:22\"", "DEBUG: \"yes\"", "MODE: \"on\"", "OCTAL: \"0755\"", "SEXA: \"22:22\""] {
+        assert!(rendered.contains(quoted), "{quoted} in\n{rendered}");
+    }
+    assert!(!rendered.contains('&') && !rendered.contains("<<"), "{rendered}");
+}
+
+#[test]
+fn portals() {
+    let derive = |yaml: &str| {
+        validate(&ValidateInput {
+            yaml,
+            env: &BTreeMap::new(),
+            used_ports: None,
+            policy: &PolicyConfig::default(),
+            derive_portals: true,
+        })
+        .rendered
+        .unwrap()
+    };
+    let rendered = derive(&svc("ports: [\"8080:80\", \"127.0.0.1:9090:9090\", \"5353:5353/udp\", \"6379:6379\"]"));
+    let doc: serde_yaml::Value = serde_yaml::from_str(&rendered).unwrap();
+    let portals = doc["x-portals"].as_sequence().unwrap();
+    assert_eq!(portals.len(), 1, "{rendered}");
+    let want: serde_yaml::Value =
+        serde_yaml::from_str("{name: Web UI, scheme: http, host: 0.0.0.0, port: 8080, path: /}").unwrap();
+    assert_eq!(portals[0], want);
+
+    let two = derive(
+        "services:\n  a:\n    image: x:1\n    mem_limit: 1g\n    ports: [\"8443:443\"]\n  b:\n    image: y:1\n    \
+         mem_limit: 1g\n    ports:\n      - {target: 7000, published: 7000, app_protocol: http}\n",
+    );
+    let doc: serde_yaml::Value = serde_yaml::from_str(&two).unwrap();
+    let names: Vec<(&str, &str)> = doc["x-portals"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["scheme"].as_str().unwrap()))
+        .collect();
+    assert_eq!(names, vec![("a", "https"), ("b", "http")]);
+
+    let existing = derive(&format!(
+        "x-portals: [{{name: Mine, scheme: http, host: 0.0.0.0, port: 1234, path: /}}]\nx-notes: hello\n{}",
+        svc("ports: [\"8080:80\"]")
+    ));
+    let doc: serde_yaml::Value = serde_yaml::from_str(&existing).unwrap();
+    assert_eq!(doc["x-portals"][0]["name"], serde_yaml::Value::from("Mine"));
+    assert_eq!(doc["x-portals"].as_sequence().unwrap().len(), 1);
+    assert_eq!(doc["x-notes"], serde_yaml::Value::from("hello"));
+
+    let none = run(&svc("ports: [\"8080:80\"]"), &BTreeMap::new(), &PolicyConfig::default(), None);
+    assert!(!none.rendered.unwrap().contains("x-portals"));
+}
+
+#[test]
+fn levels_and_operator_overrides() {
+    let doc =
+        svc("volumes: [\"/srv/x:/x\"]\nuser: root\nprivileged: true\nenvironment: {A: $NOPE}\ndevices: [/dev/dri]");
+    let severities = |policy: &PolicyConfig| -> Vec<(&'static str, Severity)> {
+        let mut v: Vec<_> =
+            run(&doc, &BTreeMap::new(), policy, None).findings.iter().map(|f| (f.rule, f.severity)).collect();
+        v.sort();
+        v
+    };
+    use Severity::*;
+    let standard = severities(&PolicyConfig::default());
+    assert_eq!(
+        standard,
+        vec![
+            ("devices", Warning),
+            ("host-path-outside-roots", Warning),
+            ("privileged", Error),
+            ("unresolved-variable", Error),
+            ("user-root", Info)
+        ]
+    );
+    let strict = severities(&PolicyConfig { level: PolicyLevel::Strict, ..PolicyConfig::default() });
+    assert_eq!(
+        strict,
+        vec![
+            ("devices", Error),
+            ("host-path-outside-roots", Error),
+            ("privileged", Error),
+            ("unresolved-variable", Error),
+            ("user-root", Warning)
+        ]
+    );
+    let permissive = severities(&PolicyConfig { level: PolicyLevel::Permissive, ..PolicyConfig::default() });
+    assert_eq!(
+        permissive,
+        vec![
+            ("devices", Info),
+            ("host-path-outside-roots", Info),
+            ("privileged", Error),
+            ("unresolved-variable", Warning),
+            ("user-root", Info)
+        ]
+    );
+    let allowed = PolicyConfig {
+        level: PolicyLevel::Permissive,
+        allow_rules: vec!["privileged".into(), "yaml-invalid".into()],
+        ..PolicyConfig::default()
+    };
+    let report = run(&doc, &BTreeMap::new(), &allowed, None);
+    let privileged = report.findings.iter().find(|f| f.rule == "privileged").unwrap();
+    assert_eq!(privileged.severity, Info);
+    assert!(privileged.message.contains("TRUENAS_COMPOSE_ALLOW"));
+    assert!(!report.has_errors());
+    // Structural rules cannot be allowed.
+    let broken = run("services: [", &BTreeMap::new(), &allowed, None);
+    assert!(broken.has_errors());
+
+    let strict_limits = run(
+        "services:\n  web:\n    image: x:1\n",
+        &BTreeMap::new(),
+        &PolicyConfig { level: PolicyLevel::Strict, ..PolicyConfig::default() },
+        None,
+    );
+    assert!(strict_limits.has_errors(), "{:?}", strict_limits.findings);
+
+    let roots = PolicyConfig { allowed_host_paths: vec!["/srv".into()], ..PolicyConfig::default() };
+    let report = run(&svc("volumes: [\"/srv/x:/x\", \"/mnt/tank/y:/y\"]"), &BTreeMap::new(), &roots, None);
+    assert_eq!(ids(&report), vec!["host-path-outside-roots"]);
+    assert_eq!(report.findings[0].path, "services.web.volumes[1]");
+}
+
+#[test]
+fn findings_carry_service_path_message_and_fix() {
+    let report = run(
+        &svc("volumes:\n  - /mnt/tank/ok:/ok\n  - /mnt/tank/ok2:/ok2\n  - /etc:/host-etc"),
+        &BTreeMap::new(),
+        &PolicyConfig::default(),
+        None,
+    );
+    let f = &report.findings[0];
+    assert_eq!((f.rule, f.severity), ("sensitive-host-path", Severity::Error));
+    assert_eq!(f.service.as_deref(), Some("web"));
+    assert_eq!(f.path, "services.web.volumes[2]");
+    assert!(f.message.contains("/etc") && !f.fix.is_empty());
+    let json = serde_json::to_value(f).unwrap();
+    assert_eq!(json["severity"], "error");
+    assert_eq!(report.services, vec!["web"]);
+}
+
+/// The real-world documents in `fixtures/compose/`, each with a sibling `.expect` listing `severity rule path`.
+#[test]
+fn real_world_fixtures() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/compose");
+    let vars = env(&[("WG_KEY", "wg-private-key"), ("POSTGRES_PASSWORD", "s3cret")]);
+    let mut seen = 0;
+    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for path in entries.iter().filter(|p| p.extension().is_some_and(|e| e == "yaml")) {
+        let yaml = std::fs::read_to_string(path).unwrap();
+        let expect = std::fs::read_to_string(path.with_extension("expect"))
+            .unwrap_or_else(|_| panic!("{} has no .expect file", path.display()));
+        let report = run(&yaml, &vars, &PolicyConfig::default(), None);
+        let mut got: Vec<String> = report
+            .findings
+            .iter()
+            .map(|f| format!("{} {} {}", serde_json::to_value(f.severity).unwrap().as_str().unwrap(), f.rule, f.path))
+            .collect();
+        got.sort();
+        let mut want: Vec<String> = expect.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect();
+        want.sort();
+        assert_eq!(got, want, "{}\n{:#?}", path.display(), report.findings);
+        assert!(report.rendered.is_some());
+        seen += 1;
+    }
+    assert_eq!(seen, 5);
+}
+
+#[test]
+fn app_names() {
+    for ok in ["a", "plex", "my-app-2", &"a".repeat(40)] {
+        assert_eq!(compose::app_name_error(ok), None, "{ok}");
+    }
+    for bad in ["", "My-app", "1app", "app-", "-app", "app_1", "app.1", &"a".repeat(41)] {
+        assert!(compose::app_name_error(bad).is_some(), "{bad}");
+    }
+    assert_eq!(create_payload("Bad", "services: {}").unwrap_err().rule, "app-name-invalid");
+}
+
+/// The payloads carry exactly the keys the TrueNAS API models accept, with the right types.
+#[test]
+fn payloads_match_the_truenas_schemas() {
+    let create = create_payload("web", "services: {}\n").unwrap();
+    assert_eq!(
+        create,
+        json!({"app_name": "web", "custom_app": true, "custom_compose_config_string": "services: {}\n"})
+    );
+    let update = update_payload("web", "services: {}\n").unwrap();
+    assert_eq!(update, json!({"custom_compose_config_string": "services: {}\n"}));
+    for version in ["api-v25.04.2.json", "api-v25.10.5.json"] {
+        let path = format!("{}/fixtures/truenas-schemas/{version}", env!("CARGO_MANIFEST_DIR"));
+        let api: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let create_args = &api["methods"]["app.create"]["args"];
+        assert_eq!(create_args["x-positional-order"], json!(["app_create"]), "{version}");
+        let props = &create_args["$defs"]["AppCreateArgs"]["properties"];
+        for (key, value) in create.as_object().unwrap() {
+            let ty = props[key]["type"].as_str().unwrap_or_else(|| panic!("{version}: app.create has no `{key}`"));
+            let ok = match ty {
+                "string" => value.is_string(),
+                "boolean" => value.is_boolean(),
+                other => panic!("unexpected type {other}"),
+            };
+            assert!(ok, "{version}: {key} must be {ty}");
+        }
+        let required = create_args["$defs"]["AppCreateArgs"]["required"].as_array().unwrap();
+        assert!(required.iter().all(|r| create.get(r.as_str().unwrap()).is_some()));
+        assert_eq!(props["app_name"]["pattern"], "^[a-z]([-a-z0-9]*[a-z0-9])?$");
+        assert_eq!(props["app_name"]["maxLength"], 40);
+        let update_args = &api["methods"]["app.update"]["args"];
+        assert_eq!(update_args["x-positional-order"], json!(["app_name", "update"]), "{version}");
+        let update_props = &update_args["$defs"]["AppUpdate"]["properties"];
+        for key in update.as_object().unwrap().keys() {
+            assert_eq!(update_props[key]["type"], "string", "{version}: app.update has no string `{key}`");
+        }
+    }
+}
+
+#[test]
+fn oversized_documents_are_refused() {
+    // A compose whose request frame is just over the limit: validate says too-large, and so does the payload.
+    let filler = "x".repeat(FRAME_LIMIT);
+    let yaml = svc(&format!("environment: {{BLOB: {filler}}}"));
+    let report = run(&yaml, &BTreeMap::new(), &PolicyConfig::default(), None);
+    assert_eq!(ids(&report), vec!["too-large"]);
+    let rendered = report.rendered.unwrap();
+    assert_eq!(create_payload("web", &rendered).unwrap_err().rule, "too-large");
+    assert_eq!(update_payload("web", &rendered).unwrap_err().rule, "too-large");
+    // A normal document fits.
+    let small = run(&svc(""), &BTreeMap::new(), &PolicyConfig::default(), None).rendered.unwrap();
+    assert!(create_payload("web", &small).is_ok());
+    // Input far beyond any frame is refused before parsing.
+    let huge = "#".repeat(compose::MAX_INPUT_BYTES + 1);
+    let report = run(&huge, &BTreeMap::new(), &PolicyConfig::default(), None);
+    assert_eq!(ids(&report), vec!["too-large"]);
+    assert!(report.rendered.is_none());
+}
+
+#[test]
+fn secrets_are_masked_for_output() {
+    let config = json!({"services": {"db": {"environment": {"POSTGRES_PASSWORD": "s3cret", "TZ": "UTC"}},
+                                      "app": {"environment": ["API_TOKEN=abc", "MODE=prod"]}}});
+    let masked = mask_secrets(&config);
+    assert_eq!(masked["services"]["db"]["environment"]["POSTGRES_PASSWORD"], "***");
+    assert_eq!(masked["services"]["app"]["environment"], json!(["API_TOKEN=***", "MODE=prod"]));
+    assert!(!masked.to_string().contains("s3cret"));
+}
+
+fn alias_bomb(levels: usize, width: usize) -> String {
+    let mut bomb = format!("a0: &a0 [{}]\n", vec!["\"lol\""; width].join(","));
+    for level in 1..levels {
+        bomb.push_str(&format!("a{level}: &a{level} [{}]\n", vec![format!("*a{}", level - 1); width].join(",")));
+    }
+    bomb
+}
+
+#[test]
+fn hostile_inputs_are_bounded() {
+    let started = Instant::now();
+    let cases = [
+        alias_bomb(9, 9),
+        alias_bomb(6, 20),
+        format!("big: &big [{}]\nrefs: [{}]\n", vec!["1"; 3000].join(","), vec!["*big"; 3000].join(",")),
+        format!("services:\n  web:\n    x: {}{}\n", "[".repeat(50_000), "]".repeat(50_000)),
+        format!("services:\n  web:\n    x: {}1{}\n", "{a: ".repeat(5_000), "}".repeat(5_000)),
+        format!("services:\n  web:\n    image: \"{}\"\n", "${A:-".repeat(20_000)),
+    ];
+    for yaml in &cases {
+        let report = run(yaml, &BTreeMap::new(), &PolicyConfig::default(), None);
+        assert!(report.has_errors(), "{:?}", &yaml[..60]);
+    }
+    // A generous bound that only catches a hang, not a slow machine.
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+}
+
+/// Crashers and oddities found while writing the property tests, kept as regressions.
+#[test]
+fn regressions() {
+    for yaml in [
+        "? [a]\n: 1\n",
+        "services:\n  ? [web]\n  : {image: x}\n",
+        "services:\n  web: !!binary aGVsbG8=\n",
+        "services:\n  web:\n    image: !custom x\n    ports: [!p \"80:80\"]\n",
+        "services:\n  1: {image: x:1, mem_limit: 1g}\n",
+        "services:\n  web: {image: x:1, ports: [{target: 80, published: \"\"}], volumes: [{type: bind, target: /x}]}\n",
+        "services:\n  web: {image: x:1, environment: {? [a] : b}}\n",
+        "services:\n  web: {image: x:1, ports: [\"0:80\", \"65535:65535\", \"-1:80\"]}\n",
+        "services:\n  web: {image: x:1, volumes: [\"~\", \":\", \"::\", \"/x:\"]}\n",
+        "\u{feff}services:\n  web: {image: x:1}\n",
+        "services:\n  web: {image: \"\\u2028\\x85$$\"}\n",
+    ] {
+        let report = run(yaml, &BTreeMap::new(), &PolicyConfig::default(), None);
+        if let Some(text) = &report.rendered {
+            let _: serde_yaml::Value = serde_yaml::from_str(text).unwrap_or_else(|e| panic!("{yaml:?}: {e}\n{text}"));
+        }
+    }
+}
+
+fn yamlish() -> impl Strategy<Value = String> {
+    let scalar = prop_oneof![
+        Just("true".to_string()),
+        Just("yes".to_string()),
+        Just("host".to_string()),
+        Just("/etc:/x".to_string()),
+        Just("\"8080:80\"".to_string()),
+        Just("${X:-/mnt}".to_string()),
+        Just("$$".to_string()),
+        Just("*a".to_string()),
+        Just("&a x".to_string()),
+        "[a-z0-9:/.${}-]{0,12}",
+    ];
+    let key = prop_oneof![
+        Just("services".to_string()),
+        Just("web".to_string()),
+        Just("image".to_string()),
+        Just("privileged".to_string()),
+        Just("ports".to_string()),
+        Just("volumes".to_string()),
+        Just("environment".to_string()),
+        Just("<<".to_string()),
+        Just("driver_opts".to_string()),
+        "[a-z_]{1,8}",
+    ];
+    let leaf = scalar.prop_map(|s| s);
+    leaf.prop_recursive(4, 48, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(|items| format!("[{}]", items.join(", "))),
+            prop::collection::vec((key.clone(), inner), 0..5).prop_map(|pairs| {
+                let body: Vec<String> = pairs.into_iter().map(|(k, v)| format!("{k}: {v}")).collect();
+                format!("{{{}}}", body.join(", "))
+            }),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
+        let _ = run(&text, &env(&[("X", "$x")]), &PolicyConfig::default(), Some(&[8080]));
+    }
+
+    #[test]
+    fn yamlish_structures_never_panic_and_render_back(doc in yamlish()) {
+        let yaml = format!("services:\n  web: {doc}\n");
+        let report = run(&yaml, &env(&[("X", "/mnt/$x")]), &PolicyConfig::default(), Some(&[8080]));
+        if let Some(text) = report.rendered {
+            // What we send parses, and sending it again is a fixed point (nothing left to interpolate).
+            let again = run(&text, &BTreeMap::new(), &PolicyConfig::default(), Some(&[8080]));
+            prop_assert!(again.unresolved.is_empty(), "{:?}\n{}", again.unresolved, text);
+            prop_assert_eq!(again.rendered.as_deref(), Some(text.as_str()));
+        }
+    }
+
+    #[test]
+    fn top_level_yamlish_never_panics(doc in yamlish()) {
+        let _ = run(&doc, &BTreeMap::new(), &PolicyConfig::default(), None);
+    }
+}

@@ -1,1 +1,853 @@
-//! Integration tests: mcp (owned by the mcp helper).
+//! Integration tests: the MCP stdio server. Protocol behaviour is checked on the real binary (`--mock`); tool
+//! behaviour (cancellation, progress, logging, panics, elicitation) on an in-process server with a test catalogue
+//! over a loopback socket. Every test ends by validating everything the server wrote against the MCP schema.
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use serde_json::{json, Map, Value};
+use truenas_mcp::mcp::tool::{
+    CatalogError, Elicitation, LogLevel, PromptDef, PromptMessages, ResourceContents, ResourceDef, ResourceTemplateDef,
+};
+use truenas_mcp::mcp::{Annotations, CallContext, Catalog, ServeOptions, ToolDef, ToolOutput};
+
+use crate::support::{McpPeer, PATIENCE};
+
+// ---- the test catalogue -------------------------------------------------------------------------------------
+
+/// Tools that exercise the server: `echo` (schema validation), `slow` (cancellation), `boom` (panics),
+/// `progress`, `log`, `confirm` (elicitation). Handlers report what they observed on `events`.
+struct TestCatalog {
+    events: Mutex<Sender<String>>,
+}
+
+fn tool(name: &str, input_schema: Value, output_schema: Option<Value>, destructive: bool) -> ToolDef {
+    ToolDef {
+        name: name.into(),
+        title: format!("Test {name}"),
+        description: format!("The {name} test tool."),
+        input_schema,
+        output_schema,
+        annotations: Annotations { read_only: !destructive, destructive, idempotent: !destructive, open_world: false },
+    }
+}
+
+fn object_schema(properties: Value, required: &[&str]) -> Value {
+    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
+}
+
+impl TestCatalog {
+    fn event(&self, what: impl Into<String>) {
+        let _ = self.events.lock().unwrap().send(what.into());
+    }
+}
+
+impl Catalog for TestCatalog {
+    fn tools(&self) -> Vec<ToolDef> {
+        vec![
+            tool(
+                "echo",
+                object_schema(
+                    json!({
+                        "message": {"type": "string", "description": "what to echo", "maxLength": 20},
+                        "times": {"type": "integer", "description": "repetitions", "minimum": 1, "maximum": 3, "default": 1},
+                    }),
+                    &["message"],
+                ),
+                Some(json!({"type": "object", "properties": {"echo": {"type": "string"}}, "required": ["echo"]})),
+                false,
+            ),
+            tool(
+                "slow",
+                object_schema(json!({"ms": {"type": "integer", "description": "how long", "default": 5000}}), &[]),
+                None,
+                false,
+            ),
+            tool("boom", object_schema(json!({}), &[]), None, false),
+            tool("progress", object_schema(json!({}), &[]), None, false),
+            tool("log", object_schema(json!({}), &[]), None, false),
+            tool("confirm", object_schema(json!({}), &[]), None, true),
+        ]
+    }
+
+    fn call(&self, name: &str, args: Value, ctx: &CallContext) -> ToolOutput {
+        match name {
+            "echo" => {
+                let text = args["message"].as_str().unwrap().repeat(args["times"].as_u64().unwrap() as usize);
+                ToolOutput::ok(text.clone(), json!({"echo": text}))
+            }
+            "slow" => {
+                let until = Instant::now() + Duration::from_millis(args["ms"].as_u64().unwrap());
+                while Instant::now() < until {
+                    if ctx.cancel.is_cancelled() {
+                        self.event("slow cancelled");
+                        return ToolOutput::error("cancelled");
+                    }
+                    thread::sleep(Duration::from_millis(2));
+                }
+                self.event("slow finished");
+                ToolOutput::text("slow done")
+            }
+            "boom" => panic!("boom"),
+            "progress" => {
+                for (progress, message) in [(1.0, "one"), (1.0, "dup"), (0.5, "back"), (2.0, "two"), (3.0, "three")] {
+                    ctx.progress.report(progress, Some(3.0), Some(message));
+                }
+                let late = Arc::clone(&ctx.progress);
+                let events = self.events.lock().unwrap().clone();
+                thread::spawn(move || {
+                    thread::sleep(Duration::from_millis(100));
+                    late.report(10.0, Some(3.0), Some("too late"));
+                    let _ = events.send("late progress reported".into());
+                });
+                ToolOutput::text("progress done")
+            }
+            "log" => {
+                for level in [LogLevel::Debug, LogLevel::Info, LogLevel::Warning, LogLevel::Error] {
+                    ctx.log.log(level, "test", json!({"level": level.as_str()}));
+                }
+                ToolOutput::text("logged")
+            }
+            "confirm" => {
+                let schema =
+                    json!({"type": "object", "properties": {"confirm": {"type": "boolean"}}, "required": ["confirm"]});
+                match ctx.elicitor.elicit("confirm_delete", "Delete the app?", schema) {
+                    Elicitation::Accepted(content) => {
+                        ToolOutput::ok("accepted", json!({"outcome": "accepted", "content": content}))
+                    }
+                    Elicitation::Declined => ToolOutput::text("declined"),
+                    Elicitation::Cancelled => {
+                        self.event("confirm cancelled");
+                        ToolOutput::text("cancelled")
+                    }
+                    Elicitation::Unsupported => ToolOutput::text("unsupported"),
+                    Elicitation::InputRequired(output) => output,
+                }
+            }
+            other => ToolOutput::error(format!("no tool {other}")),
+        }
+    }
+
+    fn instructions(&self) -> Option<String> {
+        Some("Test server.".into())
+    }
+
+    fn resources(&self) -> Vec<ResourceDef> {
+        vec![ResourceDef {
+            uri: "test://status".into(),
+            name: "status".into(),
+            title: "Status".into(),
+            description: "The status".into(),
+            mime_type: "text/plain".into(),
+        }]
+    }
+
+    fn resource_templates(&self) -> Vec<ResourceTemplateDef> {
+        vec![ResourceTemplateDef {
+            uri_template: "test://apps/{name}/logs".into(),
+            name: "app-logs".into(),
+            title: "App logs".into(),
+            description: "Logs of an app".into(),
+            mime_type: "text/plain".into(),
+        }]
+    }
+
+    fn read_resource(&self, uri: &str) -> Result<Vec<ResourceContents>, CatalogError> {
+        match uri {
+            "test://status" => {
+                Ok(vec![ResourceContents { uri: uri.into(), mime_type: "text/plain".into(), text: "all good".into() }])
+            }
+            _ => Err(CatalogError::ResourceNotFound(uri.into())),
+        }
+    }
+
+    fn prompts(&self) -> Vec<PromptDef> {
+        vec![PromptDef {
+            name: "diagnose".into(),
+            title: "Diagnose".into(),
+            description: "Diagnose an app".into(),
+            arguments: vec![("app".into(), "the app".into(), true)],
+        }]
+    }
+
+    fn get_prompt(&self, name: &str, args: &Map<String, Value>) -> Result<PromptMessages, CatalogError> {
+        let app = args.get("app").and_then(Value::as_str);
+        match (name, app) {
+            ("diagnose", Some(app)) => Ok(PromptMessages {
+                description: "Diagnose".into(),
+                messages: vec![("user".into(), format!("Why is {app} down?"))],
+            }),
+            ("diagnose", None) => Err(CatalogError::InvalidParams("argument 'app' is required".into())),
+            _ => Err(CatalogError::InvalidParams(format!("unknown prompt '{name}'"))),
+        }
+    }
+
+    fn complete(&self, _reference: &Value, _argument: &str, value: &str) -> Vec<String> {
+        ["alpha", "beta", "alpine"].iter().filter(|v| v.starts_with(value)).map(|v| v.to_string()).collect()
+    }
+}
+
+fn test_server(opts: ServeOptions) -> (McpPeer, Receiver<String>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let catalog = Arc::new(TestCatalog { events: Mutex::new(tx) });
+    (McpPeer::in_process(catalog, opts), rx)
+}
+
+fn default_server() -> (McpPeer, Receiver<String>) {
+    test_server(ServeOptions::default())
+}
+
+fn mock_binary() -> McpPeer {
+    McpPeer::spawn_binary(&["--mock"])
+}
+
+/// Params carrying the modern (2026-07-28) per-request envelope.
+fn modern(mut params: Value, capabilities: Value) -> Value {
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": capabilities,
+        "io.modelcontextprotocol/clientInfo": {"name": "it", "version": "1"},
+    });
+    params
+}
+
+fn error_code(response: &Value) -> i64 {
+    response["error"]["code"].as_i64().unwrap_or_else(|| panic!("expected an error, got {response}"))
+}
+
+fn result(response: &Value) -> &Value {
+    response.get("result").unwrap_or_else(|| panic!("expected a result, got {response}"))
+}
+
+fn text_of(response: &Value) -> String {
+    result(response)["content"][0]["text"].as_str().unwrap_or_default().to_string()
+}
+
+fn ping_works(peer: &mut McpPeer, id: i64) {
+    let response = peer.request(json!(id), "ping", json!({}));
+    assert_eq!(response, json!({"jsonrpc": "2.0", "id": id, "result": {}}));
+}
+
+/// Whether the server sent a response (not a request of its own) with this id.
+fn answered(peer: &McpPeer, id: i64) -> bool {
+    peer.transcript.iter().any(|r| r.message.get("id") == Some(&json!(id)) && r.message.get("method").is_none())
+}
+
+fn wait_event(events: &Receiver<String>, expected: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let got = events.recv_deadline(deadline).unwrap_or_else(|_| panic!("handler never reported '{expected}'"));
+        if got == expected {
+            return;
+        }
+    }
+}
+
+// ---- lifecycle and eras (real binary) -----------------------------------------------------------------------
+
+#[test]
+fn legacy_handshake_echoes_supported_versions_and_falls_back_to_the_newest() {
+    let cases = [
+        ("2025-11-25", "2025-11-25"),
+        ("2025-06-18", "2025-06-18"),
+        ("2025-03-26", "2025-03-26"),
+        ("2024-11-05", "2024-11-05"),
+        ("1999-01-01", "2025-11-25"),
+        ("2026-07-28", "2025-11-25"),
+    ];
+    for (asked, served) in cases {
+        let mut peer = mock_binary();
+        let init = peer.initialize(asked, json!({}));
+        assert_eq!(init["protocolVersion"], served, "asked {asked}");
+        assert_eq!(init["serverInfo"]["name"], "truenas-mcp");
+        assert_eq!(init["serverInfo"].get("title").is_some(), served >= "2025-06-18", "title in {served}");
+        assert!(init["capabilities"]["tools"].is_object() && init["capabilities"]["logging"].is_object());
+        assert!(init.get("resultType").is_none(), "no resultType in the legacy era");
+        let list = peer.request(json!(1), "tools/list", json!({}));
+        assert!(result(&list)["tools"].is_array());
+        ping_works(&mut peer, 2);
+        peer.assert_schema_valid();
+    }
+}
+
+#[test]
+fn ping_works_before_initialize_and_a_second_initialize_is_refused() {
+    let mut peer = mock_binary();
+    ping_works(&mut peer, 1);
+    peer.initialize("2025-06-18", json!({}));
+    let again = peer.request(
+        json!(2),
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "x", "version": "1"}}),
+    );
+    assert_eq!(error_code(&again), -32600);
+    let bad = peer.request(json!(3), "initialize", json!({"capabilities": {}}));
+    assert_eq!(error_code(&bad), -32600); // still: already initialized comes first
+    peer.assert_schema_valid();
+
+    let mut fresh = mock_binary();
+    let bad = fresh.request(json!("i"), "initialize", json!({"capabilities": {}}));
+    assert_eq!(error_code(&bad), -32602);
+    fresh.assert_schema_valid();
+}
+
+#[test]
+fn modern_discover_list_and_call_carry_result_type_and_cache_hints() {
+    let mut peer = mock_binary();
+    let discover = peer.request(json!(1), "server/discover", modern(json!({}), json!({})));
+    let r = result(&discover);
+    assert_eq!(r["resultType"], "complete");
+    assert!(r["supportedVersions"].as_array().unwrap().contains(&json!("2026-07-28")));
+    assert!(r["supportedVersions"].as_array().unwrap().contains(&json!("2024-11-05")));
+    assert!(r["ttlMs"].is_u64() && r["cacheScope"] == "private");
+    assert_eq!(r["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "truenas-mcp");
+    assert!(r["capabilities"]["tools"].is_object());
+
+    let list = peer.request(json!(2), "tools/list", modern(json!({}), json!({})));
+    let r = result(&list);
+    assert_eq!(r["resultType"], "complete");
+    assert!(r["ttlMs"].is_u64() && r["cacheScope"].is_string() && r["tools"].is_array());
+
+    let call = peer.request(json!(3), "tools/call", modern(json!({"name": "no_such_tool"}), json!({})));
+    assert_eq!(error_code(&call), -32602);
+    // ping and logging/setLevel do not exist in the modern era
+    let ping = peer.request(json!(4), "ping", modern(json!({}), json!({})));
+    assert_eq!(error_code(&ping), -32601);
+    let missing_caps = peer.request(
+        json!(5),
+        "tools/list",
+        json!({"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
+    );
+    assert_eq!(error_code(&missing_caps), -32602);
+    peer.assert_schema_valid();
+}
+
+#[test]
+fn unsupported_modern_version_is_32022_with_the_supported_list() {
+    let mut peer = mock_binary();
+    let mut params = modern(json!({}), json!({}));
+    params["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!("2099-01-01");
+    for (id, method) in [(1, "server/discover"), (2, "tools/list")] {
+        let response = peer.request(json!(id), method, params.clone());
+        assert_eq!(error_code(&response), -32022);
+        assert_eq!(response["error"]["data"]["requested"], "2099-01-01");
+        let supported = response["error"]["data"]["supported"].as_array().unwrap();
+        assert!(supported.contains(&json!("2026-07-28")) && supported.contains(&json!("2025-11-25")));
+    }
+    // Recorded under 2026-07-28 so the UnsupportedProtocolVersionError shape is checked.
+    for r in &mut peer.transcript {
+        r.revision = "2026-07-28".into();
+    }
+    peer.assert_schema_valid();
+}
+
+#[test]
+fn a_client_that_probes_discover_can_fall_back_to_initialize() {
+    // A legacy-shaped probe (no envelope) gets a prompt error, never silence; the handshake then works.
+    let mut peer = mock_binary();
+    let probe = peer.request(json!(1), "server/discover", json!({}));
+    assert_eq!(error_code(&probe), -32602);
+    let init = peer.initialize("2025-06-18", json!({}));
+    assert_eq!(init["protocolVersion"], "2025-06-18");
+    ping_works(&mut peer, 2);
+    peer.assert_schema_valid();
+
+    // A probe at a version we do not know: -32022 names our versions, including handshake ones, so the client
+    // falls back to initialize in the same process.
+    let mut peer = mock_binary();
+    let mut params = modern(json!({}), json!({}));
+    params["_meta"]["io.modelcontextprotocol/protocolVersion"] = json!("2030-01-01");
+    let probe = peer.request(json!(1), "server/discover", params);
+    assert_eq!(error_code(&probe), -32022);
+    assert_eq!(peer.initialize("2025-11-25", json!({}))["protocolVersion"], "2025-11-25");
+    let list = peer.request(json!(2), "tools/list", json!({}));
+    assert!(result(&list)["tools"].is_array());
+}
+
+// ---- malformed input (real binary) --------------------------------------------------------------------------
+
+/// The error code and id a malformed line is answered with; `None` = no answer at all.
+type Expected = Option<(i64, Value)>;
+
+#[test]
+fn malformed_input_is_answered_and_the_server_keeps_reading() {
+    let mut peer = mock_binary();
+    peer.initialize("2025-06-18", json!({}));
+    let mut big = vec![b' '; 9 * 1024 * 1024];
+    big.extend_from_slice(b"{}\n");
+    let cases: Vec<(&str, Vec<u8>, Expected)> = vec![
+        ("malformed JSON", b"{\"jsonrpc\": \"2.0\", \"id\": 1,\n".to_vec(), Some((-32700, Value::Null))),
+        ("not JSON at all", b"hello\n".to_vec(), Some((-32700, Value::Null))),
+        (
+            "non-UTF-8 bytes",
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\xfe\"}\n".to_vec(),
+            Some((-32700, Value::Null)),
+        ),
+        ("wrong jsonrpc", br#"{"jsonrpc":"1.0","id":7,"method":"ping"}"#.to_vec(), Some((-32600, json!(7)))),
+        ("missing jsonrpc", br#"{"id":"s","method":"ping"}"#.to_vec(), Some((-32600, json!("s")))),
+        ("null id", br#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#.to_vec(), Some((-32600, Value::Null))),
+        ("fractional id", br#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#.to_vec(), Some((-32600, Value::Null))),
+        ("scalar", b"42".to_vec(), Some((-32600, Value::Null))),
+        ("method not a string", br#"{"jsonrpc":"2.0","id":8,"method":5}"#.to_vec(), Some((-32600, json!(8)))),
+        ("unknown method", br#"{"jsonrpc":"2.0","id":9,"method":"nope/nope"}"#.to_vec(), Some((-32601, json!(9)))),
+        ("unknown notification", br#"{"jsonrpc":"2.0","method":"notifications/nope"}"#.to_vec(), None),
+        ("response to nothing", br#"{"jsonrpc":"2.0","id":99,"result":{}}"#.to_vec(), None),
+        (
+            "cancel of unknown id",
+            br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":12345}}"#.to_vec(),
+            None,
+        ),
+        (
+            "batch outside 2025-03-26",
+            br#"[{"jsonrpc":"2.0","id":10,"method":"ping"}]"#.to_vec(),
+            Some((-32600, Value::Null)),
+        ),
+        ("over-long line", big, Some((-32600, Value::Null))),
+        ("blank line", b"   \n".to_vec(), None),
+    ];
+    for (i, (label, mut bytes, expected)) in cases.into_iter().enumerate() {
+        if !bytes.ends_with(b"\n") {
+            bytes.push(b'\n');
+        }
+        peer.send_raw(&bytes);
+        if let Some((code, id)) = expected {
+            let answer = peer.recv();
+            assert_eq!(error_code(&answer), code, "{label}: {answer}");
+            assert_eq!(answer["id"], id, "{label}");
+            assert!(answer["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{label}");
+        }
+        // Every case is followed by a working request, and a no-reply case produced nothing before it.
+        let ping_id = 1000 + i as i64;
+        peer.send(&json!({"jsonrpc": "2.0", "id": ping_id, "method": "ping"}));
+        assert_eq!(peer.recv(), json!({"jsonrpc": "2.0", "id": ping_id, "result": {}}), "after {label}");
+    }
+    peer.assert_schema_valid();
+}
+
+#[test]
+fn closed_stdout_is_a_clean_exit() {
+    let mut peer = mock_binary();
+    ping_works(&mut peer, 1);
+    peer.close_output();
+    thread::sleep(Duration::from_millis(50)); // let our reader thread notice and drop the pipe
+    let deadline = Instant::now() + PATIENCE;
+    let mut id = 2;
+    while peer.child_status().is_none() && Instant::now() < deadline {
+        // Writing into a pipe nobody reads: the server's writer gets EPIPE and the server exits.
+        peer.send(&json!({"jsonrpc": "2.0", "id": id, "method": "ping"}));
+        id += 1;
+        thread::sleep(Duration::from_millis(10));
+    }
+    let status = peer.child_status().expect("the server did not exit after its stdout closed");
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn stdin_eof_exits_promptly_with_status_zero() {
+    let mut peer = mock_binary();
+    peer.initialize("2025-11-25", json!({}));
+    ping_works(&mut peer, 1);
+    let closed = Instant::now();
+    peer.close_input();
+    assert_eq!(peer.wait_exit(PATIENCE), Some(true), "exit status 0 after EOF");
+    assert!(closed.elapsed() < Duration::from_secs(1), "took {:?} to exit after EOF", closed.elapsed());
+}
+
+// ---- tools (in-process test catalogue) ----------------------------------------------------------------------
+
+#[test]
+fn tools_list_is_ordered_paginated_and_fully_annotated() {
+    let (mut peer, _events) = test_server(ServeOptions { page_size: 4, ..ServeOptions::default() });
+    peer.initialize("2025-06-18", json!({}));
+    let first = peer.request(json!(1), "tools/list", json!({}));
+    let tools = result(&first)["tools"].as_array().unwrap().clone();
+    let cursor = result(&first)["nextCursor"].as_str().expect("a second page").to_string();
+    let second = peer.request(json!(2), "tools/list", json!({"cursor": cursor}));
+    assert!(result(&second).get("nextCursor").is_none());
+    let names: Vec<&str> =
+        tools.iter().chain(result(&second)["tools"].as_array().unwrap()).map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["echo", "slow", "boom", "progress", "log", "confirm"]);
+    for t in &tools {
+        for hint in ["readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"] {
+            assert!(t["annotations"][hint].is_boolean(), "{} lacks {hint}", t["name"]);
+        }
+        assert!(t["title"].is_string() && t["inputSchema"]["type"] == "object");
+    }
+    assert!(tools[0]["outputSchema"].is_object());
+    // Same order again (deterministic), and bad cursors are -32602.
+    let again = peer.request(json!(3), "tools/list", json!({}));
+    assert_eq!(result(&again)["tools"], json!(tools));
+    for (id, bad) in [(4, json!("nonsense")), (5, json!(17)), (6, json!("p1.0000000000000000"))] {
+        assert_eq!(error_code(&peer.request(json!(id), "tools/list", json!({"cursor": bad}))), -32602);
+    }
+    peer.assert_schema_valid();
+}
+
+#[test]
+fn tools_call_validates_arguments_against_the_published_schema() {
+    let (mut peer, _events) = default_server();
+    peer.initialize("2025-11-25", json!({}));
+    let call = |peer: &mut McpPeer, id: i64, args: Value| {
+        peer.request(json!(id), "tools/call", json!({"name": "echo", "arguments": args}))
+    };
+
+    let ok = call(&mut peer, 1, json!({"message": "hi"}));
+    let r = result(&ok);
+    assert_eq!(r["isError"], false);
+    assert_eq!(r["structuredContent"], json!({"echo": "hi"}), "default times=1 applied");
+    assert_eq!(r["content"][0]["text"], "hi");
+    assert_eq!(r["content"][1]["text"], r#"{"echo":"hi"}"#, "the structured JSON as text for old clients");
+
+    let cases = [
+        (json!({}), "message"),
+        (json!({"message": 5}), "message"),
+        (json!({"message": "hi", "times": 9}), "times"),
+        (json!({"message": "this message is far too long"}), "message"),
+        (json!({"message": "hi", "colour": "red"}), "colour"),
+    ];
+    for (i, (args, field)) in cases.into_iter().enumerate() {
+        let response = call(&mut peer, 10 + i as i64, args.clone());
+        assert_eq!(result(&response)["isError"], true, "{args}");
+        let text = text_of(&response);
+        assert!(text.contains(field) && text.contains("echo"), "{args}: {text}");
+    }
+    let not_object = peer.request(json!(20), "tools/call", json!({"name": "echo", "arguments": [1]}));
+    assert_eq!(error_code(&not_object), -32602);
+    let unknown = peer.request(json!(21), "tools/call", json!({"name": "nope", "arguments": {}}));
+    assert_eq!(error_code(&unknown), -32602);
+    let nameless = peer.request(json!(22), "tools/call", json!({"arguments": {}}));
+    assert_eq!(error_code(&nameless), -32602);
+    peer.assert_schema_valid();
+}
+
+#[test]
+fn modern_tools_call_with_meta_returns_a_complete_result() {
+    let (mut peer, _events) = default_server();
+    let response = peer.request(
+        json!("m1"),
+        "tools/call",
+        modern(json!({"name": "echo", "arguments": {"message": "yo", "times": 2}}), json!({})),
+    );
+    let r = result(&response);
+    assert_eq!(r["resultType"], "complete");
+    assert_eq!(r["structuredContent"], json!({"echo": "yoyo"}));
+    assert_eq!(r["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], "truenas-mcp");
+    peer.assert_schema_valid();
+}
+
+#[test]
+fn cancellation_stops_the_handler_sends_no_response_and_frees_the_worker() {
+    let (mut peer, events) = test_server(ServeOptions { workers: 1, ..ServeOptions::default() });
+    peer.initialize("2025-06-18", json!({}));
+    peer.send(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "slow", "arguments": {"ms": 60000}}}));
+    ping_works(&mut peer, 6); // ping is answered while the tool runs
+    peer.send(
+        &json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 5, "reason": "user"}}),
+    );
+    wait_event(&events, "slow cancelled");
+    // The single worker is free again: the next call completes.
+    let next = peer.request(json!(7), "tools/call", json!({"name": "echo", "arguments": {"message": "after"}}));
+    assert_eq!(text_of(&next), "after");
+    ping_works(&mut peer, 8);
+    assert!(!answered(&peer, 5), "a cancelled request got a response");
+    peer.assert_schema_valid();
+}
+
+#[test]
+fn progress_is_strictly_increasing_and_stops_with_the_response() {
+    let (mut peer, events) = default_server();
+    peer.initialize("2025-06-18", json!({}));
+    let response = peer.request(
+        json!(1),
+        "tools/call",
+        json!({"name": "progress", "arguments": {}, "_meta": {"progressToken": "tok"}}),
+    );
+    assert_eq!(text_of(&response), "progress done");
+    let progress: Vec<Value> =
+        peer.take_backlog().into_iter().filter(|m| m["method"] == "notifications/progress").collect();
+    let values: Vec<f64> = progress.iter().map(|m| m["params"]["progress"].as_f64().unwrap()).collect();
+    assert_eq!(values, [1.0, 2.0, 3.0]);
+    assert!(progress.iter().all(|m| m["params"]["progressToken"] == "tok" && m["params"]["total"] == 3.0));
+    assert_eq!(progress[2]["params"]["message"], "three");
+    wait_event(&events, "late progress reported");
+    ping_works(&mut peer, 2);
+    assert!(peer.take_backlog().is_empty(), "a message arrived after the response");
+
+    // Without a progress token, nothing is sent.
+    let response = peer.request(json!(3), "tools/call", json!({"name": "progress", "arguments": {}}));
+    assert_eq!(text_of(&response), "progress done");
+    assert!(peer.take_backlog().is_empty());
+
+    // 2024-11-05 has no progress message field.
+    let (mut old, _events) = default_server();
+    old.initialize("2024-11-05", json!({}));
+    old.request(json!(1), "tools/call", json!({"name": "progress", "arguments": {}, "_meta": {"progressToken": 9}}));
+    let progress = old.take_backlog();
+    assert_eq!(progress.len(), 3);
+    assert!(progress.iter().all(|m| m["params"].get("message").is_none() && m["params"]["progressToken"] == 9));
+    peer.assert_schema_valid();
+    old.assert_schema_valid();
+}
+
+#[test]
+fn log_messages_respect_the_level() {
+    let (mut peer, _events) = default_server();
+    peer.initialize("2025-03-26", json!({}));
+    let levels = |peer: &mut McpPeer| -> Vec<String> {
+        peer.take_backlog()
+            .into_iter()
+            .filter(|m| m["method"] == "notifications/message")
+            .map(|m| m["params"]["level"].as_str().unwrap().to_string())
+            .collect()
+    };
+    peer.request(json!(1), "tools/call", json!({"name": "log", "arguments": {}}));
+    assert_eq!(levels(&mut peer), ["info", "warning", "error"], "default level info");
+    assert_eq!(result(&peer.request(json!(2), "logging/setLevel", json!({"level": "warning"}))), &json!({}));
+    peer.request(json!(3), "tools/call", json!({"name": "log", "arguments": {}}));
+    assert_eq!(levels(&mut peer), ["warning", "error"]);
+    peer.request(json!(4), "logging/setLevel", json!({"level": "debug"}));
+    peer.request(json!(5), "tools/call", json!({"name": "log", "arguments": {}}));
+    assert_eq!(levels(&mut peer), ["debug", "info", "warning", "error"]);
+    assert_eq!(error_code(&peer.request(json!(6), "logging/setLevel", json!({"level": "loud"}))), -32602);
+    peer.assert_schema_valid();
+
+    // Modern: only with the per-request opt-in, at or above it.
+    let (mut peer, _events) = default_server();
+    peer.revision = "2026-07-28".into();
+    peer.request(json!(1), "tools/call", modern(json!({"name": "log", "arguments": {}}), json!({})));
+    assert!(levels(&mut peer).is_empty());
+    let mut params = modern(json!({"name": "log", "arguments": {}}), json!({}));
+    params["_meta"]["io.modelcontextprotocol/logLevel"] = json!("warning");
+    peer.request(json!(2), "tools/call", params);
+    assert_eq!(levels(&mut peer), ["warning", "error"]);
+    peer.assert_schema_valid();
+}
+
+#[test]
+fn a_panicking_tool_is_an_internal_error_and_the_server_lives_on() {
+    let (mut peer, _events) = test_server(ServeOptions { workers: 1, ..ServeOptions::default() });
+    peer.initialize("2025-11-25", json!({}));
+    for id in 1..=3 {
+        let response = peer.request(json!(id), "tools/call", json!({"name": "boom", "arguments": {}}));
+        assert_eq!(error_code(&response), -32603);
+        assert!(response["error"]["message"].as_str().unwrap().contains("boom"));
+    }
+    let after = peer.request(json!(4), "tools/call", json!({"name": "echo", "arguments": {"message": "alive"}}));
+    assert_eq!(text_of(&after), "alive");
+    peer.assert_schema_valid();
+}
+
+#[test]
+fn eof_lets_in_flight_work_finish_then_exits() {
+    let (mut peer, events) = default_server();
+    peer.initialize("2025-06-18", json!({}));
+    peer.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "slow", "arguments": {"ms": 300}}}));
+    ping_works(&mut peer, 2); // the call is in flight
+    peer.close_input();
+    let response = peer.response_to(&json!(1));
+    assert_eq!(text_of(&response), "slow done");
+    wait_event(&events, "slow finished");
+    assert_eq!(peer.wait_exit(Duration::from_secs(1)), Some(true), "exit within a second of the work finishing");
+    peer.assert_schema_valid();
+}
+
+#[test]
+fn duplicate_ids_in_flight_are_refused() {
+    let (mut peer, events) = default_server();
+    peer.initialize("2025-06-18", json!({}));
+    peer.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "slow", "arguments": {"ms": 60000}}}));
+    let dup = peer.request(json!(1), "ping", json!({}));
+    assert_eq!(error_code(&dup), -32600);
+    peer.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}));
+    wait_event(&events, "slow cancelled");
+    ping_works(&mut peer, 1); // the id is free again
+}
+
+#[test]
+fn batches_are_processed_in_2025_03_26() {
+    let (mut peer, _events) = default_server();
+    peer.initialize("2025-03-26", json!({}));
+    peer.send(&json!([
+        {"jsonrpc": "2.0", "id": "a", "method": "ping"},
+        {"jsonrpc": "2.0", "id": "b", "method": "tools/call", "params": {"name": "slow", "arguments": {"ms": 50}}},
+        {"jsonrpc": "2.0", "method": "notifications/nothing"},
+        {"jsonrpc": "2.0", "id": "c", "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "x"}}},
+        {"jsonrpc": "1.0", "id": "d", "method": "ping"},
+        {"jsonrpc": "2.0", "id": "e", "method": "nope"},
+    ]));
+    let answer = peer.recv();
+    let items = answer.as_array().unwrap_or_else(|| panic!("expected one batch answer, got {answer}"));
+    let mut ids: Vec<&str> = items.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["a", "b", "c", "d", "e"]);
+    let by_id = |id: &str| items.iter().find(|m| m["id"] == id).unwrap();
+    assert_eq!(text_of(by_id("b")), "slow done");
+    assert_eq!(text_of(by_id("c")), "x");
+    assert_eq!(error_code(by_id("d")), -32600);
+    assert_eq!(error_code(by_id("e")), -32601);
+    // Only notifications: no answer at all. Empty batch: -32600.
+    peer.send(&json!([{"jsonrpc": "2.0", "method": "notifications/nothing"}]));
+    peer.send(&json!([]));
+    assert_eq!(error_code(&peer.recv()), -32600);
+    ping_works(&mut peer, 1);
+    peer.assert_schema_valid();
+}
+
+// ---- elicitation --------------------------------------------------------------------------------------------
+
+#[test]
+fn legacy_elicitation_asks_the_client_and_routes_the_answer_back() {
+    let (mut peer, events) = default_server();
+    peer.initialize("2025-06-18", json!({"elicitation": {}}));
+    let answers = [
+        (json!({"action": "accept", "content": {"confirm": true}}), "accepted"),
+        (json!({"action": "decline"}), "declined"),
+        (json!({"action": "cancel"}), "cancelled"),
+    ];
+    for (i, (answer, expected)) in answers.into_iter().enumerate() {
+        let id = json!(i + 1);
+        peer.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "confirm", "arguments": {}}}));
+        let ask = peer.recv();
+        assert_eq!(ask["method"], "elicitation/create", "{ask}");
+        assert_eq!(ask["params"]["message"], "Delete the app?");
+        assert!(ask["params"]["requestedSchema"]["properties"]["confirm"].is_object());
+        ping_works(&mut peer, 100 + i as i64); // the main loop stays responsive while the worker waits
+        peer.send(&json!({"jsonrpc": "2.0", "id": ask["id"], "result": answer}));
+        let response = peer.response_to(&id);
+        assert_eq!(text_of(&response), expected);
+    }
+    // Cancelling the call while it waits: the server withdraws its question and sends no response.
+    peer.send(
+        &json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "confirm", "arguments": {}}}),
+    );
+    let ask = peer.recv();
+    peer.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 9}}));
+    let withdrawn = peer.recv();
+    assert_eq!(withdrawn["method"], "notifications/cancelled");
+    assert_eq!(withdrawn["params"]["requestId"], ask["id"]);
+    wait_event(&events, "confirm cancelled");
+    ping_works(&mut peer, 10);
+    assert!(!answered(&peer, 9), "a cancelled request got a response");
+    peer.assert_schema_valid();
+
+    // A client without the capability (or an older revision) is never asked.
+    for (version, caps) in [("2025-06-18", json!({})), ("2025-03-26", json!({"elicitation": {}}))] {
+        let (mut peer, _events) = default_server();
+        peer.initialize(version, caps);
+        let response = peer.request(json!(1), "tools/call", json!({"name": "confirm", "arguments": {}}));
+        assert_eq!(text_of(&response), "unsupported", "{version}");
+        peer.assert_schema_valid();
+    }
+}
+
+#[test]
+fn modern_elicitation_is_an_input_required_round_trip() {
+    let (mut peer, _events) = default_server();
+    let first = peer.request(
+        json!(1),
+        "tools/call",
+        modern(json!({"name": "confirm", "arguments": {}}), json!({"elicitation": {}})),
+    );
+    let r = result(&first);
+    assert_eq!(r["resultType"], "input_required");
+    let ask = &r["inputRequests"]["confirm_delete"];
+    assert_eq!(ask["method"], "elicitation/create");
+    assert_eq!(ask["params"]["message"], "Delete the app?");
+    let retry = modern(
+        json!({"name": "confirm", "arguments": {}, "inputResponses": {"confirm_delete": {"action": "accept", "content": {"confirm": true}}}}),
+        json!({"elicitation": {}}),
+    );
+    let second = peer.request(json!(2), "tools/call", retry);
+    assert_eq!(result(&second)["resultType"], "complete");
+    assert_eq!(result(&second)["structuredContent"]["content"], json!({"confirm": true}));
+    let without = peer.request(json!(3), "tools/call", modern(json!({"name": "confirm", "arguments": {}}), json!({})));
+    assert_eq!(text_of(&without), "unsupported");
+    peer.assert_schema_valid();
+}
+
+// ---- resources, prompts, completion -------------------------------------------------------------------------
+
+#[test]
+fn resources_prompts_and_completion_are_served_when_the_catalogue_has_them() {
+    let (mut peer, _events) = default_server();
+    let init = peer.initialize("2025-06-18", json!({}));
+    for cap in ["resources", "prompts", "completions"] {
+        assert!(init["capabilities"][cap].is_object(), "{cap} declared");
+    }
+    assert_eq!(init["instructions"], "Test server.");
+    let list = peer.request(json!(1), "resources/list", json!({}));
+    assert_eq!(result(&list)["resources"][0]["uri"], "test://status");
+    let templates = peer.request(json!(2), "resources/templates/list", json!({}));
+    assert_eq!(result(&templates)["resourceTemplates"][0]["uriTemplate"], "test://apps/{name}/logs");
+    let read = peer.request(json!(3), "resources/read", json!({"uri": "test://status"}));
+    assert_eq!(result(&read)["contents"][0]["text"], "all good");
+    let missing = peer.request(json!(4), "resources/read", json!({"uri": "test://nope"}));
+    assert_eq!(error_code(&missing), -32002);
+    let prompts = peer.request(json!(5), "prompts/list", json!({}));
+    assert_eq!(result(&prompts)["prompts"][0]["arguments"][0]["required"], true);
+    let prompt = peer.request(json!(6), "prompts/get", json!({"name": "diagnose", "arguments": {"app": "plex"}}));
+    assert_eq!(result(&prompt)["messages"][0]["content"]["text"], "Why is plex down?");
+    let bad_prompt = peer.request(json!(7), "prompts/get", json!({"name": "diagnose"}));
+    assert_eq!(error_code(&bad_prompt), -32602);
+    let completion = peer.request(
+        json!(8),
+        "completion/complete",
+        json!({"ref": {"type": "ref/prompt", "name": "diagnose"}, "argument": {"name": "app", "value": "al"}}),
+    );
+    assert_eq!(result(&completion)["completion"]["values"], json!(["alpha", "alpine"]));
+    peer.assert_schema_valid();
+
+    // Modern list results carry cache hints.
+    let modern_list = peer.request(json!(9), "resources/list", modern(json!({}), json!({})));
+    assert!(result(&modern_list)["ttlMs"].is_u64() && result(&modern_list)["resultType"] == "complete");
+    peer.assert_schema_valid();
+
+    // The real catalogue has none of these: not declared, and the methods do not exist.
+    let mut binary = mock_binary();
+    let init = binary.initialize("2025-06-18", json!({}));
+    assert!(init["capabilities"].get("resources").is_none() && init["capabilities"].get("prompts").is_none());
+    assert_eq!(error_code(&binary.request(json!(1), "resources/list", json!({}))), -32601);
+    binary.assert_schema_valid();
+}
+
+// ---- the official Python SDK --------------------------------------------------------------------------------
+
+#[test]
+fn python_sdk_drives_the_binary_in_legacy_auto_and_modern_modes() {
+    let (ok, stdout, stderr) = crate::support::run_python("sdk_client.py", &[crate::support::binary(), "--mock"]);
+    assert!(ok, "sdk_client.py failed:\n{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("no JSON report ({e}):\n{stdout}\n{stderr}"));
+    assert_eq!(report["legacy"]["protocol_version"], "2025-11-25", "{report}");
+    assert_eq!(report["auto"]["protocol_version"], "2026-07-28", "{report}");
+    assert_eq!(report["modern"]["protocol_version"], "2026-07-28", "{report}");
+    for mode in ["legacy", "auto", "modern"] {
+        assert_eq!(report[mode]["unknown_tool_error"], -32602, "{mode}: {report}");
+        assert!(report[mode]["tools"].is_array(), "{mode}");
+    }
+}
+
+#[test]
+fn python_sdk_drives_the_test_catalogue_with_elicitation_progress_and_logging() {
+    for mode in ["legacy", "modern"] {
+        let (tx, _rx) = crossbeam_channel::unbounded();
+        let catalog = Arc::new(TestCatalog { events: Mutex::new(tx) });
+        let (port, server) = crate::support::serve_on_loopback(catalog, ServeOptions::default());
+        let (ok, stdout, stderr) = crate::support::run_python("sdk_features.py", &[&port.to_string(), mode]);
+        assert!(ok, "sdk_features.py {mode} failed:\n{stdout}\n{stderr}");
+        let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("no JSON report ({e}):\n{stdout}\n{stderr}"));
+        assert_eq!(report["echo"], json!({"echo": "hihi"}), "{mode}: {report}");
+        assert_eq!(report["confirm"], "accepted", "{mode}: {report}");
+        assert_eq!(report["progress"], json!([1.0, 2.0, 3.0]), "{mode}: {report}");
+        assert_eq!(report["logs"], json!(["warning", "error"]), "{mode}: {report}");
+        assert_eq!(report["invalid_is_error"], true, "{mode}: {report}");
+        let deadline = Instant::now() + PATIENCE;
+        while !server.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        assert!(server.is_finished(), "the server did not exit after the SDK client closed");
+    }
+}

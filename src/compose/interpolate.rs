@@ -1,0 +1,404 @@
+//! Compose variable interpolation from the caller's `env` map, standing in for the `.env` TrueNAS does not have.
+//!
+//! The grammar is Compose's (compose-go `template`): `$$` is a literal `$`; `$NAME` and `${NAME}` substitute;
+//! `${NAME:-default}` / `${NAME-default}` fall back when unset-or-empty / unset; `${NAME:?message}` /
+//! `${NAME?message}` demand a value; `${NAME:+alt}` / `${NAME+alt}` give `alt` when set-and-non-empty / set.
+//! Names are `[A-Za-z_][A-Za-z0-9_]*`; a `$` followed by anything else stays a literal `$`; a malformed `${…}` is an
+//! error, as it is for `docker compose config`. Defaults may themselves hold `${…}` (nested, depth-bounded).
+//!
+//! Like Compose, only scalar string *values* are interpolated, never mapping keys, and only from the given map:
+//! never from this process's environment, so nothing is invented. Values taken from `env` are literal text (they
+//! are not interpolated again). The renderer later escapes every `$` left in a value as `$$`, because TrueNAS runs
+//! `docker compose` on the stored file and would otherwise interpolate it a second time from the middleware's own
+//! environment.
+
+use std::collections::BTreeMap;
+
+use serde_yaml::Value;
+
+use super::parse::MAX_DEPTH;
+use super::rules;
+use super::{Finding, Substitution};
+
+/// Deepest `${A:-${B:-${C}}}` nesting we follow.
+const MAX_NESTING: usize = 16;
+
+/// What interpolation did to a document.
+#[derive(Debug, Default)]
+pub struct Interpolation {
+    pub substitutions: Vec<Substitution>,
+    /// Variables with no value and no default, each once, in document order.
+    pub unresolved: Vec<String>,
+    pub findings: Vec<Finding>,
+}
+
+/// Interpolate every string value of `value` in place.
+pub fn interpolate_tree(value: &mut Value, env: &BTreeMap<String, String>) -> Interpolation {
+    let mut out = Interpolation::default();
+    let mut path = String::new();
+    walk(value, env, &mut path, None, 0, &mut out);
+    out
+}
+
+fn walk(
+    value: &mut Value,
+    env: &BTreeMap<String, String>,
+    path: &mut String,
+    service: Option<&str>,
+    depth: usize,
+    out: &mut Interpolation,
+) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    match value {
+        Value::String(s) if s.contains('$') => {
+            let mut scope = Scope { env, path, service, out };
+            if let Some(new) = interpolate_str(s, &mut scope, 0) {
+                *s = new;
+            }
+        }
+        Value::Sequence(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                walk(item, env, path, service, depth + 1, out);
+                path.truncate(len);
+            }
+        }
+        Value::Mapping(map) => {
+            let in_services = depth == 1 && path == "services";
+            for (k, v) in map.iter_mut() {
+                let key = key_text(k);
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(&key);
+                let service = if in_services { Some(key.as_str()) } else { service };
+                walk(v, env, path, service, depth + 1, out);
+                path.truncate(len);
+            }
+        }
+        Value::Tagged(tagged) => walk(&mut tagged.value, env, path, service, depth + 1, out),
+        _ => {}
+    }
+}
+
+/// A mapping key as text for paths.
+pub fn key_text(key: &Value) -> String {
+    match key {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => "null".to_string(),
+        _ => "?".to_string(),
+    }
+}
+
+struct Scope<'a> {
+    env: &'a BTreeMap<String, String>,
+    path: &'a str,
+    service: Option<&'a str>,
+    out: &'a mut Interpolation,
+}
+
+impl Scope<'_> {
+    fn record(&mut self, variable: &str, source: &'static str) {
+        self.out.substitutions.push(Substitution {
+            variable: variable.to_string(),
+            source,
+            path: self.path.to_string(),
+        });
+    }
+
+    fn unresolved(&mut self, variable: &str) {
+        if !self.out.unresolved.iter().any(|v| v == variable) {
+            self.out.unresolved.push(variable.to_string());
+        }
+        self.out.findings.push(rules::UNRESOLVED_VARIABLE.at(
+            self.service,
+            self.path,
+            format!(
+                "`{variable}` has no value and no default; TrueNAS has no .env file, so it would silently become \
+                 an empty string"
+            ),
+            format!("pass {variable} in the env argument, or write a default: ${{{variable}:-value}}"),
+        ));
+    }
+
+    fn required(&mut self, variable: &str, message: &str) {
+        if !self.out.unresolved.iter().any(|v| v == variable) {
+            self.out.unresolved.push(variable.to_string());
+        }
+        let why = if message.is_empty() { "it is marked required".to_string() } else { message.to_string() };
+        self.out.findings.push(rules::REQUIRED_VARIABLE.at(
+            self.service,
+            self.path,
+            format!("`{variable}` has no value: {why}"),
+            format!("pass {variable} in the env argument"),
+        ));
+    }
+
+    fn invalid(&mut self, text: &str, why: &str) {
+        self.out.findings.push(rules::INTERPOLATION_INVALID.at(
+            self.service,
+            self.path,
+            format!("invalid interpolation `{}`: {why}", clip(text)),
+            "write `${NAME}`, `${NAME:-default}` or `$$` for a literal dollar sign",
+        ));
+    }
+}
+
+fn clip(text: &str) -> String {
+    if text.chars().count() <= 60 {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(60).collect::<String>())
+    }
+}
+
+fn is_name_start(c: u8) -> bool {
+    c.is_ascii_alphabetic() || c == b'_'
+}
+
+fn is_name_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
+
+/// Index (in `s`) of the `}` closing the `${` that starts at 0, counting nested `${`.
+fn closing_brace(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut open = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'}' {
+            open -= 1;
+            if open == 0 {
+                return Some(i);
+            }
+        } else if bytes[i] == b'$' && bytes.get(i + 1) == Some(&b'{') {
+            open += 1;
+            i += 1;
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The interpolated text, or `None` when `s` had nothing to substitute.
+fn interpolate_str(s: &str, scope: &mut Scope<'_>, nesting: usize) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    let mut last = 0;
+    let mut changed = false;
+    while i < bytes.len() {
+        if bytes[i] != b'$' {
+            i += 1;
+            continue;
+        }
+        match bytes.get(i + 1) {
+            Some(b'$') => {
+                out.push_str(&s[last..i]);
+                out.push('$');
+                i += 2;
+                last = i;
+                changed = true;
+            }
+            Some(b'{') => {
+                out.push_str(&s[last..i]);
+                changed = true;
+                let Some(close) = closing_brace(&s[i..]) else {
+                    scope.invalid(&s[i..], "no closing `}`");
+                    // Keep the rest as it was; the finding blocks deployment anyway.
+                    out.push_str(&s[i..]);
+                    return Some(out);
+                };
+                let inner = &s[i + 2..i + close];
+                out.push_str(&braced(inner, &s[i..=i + close], scope, nesting));
+                i += close + 1;
+                last = i;
+            }
+            Some(&c) if is_name_start(c) => {
+                out.push_str(&s[last..i]);
+                changed = true;
+                let start = i + 1;
+                let mut end = start;
+                while end < bytes.len() && is_name_char(bytes[end]) {
+                    end += 1;
+                }
+                let name = &s[start..end];
+                match scope.env.get(name) {
+                    Some(v) => {
+                        scope.record(name, "env");
+                        out.push_str(v);
+                    }
+                    None => scope.unresolved(name),
+                }
+                i = end;
+                last = i;
+            }
+            // A lone `$` (end of text, `$5`, `$ `) is literal, as in Compose.
+            _ => i += 1,
+        }
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(&s[last..]);
+    Some(out)
+}
+
+/// The value of one `${inner}`.
+fn braced(inner: &str, whole: &str, scope: &mut Scope<'_>, nesting: usize) -> String {
+    let bytes = inner.as_bytes();
+    if bytes.is_empty() || !is_name_start(bytes[0]) {
+        scope.invalid(whole, "a variable name must start with a letter or `_`");
+        return String::new();
+    }
+    let mut end = 1;
+    while end < bytes.len() && is_name_char(bytes[end]) {
+        end += 1;
+    }
+    let name = &inner[..end];
+    let rest = &inner[end..];
+    let value = scope.env.get(name).map(String::as_str);
+    let (operator, argument) = if rest.is_empty() {
+        ("", "")
+    } else if let Some(op) = [":-", ":?", ":+", "-", "?", "+"].into_iter().find(|op| rest.starts_with(op)) {
+        (op, &rest[op.len()..])
+    } else {
+        scope.invalid(whole, "expected `}`, `:-`, `-`, `:?`, `?`, `:+` or `+` after the name");
+        return String::new();
+    };
+    let nested = |argument: &str, scope: &mut Scope<'_>| -> String {
+        if nesting >= MAX_NESTING {
+            scope.invalid(whole, "nested too deeply");
+            return String::new();
+        }
+        interpolate_str(argument, scope, nesting + 1).unwrap_or_else(|| argument.to_string())
+    };
+    let set = value.is_some();
+    let non_empty = value.is_some_and(|v| !v.is_empty());
+    match operator {
+        "" => match value {
+            Some(v) => {
+                scope.record(name, "env");
+                v.to_string()
+            }
+            None => {
+                scope.unresolved(name);
+                String::new()
+            }
+        },
+        ":-" | "-" => {
+            if non_empty || (operator == "-" && set) {
+                scope.record(name, "env");
+                value.unwrap_or_default().to_string()
+            } else {
+                scope.record(name, "default");
+                nested(argument, scope)
+            }
+        }
+        ":?" | "?" => {
+            if non_empty || (operator == "?" && set) {
+                scope.record(name, "env");
+                value.unwrap_or_default().to_string()
+            } else {
+                scope.required(name, argument);
+                String::new()
+            }
+        }
+        _ => {
+            // ":+" and "+": the alternate text when the variable is (non-empty and) set, else nothing.
+            if non_empty || (operator == "+" && set) {
+                scope.record(name, "alternate");
+                nested(argument, scope)
+            } else {
+                String::new()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(text: &str, env: &[(&str, &str)]) -> (String, Interpolation) {
+        let env: BTreeMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut value = Value::String(text.to_string());
+        let out = interpolate_tree(&mut value, &env);
+        (value.as_str().unwrap().to_string(), out)
+    }
+
+    #[test]
+    fn grammar_matches_compose() {
+        let env = [("A", "x"), ("EMPTY", ""), ("P", "/mnt/tank")];
+        let cases = [
+            ("$A", "x"),
+            ("${A}", "x"),
+            ("pre-$A-post", "pre-x-post"),
+            ("$A_B", ""),
+            ("${A}_B", "x_B"),
+            ("${MISSING:-d}", "d"),
+            ("${EMPTY:-d}", "d"),
+            ("${EMPTY-d}", ""),
+            ("${MISSING-d}", "d"),
+            ("${A:-d}", "x"),
+            ("${A:+alt}", "alt"),
+            ("${EMPTY:+alt}", ""),
+            ("${EMPTY+alt}", "alt"),
+            ("${MISSING+alt}", ""),
+            ("$$A", "$A"),
+            ("$${A}", "${A}"),
+            ("cost: 5$", "cost: 5$"),
+            ("$5 and $ and $-", "$5 and $ and $-"),
+            ("${MISSING:-${P}/data}", "/mnt/tank/data"),
+            ("${MISSING:-${ALSO:-/x}}", "/x"),
+            ("${P}/a:/a", "/mnt/tank/a:/a"),
+            ("é$A€", "éx€"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(run(text, &env).0, want, "for {text}");
+        }
+    }
+
+    #[test]
+    fn reports_every_substitution_and_every_unresolved_variable() {
+        let (text, out) = run("${A}:${B:-b}:$C:${D:?give D}:${E?}", &[("A", "a")]);
+        assert_eq!(text, "a:b:::");
+        let subs: Vec<(&str, &str)> = out.substitutions.iter().map(|s| (s.variable.as_str(), s.source)).collect();
+        assert_eq!(subs, vec![("A", "env"), ("B", "default")]);
+        assert_eq!(out.unresolved, vec!["C", "D", "E"]);
+        let rules: Vec<&str> = out.findings.iter().map(|f| f.rule).collect();
+        assert_eq!(rules, vec!["unresolved-variable", "required-variable", "required-variable"]);
+        assert!(out.findings[1].message.contains("give D"), "{}", out.findings[1].message);
+    }
+
+    #[test]
+    fn malformed_braces_are_findings() {
+        for text in ["${}", "${1A}", "${A", "${A:x}", "${A B}", "x${-}"] {
+            let (_, out) = run(text, &[("A", "a")]);
+            assert_eq!(out.findings.len(), 1, "{text}: {:?}", out.findings);
+            assert_eq!(out.findings[0].rule, "interpolation-invalid", "{text}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_bounded() {
+        let text = format!("{}x{}", "${A:-".repeat(10_000), "}".repeat(10_000));
+        let (_, out) = run(&text, &[]);
+        assert!(out.findings.iter().any(|f| f.rule == "interpolation-invalid"));
+    }
+
+    #[test]
+    fn keys_are_not_interpolated_but_values_are_with_paths() {
+        let mut doc: Value = serde_yaml::from_str("services:\n  web:\n    environment:\n      $KEY: $V\n").unwrap();
+        let env = BTreeMap::from([("V".to_string(), "v".to_string()), ("KEY".to_string(), "k".to_string())]);
+        let out = interpolate_tree(&mut doc, &env);
+        assert_eq!(doc["services"]["web"]["environment"]["$KEY"], Value::String("v".into()));
+        assert_eq!(out.substitutions[0].path, "services.web.environment.$KEY");
+    }
+}

@@ -1,0 +1,144 @@
+//! The rule catalogue: every finding the compose engine can produce, with its stable id and default severity.
+//!
+//! Ids are part of the interface (operators list them in `TRUENAS_COMPOSE_ALLOW`, clients match on them); never
+//! rename one. How the policy level changes a severity is decided in `policy.rs`.
+
+use super::{Finding, Severity};
+
+/// One rule of the catalogue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub id: &'static str,
+    /// Severity at the `standard` level.
+    pub severity: Severity,
+    /// What the rule is about, one line (for docs and `--help`-style listings).
+    pub summary: &'static str,
+}
+
+impl Rule {
+    /// A finding of this rule at its default severity.
+    pub fn at(
+        &self,
+        service: Option<&str>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            rule: self.id,
+            severity: self.severity,
+            service: service.map(str::to_string),
+            path: path.into(),
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+}
+
+const fn rule(id: &'static str, severity: Severity, summary: &'static str) -> Rule {
+    Rule { id, severity, summary }
+}
+
+use Severity::{Error, Info, Warning};
+
+pub const YAML_INVALID: Rule = rule("yaml-invalid", Error, "the text is not one parseable YAML document");
+pub const NOT_A_MAPPING: Rule = rule("not-a-mapping", Error, "the document is not a mapping");
+pub const NO_SERVICES: Rule = rule("no-services", Error, "no `services:` mapping with at least one service");
+pub const SERVICE_NOT_A_MAPPING: Rule = rule("service-not-a-mapping", Error, "a service is not a mapping");
+pub const FIELD_INVALID: Rule = rule("field-invalid", Error, "a field has a shape Compose rejects");
+pub const IMAGE_MISSING: Rule = rule("image-missing", Error, "a service with no `image`");
+pub const BUILD_UNSUPPORTED: Rule = rule("build-unsupported", Error, "`build:` (TrueNAS has no build context)");
+pub const INCLUDE_UNSUPPORTED: Rule =
+    rule("include-unsupported", Error, "`include:` or `extends.file` (no other files travel with a custom app)");
+pub const PRIVILEGED: Rule = rule("privileged", Error, "`privileged: true` in any spelling");
+pub const CAP_ADD_DANGEROUS: Rule =
+    rule("cap-add-dangerous", Error, "`cap_add` of ALL, SYS_ADMIN, SYS_MODULE and other root-equivalent capabilities");
+pub const CAP_ADD_NETWORK: Rule = rule("cap-add-network", Warning, "`cap_add` of NET_ADMIN or NET_RAW");
+pub const HOST_NAMESPACE: Rule =
+    rule("host-namespace", Error, "`pid`/`ipc`/`userns_mode`/`cgroup: host` (error), `uts: host` (warning)");
+pub const SECURITY_OPT_UNCONFINED: Rule = rule(
+    "security-opt-unconfined",
+    Error,
+    "`security_opt` seccomp/apparmor unconfined, label disable, systempaths unconfined",
+);
+pub const DOCKER_SOCKET: Rule = rule("docker-socket", Error, "a bind of `docker.sock` (root on the host)");
+pub const SENSITIVE_HOST_PATH: Rule =
+    rule("sensitive-host-path", Error, "a bind of a system path (`/`, `/etc`, `/dev`, `/mnt/.ix-apps`, …)");
+pub const HOST_PATH_OUTSIDE_ROOTS: Rule =
+    rule("host-path-outside-roots", Warning, "a bind outside the allowed host-path roots (default `/mnt`)");
+pub const RELATIVE_HOST_PATH: Rule =
+    rule("relative-host-path", Error, "a relative bind source (`./data`): a custom app has no project directory");
+pub const UNDECLARED_VOLUME: Rule =
+    rule("undeclared-volume", Error, "a named volume not declared under top-level `volumes:`");
+pub const DEVICES: Rule = rule("devices", Warning, "`devices:` mappings or `device_cgroup_rules`");
+pub const DEVICES_DANGEROUS: Rule =
+    rule("devices-dangerous", Error, "raw disks, memory or all devices (`/dev/sda`, `/dev/mem`, `/dev`, `a *:* rwm`)");
+pub const NETWORK_MODE_HOST: Rule = rule("network-mode-host", Warning, "host networking (bypasses port isolation)");
+pub const PORT_CONFLICT: Rule =
+    rule("port-conflict", Error, "a host port published twice, or already used by another app on the NAS");
+pub const PORT_RESERVED: Rule = rule("port-reserved", Error, "a host port the NAS itself serves");
+pub const PORT_PRIVILEGED: Rule = rule("port-privileged", Warning, "another host port below 1024");
+pub const NO_RESOURCE_LIMITS: Rule = rule("no-resource-limits", Warning, "no memory or CPU limit");
+pub const USER_ROOT: Rule = rule("user-root", Info, "`user: root` / `0` / `0:0`");
+pub const UNRESOLVED_VARIABLE: Rule =
+    rule("unresolved-variable", Error, "`${VAR}` with no value and no default (TrueNAS has no `.env`)");
+pub const REQUIRED_VARIABLE: Rule =
+    rule("required-variable", Error, "`${VAR:?message}` / `${VAR?message}` with no value");
+pub const INTERPOLATION_INVALID: Rule =
+    rule("interpolation-invalid", Error, "a `${…}` Compose cannot interpolate (`${}`, `${1X}`, unclosed)");
+pub const ENV_FILE_UNSUPPORTED: Rule =
+    rule("env-file-unsupported", Error, "`env_file:` with a relative path (no files travel with a custom app)");
+pub const EXTERNAL_NETWORK: Rule = rule("external-network", Warning, "an external network must already exist");
+pub const CONTAINER_NAME: Rule = rule("container-name", Warning, "a fixed `container_name`");
+pub const IMAGE_UNPINNED: Rule = rule("image-unpinned", Info, "an image with no tag or `:latest`");
+pub const PLAINTEXT_SECRET: Rule =
+    rule("plaintext-secret", Info, "a secret-looking environment variable with a literal value");
+pub const TOP_LEVEL_NAME: Rule = rule("top-level-name", Info, "`name:` is ignored (TrueNAS names the project)");
+pub const TOO_LARGE: Rule = rule("too-large", Error, "the document does not fit in one TrueNAS request (64 KiB)");
+pub const APP_NAME_INVALID: Rule = rule("app-name-invalid", Error, "the app name is not a valid TrueNAS app name");
+
+/// Every rule, in the order documented.
+pub const ALL: &[Rule] = &[
+    YAML_INVALID,
+    NOT_A_MAPPING,
+    NO_SERVICES,
+    SERVICE_NOT_A_MAPPING,
+    FIELD_INVALID,
+    IMAGE_MISSING,
+    BUILD_UNSUPPORTED,
+    INCLUDE_UNSUPPORTED,
+    PRIVILEGED,
+    CAP_ADD_DANGEROUS,
+    CAP_ADD_NETWORK,
+    HOST_NAMESPACE,
+    SECURITY_OPT_UNCONFINED,
+    DOCKER_SOCKET,
+    SENSITIVE_HOST_PATH,
+    HOST_PATH_OUTSIDE_ROOTS,
+    RELATIVE_HOST_PATH,
+    UNDECLARED_VOLUME,
+    DEVICES,
+    DEVICES_DANGEROUS,
+    NETWORK_MODE_HOST,
+    PORT_CONFLICT,
+    PORT_RESERVED,
+    PORT_PRIVILEGED,
+    NO_RESOURCE_LIMITS,
+    USER_ROOT,
+    UNRESOLVED_VARIABLE,
+    REQUIRED_VARIABLE,
+    INTERPOLATION_INVALID,
+    ENV_FILE_UNSUPPORTED,
+    EXTERNAL_NETWORK,
+    CONTAINER_NAME,
+    IMAGE_UNPINNED,
+    PLAINTEXT_SECRET,
+    TOP_LEVEL_NAME,
+    TOO_LARGE,
+    APP_NAME_INVALID,
+];
+
+/// The catalogue entry for `id`.
+pub fn find(id: &str) -> Option<&'static Rule> {
+    ALL.iter().find(|r| r.id == id)
+}
