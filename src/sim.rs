@@ -234,6 +234,16 @@ impl Simulator {
         self.mw.frames_received.load(Ordering::SeqCst)
     }
 
+    /// Calls refused because 20 were already in flight on their socket.
+    pub fn rejected_calls(&self) -> u64 {
+        self.mw.rejected_calls.load(Ordering::SeqCst)
+    }
+
+    /// The most calls ever in flight at once on one socket (admitted: executing + queued, at most 20).
+    pub fn peak_in_flight(&self) -> u64 {
+        self.mw.peak_admitted.load(Ordering::SeqCst).min(20)
+    }
+
     /// Whether API key `id` has been revoked (insecure transport).
     pub fn api_key_revoked(&self, id: u32) -> bool {
         self.mw.state().revoked_keys.contains(&id)

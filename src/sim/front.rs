@@ -504,8 +504,10 @@ impl Connection {
     /// Admit a call or refuse it as the 21st.
     fn admit(&self, id: Option<Value>, method: String, params: Vec<Value>) {
         let admitted = self.session.admitted.fetch_add(1, Ordering::SeqCst);
+        self.mw.peak_admitted.fetch_max(admitted as u64 + 1, Ordering::SeqCst);
         if admitted >= ADMITTED {
             self.session.admitted.fetch_sub(1, Ordering::SeqCst);
+            self.mw.rejected_calls.fetch_add(1, Ordering::SeqCst);
             if let Some(id) = id {
                 self.session.send_error(&id, &Failure::TooManyCalls);
             }

@@ -52,6 +52,10 @@ pub(crate) struct Middleware {
     sessions: Mutex<BTreeMap<u64, Arc<Session>>>,
     next_session: AtomicU64,
     pub frames_received: AtomicU64,
+    /// Calls refused as the 21st concurrent one (`-32000` / ETOOMANYREFS).
+    pub rejected_calls: AtomicU64,
+    /// Most calls ever admitted at once on one socket.
+    pub peak_admitted: AtomicU64,
     pub boot_ms: u64,
     /// Bumped by `restart`; connections of an older generation close.
     pub generation: AtomicU64,
@@ -164,6 +168,8 @@ impl Middleware {
             sessions: Mutex::new(BTreeMap::new()),
             next_session: AtomicU64::new(1),
             frames_received: AtomicU64::new(0),
+            rejected_calls: AtomicU64::new(0),
+            peak_admitted: AtomicU64::new(0),
             boot_ms: now_ms(),
             generation: AtomicU64::new(0),
         }
@@ -236,6 +242,9 @@ impl Middleware {
             st.call_log.push((method.to_string(), Value::Array(params.clone())));
         }
         if let Some(d) = self.faults.latency_for(method) {
+            std::thread::sleep(d);
+        }
+        if let Some(d) = self.faults.jitter() {
             std::thread::sleep(d);
         }
         self.expire_if_asked(session);

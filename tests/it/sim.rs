@@ -501,6 +501,27 @@ fn the_21st_concurrent_call_is_refused() {
     for id in &ids[..20] {
         assert!(c.response(id).get("result").is_some());
     }
+    assert_eq!((sim.rejected_calls(), sim.peak_in_flight()), (1, 20));
+}
+
+#[test]
+fn jitter_completes_calls_out_of_order() {
+    let (sim, server) = start(options(SimVersion::V25_04));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    sim.faults().set_latency_jitter(Duration::from_millis(30));
+    let ids: Vec<String> = (0..10).map(|_| c.request("core.ping", json!([]))).collect();
+    let mut order = Vec::new();
+    while order.len() < ids.len() {
+        let m = c.recv();
+        order.push(m["id"].as_str().unwrap().to_string());
+    }
+    assert_ne!(order, ids, "ten calls with 0-30 ms jitter should not all finish in order");
+    let mut sorted = order.clone();
+    sorted.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(sorted, want);
 }
 
 #[test]
