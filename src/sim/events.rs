@@ -124,7 +124,7 @@ pub(crate) fn subscribe(
             return Ok(None);
         }
     };
-    if let Err(f) = schema::check_event_args(mw.version(), source, &args) {
+    if let Err(f) = schema::check_event_args(session.api, source, &args) {
         session.send_unsubscribed(name, Some(&f));
         return Ok(None);
     }

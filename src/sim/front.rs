@@ -244,7 +244,12 @@ fn pump(mut tcp: TcpStream, rx: Arc<Pipe>) {
 }
 
 /// Which dialect a request path gets, or the HTTP answer nginx/aiohttp would give instead.
-fn route(version: SimVersion, path: &str, host: &str, scheme: &str) -> Result<Protocol, Box<ErrorResponse>> {
+fn route(
+    version: SimVersion,
+    path: &str,
+    host: &str,
+    scheme: &str,
+) -> Result<(Protocol, SimVersion), Box<ErrorResponse>> {
     let path = path.split('?').next().unwrap_or(path);
     let api_versions: &[&str] = match version {
         SimVersion::V24_10 => &[],
@@ -255,11 +260,18 @@ fn route(version: SimVersion, path: &str, host: &str, scheme: &str) -> Result<Pr
         ],
     };
     if path == "/websocket" {
-        return Ok(Protocol::Legacy);
+        return Ok((Protocol::Legacy, SimVersion::V24_10));
     }
     if let Some(v) = path.strip_prefix("/api/") {
         if api_versions.contains(&v) {
-            return Ok(Protocol::JsonRpc);
+            let api = if v == "v24.10" {
+                SimVersion::V24_10
+            } else if v.starts_with("v25.04") {
+                SimVersion::V25_04
+            } else {
+                version
+            };
+            return Ok((Protocol::JsonRpc, api));
         }
         if version != SimVersion::V24_10 {
             let mut r = ErrorResponse::new(Some("404: Not Found".into()));
@@ -301,12 +313,13 @@ fn serve_connection(mw: Arc<Middleware>, mut stream: Stream, origin: Origin, sto
             }
         }
     };
-    let Some(protocol) = protocol else { return };
+    let Some((protocol, api)) = protocol else { return };
     let codec = Codec { protocol, legacy_24_10: version == SimVersion::V24_10 };
     let (out_tx, out_rx) = crossbeam_channel::unbounded();
     let session = Arc::new(Session::new(
         mw.next_session_id(),
         codec,
+        api,
         origin,
         out_tx,
         ws.get_ref().waker(),

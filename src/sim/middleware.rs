@@ -214,11 +214,15 @@ impl Middleware {
         }
     }
 
-    /// An `app.query` event for `name` (entry rendered per receiving session's view is the same for all).
+    /// An `app.query` event for `name`, the entry shaped for each receiver's API version.
     pub(crate) fn app_event(&self, st: &State, msg: &str, name: &str) {
-        let fields = st.apps.get(name).map(|a| a.entry(self.version(), "0.0.0.0", false));
         let id = Value::String(name.to_string());
-        self.broadcast(msg, "app.query", Some(&id), if msg == "removed" { None } else { fields.as_ref() });
+        for s in self.sessions() {
+            if s.is_authenticated() && s.wants("app.query") {
+                let fields = st.apps.get(name).map(|a| a.entry(s.api, "0.0.0.0", false));
+                s.send_event(msg, "app.query", Some(&id), if msg == "removed" { None } else { fields.as_ref() });
+            }
+        }
     }
 
     pub(crate) fn known_method(&self, method: &str) -> bool {
@@ -263,7 +267,7 @@ impl Middleware {
         if is_job_method(method) {
             return jobs::call_job_method(self, session, msg_id, method, params);
         }
-        if let Err(f) = schema::check_params(self.version(), method, &params) {
+        if let Err(f) = schema::check_params(session.api, method, &params) {
             return Err(f).into();
         }
         self.dispatch(session, method, params)
@@ -501,7 +505,7 @@ impl Middleware {
             .apps
             .values()
             .map(|a| {
-                let mut e = a.entry(self.version(), &host_ip, with_config);
+                let mut e = a.entry(session.api, &host_ip, with_config);
                 if with_schema {
                     e["version_details"] = super::apps::custom_version_details();
                 }

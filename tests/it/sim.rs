@@ -866,3 +866,30 @@ fn identical_log_subscriptions_share_one_source_without_replaying_the_tail() {
     let first = b.event(|m| m["params"]["collection"] == spaced.as_str());
     assert!(first["params"]["fields"]["data"].as_str().unwrap().contains("line 45:"));
 }
+
+#[test]
+fn pinned_and_legacy_endpoints_use_their_api_models() {
+    let (_sim, server) = start(options(SimVersion::V25_10));
+    let shapes = [("/api/current", true, true), ("/api/v25.04.2", false, true), ("/websocket", false, false)];
+    for (path, host_ips, networks) in shapes {
+        let mut c = connect(&server, path);
+        if c.legacy {
+            c.ddp_connect();
+        }
+        c.login();
+        let w = c.call("app.get_instance", json!(["whoami"]))["active_workloads"].clone();
+        assert_eq!(w.get("used_host_ips").is_some(), host_ips, "{path}");
+        assert_eq!(w.get("networks").is_some(), networks, "{path}");
+    }
+    let mut legacy = connect(&server, "/websocket");
+    legacy.ddp_connect();
+    legacy.login();
+    legacy.send(json!({"msg": "sub", "id": "j", "name": "core.get_jobs"}));
+    let job = legacy.call("app.delete", json!(["jellyfin", {"force_remove_custom_app": true}])).as_i64().unwrap();
+    assert_eq!(legacy.wait_job(job)["exc_info"]["type"], "VALIDATION", "v24.10 models have no force_remove_custom_app");
+    assert_eq!(
+        connect_err(&server, "/api/v99.1").to_string(),
+        "HTTP error: 404 Not Found",
+        "unknown API versions are a 404 on 25.x"
+    );
+}
