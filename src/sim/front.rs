@@ -327,12 +327,12 @@ fn serve_connection(mw: Arc<Middleware>, mut stream: Stream, origin: Origin, sto
     ));
     mw.register(session.clone());
     let (task_tx, task_rx) = crossbeam_channel::unbounded::<Task>();
-    let workers: Vec<JoinHandle<()>> = (0..EXECUTING)
-        .filter_map(|i| {
-            let (mw, session, rx) = (mw.clone(), session.clone(), task_rx.clone());
-            std::thread::Builder::new().name(format!("sim-call-{i}")).spawn(move || worker(mw, session, rx)).ok()
-        })
-        .collect();
+    // Workers end on their own once the task channel closes and their current call is done (a call may be
+    // waiting on a job that never finishes, so the connection does not wait for them).
+    for i in 0..EXECUTING {
+        let (mw, session, rx) = (mw.clone(), session.clone(), task_rx.clone());
+        let _ = std::thread::Builder::new().name(format!("sim-call-{i}")).spawn(move || worker(mw, session, rx));
+    }
     drop(task_rx);
     let generation = mw.generation.load(Ordering::SeqCst);
     let tick = if ws.get_ref().polls() { Duration::from_millis(2) } else { IDLE_TICK };
@@ -343,9 +343,6 @@ fn serve_connection(mw: Arc<Middleware>, mut stream: Stream, origin: Origin, sto
     mw.unregister(session.id);
     drop(conn);
     ws.get_mut().close();
-    for w in workers {
-        let _ = w.join();
-    }
 }
 
 /// One call waiting for an execution slot.
