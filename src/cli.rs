@@ -82,6 +82,20 @@ pub fn parse_args(argv: &[String]) -> Result<Args> {
     Ok(args)
 }
 
+const SIMULATE_HELP: &str = "truenas-mcp simulate [OPTIONS]
+
+Serve the built-in TrueNAS simulator (middleware + WebSocket front) until killed, to try the real wire path
+without a NAS. It prints the URL and the credentials to use on stderr.
+  --listen ADDR          address to listen on (default 127.0.0.1:8080)
+  --version V            TrueNAS release to imitate: 24.10 (legacy /websocket only), 25.04 (default), 25.10
+  --tls-cert F --tls-key F   serve wss:// with this PEM certificate and PKCS#8 key
+  --no-pool              no pool configured for apps (Docker UNCONFIGURED)
+  --empty                start without the example apps
+  --idle-timeout SECS    close idle connections like nginx (default 60)
+  --job-step-ms N        time per job progress step (default 500)
+  --api-key ID-SECRET    accept this API key for the default user
+";
+
 pub fn usage() -> String {
     let mut s = format!(
         "truenas-mcp {} — MCP server for TrueNAS SCALE Custom Apps (Docker Compose)\n\n\
@@ -146,6 +160,14 @@ fn run(argv: &[String]) -> Result<ExitCode> {
         "tools" => call::run_tools(&config, &args.rest),
         "call" => call::run_call(&config, &args.rest),
         "check" => check::run_check(&config, &args.rest),
+        "simulate" => {
+            if args.rest.iter().any(|a| a == "--help" || a == "-h") {
+                out(SIMULATE_HELP)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            crate::sim::run_cli(&args.rest)?;
+            Ok(ExitCode::SUCCESS)
+        }
         other => bail!("'{other}' is not available yet"),
     }
 }

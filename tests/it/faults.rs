@@ -1,0 +1,1 @@
+//! Integration tests: faults (owned by the proof helper).
