@@ -30,6 +30,15 @@
 //!   (per app override: [`Simulator::set_log_lines`]); following emits one more line every
 //!   [`SimOptions::log_follow_interval`] while the container runs. Crashed containers end the stream after the tail.
 //! - `filesystem.stat` finds every path under `/mnt/<pool>/` (as a directory) and nothing else.
+//!
+//! # Knobs for tests
+//! Start-up behaviour is in [`SimOptions`] (versions, users and keys, OTP/expired/redirect logins, rate limit,
+//! idle timeout, job step, log sizes). Runtime faults go through [`Simulator::faults`] ([`Faults`]: latency and
+//! jitter, drop after N frames, drop mid-job, never-finishing jobs, garbage frames, expired sessions, half-open
+//! sockets, stalled TLS handshakes, plain TCP as remote) and [`Simulator::restart`]. Inspection:
+//! [`Simulator::call_log`], [`Simulator::apps`], [`Simulator::jobs`], [`Simulator::connections`],
+//! [`Simulator::frames_received`], [`Simulator::rejected_calls`], [`Simulator::peak_in_flight`],
+//! [`Simulator::api_key_revoked`].
 
 mod apps;
 mod auth;
