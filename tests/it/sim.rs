@@ -893,3 +893,55 @@ fn pinned_and_legacy_endpoints_use_their_api_models() {
         "unknown API versions are a 404 on 25.x"
     );
 }
+
+#[test]
+fn read_methods_images_tokens_and_job_wait() {
+    let (_sim, server) = start(options(SimVersion::V25_10));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    c.call("core.subscribe", json!(["core.get_jobs"]));
+    assert_eq!(c.call("system.version", json!([])), "TrueNAS-25.10.6");
+    assert_eq!(c.call("app.used_ports", json!([])), json!([5432, 8080]), "running and crashed apps, sorted, unique");
+    assert_eq!(c.call("app.used_host_ips", json!([]))["127.0.0.1"], json!(["postgres"]));
+    let docker = c.call("docker.config", json!([]));
+    assert_eq!((docker["pool"].as_str(), docker["dataset"].as_str()), (Some("tank"), Some("tank/ix-apps")));
+    assert!(docker.get("cidr_v6").is_some() && docker.get("secure_registry_mirrors").is_some());
+    // Anchors and merge keys are expanded in the stored compose.
+    let jf = c.call("app.config", json!(["jellyfin"]));
+    assert_eq!(jf["services"]["jellyfin"]["environment"]["TZ"], "Etc/UTC");
+    assert!(jf["services"]["jellyfin"].get("<<").is_none());
+    let with_config = c.call("app.query", json!([[["name", "=", "jellyfin"]], {"extra": {"retrieve_config": true}}]));
+    assert_eq!(with_config[0]["config"], jf);
+    assert!(c.call("app.query", json!([[["name", "=", "jellyfin"]]]))[0]["config"].is_null());
+    let alive = c.call("app.container_ids", json!(["postgres"]));
+    assert_eq!(alive, json!({}), "a crashed container is not alive");
+    // Outdated images: upgrade pulls and redeploys, then nothing is outdated.
+    assert_eq!(c.call("app.outdated_docker_images", json!(["whoami"])), json!(["traefik/whoami:v1.10"]));
+    let entry = c.call("app.get_instance", json!(["whoami"]));
+    assert_eq!(
+        (entry["upgrade_available"].as_bool(), entry["image_updates_available"].as_bool()),
+        (Some(true), Some(true))
+    );
+    let job = c.call("app.upgrade", json!(["whoami"])).as_i64().unwrap();
+    let wait = c.call("core.job_wait", json!([job])).as_i64().unwrap();
+    let waited = c.wait_job(wait);
+    assert_eq!(waited["state"], "SUCCESS");
+    assert_eq!(waited["result"]["name"], "whoami");
+    assert_eq!(c.call("app.outdated_docker_images", json!(["whoami"])), json!([]));
+    let no_upgrade = c.call("app.upgrade", json!(["whoami"])).as_i64().unwrap();
+    assert_eq!(c.wait_job(no_upgrade)["error"], "[EFAULT] No upgrade available for 'whoami'");
+    let pulled = c.call("app.pull_images", json!(["jellyfin", {"redeploy": false}])).as_i64().unwrap();
+    assert_eq!(c.wait_job(pulled)["state"], "SUCCESS");
+    assert_eq!(c.call("app.get_instance", json!(["jellyfin"]))["state"], "STOPPED", "no redeploy asked");
+    // Tokens survive the connection; logout de-authenticates.
+    let token = c.call("auth.generate_token", json!([]));
+    assert_eq!(c.call("auth.logout", json!([])), json!(true));
+    assert_eq!(c.call_raw("app.query", json!([]))["error"]["data"]["error"], 207);
+    let mut d = connect(&server, "/api/current");
+    assert_eq!(d.call("auth.login_with_token", json!([token])), json!(true));
+    assert_eq!(d.call("auth.me", json!([]))["pw_name"], USER);
+    // A pinned 25.04 endpoint does not know 25.10 methods.
+    let mut old = connect(&server, "/api/v25.04.2");
+    old.login();
+    assert_eq!(old.call_raw("app.used_host_ips", json!([]))["error"]["data"]["error"], 201);
+}
