@@ -71,7 +71,7 @@ impl Endpoint {
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<native_tls::TlsStream<TcpStream>>),
-    // MEMORY-VARIANT
+    Memory(crate::sim::MemStream),
 }
 
 impl Stream {
@@ -85,6 +85,10 @@ impl Stream {
                 s.get_ref().set_read_timeout(read)?;
                 s.get_ref().set_write_timeout(write)
             }
+            Stream::Memory(s) => {
+                s.set_read_timeout(read)?;
+                s.set_write_timeout(write)
+            }
         }
     }
 
@@ -92,6 +96,7 @@ impl Stream {
         match self {
             Stream::Plain(s) => s.set_read_timeout(read),
             Stream::Tls(s) => s.get_ref().set_read_timeout(read),
+            Stream::Memory(s) => s.set_read_timeout(read),
         }
     }
 }
@@ -101,6 +106,7 @@ impl Read for Stream {
         match self {
             Stream::Plain(s) => s.read(buf),
             Stream::Tls(s) => s.read(buf),
+            Stream::Memory(s) => s.read(buf),
         }
     }
 }
@@ -110,12 +116,14 @@ impl Write for Stream {
         match self {
             Stream::Plain(s) => s.write(buf),
             Stream::Tls(s) => s.write(buf),
+            Stream::Memory(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Stream::Plain(s) => s.flush(),
             Stream::Tls(s) => s.flush(),
+            Stream::Memory(s) => s.flush(),
         }
     }
 }
@@ -343,8 +351,7 @@ pub fn upgrade_refused(url: &str, status: u16, location: Option<&str>) -> TnErro
 
 /// The client end of an in-memory connection to the embedded simulator (mock mode).
 pub fn memory_stream(sim: &crate::sim::Simulator) -> Result<Stream, TnError> {
-    let _ = sim;
-    Err(TnError::NotConfigured("mock mode needs the simulator, which is not built yet".into()))
+    Ok(Stream::Memory(sim.connect_in_memory()))
 }
 
 /// Whether an API key may be sent to `peer` over this transport: TrueNAS 25.04+ revokes keys used over plain
