@@ -160,16 +160,7 @@ pub fn open_stream(
 ) -> Result<(Stream, IpAddr), TnError> {
     let budget = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
     let total = config.connect_timeout;
-    let addrs: Vec<SocketAddr> = match (endpoint.host.as_str(), endpoint.port).to_socket_addrs() {
-        Ok(a) => a.collect(),
-        Err(e) => {
-            return Err(TnError::Connect {
-                step: ConnectStep::Dns,
-                detail: format!("cannot resolve '{}': {e}", endpoint.host),
-                fix: "check TRUENAS_HOST (or TRUENAS_URL) for typos, or use the NAS's IP address".into(),
-            })
-        }
-    };
+    let addrs = resolve(&endpoint.host, endpoint.port, budget())?;
     if addrs.is_empty() {
         return Err(TnError::Connect {
             step: ConnectStep::Dns,
@@ -231,6 +222,34 @@ pub fn open_stream(
         }
         Err(native_tls::HandshakeError::Failure(e)) => Err(tls_failure(&e.to_string(), endpoint)),
     }
+}
+
+/// DNS lookup bounded by `budget`: the system resolver has no timeout of its own, so it runs on a helper thread
+/// (left to finish by itself if it hangs). IP literals need no lookup.
+fn resolve(host: &str, port: u16, budget: Duration) -> Result<Vec<SocketAddr>, TnError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let name = host.to_string();
+    let spawned = std::thread::Builder::new().name("truenas-dns".into()).spawn(move || {
+        let _ = tx.send((name.as_str(), port).to_socket_addrs().map(|a| a.collect::<Vec<_>>()));
+    });
+    let fix = "check TRUENAS_HOST (or TRUENAS_URL) for typos and that this machine's DNS works, or use the NAS's IP \
+               address";
+    let answer = match spawned {
+        Ok(_) => rx.recv_timeout(budget).map_err(|_| TnError::Connect {
+            step: ConnectStep::Dns,
+            detail: format!("no answer for '{host}' within {budget:?}"),
+            fix: fix.into(),
+        })?,
+        Err(_) => (host, port).to_socket_addrs().map(|a| a.collect()),
+    };
+    answer.map_err(|e| TnError::Connect {
+        step: ConnectStep::Dns,
+        detail: format!("cannot resolve '{host}': {e}"),
+        fix: fix.into(),
+    })
 }
 
 fn tls_connector(config: &Config) -> Result<native_tls::TlsConnector, TnError> {
