@@ -512,7 +512,13 @@ fn keepalive_outlives_the_idle_timeout_and_dead_peers_are_noticed() {
     // A peer that stops answering is dropped by the client after the pong timeout; the next call reconnects.
     sim.faults().half_open_existing();
     thread::sleep(Duration::from_millis(2500));
-    client.call("app.query", json!([])).expect("reconnects after the dead peer");
+    // Normally the dead peer is already gone; on a very slow machine the first call may still meet it, and then it
+    // must fail as "connection lost" (a read: safe to retry), never hang.
+    let mut result = client.call("app.query", json!([]));
+    if let Err(TnError::ConnectionLost { outcome_unknown: false, .. }) = result {
+        result = client.call("app.query", json!([]));
+    }
+    result.expect("reconnects after the dead peer");
     assert_eq!(logins(&sim), 2);
 }
 
