@@ -446,12 +446,17 @@ fn cancelling_a_job_aborts_it_on_the_nas() {
 
 #[test]
 fn a_drop_mid_job_is_reconciled_and_a_restart_reports_outcome_unknown() {
-    let (sim, server) = serve(options(SimVersion::V25_04));
+    // Slow steps (and app.delete, which works a step before reaching 50 %): the job id surely reaches us before the
+    // job is half done (a drop before that is a different case, `a_drop_under_a_change_is_never_replayed`).
+    let mut opts = options(SimVersion::V25_04);
+    opts.job_step = Duration::from_millis(150);
+    let (sim, server) = serve(opts);
     let client = client(config_for(&server));
     client.server_info().unwrap();
     // The connection drops at 50 %; the job goes on server-side and the client picks up its result.
     sim.faults().drop_mid_job();
-    client.call_job("app.stop", json!(["whoami"]), JobOptions::default()).expect("reconciled after reconnect");
+    client.call_job("app.delete", json!(["postgres"]), JobOptions::default()).expect("reconciled after reconnect");
+    assert!(sim.apps().iter().all(|a| a["name"] != "postgres"), "the job really finished");
     assert_eq!(logins(&sim), 2, "one reconnect");
     assert!(!calls_to(&sim, "core.get_jobs").is_empty(), "reconciled with core.get_jobs");
 
@@ -488,6 +493,11 @@ fn a_drop_under_a_change_is_never_replayed() {
     client.call("app.query", json!([])).expect("reconnects");
     assert!(calls_to(&sim, "app.start").len() <= starts_before + 1, "never replayed");
     assert_eq!(logins(&sim), 2);
+
+    // The same for a job whose id never reached us.
+    sim.faults().drop_after_frames(1);
+    let err = client.call_job("app.start", json!(["jellyfin"]), JobOptions::default()).unwrap_err();
+    assert!(matches!(err, TnError::ConnectionLost { outcome_unknown: true, .. }), "{err:?}");
 
     // A read that is in flight during a drop fails at once with a retryable error.
     sim.faults().drop_after_frames(1);
