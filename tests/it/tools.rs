@@ -958,3 +958,84 @@ fn mock_mode_serves_every_tool() {
     drop(stdin);
     let _ = child.wait();
 }
+
+/// A deploy whose container crashes: refused? no — created, then diagnosed with the failing container's logs.
+#[test]
+fn deploy_crash_is_diagnosed_with_logs() {
+    let nas = nas();
+    let mut server = Server::start(&nas, &[], Elicit::Unsupported);
+    let compose = web_compose(18087).replace("nginx:1.27", "example/crash-app:1.0");
+    let r =
+        server.call("deploy_custom_app", json!({"app_name": "crashy", "compose_yaml": compose, "env": {"TZ": "UTC"}}));
+    assert!(r.is_error, "{}", r.text);
+    let s = r.structured.unwrap();
+    assert_eq!(s["status"], "crashed");
+    let logs = s["crash_logs"].as_array().unwrap();
+    assert_eq!(logs[0]["service"], "web");
+    assert!(!logs[0]["lines"].as_array().unwrap().is_empty(), "{s:#}");
+    assert!(r.text.contains("CRASHED") && r.text.contains("update_custom_app"), "{}", r.text);
+    let line = &server.audit_lines()[0];
+    assert_eq!(line["outcome"], "failed");
+    assert!(line["job_id"].is_i64(), "{line}");
+    check_wire(&nas);
+}
+
+/// A TrueNAS job that fails: the error names the job and what to check, and the audit line says failed.
+#[test]
+fn job_failure_is_reported() {
+    // Two creates of the same name race: the second job fails inside TrueNAS ("already exists").
+    let nas = nas_with(SimVersion::V25_04, |o| o.job_step = Duration::from_millis(300));
+    let mut server = Server::start(&nas, &[], Elicit::Unsupported);
+    let compose = web_compose(18088);
+    let args = json!({"app_name": "twin", "compose_yaml": compose, "env": {"TZ": "UTC"}, "wait": false});
+    let r = server.call("deploy_custom_app", args);
+    assert!(!r.is_error, "{}", r.text);
+    let first = r.structured.unwrap()["job_id"].as_i64().unwrap();
+    let r =
+        server.call("deploy_custom_app", json!({"app_name": "twin", "compose_yaml": compose, "env": {"TZ": "UTC"}}));
+    assert!(r.is_error, "{}", r.text);
+    assert!(r.text.contains("already exists") && r.text.contains("job"), "{}", r.text);
+    let lines = server.audit_lines();
+    assert_eq!(lines[0]["outcome"], "started");
+    assert_eq!(lines[0]["job_id"], first);
+    assert_eq!(lines[1]["outcome"], "failed", "{:#}", lines[1]);
+    assert!(lines[1]["job_id"].as_i64().is_some_and(|j| j != first), "{:#}", lines[1]);
+    check_wire(&nas);
+}
+
+/// The connection drops while a job runs. When the job survives (the client finds it again after reconnecting),
+/// the answer is its real result; when it cannot be found (the middleware restarted), the answer says the outcome
+/// is unknown and names the tool that tells, and the audit line says unknown.
+#[test]
+fn connection_loss_mid_job() {
+    let nas = nas_with(SimVersion::V25_04, |o| o.job_step = Duration::from_millis(100));
+    let mut server = Server::start(&nas, &[], Elicit::Unsupported);
+    let running = app_in_state(&mut server, "running");
+    nas.sim.faults().drop_mid_job();
+    let r = server.call("stop_custom_app", json!({"app_name": running}));
+    assert!(!r.is_error, "{}", r.text);
+    assert_eq!(r.structured.unwrap()["state"], "STOPPED", "{}", r.text);
+    assert_eq!(server.audit_lines()[0]["outcome"], "succeeded");
+
+    nas.sim.faults().set_never_finish_jobs(true);
+    let id = server.send_request("tools/call", json!({"name": "start_custom_app", "arguments": {"app_name": running}}));
+    let deadline = Instant::now() + HANG;
+    while !nas.sim.call_log().iter().any(|(m, _)| m == "app.start") {
+        assert!(Instant::now() < deadline, "app.start never sent");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    nas.sim.restart();
+    let resp = server.wait_response(id, HANG).expect("start answered");
+    let r = server.check_result("start_custom_app", resp);
+    assert!(r.is_error, "{}", r.text);
+    assert!(
+        r.text.contains("OUTCOME UNKNOWN") && r.text.contains(&format!("call get_custom_app_status for {running}")),
+        "{}",
+        r.text
+    );
+    let line = &server.audit_lines()[1];
+    assert_eq!(line["outcome"], "unknown", "{line}");
+    assert!(line["job_id"].is_i64(), "{line}");
+    check_wire(&nas);
+}
