@@ -1039,3 +1039,72 @@ fn connection_loss_mid_job() {
     assert!(line["job_id"].is_i64(), "{line}");
     check_wire(&nas);
 }
+
+/// Modern era (stateless 2026-07-28): the delete confirmation travels as `input_required`, nothing is deleted or
+/// audited until the client retries with the user's answer.
+#[test]
+fn delete_confirmation_modern_era() {
+    let nas = nas();
+    let mut server = Server::start(&nas, &[], Elicit::Unsupported);
+    let stopped = app_in_state(&mut server, "stopped");
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
+    let r = server
+        .request("tools/call", json!({"name": "delete_custom_app", "arguments": {"app_name": stopped}, "_meta": meta}));
+    let result = &r["result"];
+    assert_eq!(result["resultType"], "input_required", "{r}");
+    let ask = &result["inputRequests"]["confirm_delete"];
+    assert_eq!(ask["method"], "elicitation/create", "{r}");
+    assert!(ask["params"]["message"].as_str().unwrap().contains("down -v"), "{r}");
+    assert!(nas.sim.call_log().iter().all(|(m, _)| m != "app.delete"));
+    assert!(server.audit_lines().is_empty(), "a question is not a change");
+
+    let r = server.request(
+        "tools/call",
+        json!({"name": "delete_custom_app", "arguments": {"app_name": stopped}, "_meta": meta,
+               "inputResponses": {"confirm_delete": {"action": "accept", "content": {"confirm": true}}}}),
+    );
+    let c = server.check_result("delete_custom_app", r);
+    assert!(!c.is_error, "{}", c.text);
+    assert_eq!(c.structured.unwrap()["status"], "deleted");
+    assert_eq!(server.audit_lines()[0]["outcome"], "succeeded");
+    check_wire(&nas);
+}
+
+/// Pulling images names the ones TrueNAS had flagged as outdated.
+#[test]
+fn pull_reports_outdated_images() {
+    let nas = nas();
+    let mut server = Server::start(&nas, &[], Elicit::Unsupported);
+    let r = server.call("list_custom_apps", json!({}));
+    let apps = r.structured.unwrap()["apps"].as_array().cloned().unwrap();
+    let outdated = apps.iter().find(|a| a["image_updates_available"] == true).expect("a seeded app with updates");
+    let name = outdated["name"].as_str().unwrap();
+    let r = server.call("pull_custom_app_images", json!({"app_name": name}));
+    assert!(!r.is_error, "{}", r.text);
+    let s = r.structured.unwrap();
+    let images = s["images_updated"].as_array().unwrap();
+    assert!(!images.is_empty(), "{s}");
+    assert!(r.text.contains(images[0].as_str().unwrap()), "{}", r.text);
+    let (_, params) = nas.sim.call_log().into_iter().find(|(m, _)| m == "app.pull_images").unwrap();
+    assert_eq!(params, json!([name, {"redeploy": true}]));
+    check_wire(&nas);
+}
+
+/// An app whose healthcheck never passes stays DEPLOYING: the deploy waits timeout_seconds and says so.
+#[test]
+fn deploy_waits_for_health_until_the_timeout() {
+    let nas = nas();
+    let mut server = Server::start(&nas, &[], Elicit::Unsupported);
+    let compose = web_compose(18089).replace("nginx:1.27", "example/unhealthy-app:1.0");
+    let r = server.call(
+        "deploy_custom_app",
+        json!({"app_name": "sickly", "compose_yaml": compose, "env": {"TZ": "UTC"}, "timeout_seconds": 10}),
+    );
+    assert!(!r.is_error, "{}", r.text);
+    let s = r.structured.unwrap();
+    assert_eq!(s["status"], "deploying");
+    assert_eq!(s["state"], "DEPLOYING");
+    assert!(r.text.contains("after 10 s") && r.text.contains("get_app_logs"), "{}", r.text);
+    check_wire(&nas);
+}
