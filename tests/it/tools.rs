@@ -634,7 +634,7 @@ fn apps_service_unconfigured() {
     let s = r.structured.unwrap();
     assert_eq!(s["connected"], true);
     let problems = s["problems"].to_string();
-    assert!(problems.contains("no pool") && problems.contains("Choose Pool"), "{problems}");
+    assert!(problems.contains("UNCONFIGURED") && problems.contains("Choose Pool"), "{problems}");
     check_wire(&nas);
 }
 
