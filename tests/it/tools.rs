@@ -427,6 +427,15 @@ fn read_tools_happy_path() {
 
         if version != SimVersion::V24_10 {
             assert!(check_wire(&nas) >= 5, "too few requests checked for {version:?}");
+            // Every subscription of the tools (log tails, the stats sample) was ended again; the client's own
+            // job-event subscription (core.get_jobs) lives as long as the connection.
+            let count = |m: &str| nas.sim.call_log().iter().filter(|(x, p)| x == m && p[0] != "core.get_jobs").count();
+            let deadline = Instant::now() + HANG;
+            while count("core.unsubscribe") < count("core.subscribe") {
+                assert!(Instant::now() < deadline, "subscriptions left open: {:?}", nas.sim.call_log());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(count("core.subscribe") >= 2);
         }
         // Read tools change nothing, so they write no audit lines.
         assert!(server.audit_lines().is_empty());
