@@ -1120,3 +1120,46 @@ fn deploy_waits_for_health_until_the_timeout() {
     assert!(r.text.contains("after 10 s") && r.text.contains("get_app_logs"), "{}", r.text);
     check_wire(&nas);
 }
+
+/// The log tail is exactly the newest `lines` lines, also for long logs and per service.
+#[test]
+fn log_tails_are_exact() {
+    let nas = nas();
+    let mut server = Server::start(&nas, &[], Elicit::Unsupported);
+    let running = app_in_state(&mut server, "running");
+    nas.sim.set_log_lines(&running, 50_000);
+    for lines in [1u64, 3, 10_000] {
+        let r = server.call("get_app_logs", json!({"app_name": running, "lines": lines}));
+        assert!(!r.is_error, "{}", r.text);
+        let s = r.structured.unwrap();
+        let got = s["containers"][0]["lines"].as_array().unwrap();
+        assert_eq!(got.len() as u64, lines, "{lines}");
+        // The simulated log numbers its lines from 0 (and a running container may add more while we read): the tail is
+        // consecutive, in order, and ends at the newest line.
+        let numbers: Vec<u64> = got
+            .iter()
+            .map(|l| {
+                let text = l["line"].as_str().unwrap();
+                let n =
+                    text.split("line ").nth(1).and_then(|r| r.split(':').next()).unwrap_or_else(|| panic!("{text}"));
+                n.parse().unwrap()
+            })
+            .collect();
+        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "not consecutive: {numbers:?}");
+        assert!(
+            *numbers.last().unwrap() >= 49_999,
+            "lines {lines}: newest line last, got {:?} first {:?}",
+            numbers.last(),
+            numbers.first()
+        );
+    }
+    let service = {
+        let r = server.call("get_custom_app_status", json!({"app_name": running}));
+        r.structured.unwrap()["containers"][0]["service"].as_str().unwrap().to_string()
+    };
+    let r = server.call("get_app_logs", json!({"app_name": running, "lines": 2, "service_name": service}));
+    assert!(!r.is_error, "{}", r.text);
+    let r = server.call("get_app_logs", json!({"app_name": running, "service_name": "nope"}));
+    assert!(r.is_error && r.text.contains(&service), "{}", r.text);
+    check_wire(&nas);
+}
