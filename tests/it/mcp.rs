@@ -21,6 +21,8 @@ use crate::support::{McpPeer, PATIENCE};
 /// `progress`, `log`, `confirm` (elicitation). Handlers report what they observed on `events`.
 struct TestCatalog {
     events: Mutex<Sender<String>>,
+    /// When set, `progress` makes its late report only once the test releases it (after it saw the response).
+    gate: Option<Receiver<()>>,
 }
 
 fn tool(name: &str, input_schema: Value, output_schema: Option<Value>, destructive: bool) -> ToolDef {
@@ -79,6 +81,7 @@ impl Catalog for TestCatalog {
                 ToolOutput::ok(text.clone(), json!({"echo": text}))
             }
             "slow" => {
+                self.event("slow started");
                 let until = Instant::now() + Duration::from_millis(args["ms"].as_u64().unwrap());
                 while Instant::now() < until {
                     if ctx.cancel.is_cancelled() {
@@ -97,8 +100,12 @@ impl Catalog for TestCatalog {
                 }
                 let late = Arc::clone(&ctx.progress);
                 let events = self.events.lock().unwrap().clone();
+                let gate = self.gate.clone();
                 thread::spawn(move || {
-                    thread::sleep(Duration::from_millis(100));
+                    match gate {
+                        Some(gate) => drop(gate.recv_timeout(PATIENCE)),
+                        None => thread::sleep(Duration::from_millis(100)),
+                    }
                     late.report(10.0, Some(3.0), Some("too late"));
                     let _ = events.send("late progress reported".into());
                 });
@@ -191,8 +198,16 @@ impl Catalog for TestCatalog {
 
 fn test_server(opts: ServeOptions) -> (McpPeer, Receiver<String>) {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let catalog = Arc::new(TestCatalog { events: Mutex::new(tx) });
+    let catalog = Arc::new(TestCatalog { events: Mutex::new(tx), gate: None });
     (McpPeer::in_process(catalog, opts), rx)
+}
+
+/// A test server whose `progress` tool holds its late report until the returned sender is used.
+fn gated_server() -> (McpPeer, Receiver<String>, Sender<()>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let (gate_tx, gate_rx) = crossbeam_channel::unbounded();
+    let catalog = Arc::new(TestCatalog { events: Mutex::new(tx), gate: Some(gate_rx) });
+    (McpPeer::in_process(catalog, ServeOptions::default()), rx, gate_tx)
 }
 
 fn default_server() -> (McpPeer, Receiver<String>) {
@@ -540,6 +555,7 @@ fn cancellation_stops_the_handler_sends_no_response_and_frees_the_worker() {
     let (mut peer, events) = test_server(ServeOptions { workers: 1, ..ServeOptions::default() });
     peer.initialize("2025-06-18", json!({}));
     peer.send(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "slow", "arguments": {"ms": 60000}}}));
+    wait_event(&events, "slow started");
     ping_works(&mut peer, 6); // ping is answered while the tool runs
     peer.send(
         &json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 5, "reason": "user"}}),
@@ -555,7 +571,7 @@ fn cancellation_stops_the_handler_sends_no_response_and_frees_the_worker() {
 
 #[test]
 fn progress_is_strictly_increasing_and_stops_with_the_response() {
-    let (mut peer, events) = default_server();
+    let (mut peer, events, gate) = gated_server();
     peer.initialize("2025-06-18", json!({}));
     let response = peer.request(
         json!(1),
@@ -569,6 +585,7 @@ fn progress_is_strictly_increasing_and_stops_with_the_response() {
     assert_eq!(values, [1.0, 2.0, 3.0]);
     assert!(progress.iter().all(|m| m["params"]["progressToken"] == "tok" && m["params"]["total"] == 3.0));
     assert_eq!(progress[2]["params"]["message"], "three");
+    gate.send(()).unwrap(); // the handler's thread reports again, after the response
     wait_event(&events, "late progress reported");
     ping_works(&mut peer, 2);
     assert!(peer.take_backlog().is_empty(), "a message arrived after the response");
@@ -656,6 +673,7 @@ fn duplicate_ids_in_flight_are_refused() {
     let (mut peer, events) = default_server();
     peer.initialize("2025-06-18", json!({}));
     peer.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "slow", "arguments": {"ms": 60000}}}));
+    wait_event(&events, "slow started");
     let dup = peer.request(json!(1), "ping", json!({}));
     assert_eq!(error_code(&dup), -32600);
     peer.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}));
@@ -839,7 +857,7 @@ fn python_sdk_drives_the_binary_in_legacy_auto_and_modern_modes() {
 fn python_sdk_drives_the_test_catalogue_with_elicitation_progress_and_logging() {
     for mode in ["legacy", "modern"] {
         let (tx, _rx) = crossbeam_channel::unbounded();
-        let catalog = Arc::new(TestCatalog { events: Mutex::new(tx) });
+        let catalog = Arc::new(TestCatalog { events: Mutex::new(tx), gate: None });
         let (port, server) = crate::support::serve_on_loopback(catalog, ServeOptions::default());
         let (ok, stdout, stderr) = crate::support::run_python("sdk_features.py", &[&port.to_string(), mode]);
         assert!(ok, "sdk_features.py {mode} failed:\n{stdout}\n{stderr}");
@@ -1081,7 +1099,8 @@ fn a_full_queue_refuses_work_and_queued_cancellations_never_run() {
     peer.initialize("2025-06-18", json!({}));
     let slow = |id: i64| json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "slow", "arguments": {"ms": 60000}}});
     peer.send(&slow(1));
-    peer.send(&slow(2)); // queued behind 1
+    wait_event(&events, "slow started"); // 1 occupies the only worker
+    peer.send(&slow(2)); // 2 waits in the only queue slot
     let busy = peer.request(json!(3), "tools/call", json!({"name": "echo", "arguments": {"message": "x"}}));
     assert_eq!(error_code(&busy), -32603);
     assert!(busy["error"]["message"].as_str().unwrap().contains("busy"), "{busy}");
@@ -1090,7 +1109,16 @@ fn a_full_queue_refuses_work_and_queued_cancellations_never_run() {
         peer.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id}}));
     }
     wait_event(&events, "slow cancelled");
-    let after = peer.request(json!(5), "tools/call", json!({"name": "echo", "arguments": {"message": "free"}}));
+    // 2 leaves the queue without running; until then the queue may still be full, so retry while busy.
+    let mut id = 5;
+    let after = loop {
+        let response = peer.request(json!(id), "tools/call", json!({"name": "echo", "arguments": {"message": "free"}}));
+        if response.get("error").is_none() || id > 500 {
+            break response;
+        }
+        id += 1;
+        thread::sleep(Duration::from_millis(10));
+    };
     assert_eq!(text_of(&after), "free");
     assert!(events.try_recv().is_err(), "the queued, cancelled call ran");
     assert!(!answered(&peer, 1) && !answered(&peer, 2));
