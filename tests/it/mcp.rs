@@ -418,6 +418,8 @@ fn malformed_input_is_answered_and_the_server_keeps_reading() {
         ),
         ("over-long line", big, Some((-32600, Value::Null))),
         ("blank line", b"   \n".to_vec(), None),
+        ("CRLF line end", b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\"}\r\n".to_vec(), None),
+        ("byte-order mark", b"\xef\xbb\xbf{\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\"}".to_vec(), None),
     ];
     for (i, (label, mut bytes, expected)) in cases.into_iter().enumerate() {
         if !bytes.ends_with(b"\n") {
