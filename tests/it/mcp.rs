@@ -737,7 +737,15 @@ fn legacy_elicitation_asks_the_client_and_routes_the_answer_back() {
         let response = peer.response_to(&id);
         assert_eq!(text_of(&response), expected);
     }
+    // A client that answers the question with an error has not confirmed anything.
+    peer.send(
+        &json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "confirm", "arguments": {}}}),
+    );
+    let ask = peer.recv();
+    peer.send(&json!({"jsonrpc": "2.0", "id": ask["id"], "error": {"code": -32603, "message": "no UI"}}));
+    assert_eq!(text_of(&peer.response_to(&json!(8))), "cancelled");
     // Cancelling the call while it waits: the server withdraws its question and sends no response.
+    while events.try_recv().is_ok() {} // forget the earlier calls' reports
     peer.send(
         &json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "confirm", "arguments": {}}}),
     );
