@@ -29,8 +29,9 @@ const ADMITTED: usize = 20;
 const ANON_MAX_CHARS: usize = 8192;
 const AUTH_MAX_CHARS: usize = 65536;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often an idle socket thread looks at timers and knobs.
-const IDLE_TICK: Duration = Duration::from_millis(100);
+/// How often an idle socket thread looks at timers and knobs (at most; a quarter of the idle timeout when that
+/// is shorter). Output wakes the thread at once, so this only bounds idle-close and shutdown latency.
+const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// The byte stream under a server-side WebSocket.
 pub(crate) enum Stream {
@@ -139,6 +140,7 @@ pub struct SimServer {
     pub tls: bool,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    mw: Arc<Middleware>,
 }
 
 impl SimServer {
@@ -156,6 +158,14 @@ impl Drop for SimServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        // Close this front's connections now rather than at their next tick.
+        for s in self.mw.sessions() {
+            if let Origin::Tcp { local, .. } | Origin::Tls { local, .. } = &s.origin {
+                if local.port() == self.addr.port() {
+                    s.drop_connection();
+                }
+            }
+        }
     }
 }
 
@@ -165,6 +175,7 @@ pub(crate) fn serve(mw: &Arc<Middleware>, listen: &str, tls: Option<native_tls::
     let stop = Arc::new(AtomicBool::new(false));
     let is_tls = tls.is_some();
     let tls = tls.map(Arc::new);
+    let mw_for_drop = mw.clone();
     let (mw, stop2) = (mw.clone(), stop.clone());
     let thread = std::thread::Builder::new().name("sim-accept".into()).spawn(move || {
         for conn in listener.incoming() {
@@ -176,7 +187,7 @@ pub(crate) fn serve(mw: &Arc<Middleware>, listen: &str, tls: Option<native_tls::
             let _ = std::thread::Builder::new().name("sim-conn".into()).spawn(move || accept_tcp(mw, tcp, tls, stop));
         }
     })?;
-    Ok(SimServer { addr, tls: is_tls, stop, thread: Some(thread) })
+    Ok(SimServer { addr, tls: is_tls, stop, thread: Some(thread), mw: mw_for_drop })
 }
 
 fn accept_tcp(mw: Arc<Middleware>, tcp: TcpStream, tls: Option<Arc<native_tls::TlsAcceptor>>, stop: Arc<AtomicBool>) {
@@ -335,7 +346,11 @@ fn serve_connection(mw: Arc<Middleware>, mut stream: Stream, origin: Origin, sto
     }
     drop(task_rx);
     let generation = mw.generation.load(Ordering::SeqCst);
-    let tick = if ws.get_ref().polls() { Duration::from_millis(2) } else { IDLE_TICK };
+    let tick = if ws.get_ref().polls() {
+        Duration::from_millis(2)
+    } else {
+        IDLE_TICK.min(mw.opts.idle_timeout / 4).max(Duration::from_millis(1))
+    };
     ws.get_mut().set_read_timeout(tick);
     let mut conn = Connection { mw: mw.clone(), session: session.clone(), tasks: task_tx, last_out: Instant::now() };
     conn.run(&mut ws, &out_rx, &stop, generation, tick);
@@ -494,6 +509,10 @@ impl Connection {
 
     fn on_text(&mut self, text: String) -> Flow {
         self.mw.frames_received.fetch_add(1, Ordering::SeqCst);
+        if self.session.half_open_epoch.load(Ordering::SeqCst) < self.mw.faults.half_open_epoch() {
+            // Frozen while we were waiting in read: this frame is never processed.
+            return Flow::Continue;
+        }
         if self.mw.faults.frame_trips_drop() {
             return Flow::Drop;
         }

@@ -491,7 +491,8 @@ fn the_21st_concurrent_call_is_refused() {
     let (sim, server) = start(options(SimVersion::V25_04));
     let mut c = connect(&server, "/api/current");
     c.login();
-    sim.faults().set_latency("system.", Duration::from_millis(300));
+    // Long enough that all 21 are in flight together even on a loaded machine.
+    sim.faults().set_latency("system.", Duration::from_millis(800));
     let ids: Vec<String> = (0..21).map(|_| c.request("system.info", json!([]))).collect();
     let last = c.response(&ids[20]);
     assert_eq!(
@@ -544,11 +545,11 @@ fn frame_limits_and_binary_frames_close_the_socket() {
 
 #[test]
 fn idle_connections_close_and_pings_keep_them_open() {
-    let (_sim, server) = start(SimOptions { idle_timeout: Duration::from_millis(300), ..options(SimVersion::V25_04) });
+    let (_sim, server) = start(SimOptions { idle_timeout: Duration::from_millis(600), ..options(SimVersion::V25_04) });
     let mut pinger = connect(&server, "/api/current");
     let mut idle = connect(&server, "/api/current");
     let started = Instant::now();
-    while started.elapsed() < Duration::from_millis(900) {
+    while started.elapsed() < Duration::from_millis(1500) {
         pinger.ws.send(Message::Ping(vec![1])).unwrap();
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -944,4 +945,15 @@ fn read_methods_images_tokens_and_job_wait() {
     let mut old = connect(&server, "/api/v25.04.2");
     old.login();
     assert_eq!(old.call_raw("app.used_host_ips", json!([]))["error"]["data"]["error"], 201);
+}
+
+#[test]
+fn dropping_the_server_closes_its_connections() {
+    let (sim, server) = start(options(SimVersion::V25_04));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    assert_eq!(sim.connections(), 1);
+    drop(server);
+    c.ws.get_ref().set_timeout(Duration::from_secs(3));
+    assert!(is_dropped(&mut c));
 }
