@@ -304,8 +304,19 @@ fn serve_connection(mw: Arc<Middleware>, mut stream: Stream, origin: Origin, sto
     stream.set_read_timeout(Duration::from_millis(100));
     let version = mw.version();
     let mut protocol = None;
+    let https_redirect = if scheme == "http" { mw.opts.https_redirect_port } else { None };
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
+        if let Some(port) = https_redirect {
+            // nginx with "HTTPS redirect" on: `return 307 https://$host:<port>$request_uri`.
+            let hostname = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+            let mut r = ErrorResponse::new(Some("<html><body>307 Temporary Redirect</body></html>".into()));
+            *r.status_mut() = tungstenite::http::StatusCode::TEMPORARY_REDIRECT;
+            if let Ok(loc) = format!("https://{hostname}:{port}{}", req.uri()).parse() {
+                r.headers_mut().insert("Location", loc);
+            }
+            return Err(r);
+        }
         let p = route(version, req.uri().path(), &host, scheme).map_err(|r| *r)?;
         protocol = Some(p);
         Ok(resp)
@@ -336,6 +347,15 @@ fn serve_connection(mw: Arc<Middleware>, mut stream: Stream, origin: Origin, sto
         ws.get_ref().waker(),
         mw.faults.half_open_epoch(),
     ));
+    if mw.opts.ui_allowlist_denied && !matches!(session.origin, Origin::Memory) {
+        // The upgrade succeeds, then the allowlist check closes the socket.
+        let reason = "You are not allowed to access this resource";
+        let _ = ws.close(Some(CloseFrame { code: CloseCode::from(1008), reason: reason.into() }));
+        let _ = ws.flush();
+        std::thread::sleep(Duration::from_millis(50));
+        ws.get_mut().close();
+        return;
+    }
     mw.register(session.clone());
     let (task_tx, task_rx) = crossbeam_channel::unbounded::<Task>();
     // Workers end on their own once the task channel closes and their current call is done (a call may be

@@ -957,3 +957,18 @@ fn dropping_the_server_closes_its_connections() {
     c.ws.get_ref().set_timeout(Duration::from_secs(3));
     assert!(is_dropped(&mut c));
 }
+
+#[test]
+fn nginx_https_redirect_and_ui_allowlist() {
+    let (_sim, server) = start(SimOptions { https_redirect_port: Some(443), ..options(SimVersion::V25_04) });
+    match connect_err(&server, "/api/current") {
+        tungstenite::Error::Http(resp) => {
+            assert_eq!(resp.status().as_u16(), 307);
+            assert_eq!(resp.headers()["location"], "https://127.0.0.1:443/api/current");
+        }
+        other => panic!("expected a 307, got {other}"),
+    }
+    let (_sim, server) = start(SimOptions { ui_allowlist_denied: true, ..options(SimVersion::V25_04) });
+    let mut c = connect(&server, "/api/current");
+    assert_eq!(c.expect_close(), Some(1008));
+}
