@@ -91,6 +91,16 @@ impl Stream {
     }
 }
 
+impl Drop for Stream {
+    /// A plain TCP stream's pump thread holds a clone of the socket: without an explicit shutdown, a peer whose
+    /// WebSocket handshake failed or timed out (e.g. a slow-loris half request) would keep its socket open forever.
+    fn drop(&mut self) {
+        if let Stream::Tcp { .. } = self {
+            self.close();
+        }
+    }
+}
+
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
