@@ -972,3 +972,51 @@ fn nginx_https_redirect_and_ui_allowlist() {
     let mut c = connect(&server, "/api/current");
     assert_eq!(c.expect_close(), Some(1008));
 }
+
+#[test]
+fn hostile_frames_never_break_the_server() {
+    let (sim, server) = start(options(SimVersion::V25_10));
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let inputs: Vec<String> = vec![
+        deep.clone(),
+        "null".into(),
+        "42".into(),
+        "\"str\"".into(),
+        "{}".into(),
+        json!({"jsonrpc": "2.0", "id": {"a": 1}, "method": "core.ping"}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1.5, "method": "core.ping"}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": ""}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": 7}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "app.query", "params": [null, null, null]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "app.query", "params": [[["name", "??", 1]]]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "app.query", "params": [[[1, 2]]]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "core.get_jobs", "params": ["x", "y"]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "core.subscribe", "params": ["app.container_log_follow:{{{"]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "core.subscribe", "params": ["app.stats:[]"]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "app.create", "params": [{"app_name": "z", "custom_app": true, "custom_compose_config_string": "services:\n  a: [1, 2"}]}).to_string(),
+        json!({"jsonrpc": "2.0", "method": "core.job_abort", "params": [99999]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": "ü\u{0}", "method": "ünïcode.☃", "params": []}).to_string(),
+    ];
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    for input in &inputs {
+        c.send_text(input.clone());
+        let id = c.request("core.ping", json!([]));
+        assert_eq!(c.response(&id)["result"], "pong", "after {}", &input[..input.len().min(80)]);
+    }
+    let mut d = connect(&server, "/websocket");
+    d.ddp_connect();
+    d.login();
+    for input in [json!({"msg": "method"}), json!({"msg": "sub"}), json!({"msg": "unsub", "id": 5}), json!({"msg": 3})]
+    {
+        d.send(input.clone());
+        let id = d.request("core.ping", json!([]));
+        assert_eq!(d.response(&id)["result"], "pong", "after {input}");
+    }
+    d.send_text(deep);
+    assert_eq!(d.expect_close(), Some(1007), "invalid JSON on the legacy endpoint closes the socket");
+    let mut e = connect(&server, "/api/current");
+    e.login();
+    assert_eq!(e.call("core.ping", json!([])), "pong");
+    assert!(sim.connections() >= 2);
+}
