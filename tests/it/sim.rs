@@ -503,6 +503,15 @@ fn the_21st_concurrent_call_is_refused() {
         assert!(c.response(id).get("result").is_some());
     }
     assert_eq!((sim.rejected_calls(), sim.peak_in_flight()), (1, 20));
+    // The legacy dialect says ETOOMANYREFS.
+    let mut d = connect(&server, "/websocket");
+    d.ddp_connect();
+    d.login();
+    let ids: Vec<String> = (0..21).map(|_| d.request("system.info", json!([]))).collect();
+    let last = d.response(&ids[20]);
+    assert_eq!(last["error"]["error"], 109);
+    assert_eq!(last["error"]["errname"], "ETOOMANYREFS");
+    assert_eq!(last["error"]["reason"], "Maximum number of concurrent calls (20) has exceeded.");
 }
 
 #[test]
