@@ -1178,3 +1178,37 @@ fn every_revision_gets_answers_in_its_own_shape() {
         peer.assert_schema_valid();
     }
 }
+
+/// End to end through the binary in mock mode: a real TrueNAS job's progress reaches the client as strictly
+/// increasing `notifications/progress` before the response, in both eras.
+#[test]
+fn real_job_progress_reaches_the_client_in_both_eras() {
+    for modern_era in [false, true] {
+        let mut peer = mock_binary();
+        if !modern_era {
+            peer.initialize("2025-06-18", json!({}));
+        } else {
+            peer.revision = "2026-07-28".into();
+        }
+        let wrap = |params: Value| if modern_era { modern(params, json!({})) } else { params };
+        let list = peer.request(json!(1), "tools/call", wrap(json!({"name": "list_custom_apps", "arguments": {}})));
+        let apps = result(&list)["structuredContent"]["apps"].as_array().cloned().unwrap_or_default();
+        let stopped = apps
+            .iter()
+            .find(|a| a["state"] == "STOPPED")
+            .unwrap_or_else(|| panic!("the simulator's seed has no STOPPED app to start: {list}"));
+        let mut params = wrap(json!({"name": "start_custom_app", "arguments": {"app_name": stopped["name"]}}));
+        params["_meta"]["progressToken"] = json!("job");
+        let response = peer.request(json!(2), "tools/call", params);
+        assert_eq!(result(&response)["isError"], false, "{response}");
+        let progress: Vec<f64> = peer
+            .take_backlog()
+            .iter()
+            .filter(|m| m["method"] == "notifications/progress" && m["params"]["progressToken"] == "job")
+            .map(|m| m["params"]["progress"].as_f64().unwrap())
+            .collect();
+        assert!(!progress.is_empty(), "no progress before the response (modern: {modern_era})");
+        assert!(progress.windows(2).all(|w| w[0] < w[1]), "not strictly increasing: {progress:?}");
+        peer.assert_schema_valid();
+    }
+}
