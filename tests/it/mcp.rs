@@ -1212,3 +1212,22 @@ fn real_job_progress_reaches_the_client_in_both_eras() {
         peer.assert_schema_valid();
     }
 }
+
+/// The Python SDK confirms the real `delete_custom_app` through elicitation, in both eras: a declined question
+/// deletes nothing, an accepted one deletes the app.
+#[test]
+fn python_sdk_confirms_a_real_deletion_through_elicitation() {
+    let (ok, stdout, stderr) = crate::support::run_python("sdk_elicit.py", &[crate::support::binary(), "--mock"]);
+    assert!(ok, "sdk_elicit.py failed:\n{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("no JSON report ({e}):\n{stdout}\n{stderr}"));
+    for (mode, version) in [("legacy", "2025-11-25"), ("modern", "2026-07-28")] {
+        let r = &report[mode];
+        assert_eq!(r["protocol_version"], version, "{report}");
+        assert_eq!(r["questions"], 2, "{mode}: the user was asked each time: {report}");
+        assert_eq!(r["declined_status"], "declined", "{mode}: {report}");
+        assert_eq!(r["kept_after_decline"], true, "{mode}: {report}");
+        assert_eq!(r["accepted_status"], "deleted", "{mode}: {report}");
+        assert_eq!(r["gone_after_accept"], true, "{mode}: {report}");
+    }
+}
