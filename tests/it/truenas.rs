@@ -622,3 +622,115 @@ fn subscriptions_fan_out_end_and_unsubscribe() {
     }
     assert!(ended, "connection loss ends the subscription");
 }
+
+/// A scripted middleware for the paths the simulator never takes (no `auth.login_ex`, unknown login answers, a 404
+/// on `/api/current`). JSON-RPC at `/api/current`, DDP at `/websocket`; `answer(method, params)` gives the result,
+/// or `{"error": …}` for an error. Records the methods called.
+fn scripted(answer: fn(&str, &Value) -> Value, refuse_path: Option<&'static str>) -> (String, Arc<Mutex<Vec<String>>>) {
+    use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let log = calls.clone();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let log = log.clone();
+            thread::spawn(move || {
+                let mut path = String::new();
+                // The signature is tungstenite's `Callback`; its error type is what it is.
+                #[allow(clippy::result_large_err)]
+                let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+                    path = req.uri().path().to_string();
+                    if Some(path.as_str()) == refuse_path {
+                        return Err(tungstenite::http::Response::builder().status(404).body(None).unwrap());
+                    }
+                    Ok(resp)
+                };
+                let Ok(mut ws) = tungstenite::accept_hdr(stream, callback) else { return };
+                let ddp = path == "/websocket";
+                while let Ok(msg) = ws.read() {
+                    let tungstenite::Message::Text(text) = msg else { continue };
+                    let req: Value = serde_json::from_str(&text).unwrap();
+                    let reply = if ddp && req["msg"] == "connect" {
+                        json!({"msg": "connected", "session": "s"})
+                    } else if ddp && req["msg"] == "sub" {
+                        json!({"msg": "ready", "subs": [req["id"]]})
+                    } else {
+                        let method = req["method"].as_str().unwrap_or("").to_string();
+                        log.lock().unwrap().push(method.clone());
+                        let out = answer(&method, &req["params"]);
+                        match (ddp, out.get("error")) {
+                            (true, Some(e)) => json!({"msg": "result", "id": req["id"], "error": e}),
+                            (true, None) => json!({"msg": "result", "id": req["id"], "result": out}),
+                            (false, Some(e)) => json!({"jsonrpc": "2.0", "id": req["id"], "error": e}),
+                            (false, None) => json!({"jsonrpc": "2.0", "id": req["id"], "result": out}),
+                        }
+                    };
+                    if ws.send(tungstenite::Message::Text(reply.to_string())).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, calls)
+}
+
+fn scripted_client(url: &str) -> Client {
+    let mut c = Config::for_tests();
+    c.url = Some(url.to_string());
+    c.username = USER.into();
+    c.password = Some(Secret::new(PASSWORD));
+    c.connect_timeout = Duration::from_secs(5);
+    client(c)
+}
+
+#[test]
+fn login_falls_back_to_auth_login_when_login_ex_does_not_exist() {
+    let (url, calls) = scripted(
+        |method, _| match method {
+            "auth.login_ex" => json!({"error": {"code": -32601, "message": "Method does not exist"}}),
+            "auth.login" => json!(true),
+            "system.info" => json!({"version": "TrueNAS-25.04.0"}),
+            "core.subscribe" => json!("sub-1"),
+            _ => Value::Null,
+        },
+        None,
+    );
+    let info = scripted_client(&url).server_info().expect("logs in with auth.login");
+    assert_eq!(info.version, "25.04.0");
+    assert_eq!(*calls.lock().unwrap(), vec!["auth.login_ex", "auth.login", "system.info", "core.subscribe"]);
+}
+
+#[test]
+fn an_unknown_login_answer_is_a_failure() {
+    let (url, calls) = scripted(
+        |method, _| match method {
+            "auth.login_ex" => json!({"response_type": "SCRAM_RESPONSE", "scram_type": "SERVER_FIRST_RESPONSE"}),
+            _ => Value::Null,
+        },
+        None,
+    );
+    let err = scripted_client(&url).server_info().unwrap_err();
+    assert!(matches!(&err, TnError::Auth(AuthFailure::Unknown(t)) if t == "SCRAM_RESPONSE"), "{err:?}");
+    assert_eq!(*calls.lock().unwrap(), vec!["auth.login_ex"], "one login attempt, no loop");
+}
+
+#[test]
+fn a_404_on_api_current_falls_back_to_legacy() {
+    let (url, calls) = scripted(
+        |method, _| match method {
+            "auth.login" => json!(true),
+            "system.info" => json!({"version": "TrueNAS-SCALE-24.10.2.4"}),
+            "app.query" => json!([{"name": "web"}]),
+            _ => Value::Null,
+        },
+        Some("/api/current"),
+    );
+    let client = scripted_client(&url);
+    let info = client.server_info().expect("falls back to /websocket");
+    assert_eq!(info.protocol, WireProtocol::Legacy);
+    assert_eq!((info.version.as_str(), info.version_tuple), ("24.10.2.4", (24, 10)));
+    assert_eq!(client.call("app.query", json!([])).unwrap(), json!([{"name": "web"}]));
+    assert_eq!(*calls.lock().unwrap(), vec!["auth.login", "system.info", "app.query"]);
+}
