@@ -344,7 +344,7 @@ pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
                     "'{name}' was created but CRASHED: a container exited with an error. Its last log lines are \
                      below; fix the compose and apply it with update_custom_app (or delete_custom_app to start over)."
                 );
-                change.detail = Some(format!("created but crashed (job {:?})", change.job_id));
+                change.detail = Some("created, then crashed".into());
                 out["status"] = json!("crashed");
                 out["state"] = json!("CRASHED");
                 out["crash_logs"] = logs::to_json(&crash);
@@ -518,8 +518,14 @@ pub fn update(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
         change.job_id.map(|j| j.to_string()).unwrap_or_else(|| "?".into()),
         state.as_deref().unwrap_or("unknown")
     );
-    if state.as_deref() == Some("CRASHED") {
-        message.push_str(" It CRASHED after the update: get_custom_app_status shows the failing containers' logs.");
+    match state.as_deref() {
+        Some("CRASHED") => {
+            message.push_str(" It CRASHED after the update: get_custom_app_status shows the failing containers' logs.")
+        }
+        Some("DEPLOYING") => {
+            message.push_str(" Its containers are being recreated; get_custom_app_status shows when it is RUNNING.")
+        }
+        _ => {}
     }
     let mut out = base;
     out["status"] = json!("updated");

@@ -86,14 +86,18 @@ pub fn missing_app(apps: &Apps, app: &str) -> ToolOutput {
 
 /// Why apps are unavailable, with the fix.
 pub fn apps_service_down(status: &str, description: Option<&str>) -> String {
-    let fix = match status {
+    let desc = description.filter(|d| !d.is_empty()).map(|d| format!(" ({d})")).unwrap_or_default();
+    format!("the TrueNAS apps service is not running: docker status is {status}{desc}; {}", apps_service_fix(status))
+}
+
+/// What to do about a Docker status other than RUNNING.
+pub fn apps_service_fix(status: &str) -> &'static str {
+    match status {
         "UNCONFIGURED" => "choose a pool for apps in the TrueNAS web UI: Apps > Configuration > Choose Pool",
-        "FAILED" => "look at Apps in the TrueNAS web UI (the description above says why) and fix or re-select the pool",
+        "FAILED" => "look at Apps in the TrueNAS web UI (the description says why) and fix or re-select the pool",
         "STOPPED" | "STOPPING" => "start the apps service: Apps > Configuration > Choose Pool (re-select the pool)",
         _ => "wait until the apps service is running (test_connection shows its state) and try again",
-    };
-    let desc = description.filter(|d| !d.is_empty()).map(|d| format!(" ({d})")).unwrap_or_default();
-    format!("the TrueNAS apps service is not running: docker status is {status}{desc}; {fix}")
+    }
 }
 
 /// Job options that forward TrueNAS progress (scaled into `lo..hi` percent) and honour cancellation, and

@@ -742,7 +742,10 @@ impl Actor {
             let Some(w) = self.jobs.get_mut(&token) else { continue };
             w.needs_reconcile = false;
             match job {
-                Some(job) if job.get("method").and_then(Value::as_str) == Some(w.method.as_str()) => {
+                Some(job)
+                    if job.get("method").and_then(Value::as_str) == Some(w.method.as_str())
+                        && job.get("arguments").map_or(true, |reported| arguments_match(&w.params, reported)) =>
+                {
                     debug!("job {job_id} survived the reconnect");
                     let job = job.clone();
                     self.apply_job_update(token, &job);
@@ -1171,7 +1174,11 @@ impl Actor {
             return;
         };
         if let Some(&token) = self.job_tokens.get(&job_id) {
-            self.apply_job_update(token, fields);
+            // Until reconciled after a reconnect, an event for this id may be another job's (ids restart at 1 when
+            // the middleware restarts); the reconcile reads the whole job anyway.
+            if !self.jobs.get(&token).is_some_and(|w| w.needs_reconcile) {
+                self.apply_job_update(token, fields);
+            }
             return;
         }
         // Possibly a job whose id is still on its way to us: keep it while any job start is outstanding.
@@ -1219,6 +1226,18 @@ impl Actor {
         if log_enabled!(Level::Debug) {
             debug!("> {}", redacted(text));
         }
+    }
+}
+
+/// Whether a job's `arguments` (as `core.get_jobs` reports them) can be the `sent` params: values TrueNAS masks
+/// (`********`) and keys only one side has are tolerated, any other difference is not. After a middleware restart job
+/// ids start again at 1, so the same id and method alone may be another client's job.
+fn arguments_match(sent: &Value, reported: &Value) -> bool {
+    match (sent, reported) {
+        (_, Value::String(masked)) if masked == "********" => true,
+        (Value::Array(a), Value::Array(b)) => a.iter().zip(b).all(|(x, y)| arguments_match(x, y)),
+        (Value::Object(a), Value::Object(b)) => a.iter().all(|(k, v)| b.get(k).map_or(true, |w| arguments_match(v, w))),
+        _ => sent == reported,
     }
 }
 
@@ -1293,6 +1312,21 @@ pub fn parse_version(raw: &str) -> (String, (u32, u32)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_arguments_match_despite_masking_but_not_another_app() {
+        let sent = json!([{"app_name": "mine", "custom_compose_config_string": "services: {}", "values": {}}]);
+        let cases = [
+            (json!([{"app_name": "mine", "custom_compose_config_string": "services: {}", "values": {}}]), true),
+            (json!([{"app_name": "mine", "custom_compose_config_string": "********"}]), true),
+            (json!([{"app_name": "mine", "custom_compose_config_string": "services: {}", "extra": 1}]), true),
+            (json!([{"app_name": "theirs", "custom_compose_config_string": "services: {}"}]), false),
+            (json!(["mine"]), false),
+        ];
+        for (reported, want) in cases {
+            assert_eq!(arguments_match(&sent, &reported), want, "{reported}");
+        }
+    }
 
     #[test]
     fn versions_lose_their_brand() {
