@@ -625,7 +625,8 @@ fn subscriptions_fan_out_end_and_unsubscribe() {
 
 /// A scripted middleware for the paths the simulator never takes (no `auth.login_ex`, unknown login answers, a 404
 /// on `/api/current`). JSON-RPC at `/api/current`, DDP at `/websocket`; `answer(method, params)` gives the result,
-/// or `{"error": …}` for an error. Records the methods called.
+/// `{"error": …}` for an error, or `{"close": 1008}` to close the socket as the UI allowlist does. Records the
+/// methods called.
 fn scripted(answer: fn(&str, &Value) -> Value, refuse_path: Option<&'static str>) -> (String, Arc<Mutex<Vec<String>>>) {
     use tungstenite::handshake::server::{ErrorResponse, Request, Response};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -659,6 +660,15 @@ fn scripted(answer: fn(&str, &Value) -> Value, refuse_path: Option<&'static str>
                         let method = req["method"].as_str().unwrap_or("").to_string();
                         log.lock().unwrap().push(method.clone());
                         let out = answer(&method, &req["params"]);
+                        if out.get("close") == Some(&json!(1008)) {
+                            let frame = tungstenite::protocol::CloseFrame {
+                                code: tungstenite::protocol::frame::coding::CloseCode::Policy,
+                                reason: "You are not allowed to access this resource".into(),
+                            };
+                            let _ = ws.close(Some(frame));
+                            let _ = ws.flush();
+                            return;
+                        }
                         match (ddp, out.get("error")) {
                             (true, Some(e)) => json!({"msg": "result", "id": req["id"], "error": e}),
                             (true, None) => json!({"msg": "result", "id": req["id"], "result": out}),
@@ -733,4 +743,30 @@ fn a_404_on_api_current_falls_back_to_legacy() {
     assert_eq!((info.version.as_str(), info.version_tuple), ("24.10.2.4", (24, 10)));
     assert_eq!(client.call("app.query", json!([])).unwrap(), json!([{"name": "web"}]));
     assert_eq!(*calls.lock().unwrap(), vec!["auth.login", "system.info", "app.query"]);
+}
+
+#[test]
+fn an_account_without_system_info_still_learns_the_version() {
+    let (url, calls) = scripted(
+        |method, _| match method {
+            "auth.login_ex" => json!({"response_type": "SUCCESS", "user_info": null, "authenticator": "LEVEL_1"}),
+            "system.info" => json!({"error": {"code": -32001, "message": "Method call error",
+                "data": {"error": 13, "errname": "EACCES", "reason": "[EACCES] Not authorized"}}}),
+            "system.version" => json!("TrueNAS-25.10.1"),
+            "core.subscribe" => json!("sub-1"),
+            _ => Value::Null,
+        },
+        None,
+    );
+    let info = scripted_client(&url).server_info().expect("connects without system.info");
+    assert_eq!((info.version.as_str(), info.version_tuple), ("25.10.1", (25, 10)));
+    assert_eq!(*calls.lock().unwrap(), vec!["auth.login_ex", "system.info", "system.version", "core.subscribe"]);
+}
+
+#[test]
+fn an_allowlist_refusal_names_the_setting() {
+    let (url, _calls) = scripted(|_, _| json!({"close": 1008}), None);
+    let err = scripted_client(&url).server_info().unwrap_err();
+    assert!(matches!(err, TnError::Connect { step: ConnectStep::Upgrade, .. }), "{err:?}");
+    assert!(err.to_string().contains("UI allowlist"), "{err}");
 }
