@@ -693,6 +693,7 @@ impl Actor {
     }
 
     fn ddp_handshake(&mut self, hello: String) -> Result<(), TnError> {
+        self.log_out(&hello);
         self.write_now(&hello, FRAME_LIMIT_ANONYMOUS).map_err(|e| lost(e, false))?;
         let deadline = Instant::now() + self.settings.config.connect_timeout;
         while Instant::now() < deadline {
