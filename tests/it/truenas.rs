@@ -575,6 +575,32 @@ fn an_expired_session_gets_exactly_one_relogin() {
 }
 
 #[test]
+fn legacy_subscriptions_use_sub_and_ready() {
+    let (sim, server) = serve(options(SimVersion::V24_10));
+    let client = client(config_for(&server));
+    let ids = client.call("app.container_ids", json!(["whoami"])).expect("container ids");
+    let container = ids.as_object().and_then(|m| m.keys().next().cloned()).expect("a container");
+    let name = format!(
+        "app.container_log_follow:{}",
+        json!({"app_name": "whoami", "container_id": container, "tail_lines": 3})
+    );
+    let first = client.subscribe(&name).expect("subscribes");
+    let second = client.subscribe(&name).expect("joins");
+    for sub in [&first, &second] {
+        match sub.recv_timeout(Duration::from_secs(5)) {
+            Some(SubEvent::Added { fields, .. }) => assert!(fields.get("data").is_some(), "{fields}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(calls_to(&sim, "core.subscribe").is_empty(), "DDP subscribes with sub, not a method call");
+    drop(first);
+    drop(second);
+    // The connection stays usable after the unsub.
+    client.call("app.query", json!([])).expect("still connected");
+    assert_eq!(logins(&sim), 1);
+}
+
+#[test]
 fn subscriptions_fan_out_end_and_unsubscribe() {
     let (sim, server) = serve(options(SimVersion::V25_04));
     let client = client(config_for(&server));
