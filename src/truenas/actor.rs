@@ -533,6 +533,12 @@ impl Actor {
             (ApiMode::JsonRpc, _) => vec![WireProtocol::JsonRpc],
             (ApiMode::Legacy, _) => vec![WireProtocol::Legacy],
             (ApiMode::Auto, Some(p)) => vec![p],
+            // A TRUENAS_URL that names the legacy endpoint says which protocol the operator expects.
+            (ApiMode::Auto, None)
+                if config.url.as_deref().is_some_and(|u| u.trim_end_matches('/').ends_with("/websocket")) =>
+            {
+                vec![WireProtocol::Legacy]
+            }
             (ApiMode::Auto, None) => vec![WireProtocol::JsonRpc, WireProtocol::Legacy],
         };
         let mut last_err = None;

@@ -136,6 +136,12 @@ fn forcing_json_rpc_on_24_10_names_the_fix() {
     c.api = ApiMode::Legacy;
     let info = client(c).server_info().expect("legacy endpoint on 25.04");
     assert_eq!(info.protocol, WireProtocol::Legacy);
+
+    // So does a TRUENAS_URL naming /websocket.
+    let mut c = config_for(&server);
+    c.url = Some(format!("ws://{}/websocket", server.addr));
+    let info = client(c).server_info().expect("legacy endpoint named by the URL");
+    assert_eq!(info.protocol, WireProtocol::Legacy);
 }
 
 #[test]
