@@ -305,6 +305,7 @@ fn tls_verification_custom_ca_and_opt_out() {
                 assert!(matches!(e, TnError::Connect { step: ConnectStep::Tls, .. }), "{name}: {e:?}");
                 let msg = e.to_string();
                 assert!(msg.contains("TRUENAS_CA_CERT") && msg.contains("TRUENAS_SSL_VERIFY=false"), "{name}: {msg}");
+                assert!(msg.contains("certificate verify failed ("), "names the certificate problem: {msg}");
             }
         }
     }
