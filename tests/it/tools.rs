@@ -465,6 +465,8 @@ fn lifecycle_of_a_new_app() {
         let nas = nas_with(version, |_| {});
         let mut server = Server::start(&nas, &[], Elicit::Accept);
         let compose = web_compose(18081);
+        let r = server.request("logging/setLevel", json!({"level": "info"}));
+        assert!(r.get("result").is_some(), "{r}");
 
         // Dry run: the plan, nothing created.
         let r = server.call(
@@ -491,6 +493,11 @@ fn lifecycle_of_a_new_app() {
         let job_id = s["job_id"].as_i64().expect("job id");
         let progress = server.progress();
         assert!(!progress.is_empty(), "no progress notifications");
+        let logged = server
+            .notifications
+            .iter()
+            .any(|n| n["method"] == "notifications/message" && n["params"]["data"]["job_id"] == job_id);
+        assert!(logged, "the job id was not logged: {:#?}", server.notifications);
         let values: Vec<f64> = progress.iter().map(|p| p["params"]["progress"].as_f64().unwrap()).collect();
         assert!(values.windows(2).all(|w| w[0] < w[1]), "progress not increasing: {values:?}");
 
