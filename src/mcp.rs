@@ -9,6 +9,7 @@
 mod call;
 mod pool;
 pub mod protocol;
+mod redact;
 mod server;
 mod stdio;
 pub mod tool;

@@ -90,6 +90,16 @@ impl Stream {
     }
 }
 
+impl Drop for Stream {
+    /// A plain TCP stream's pump thread holds a clone of the socket: without an explicit shutdown, a peer whose
+    /// WebSocket handshake failed or timed out (e.g. a slow-loris half request) would keep its socket open forever.
+    fn drop(&mut self) {
+        if let Stream::Tcp { .. } = self {
+            self.close();
+        }
+    }
+}
+
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
@@ -244,7 +254,12 @@ fn pump(mut tcp: TcpStream, rx: Arc<Pipe>) {
 }
 
 /// Which dialect a request path gets, or the HTTP answer nginx/aiohttp would give instead.
-fn route(version: SimVersion, path: &str, host: &str, scheme: &str) -> Result<Protocol, Box<ErrorResponse>> {
+fn route(
+    version: SimVersion,
+    path: &str,
+    host: &str,
+    scheme: &str,
+) -> Result<(Protocol, SimVersion), Box<ErrorResponse>> {
     let path = path.split('?').next().unwrap_or(path);
     let api_versions: &[&str] = match version {
         SimVersion::V24_10 => &[],
@@ -255,11 +270,18 @@ fn route(version: SimVersion, path: &str, host: &str, scheme: &str) -> Result<Pr
         ],
     };
     if path == "/websocket" {
-        return Ok(Protocol::Legacy);
+        return Ok((Protocol::Legacy, SimVersion::V24_10));
     }
     if let Some(v) = path.strip_prefix("/api/") {
         if api_versions.contains(&v) {
-            return Ok(Protocol::JsonRpc);
+            let api = if v == "v24.10" {
+                SimVersion::V24_10
+            } else if v.starts_with("v25.04") {
+                SimVersion::V25_04
+            } else {
+                version
+            };
+            return Ok((Protocol::JsonRpc, api));
         }
         if version != SimVersion::V24_10 {
             let mut r = ErrorResponse::new(Some("404: Not Found".into()));
@@ -301,12 +323,13 @@ fn serve_connection(mw: Arc<Middleware>, mut stream: Stream, origin: Origin, sto
             }
         }
     };
-    let Some(protocol) = protocol else { return };
+    let Some((protocol, api)) = protocol else { return };
     let codec = Codec { protocol, legacy_24_10: version == SimVersion::V24_10 };
     let (out_tx, out_rx) = crossbeam_channel::unbounded();
     let session = Arc::new(Session::new(
         mw.next_session_id(),
         codec,
+        api,
         origin,
         out_tx,
         ws.get_ref().waker(),
@@ -314,12 +337,12 @@ fn serve_connection(mw: Arc<Middleware>, mut stream: Stream, origin: Origin, sto
     ));
     mw.register(session.clone());
     let (task_tx, task_rx) = crossbeam_channel::unbounded::<Task>();
-    let workers: Vec<JoinHandle<()>> = (0..EXECUTING)
-        .filter_map(|i| {
-            let (mw, session, rx) = (mw.clone(), session.clone(), task_rx.clone());
-            std::thread::Builder::new().name(format!("sim-call-{i}")).spawn(move || worker(mw, session, rx)).ok()
-        })
-        .collect();
+    // Workers end on their own once the task channel closes and their current call is done (a call may be
+    // waiting on a job that never finishes, so the connection does not wait for them).
+    for i in 0..EXECUTING {
+        let (mw, session, rx) = (mw.clone(), session.clone(), task_rx.clone());
+        let _ = std::thread::Builder::new().name(format!("sim-call-{i}")).spawn(move || worker(mw, session, rx));
+    }
     drop(task_rx);
     let generation = mw.generation.load(Ordering::SeqCst);
     let tick = if ws.get_ref().polls() { Duration::from_millis(2) } else { IDLE_TICK };
@@ -330,9 +353,6 @@ fn serve_connection(mw: Arc<Middleware>, mut stream: Stream, origin: Origin, sto
     mw.unregister(session.id);
     drop(conn);
     ws.get_mut().close();
-    for w in workers {
-        let _ = w.join();
-    }
 }
 
 /// One call waiting for an execution slot.
@@ -504,8 +524,10 @@ impl Connection {
     /// Admit a call or refuse it as the 21st.
     fn admit(&self, id: Option<Value>, method: String, params: Vec<Value>) {
         let admitted = self.session.admitted.fetch_add(1, Ordering::SeqCst);
+        self.mw.peak_admitted.fetch_max(admitted as u64 + 1, Ordering::SeqCst);
         if admitted >= ADMITTED {
             self.session.admitted.fetch_sub(1, Ordering::SeqCst);
+            self.mw.rejected_calls.fetch_add(1, Ordering::SeqCst);
             if let Some(id) = id {
                 self.session.send_error(&id, &Failure::TooManyCalls);
             }

@@ -48,6 +48,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const MIN_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a job event for an unknown job id is kept, waiting for the response naming that id.
 const EARLY_EVENT_TTL: Duration = Duration::from_secs(60);
+/// How long to wait for a job's ABORTED event after the server accepted `core.job_abort`.
+const ABORT_GRACE: Duration = Duration::from_secs(5);
 /// After a rate-limited login, do not try again for this long.
 const RATE_LIMIT_BACKOFF: Duration = Duration::from_secs(60);
 const BACKOFF_START: Duration = Duration::from_millis(250);
@@ -141,6 +143,8 @@ struct JobWaiter {
     last_progress: Option<JobProgress>,
     cancel_requested: bool,
     abort_sent: bool,
+    /// When the server accepted `core.job_abort`; the job's ABORTED event normally follows at once.
+    abort_accepted: Option<Instant>,
     /// The connection dropped after the job id was known: check it with `core.get_jobs` after reconnecting.
     needs_reconcile: bool,
 }
@@ -238,11 +242,7 @@ impl Actor {
             } else {
                 match self.commands.recv_timeout(self.idle_wait(now)) {
                     Ok(cmd) => self.handle(cmd),
-                    Err(RecvTimeoutError::Timeout) => {
-                        if self.conn.is_some() {
-                            self.read_socket(DRAIN_TICK);
-                        }
-                    }
+                    Err(RecvTimeoutError::Timeout) => self.drain(),
                     Err(RecvTimeoutError::Disconnected) => return self.shutdown(),
                 }
             }
@@ -312,6 +312,7 @@ impl Actor {
                         last_progress: None,
                         cancel_requested: false,
                         abort_sent: false,
+                        abort_accepted: None,
                         needs_reconcile: false,
                     },
                 );
@@ -377,7 +378,9 @@ impl Actor {
     // ----- deadlines ------------------------------------------------------------------------------------------
 
     fn expire(&mut self, now: Instant) {
-        let expired_queue: Vec<Request> = {
+        let expired_queue: Vec<Request> = if !self.queue.iter().any(|r| r.deadline <= now) {
+            Vec::new()
+        } else {
             let (gone, keep): (Vec<Request>, Vec<Request>) = self.queue.drain(..).partition(|r| r.deadline <= now);
             self.queue = keep.into();
             gone
@@ -394,6 +397,15 @@ impl Actor {
                 self.fail(r.kind, TnError::Timeout { phase: TimeoutPhase::Call, after });
                 self.abandoned.insert(id);
             }
+        }
+        let aborted: Vec<(u64, Option<i64>)> = self
+            .jobs
+            .iter()
+            .filter(|(_, w)| w.abort_accepted.is_some_and(|at| now.duration_since(at) >= ABORT_GRACE))
+            .map(|(t, w)| (*t, w.job_id))
+            .collect();
+        for (token, job_id) in aborted {
+            self.finish_job(token, Err(TnError::Cancelled { job_id }));
         }
         let late: Vec<u64> = self.jobs.iter().filter(|(_, w)| w.deadline <= now).map(|(t, _)| *t).collect();
         for token in late {
@@ -435,7 +447,7 @@ impl Actor {
             // After a quiet spell, look for a close that is already waiting before sending anything that might
             // change the NAS on a dead socket.
             if conn.last_rx.elapsed() > Duration::from_secs(1) && conn.last_tx.elapsed() > Duration::from_secs(1) {
-                self.read_socket(DRAIN_TICK);
+                self.drain();
             }
         }
         if self.conn.is_some() {
@@ -479,6 +491,8 @@ impl Actor {
             }
             Err(e) => {
                 self.conn = None;
+                // Slots of a connection that no longer exists.
+                self.abandoned.clear();
                 let delay = match &e {
                     TnError::RateLimited(_) => RATE_LIMIT_BACKOFF,
                     // No I/O happened: trying again is cheap and cannot hurt the NAS.
@@ -728,7 +742,10 @@ impl Actor {
             let Some(w) = self.jobs.get_mut(&token) else { continue };
             w.needs_reconcile = false;
             match job {
-                Some(job) if job.get("method").and_then(Value::as_str) == Some(w.method.as_str()) => {
+                Some(job)
+                    if job.get("method").and_then(Value::as_str) == Some(w.method.as_str())
+                        && job.get("arguments").map_or(true, |reported| arguments_match(&w.params, reported)) =>
+                {
                     debug!("job {job_id} survived the reconnect");
                     let job = job.clone();
                     self.apply_job_update(token, &job);
@@ -962,6 +979,21 @@ impl Actor {
         }
     }
 
+    /// Handle whatever is already buffered (stray events, a close frame), without waiting for more.
+    fn drain(&mut self) {
+        for _ in 0..READ_BATCH {
+            if self.conn.is_none() {
+                return;
+            }
+            match self.read_one(DRAIN_TICK) {
+                Ok(ReadOutcome::Message(msg)) => self.on_incoming(msg),
+                Ok(ReadOutcome::Control) => {}
+                Ok(ReadOutcome::Idle) => return,
+                Err(e) => return self.lose(e),
+            }
+        }
+    }
+
     fn read_one(&mut self, wait: Duration) -> Result<ReadOutcome, String> {
         let conn = self.conn.as_mut().ok_or("not connected")?;
         if conn.read_timeout != Some(wait) {
@@ -1093,8 +1125,14 @@ impl Actor {
                     self.finish_job(token, Err(w.into_tn_error(&method)));
                 }
             },
+            // Wait for the job to really end (its ABORTED event) before telling the caller, so that "cancelled"
+            // means stopped; `expire` gives up waiting after ABORT_GRACE.
             ReqKind::JobAbort { token, job_id } => match result {
-                Ok(_) => self.finish_job(token, Err(TnError::Cancelled { job_id: Some(job_id) })),
+                Ok(_) => {
+                    if let Some(w) = self.jobs.get_mut(&token) {
+                        w.abort_accepted = Some(Instant::now());
+                    }
+                }
                 Err(w) => warn!("aborting job {job_id} failed: {}", w.into_tn_error("core.job_abort")),
             },
             ReqKind::Subscribe { collection, .. } => match result {
@@ -1136,7 +1174,11 @@ impl Actor {
             return;
         };
         if let Some(&token) = self.job_tokens.get(&job_id) {
-            self.apply_job_update(token, fields);
+            // Until reconciled after a reconnect, an event for this id may be another job's (ids restart at 1 when
+            // the middleware restarts); the reconcile reads the whole job anyway.
+            if !self.jobs.get(&token).is_some_and(|w| w.needs_reconcile) {
+                self.apply_job_update(token, fields);
+            }
             return;
         }
         // Possibly a job whose id is still on its way to us: keep it while any job start is outstanding.
@@ -1184,6 +1226,18 @@ impl Actor {
         if log_enabled!(Level::Debug) {
             debug!("> {}", redacted(text));
         }
+    }
+}
+
+/// Whether a job's `arguments` (as `core.get_jobs` reports them) can be the `sent` params: values TrueNAS masks
+/// (`********`) and keys only one side has are tolerated, any other difference is not. After a middleware restart job
+/// ids start again at 1, so the same id and method alone may be another client's job.
+fn arguments_match(sent: &Value, reported: &Value) -> bool {
+    match (sent, reported) {
+        (_, Value::String(masked)) if masked == "********" => true,
+        (Value::Array(a), Value::Array(b)) => a.iter().zip(b).all(|(x, y)| arguments_match(x, y)),
+        (Value::Object(a), Value::Object(b)) => a.iter().all(|(k, v)| b.get(k).map_or(true, |w| arguments_match(v, w))),
+        _ => sent == reported,
     }
 }
 
@@ -1258,6 +1312,21 @@ pub fn parse_version(raw: &str) -> (String, (u32, u32)) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn job_arguments_match_despite_masking_but_not_another_app() {
+        let sent = json!([{"app_name": "mine", "custom_compose_config_string": "services: {}", "values": {}}]);
+        let cases = [
+            (json!([{"app_name": "mine", "custom_compose_config_string": "services: {}", "values": {}}]), true),
+            (json!([{"app_name": "mine", "custom_compose_config_string": "********"}]), true),
+            (json!([{"app_name": "mine", "custom_compose_config_string": "services: {}", "extra": 1}]), true),
+            (json!([{"app_name": "theirs", "custom_compose_config_string": "services: {}"}]), false),
+            (json!(["mine"]), false),
+        ];
+        for (reported, want) in cases {
+            assert_eq!(arguments_match(&sent, &reported), want, "{reported}");
+        }
+    }
 
     #[test]
     fn versions_lose_their_brand() {

@@ -336,11 +336,7 @@ fn unsupported_modern_version_is_32022_with_the_supported_list() {
         let supported = response["error"]["data"]["supported"].as_array().unwrap();
         assert!(supported.contains(&json!("2026-07-28")) && supported.contains(&json!("2025-11-25")));
     }
-    // Recorded under 2026-07-28 so the UnsupportedProtocolVersionError shape is checked.
-    for r in &mut peer.transcript {
-        r.revision = "2026-07-28".into();
-    }
-    peer.assert_schema_valid();
+    peer.assert_schema_valid(); // recorded under 2026-07-28: the UnsupportedProtocolVersionError shape
 }
 
 #[test]
@@ -364,6 +360,7 @@ fn a_client_that_probes_discover_can_fall_back_to_initialize() {
     assert_eq!(peer.initialize("2025-11-25", json!({}))["protocolVersion"], "2025-11-25");
     let list = peer.request(json!(2), "tools/list", json!({}));
     assert!(result(&list)["tools"].is_array());
+    peer.assert_schema_valid();
 }
 
 // ---- malformed input (real binary) --------------------------------------------------------------------------
@@ -453,6 +450,7 @@ fn stdin_eof_exits_promptly_with_status_zero() {
     peer.close_input();
     assert_eq!(peer.wait_exit(PATIENCE), Some(true), "exit status 0 after EOF");
     assert!(closed.elapsed() < Duration::from_secs(1), "took {:?} to exit after EOF", closed.elapsed());
+    peer.assert_schema_valid();
 }
 
 // ---- tools (in-process test catalogue) ----------------------------------------------------------------------
@@ -663,6 +661,7 @@ fn duplicate_ids_in_flight_are_refused() {
     peer.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}));
     wait_event(&events, "slow cancelled");
     ping_works(&mut peer, 1); // the id is free again
+    peer.assert_schema_valid();
 }
 
 #[test]
@@ -827,6 +826,12 @@ fn python_sdk_drives_the_binary_in_legacy_auto_and_modern_modes() {
     for mode in ["legacy", "auto", "modern"] {
         assert_eq!(report[mode]["unknown_tool_error"], -32602, "{mode}: {report}");
         assert!(report[mode]["tools"].is_array(), "{mode}");
+        assert_eq!(report[mode]["annotated"], true, "{mode}: every tool carries all four annotations");
+        if report[mode].get("called").is_some() {
+            // A tool result (not a protocol error) that the SDK accepted; in mock mode without a NAS it may be isError.
+            assert!(report[mode]["call_is_error"].is_boolean(), "{mode}: {report}");
+            assert!(report[mode]["call_text"].as_str().is_some_and(|t| !t.is_empty()), "{mode}: {report}");
+        }
     }
 }
 
@@ -851,4 +856,219 @@ fn python_sdk_drives_the_test_catalogue_with_elicitation_progress_and_logging() 
         }
         assert!(server.is_finished(), "the server did not exit after the SDK client closed");
     }
+}
+
+// ---- robustness -----------------------------------------------------------------------------------------------
+
+/// A small deterministic PRNG (xorshift64*), so the mutated inputs are the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Replace one value somewhere in `value` (objects and arrays are walked at random) with an odd one.
+fn mutate(value: &mut Value, rng: &mut Rng) {
+    let odd = [
+        Value::Null,
+        json!(1.5),
+        json!(-1),
+        json!(i64::MAX),
+        json!(""),
+        json!("x"),
+        json!([]),
+        json!({}),
+        json!(true),
+        json!("é\u{0}\u{2028}"),
+        json!([[[[[[[[]]]]]]]]),
+        json!({"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
+    ];
+    match value {
+        Value::Object(map) if !map.is_empty() && rng.below(4) != 0 => {
+            let keys: Vec<String> = map.keys().cloned().collect();
+            let key = &keys[rng.below(keys.len())];
+            if rng.below(5) == 0 {
+                map.remove(key);
+            } else {
+                mutate(map.get_mut(key).unwrap(), rng);
+            }
+        }
+        Value::Array(items) if !items.is_empty() && rng.below(4) != 0 => {
+            let i = rng.below(items.len());
+            mutate(&mut items[i], rng);
+        }
+        _ => *value = odd[rng.below(odd.len())].clone(),
+    }
+}
+
+/// Hundreds of mutated requests, notifications and responses (wrong types, missing members, odd ids, truncated
+/// lines): the server answers each line with valid JSON or not at all, every answer fits the schema, and a plain
+/// request still works at the end.
+#[test]
+fn mutated_messages_never_break_the_server() {
+    let (mut peer, _events) = default_server();
+    peer.initialize("2025-06-18", json!({}));
+    let corpus = [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "a", "times": 2}, "_meta": {"progressToken": "t"}}}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"cursor": "p1.0"}}),
+        json!({"jsonrpc": "2.0", "id": 3, "method": "logging/setLevel", "params": {"level": "debug"}}),
+        json!({"jsonrpc": "2.0", "id": 4, "method": "resources/read", "params": {"uri": "test://status"}}),
+        json!({"jsonrpc": "2.0", "id": 5, "method": "prompts/get", "params": {"name": "diagnose", "arguments": {"app": "x"}}}),
+        json!({"jsonrpc": "2.0", "id": 6, "method": "completion/complete", "params": {"ref": {"type": "ref/prompt", "name": "diagnose"}, "argument": {"name": "app", "value": "a"}}}),
+        json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "m"}, "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}),
+        json!({"jsonrpc": "2.0", "id": 8, "result": {"action": "accept"}}),
+        json!({"jsonrpc": "2.0", "id": 9, "method": "ping"}),
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for i in 0..400 {
+        let mut message = corpus[rng.below(corpus.len())].clone();
+        for _ in 0..=rng.below(3) {
+            mutate(&mut message, &mut rng);
+        }
+        // Unique ids keep answers apart; mutation may have removed or replaced the id already.
+        if message.get("id").is_some_and(Value::is_i64) {
+            message["id"] = json!(10_000 + i);
+        }
+        if message.get("method") == Some(&json!("initialize")) {
+            continue;
+        }
+        let mut line = serde_json::to_vec(&message).unwrap();
+        if rng.below(10) == 0 {
+            line.truncate(rng.below(line.len())); // a broken line
+        }
+        line.push(b'\n');
+        peer.send_raw(&line);
+    }
+    ping_works(&mut peer, 99_999);
+    let echo =
+        peer.request(json!(99_998), "tools/call", json!({"name": "echo", "arguments": {"message": "still here"}}));
+    assert_eq!(text_of(&echo), "still here");
+    while peer.recv_within(Duration::from_millis(200)).is_some() {}
+    peer.assert_schema_valid();
+}
+
+/// With debug logging on, every wire message is logged to stderr with secrets masked; stdout stays pure MCP.
+#[test]
+fn debug_log_shows_the_wire_without_secrets() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(crate::support::binary())
+        .arg("--mock")
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let secret = "hunter2-do-not-log";
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "no_such_tool", "arguments": {
+        "env": {"DB_PASSWORD": secret},
+        "compose_yaml": format!("services:\n  db:\n    environment:\n      - POSTGRES_PASSWORD={secret}\n"),
+    }}});
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", json!({"jsonrpc": "2.0", "id": 1, "method": "ping"})).unwrap();
+    writeln!(stdin, "{call}").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("< ") && stderr.contains("no_such_tool") && stderr.contains("> "), "{stderr}");
+    assert!(!stderr.contains(secret), "a secret reached the log:\n{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let answers: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).expect("stdout is MCP only")).collect();
+    assert_eq!(answers.len(), 2);
+    assert_eq!(error_code(&answers[1]), -32602);
+}
+
+// ---- golden transcript --------------------------------------------------------------------------------------
+
+/// `actual` matches `expected` where `"*"` matches any value and objects must have exactly the expected members.
+fn matches_pattern(expected: &Value, actual: &Value) -> bool {
+    match (expected, actual) {
+        (Value::String(s), _) if s == "*" => true,
+        (Value::Object(e), Value::Object(a)) => {
+            e.len() == a.len() && e.iter().all(|(k, v)| a.get(k).is_some_and(|av| matches_pattern(v, av)))
+        }
+        (Value::Array(e), Value::Array(a)) => e.len() == a.len() && e.iter().zip(a).all(|(e, a)| matches_pattern(e, a)),
+        _ => expected == actual,
+    }
+}
+
+/// A whole session through the real binary as newline JSON: `>` lines are sent, `<` lines are the exact answers
+/// expected next (`"*"` = any value).
+#[test]
+fn golden_transcript_through_the_binary() {
+    let transcript = r#"
+> {"jsonrpc":"2.0","id":"p0","method":"ping"}
+< {"jsonrpc":"2.0","id":"p0","result":{}}
+> {"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"golden","version":"1"}}}
+< {"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":"*","serverInfo":{"name":"truenas-mcp","title":"TrueNAS Custom Apps","version":"*"},"instructions":"*"}}
+> {"jsonrpc":"2.0","method":"notifications/initialized"}
+> {"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"error"}}
+< {"jsonrpc":"2.0","id":2,"result":{}}
+> {"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"nope"}}
+< {"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"unknown tool 'nope' (tools/list shows the available ones)"}}
+> {"jsonrpc":"2.0","id":4,"method":"tools/list","params":{"cursor":"bogus"}}
+< {"jsonrpc":"2.0","id":4,"error":{"code":-32602,"message":"invalid cursor 'bogus' (use nextCursor from a previous page)"}}
+> {"jsonrpc":"2.0","id":5,"method":"frobnicate"}
+< {"jsonrpc":"2.0","id":5,"error":{"code":-32601,"message":"method 'frobnicate' not found"}}
+> {"jsonrpc":"2.0","id":6,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}
+< {"jsonrpc":"2.0","id":6,"result":{"resultType":"complete","supportedVersions":["2026-07-28","2025-11-25","2025-06-18","2025-03-26","2024-11-05"],"capabilities":"*","instructions":"*","ttlMs":300000,"cacheScope":"private","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"truenas-mcp","title":"TrueNAS Custom Apps","version":"*"}}}}
+> {"jsonrpc":"2.0","id":7,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}
+< {"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"method 'ping' does not exist in protocol revision 2026-07-28"}}
+> {"jsonrpc":"2.0","id":8,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2025-06-18","io.modelcontextprotocol/clientCapabilities":{}}}}
+< {"jsonrpc":"2.0","id":8,"error":{"code":-32022,"message":"*","data":{"supported":["2026-07-28","2025-11-25","2025-06-18","2025-03-26","2024-11-05"],"requested":"2025-06-18"}}}
+> {"jsonrpc":"2.0","id":9,"method":"ping"}
+< {"jsonrpc":"2.0","id":9,"result":{}}
+"#;
+    let mut peer = mock_binary();
+    peer.revision = "2025-06-18".into();
+    for line in transcript.lines().filter(|l| !l.is_empty()) {
+        let (direction, json_text) = line.split_at(2);
+        let message: Value = serde_json::from_str(json_text).unwrap_or_else(|e| panic!("bad fixture line {line}: {e}"));
+        match direction {
+            "> " => peer.send(&message),
+            "< " => {
+                let got = peer.recv();
+                assert!(matches_pattern(&message, &got), "expected {message}\n     got {got}");
+            }
+            _ => panic!("fixture lines start with '> ' or '< ': {line}"),
+        }
+    }
+    peer.close_input();
+    assert_eq!(peer.wait_exit(PATIENCE), Some(true));
+    assert!(peer.recv_within(Duration::from_millis(100)).is_none(), "nothing after the transcript");
+}
+
+/// A 64 MiB line is refused without being held in memory: the server's peak RSS stays far below the line's size.
+#[test]
+fn an_over_long_line_is_not_buffered() {
+    let mut peer = mock_binary();
+    ping_works(&mut peer, 1);
+    let mut line = vec![b'x'; 64 * 1024 * 1024];
+    line.push(b'\n');
+    peer.send_raw(&line);
+    drop(line);
+    let answer = peer.recv();
+    assert_eq!(error_code(&answer), -32600);
+    assert!(answer["error"]["message"].as_str().unwrap().contains("limit"), "{answer}");
+    ping_works(&mut peer, 2);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", peer.pid().unwrap())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    assert!(peak_kib < 48 * 1024, "peak RSS {peak_kib} KiB after a 64 MiB line");
+    peer.assert_schema_valid();
 }

@@ -30,6 +30,16 @@ async def run(mode, command, args):
                              t.annotations.idempotent_hint, t.annotations.open_world_hint)
             for t in listing.tools
         )
+        # A read-only tool that needs no arguments (the SDK checks structuredContent against its outputSchema).
+        candidates = [t for t in listing.tools
+                      if t.annotations and t.annotations.read_only_hint and not (t.input_schema.get("required") or [])]
+        if candidates:
+            tool = candidates[0]
+            result = await client.call_tool(tool.name, {})
+            report["called"] = tool.name
+            # A successful result has passed the SDK's outputSchema check of structuredContent by now.
+            report["call_is_error"] = result.is_error
+            report["call_text"] = result.content[0].text[:200] if result.content else ""
         try:
             await client.call_tool("no_such_tool", {})
             report["unknown_tool_error"] = None
