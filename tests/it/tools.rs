@@ -1027,26 +1027,33 @@ fn job_failure_is_reported() {
 /// is unknown and names the tool that tells, and the audit line says unknown.
 #[test]
 fn connection_loss_mid_job() {
-    let nas = nas_with(SimVersion::V25_04, |o| o.job_step = Duration::from_millis(100));
+    let nas = nas_with(SimVersion::V25_04, |o| o.job_step = Duration::from_millis(300));
     let mut server = Server::start(&nas, &[], Elicit::Unsupported);
     let running = app_in_state(&mut server, "running");
+    // A drop mid-job: the client finds the job again after reconnecting and the answer is its real result — unless
+    // the drop beat the job id's response (a busy machine), which makes the outcome honestly unknown.
     nas.sim.faults().drop_mid_job();
-    let r = server.call("stop_custom_app", json!({"app_name": running}));
-    assert!(!r.is_error, "{}", r.text);
-    assert_eq!(r.structured.unwrap()["state"], "STOPPED", "{}", r.text);
-    assert_eq!(server.audit_lines()[0]["outcome"], "succeeded");
+    let r = server.call("redeploy_custom_app", json!({"app_name": running}));
+    if r.is_error {
+        assert!(r.text.contains("OUTCOME UNKNOWN"), "{}", r.text);
+        assert_eq!(server.audit_lines()[0]["outcome"], "unknown");
+    } else {
+        assert_eq!(r.structured.unwrap()["changed"], true, "{}", r.text);
+        assert_eq!(server.audit_lines()[0]["outcome"], "succeeded");
+    }
 
+    // The middleware restarts while a job runs: the job cannot be found again, so the outcome is unknown.
     nas.sim.faults().set_never_finish_jobs(true);
-    let id = server.send_request("tools/call", json!({"name": "start_custom_app", "arguments": {"app_name": running}}));
+    let id = server.send_request("tools/call", json!({"name": "stop_custom_app", "arguments": {"app_name": running}}));
     let deadline = Instant::now() + HANG;
-    while !nas.sim.call_log().iter().any(|(m, _)| m == "app.start") {
-        assert!(Instant::now() < deadline, "app.start never sent");
+    while !nas.sim.call_log().iter().any(|(m, _)| m == "app.stop") {
+        assert!(Instant::now() < deadline, "app.stop never sent");
         std::thread::sleep(Duration::from_millis(10));
     }
     std::thread::sleep(Duration::from_millis(300));
     nas.sim.restart();
-    let resp = server.wait_response(id, HANG).expect("start answered");
-    let r = server.check_result("start_custom_app", resp);
+    let resp = server.wait_response(id, HANG).expect("stop answered");
+    let r = server.check_result("stop_custom_app", resp);
     assert!(r.is_error, "{}", r.text);
     assert!(
         r.text.contains("OUTCOME UNKNOWN") && r.text.contains(&format!("call get_custom_app_status for {running}")),
@@ -1055,7 +1062,6 @@ fn connection_loss_mid_job() {
     );
     let line = &server.audit_lines()[1];
     assert_eq!(line["outcome"], "unknown", "{line}");
-    assert!(line["job_id"].is_i64(), "{line}");
     check_wire(&nas);
 }
 
