@@ -514,7 +514,9 @@ fn lifecycle_of_a_new_app() {
         let r = server
             .call("update_custom_app", json!({"app_name": "demo-web", "compose_yaml": updated, "env": {"TZ": "UTC"}}));
         assert!(!r.is_error, "{}", r.text);
-        assert_eq!(r.structured.unwrap()["status"], "updated");
+        let s = r.structured.unwrap();
+        assert_eq!(s["status"], "updated");
+        assert_eq!(s["state"], "RUNNING", "{}", r.text);
 
         // The deployed compose masks the secret unless asked.
         let r = server.call("get_custom_app_config", json!({"app_name": "demo-web"}));
@@ -540,6 +542,7 @@ fn lifecycle_of_a_new_app() {
         assert!(r.is_error && r.text.contains("start_custom_app"), "{}", r.text);
         let r = server.call("start_custom_app", json!({"app_name": "demo-web"}));
         assert!(!r.is_error, "{}", r.text);
+        assert_eq!(r.structured.unwrap()["state"], "RUNNING", "{}", r.text);
         let r = server.call("redeploy_custom_app", json!({"app_name": "demo-web"}));
         assert!(!r.is_error, "{}", r.text);
         let r = server.call("pull_custom_app_images", json!({"app_name": "demo-web"}));
@@ -996,6 +999,23 @@ fn deploy_crash_is_diagnosed_with_logs() {
     let line = &server.audit_lines()[0];
     assert_eq!(line["outcome"], "failed");
     assert!(line["job_id"].is_i64(), "{line}");
+
+    // Fixing the compose with an update brings it up; breaking it again is diagnosed the same way.
+    let fixed = web_compose(18087);
+    let r =
+        server.call("update_custom_app", json!({"app_name": "crashy", "compose_yaml": fixed, "env": {"TZ": "UTC"}}));
+    assert!(!r.is_error, "{}", r.text);
+    assert_eq!(r.structured.unwrap()["state"], "RUNNING", "{}", r.text);
+    let r =
+        server.call("update_custom_app", json!({"app_name": "crashy", "compose_yaml": compose, "env": {"TZ": "UTC"}}));
+    assert!(r.is_error, "{}", r.text);
+    let s = r.structured.unwrap();
+    assert_eq!(s["state"], "CRASHED");
+    assert!(!s["crash_logs"][0]["lines"].as_array().unwrap().is_empty(), "{s:#}");
+    // And a redeploy of the broken app says so too.
+    let r = server.call("redeploy_custom_app", json!({"app_name": "crashy"}));
+    assert!(r.is_error && r.text.contains("CRASHED"), "{}", r.text);
+    assert_eq!(r.structured.unwrap()["state"], "CRASHED");
     check_wire(&nas);
 }
 
