@@ -145,6 +145,10 @@ pub struct SimOptions {
     /// Interval of new log lines while following a running container.
     pub log_follow_interval: Duration,
     pub hostname: String,
+    /// nginx "HTTPS redirect": a plain-HTTP front answers every upgrade with `307` to `https://host:<port>/…`.
+    pub https_redirect_port: Option<u16>,
+    /// The UI allowlist excludes every network client: the upgrade succeeds, then the socket closes with 1008.
+    pub ui_allowlist_denied: bool,
 }
 
 impl Default for SimOptions {
@@ -168,6 +172,8 @@ impl Default for SimOptions {
             log_lines: 200,
             log_follow_interval: Duration::from_millis(500),
             hostname: "truenas-sim".into(),
+            https_redirect_port: None,
+            ui_allowlist_denied: false,
         }
     }
 }

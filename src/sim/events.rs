@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::apps::AppState;
-use super::middleware::{Middleware, Reply};
+use super::middleware::{AfterReply, Middleware, Reply};
 use super::schema;
 use super::session::{Session, Subscription};
 use super::wire::{Failure, EFAULT, EINVAL, ENOENT};
@@ -102,13 +102,12 @@ impl SourceInstance {
 
 /// Register a subscription. For event sources, argument errors are reported through `notify_unsubscribed`
 /// before the subscribe call answers; otherwise the source starts streaming after the answer (`after`).
-#[allow(clippy::type_complexity)]
 pub(crate) fn subscribe(
     mw: &Arc<Middleware>,
     session: &Arc<Session>,
     ident: &str,
     name: &str,
-) -> Result<Option<Box<dyn FnOnce() + Send>>, Failure> {
+) -> Result<Option<AfterReply>, Failure> {
     let (source, arg_text) = match name.split_once(':') {
         Some((s, a)) if s == "app.container_log_follow" || s == "app.stats" => (s, a),
         _ => {

@@ -131,7 +131,8 @@ impl Faults {
         self.state.garbage_next.swap(false, Ordering::SeqCst)
     }
 
-    /// Log out every authenticated session: their next call gets 207 ENOTAUTHENTICATED; logging in again works.
+    /// Log out every authenticated session: their next call gets 207 ENOTAUTHENTICATED and their subscriptions end
+    /// (the strict reading: a client must re-subscribe after logging in again); logging in again works.
     pub fn expire_sessions(&self) {
         self.state.expire_epoch.fetch_add(1, Ordering::SeqCst);
     }

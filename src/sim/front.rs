@@ -29,8 +29,9 @@ const ADMITTED: usize = 20;
 const ANON_MAX_CHARS: usize = 8192;
 const AUTH_MAX_CHARS: usize = 65536;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often an idle socket thread looks at timers and knobs.
-const IDLE_TICK: Duration = Duration::from_millis(100);
+/// How often an idle socket thread looks at timers and knobs (at most; a quarter of the idle timeout when that
+/// is shorter). Output wakes the thread at once, so this only bounds idle-close and shutdown latency.
+const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// The byte stream under a server-side WebSocket.
 pub(crate) enum Stream {
@@ -149,6 +150,7 @@ pub struct SimServer {
     pub tls: bool,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    mw: Arc<Middleware>,
 }
 
 impl SimServer {
@@ -166,6 +168,14 @@ impl Drop for SimServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        // Close this front's connections now rather than at their next tick.
+        for s in self.mw.sessions() {
+            if let Origin::Tcp { local, .. } | Origin::Tls { local, .. } = &s.origin {
+                if local.port() == self.addr.port() {
+                    s.drop_connection();
+                }
+            }
+        }
     }
 }
 
@@ -175,6 +185,7 @@ pub(crate) fn serve(mw: &Arc<Middleware>, listen: &str, tls: Option<native_tls::
     let stop = Arc::new(AtomicBool::new(false));
     let is_tls = tls.is_some();
     let tls = tls.map(Arc::new);
+    let mw_for_drop = mw.clone();
     let (mw, stop2) = (mw.clone(), stop.clone());
     let thread = std::thread::Builder::new().name("sim-accept".into()).spawn(move || {
         for conn in listener.incoming() {
@@ -186,7 +197,7 @@ pub(crate) fn serve(mw: &Arc<Middleware>, listen: &str, tls: Option<native_tls::
             let _ = std::thread::Builder::new().name("sim-conn".into()).spawn(move || accept_tcp(mw, tcp, tls, stop));
         }
     })?;
-    Ok(SimServer { addr, tls: is_tls, stop, thread: Some(thread) })
+    Ok(SimServer { addr, tls: is_tls, stop, thread: Some(thread), mw: mw_for_drop })
 }
 
 fn accept_tcp(mw: Arc<Middleware>, tcp: TcpStream, tls: Option<Arc<native_tls::TlsAcceptor>>, stop: Arc<AtomicBool>) {
@@ -303,8 +314,19 @@ fn serve_connection(mw: Arc<Middleware>, mut stream: Stream, origin: Origin, sto
     stream.set_read_timeout(Duration::from_millis(100));
     let version = mw.version();
     let mut protocol = None;
+    let https_redirect = if scheme == "http" { mw.opts.https_redirect_port } else { None };
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
+        if let Some(port) = https_redirect {
+            // nginx with "HTTPS redirect" on: `return 307 https://$host:<port>$request_uri`.
+            let hostname = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+            let mut r = ErrorResponse::new(Some("<html><body>307 Temporary Redirect</body></html>".into()));
+            *r.status_mut() = tungstenite::http::StatusCode::TEMPORARY_REDIRECT;
+            if let Ok(loc) = format!("https://{hostname}:{port}{}", req.uri()).parse() {
+                r.headers_mut().insert("Location", loc);
+            }
+            return Err(r);
+        }
         let p = route(version, req.uri().path(), &host, scheme).map_err(|r| *r)?;
         protocol = Some(p);
         Ok(resp)
@@ -335,6 +357,15 @@ fn serve_connection(mw: Arc<Middleware>, mut stream: Stream, origin: Origin, sto
         ws.get_ref().waker(),
         mw.faults.half_open_epoch(),
     ));
+    if mw.opts.ui_allowlist_denied && !matches!(session.origin, Origin::Memory) {
+        // The upgrade succeeds, then the allowlist check closes the socket.
+        let reason = "You are not allowed to access this resource";
+        let _ = ws.close(Some(CloseFrame { code: CloseCode::from(1008), reason: reason.into() }));
+        let _ = ws.flush();
+        std::thread::sleep(Duration::from_millis(50));
+        ws.get_mut().close();
+        return;
+    }
     mw.register(session.clone());
     let (task_tx, task_rx) = crossbeam_channel::unbounded::<Task>();
     // Workers end on their own once the task channel closes and their current call is done (a call may be
@@ -345,7 +376,11 @@ fn serve_connection(mw: Arc<Middleware>, mut stream: Stream, origin: Origin, sto
     }
     drop(task_rx);
     let generation = mw.generation.load(Ordering::SeqCst);
-    let tick = if ws.get_ref().polls() { Duration::from_millis(2) } else { IDLE_TICK };
+    let tick = if ws.get_ref().polls() {
+        Duration::from_millis(2)
+    } else {
+        IDLE_TICK.min(mw.opts.idle_timeout / 4).max(Duration::from_millis(1))
+    };
     ws.get_mut().set_read_timeout(tick);
     let mut conn = Connection { mw: mw.clone(), session: session.clone(), tasks: task_tx, last_out: Instant::now() };
     conn.run(&mut ws, &out_rx, &stop, generation, tick);
@@ -504,6 +539,10 @@ impl Connection {
 
     fn on_text(&mut self, text: String) -> Flow {
         self.mw.frames_received.fetch_add(1, Ordering::SeqCst);
+        if self.session.half_open_epoch.load(Ordering::SeqCst) < self.mw.faults.half_open_epoch() {
+            // Frozen while we were waiting in read: this frame is never processed.
+            return Flow::Continue;
+        }
         if self.mw.faults.frame_trips_drop() {
             return Flow::Drop;
         }

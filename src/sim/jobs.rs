@@ -129,6 +129,8 @@ pub(crate) struct JobCtx {
     api: SimVersion,
 }
 
+const JOBS_KEPT: usize = 1000;
+
 static NEXT_UID: AtomicU64 = AtomicU64::new(1);
 
 impl JobCtx {
@@ -219,6 +221,18 @@ pub(crate) fn call_job_method(
         };
         let fields = job.to_value(mw.version());
         st.jobs.insert(id, job);
+        // The middleware keeps about this many jobs; finished ones go first.
+        while st.jobs.len() > JOBS_KEPT {
+            let oldest_finished = st
+                .jobs
+                .iter()
+                .find(|(_, j)| matches!(j.state, JobState::Success | JobState::Failed | JobState::Aborted))
+                .map(|(id, _)| *id);
+            match oldest_finished {
+                Some(old) => st.jobs.remove(&old),
+                None => break,
+            };
+        }
         // Sent while the call is still running, i.e. before its response.
         mw.broadcast("added", "core.get_jobs", Some(&json!(id)), Some(&fields));
         id

@@ -15,11 +15,14 @@ use super::session::{Credentials, Session};
 use super::wire::{Failure, Protocol, EBUSY, EINVAL, ENOENT, ENOMETHOD};
 use super::{auth, events, jobs, query, schema, SimOptions, SimVersion};
 
+/// Work to run once a call's response is queued.
+pub(crate) type AfterReply = Box<dyn FnOnce() + Send>;
+
 /// What a call produced, plus work to run once the response is queued (event sources start streaming only
 /// after the client has its subscription id).
 pub(crate) struct Reply {
     pub result: Result<Value, Failure>,
-    pub after: Option<Box<dyn FnOnce() + Send>>,
+    pub after: Option<AfterReply>,
 }
 
 impl From<Result<Value, Failure>> for Reply {

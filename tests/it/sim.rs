@@ -491,7 +491,8 @@ fn the_21st_concurrent_call_is_refused() {
     let (sim, server) = start(options(SimVersion::V25_04));
     let mut c = connect(&server, "/api/current");
     c.login();
-    sim.faults().set_latency("system.", Duration::from_millis(300));
+    // Long enough that all 21 are in flight together even on a loaded machine.
+    sim.faults().set_latency("system.", Duration::from_millis(800));
     let ids: Vec<String> = (0..21).map(|_| c.request("system.info", json!([]))).collect();
     let last = c.response(&ids[20]);
     assert_eq!(
@@ -502,6 +503,15 @@ fn the_21st_concurrent_call_is_refused() {
         assert!(c.response(id).get("result").is_some());
     }
     assert_eq!((sim.rejected_calls(), sim.peak_in_flight()), (1, 20));
+    // The legacy dialect says ETOOMANYREFS.
+    let mut d = connect(&server, "/websocket");
+    d.ddp_connect();
+    d.login();
+    let ids: Vec<String> = (0..21).map(|_| d.request("system.info", json!([]))).collect();
+    let last = d.response(&ids[20]);
+    assert_eq!(last["error"]["error"], 109);
+    assert_eq!(last["error"]["errname"], "ETOOMANYREFS");
+    assert_eq!(last["error"]["reason"], "Maximum number of concurrent calls (20) has exceeded.");
 }
 
 #[test]
@@ -544,11 +554,11 @@ fn frame_limits_and_binary_frames_close_the_socket() {
 
 #[test]
 fn idle_connections_close_and_pings_keep_them_open() {
-    let (_sim, server) = start(SimOptions { idle_timeout: Duration::from_millis(300), ..options(SimVersion::V25_04) });
+    let (_sim, server) = start(SimOptions { idle_timeout: Duration::from_millis(600), ..options(SimVersion::V25_04) });
     let mut pinger = connect(&server, "/api/current");
     let mut idle = connect(&server, "/api/current");
     let started = Instant::now();
-    while started.elapsed() < Duration::from_millis(900) {
+    while started.elapsed() < Duration::from_millis(1500) {
         pinger.ws.send(Message::Ping(vec![1])).unwrap();
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -944,4 +954,78 @@ fn read_methods_images_tokens_and_job_wait() {
     let mut old = connect(&server, "/api/v25.04.2");
     old.login();
     assert_eq!(old.call_raw("app.used_host_ips", json!([]))["error"]["data"]["error"], 201);
+}
+
+#[test]
+fn dropping_the_server_closes_its_connections() {
+    let (sim, server) = start(options(SimVersion::V25_04));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    assert_eq!(sim.connections(), 1);
+    drop(server);
+    c.ws.get_ref().set_timeout(Duration::from_secs(3));
+    assert!(is_dropped(&mut c));
+}
+
+#[test]
+fn nginx_https_redirect_and_ui_allowlist() {
+    let (_sim, server) = start(SimOptions { https_redirect_port: Some(443), ..options(SimVersion::V25_04) });
+    match connect_err(&server, "/api/current") {
+        tungstenite::Error::Http(resp) => {
+            assert_eq!(resp.status().as_u16(), 307);
+            assert_eq!(resp.headers()["location"], "https://127.0.0.1:443/api/current");
+        }
+        other => panic!("expected a 307, got {other}"),
+    }
+    let (_sim, server) = start(SimOptions { ui_allowlist_denied: true, ..options(SimVersion::V25_04) });
+    let mut c = connect(&server, "/api/current");
+    assert_eq!(c.expect_close(), Some(1008));
+}
+
+#[test]
+fn hostile_frames_never_break_the_server() {
+    let (sim, server) = start(options(SimVersion::V25_10));
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let inputs: Vec<String> = vec![
+        deep.clone(),
+        "null".into(),
+        "42".into(),
+        "\"str\"".into(),
+        "{}".into(),
+        json!({"jsonrpc": "2.0", "id": {"a": 1}, "method": "core.ping"}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1.5, "method": "core.ping"}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": ""}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": 7}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "app.query", "params": [null, null, null]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "app.query", "params": [[["name", "??", 1]]]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "app.query", "params": [[[1, 2]]]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "core.get_jobs", "params": ["x", "y"]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "core.subscribe", "params": ["app.container_log_follow:{{{"]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "core.subscribe", "params": ["app.stats:[]"]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "app.create", "params": [{"app_name": "z", "custom_app": true, "custom_compose_config_string": "services:\n  a: [1, 2"}]}).to_string(),
+        json!({"jsonrpc": "2.0", "method": "core.job_abort", "params": [99999]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": "ü\u{0}", "method": "ünïcode.☃", "params": []}).to_string(),
+    ];
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    for input in &inputs {
+        c.send_text(input.clone());
+        let id = c.request("core.ping", json!([]));
+        assert_eq!(c.response(&id)["result"], "pong", "after {}", &input[..input.len().min(80)]);
+    }
+    let mut d = connect(&server, "/websocket");
+    d.ddp_connect();
+    d.login();
+    for input in [json!({"msg": "method"}), json!({"msg": "sub"}), json!({"msg": "unsub", "id": 5}), json!({"msg": 3})]
+    {
+        d.send(input.clone());
+        let id = d.request("core.ping", json!([]));
+        assert_eq!(d.response(&id)["result"], "pong", "after {input}");
+    }
+    d.send_text(deep);
+    assert_eq!(d.expect_close(), Some(1007), "invalid JSON on the legacy endpoint closes the socket");
+    let mut e = connect(&server, "/api/current");
+    e.login();
+    assert_eq!(e.call("core.ping", json!([])), "pong");
+    assert!(sim.connections() >= 2);
 }
