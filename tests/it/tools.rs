@@ -1196,3 +1196,36 @@ fn log_tails_are_exact() {
     assert!(r.is_error && r.text.contains(&service), "{}", r.text);
     check_wire(&nas);
 }
+
+/// Live port conflicts: another app's port is an error; an app's own ports are not when it is the one updated.
+#[test]
+fn port_conflicts_exclude_the_apps_own_ports() {
+    let nas = nas();
+    let mut server = Server::start(&nas, &[], Elicit::Unsupported);
+    let r = server.call("list_custom_apps", json!({"status_filter": "running"}));
+    let app = r.structured.unwrap()["apps"][0].clone();
+    let name = app["name"].as_str().unwrap().to_string();
+    let port = app["ports"][0]["host_port"].as_u64().unwrap() as u16;
+    let compose = web_compose(port);
+
+    let r = server.call("validate_compose", json!({"compose_yaml": compose, "env": {"TZ": "UTC"}}));
+    let s = r.structured.unwrap();
+    assert_eq!(s["valid"], false, "{}", r.text);
+    assert!(rules(&s["findings"]).contains(&"port-conflict".to_string()), "{}", r.text);
+
+    let r = server.call("validate_compose", json!({"compose_yaml": compose, "env": {"TZ": "UTC"}, "app_name": name}));
+    let s = r.structured.unwrap();
+    assert_eq!(s["app_exists"], true);
+    assert!(!rules(&s["findings"]).contains(&"port-conflict".to_string()), "{}", r.text);
+
+    let r =
+        server.call("deploy_custom_app", json!({"app_name": "thief", "compose_yaml": compose, "env": {"TZ": "UTC"}}));
+    assert!(r.is_error && rules(&r.structured.unwrap()["findings"]).contains(&"port-conflict".to_string()));
+    let r = server.call(
+        "update_custom_app",
+        json!({"app_name": name, "compose_yaml": compose, "env": {"TZ": "UTC"}, "dry_run": true}),
+    );
+    assert!(!r.is_error, "{}", r.text);
+    assert_eq!(r.structured.unwrap()["status"], "dry_run");
+    check_wire(&nas);
+}
