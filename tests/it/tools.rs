@@ -829,6 +829,9 @@ fn cancellation_mid_deploy_aborts_the_job() {
     assert!(server.wait_response(id, Duration::from_secs(2)).is_none());
     let r = server.call("get_job_status", json!({"job_id": job_id}));
     assert_eq!(r.structured.unwrap()["state"], "ABORTED", "{}", r.text);
+    let job = nas.sim.jobs().into_iter().find(|j| j["id"] == job_id).expect("the job in the simulator");
+    assert_eq!(job["method"], "app.create");
+    assert_eq!(job["state"], "ABORTED");
     let deadline = Instant::now() + HANG;
     while server.audit_lines().is_empty() {
         assert!(Instant::now() < deadline, "no audit line for the cancelled deploy");
