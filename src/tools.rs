@@ -15,6 +15,7 @@ mod lifecycle;
 mod logs;
 mod prompt;
 mod resources;
+mod settle;
 mod status;
 
 use std::collections::BTreeMap;

@@ -6,8 +6,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde_json::json;
+
 use crate::audit::Outcome;
-use crate::mcp::tool::{CallContext, ToolOutput};
+use crate::mcp::tool::{CallContext, LogLevel, ToolOutput};
 use crate::truenas::apps::Apps;
 use crate::truenas::error::TnError;
 use crate::truenas::JobOptions;
@@ -102,13 +104,29 @@ pub fn apps_service_fix(status: &str) -> &'static str {
 
 /// Job options that forward TrueNAS progress (scaled into `lo..hi` percent) and honour cancellation, and
 /// remember the job id for the audit log.
-pub fn job_options(ctx: &CallContext, job_id: &Arc<Mutex<Option<i64>>>, lo: f64, hi: f64) -> JobOptions {
+pub fn job_options(
+    ctx: &CallContext,
+    method: &'static str,
+    job_id: &Arc<Mutex<Option<i64>>>,
+    lo: f64,
+    hi: f64,
+) -> JobOptions {
     let sink = ctx.progress.clone();
+    let log = ctx.log.clone();
     let seen = job_id.clone();
     JobOptions {
         timeout: None,
         progress: Some(Box::new(move |p| {
             if let Ok(mut g) = seen.lock() {
+                if g.is_none() {
+                    // Tell the client the job id once, so a user can follow or abort it on the NAS too.
+                    log.log(
+                        LogLevel::Info,
+                        "truenas",
+                        json!({"message": "TrueNAS job started", "method": method,
+                        "job_id": p.job_id}),
+                    );
+                }
                 *g = Some(p.job_id);
             }
             let percent = lo + (hi - lo) * p.percent.clamp(0.0, 100.0) / 100.0;
@@ -128,7 +146,7 @@ pub fn run_job(
     timeout: Option<Duration>,
 ) -> Result<serde_json::Value, TnError> {
     let seen = Arc::new(Mutex::new(None));
-    let mut opts = job_options(ctx, &seen, span.0, span.1);
+    let mut opts = job_options(ctx, job.method, &seen, span.0, span.1);
     opts.timeout = timeout;
     let result = apps.run(job, opts);
     if let Some(id) = *seen.lock().unwrap_or_else(|p| p.into_inner()) {
