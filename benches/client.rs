@@ -171,6 +171,11 @@ fn actor_tasks() -> Vec<String> {
     found
 }
 
+/// CPU time in nanoseconds of a task (`schedstat`, first field), finer than the 10 ms ticks of `stat`.
+fn cpu_ns(task_dir: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("{task_dir}/schedstat")).ok()?.split_whitespace().next()?.parse().ok()
+}
+
 fn idle_cpu() {
     let (_sim, server) = serve();
     let before = actor_tasks();
@@ -180,16 +185,34 @@ fn idle_cpu() {
         eprintln!("idle cpu: cannot find the actor thread in /proc/self/task");
         return;
     };
+    let actor_dir = actor.trim_end_matches("/stat").to_string();
     let window = Duration::from_secs(4);
-    let (p0, a0) = (cpu_ticks("/proc/self/stat").unwrap_or(0), cpu_ticks(&actor).unwrap_or(0));
-    std::thread::sleep(window);
-    let (p1, a1) = (cpu_ticks("/proc/self/stat").unwrap_or(0), cpu_ticks(&actor).unwrap_or(0));
-    eprintln!("idle cpu over {:?} with a connected, logged-in client (1 tick = 10 ms):", window);
-    eprintln!(
-        "  actor thread: {} ticks   whole process (incl. simulator): {} ticks",
-        a1.saturating_sub(a0),
-        p1.saturating_sub(p0)
-    );
+    let measure = |label: &str| {
+        let (p0, a0, n0) =
+            (cpu_ticks("/proc/self/stat").unwrap_or(0), cpu_ticks(&actor).unwrap_or(0), cpu_ns(&actor_dir));
+        std::thread::sleep(window);
+        let (p1, a1, n1) =
+            (cpu_ticks("/proc/self/stat").unwrap_or(0), cpu_ticks(&actor).unwrap_or(0), cpu_ns(&actor_dir));
+        let precise = match (n0, n1) {
+            (Some(a), Some(b)) => format!(
+                "{:.3} ms ({:.4} % of one core)",
+                (b - a) as f64 / 1e6,
+                (b - a) as f64 / 1e7 / window.as_secs_f64()
+            ),
+            _ => "n/a".to_string(),
+        };
+        eprintln!("idle cpu over {window:?}, {label}:");
+        eprintln!(
+            "  actor thread: {precise}, {} ticks of 10 ms; whole process (incl. simulator): {} ticks",
+            a1.saturating_sub(a0),
+            p1.saturating_sub(p0)
+        );
+    };
+    measure("connected and logged in, nothing outstanding");
+    // An open subscription makes the actor watch the socket (20 ms read timeout) instead of sleeping.
+    let sub = client.subscribe("core.get_jobs").expect("subscribes");
+    measure("with one open subscription");
+    drop(sub);
     drop(client);
 }
 

@@ -79,7 +79,8 @@ pub fn serve_io(
     }
 }
 
-fn run(
+/// [`serve_io`] with start-up failures (thread creation) as errors.
+pub(crate) fn run(
     catalog: Arc<dyn Catalog>,
     input: impl Read + Send + 'static,
     output: impl Write + Send + 'static,
@@ -560,6 +561,9 @@ impl Server {
         let catalog = Arc::clone(&self.catalog);
         let label = format!("tool '{}'", tool.name);
         let run = Box::new(move || {
+            if ctx.cancel.is_cancelled() {
+                return Ok(Value::Null); // cancelled while queued: nobody will read the answer
+            }
             let output = run_tool(catalog.as_ref(), &tool, args, &ctx);
             Ok(wire::finish(&env, wire::call_result(&env, output)))
         });

@@ -64,6 +64,8 @@ fn parse_line(line: &[u8]) -> Incoming {
             )))
         }
     };
+    // Some Windows tools start a stream with a byte-order mark; it is not part of the JSON.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     match serde_json::from_str(text) {
         Ok(value) => {
             if log::log_enabled!(log::Level::Debug) {

@@ -493,6 +493,17 @@ impl Actor {
                 self.conn = None;
                 // Slots of a connection that no longer exists.
                 self.abandoned.clear();
+                let e = match e {
+                    // nginx/middleware close right after the upgrade when the UI allowlist excludes us.
+                    TnError::ConnectionLost { detail, .. } if detail.contains("(1008 ") => TnError::Connect {
+                        step: super::error::ConnectStep::Upgrade,
+                        detail,
+                        fix: "TrueNAS refuses this client address: add it to System > General > UI allowlist (or \
+                              clear the allowlist)"
+                            .into(),
+                    },
+                    other => other,
+                };
                 let delay = match &e {
                     TnError::RateLimited(_) => RATE_LIMIT_BACKOFF,
                     // No I/O happened: trying again is cheap and cannot hurt the NAS.
@@ -522,6 +533,12 @@ impl Actor {
             (ApiMode::JsonRpc, _) => vec![WireProtocol::JsonRpc],
             (ApiMode::Legacy, _) => vec![WireProtocol::Legacy],
             (ApiMode::Auto, Some(p)) => vec![p],
+            // A TRUENAS_URL that names the legacy endpoint says which protocol the operator expects.
+            (ApiMode::Auto, None)
+                if config.url.as_deref().is_some_and(|u| u.trim_end_matches('/').ends_with("/websocket")) =>
+            {
+                vec![WireProtocol::Legacy]
+            }
             (ApiMode::Auto, None) => vec![WireProtocol::JsonRpc, WireProtocol::Legacy],
         };
         let mut last_err = None;
@@ -574,12 +591,7 @@ impl Actor {
             self.ddp_handshake(hello)?;
         }
         self.login()?;
-        let started = Instant::now();
-        let sysinfo =
-            self.call_sync("system.info", json!([]), self.settings.config.call_timeout, TimeoutPhase::Call)?;
-        let round_trip = started.elapsed();
-        let raw_version = sysinfo.get("version").and_then(Value::as_str).unwrap_or("");
-        let (version, version_tuple) = parse_version(raw_version);
+        let (version, version_tuple, round_trip) = self.learn_version(protocol)?;
         info!("logged in to TrueNAS {version} at {endpoint_url} ({protocol:?}, {})", credential.as_str());
         self.info = Some(ServerInfo {
             version,
@@ -598,6 +610,38 @@ impl Actor {
         self.subscribe_jobs()?;
         self.reconcile_jobs();
         Ok(())
+    }
+
+    /// The release, from `system.info`, or `system.version` for an account whose roles do not cover
+    /// `system.info`; if neither answers, a guess from the protocol (24.10 has only the legacy one).
+    fn learn_version(&mut self, protocol: WireProtocol) -> Result<(String, (u32, u32), Duration), TnError> {
+        let timeout = self.settings.config.call_timeout;
+        let started = Instant::now();
+        let raw = match self.call_sync("system.info", json!([]), timeout, TimeoutPhase::Call) {
+            Ok(info) => info.get("version").and_then(Value::as_str).map(str::to_string),
+            Err(e @ (TnError::ConnectionLost { .. } | TnError::Timeout { .. })) => return Err(e),
+            Err(e) => {
+                debug!("system.info failed ({e}); asking system.version");
+                match self.call_sync("system.version", json!([]), timeout, TimeoutPhase::Call) {
+                    Ok(v) => v.as_str().map(str::to_string),
+                    Err(e @ (TnError::ConnectionLost { .. } | TnError::Timeout { .. })) => return Err(e),
+                    Err(e) => {
+                        warn!("cannot learn the TrueNAS version ({e}); assuming the oldest release of this protocol");
+                        None
+                    }
+                }
+            }
+        };
+        let round_trip = started.elapsed();
+        let (version, tuple) = parse_version(raw.as_deref().unwrap_or(""));
+        if tuple == (0, 0) {
+            let guess = match protocol {
+                WireProtocol::Legacy => (24, 10),
+                WireProtocol::JsonRpc => (25, 4),
+            };
+            return Ok(("unknown".to_string(), guess, round_trip));
+        }
+        Ok((version, tuple, round_trip))
     }
 
     fn display_url(&self, path: &str) -> Result<String, TnError> {
@@ -655,6 +699,7 @@ impl Actor {
     }
 
     fn ddp_handshake(&mut self, hello: String) -> Result<(), TnError> {
+        self.log_out(&hello);
         self.write_now(&hello, FRAME_LIMIT_ANONYMOUS).map_err(|e| lost(e, false))?;
         let deadline = Instant::now() + self.settings.config.connect_timeout;
         while Instant::now() < deadline {

@@ -303,8 +303,26 @@ fn tls_failure(detail: &str, endpoint: &Endpoint) -> TnError {
     } else {
         format!("check that port {} is the TrueNAS web UI's https port", endpoint.port)
     };
-    let detail = detail.split(":../").next().unwrap_or(detail);
-    TnError::Connect { step: ConnectStep::Tls, detail: format!("{}: {detail}", endpoint.url("")), fix }
+    TnError::Connect { step: ConnectStep::Tls, detail: format!("{}: {}", endpoint.url(""), tidy_openssl(detail)), fix }
+}
+
+/// `error:0A000086:SSL routines:func:certificate verify failed:../file.c:1889: (self-signed certificate)` →
+/// `certificate verify failed (self-signed certificate)`: the reason and the certificate problem, not the source
+/// location.
+fn tidy_openssl(detail: &str) -> String {
+    let (stack, verify) = match detail.trim_end().strip_suffix(')').and_then(|d| d.rsplit_once(" (")) {
+        Some((stack, verify)) => (stack, Some(verify)),
+        None => (detail, None),
+    };
+    let reason = if stack.starts_with("error:") {
+        stack.split(':').nth(4).filter(|r| !r.is_empty()).unwrap_or(stack)
+    } else {
+        stack
+    };
+    match verify {
+        Some(v) => format!("{reason} ({v})"),
+        None => reason.to_string(),
+    }
 }
 
 /// The WebSocket client handshake for `url` over `stream`, bounded by `deadline`.
@@ -427,6 +445,10 @@ mod tests {
         let msg = verify.to_string();
         assert!(msg.contains("TRUENAS_CA_CERT") && msg.contains("TRUENAS_SSL_VERIFY=false"), "{msg}");
         assert!(msg.starts_with("tls handshake failed"), "{msg}");
+        assert!(
+            msg.contains("certificate verify failed (self-signed certificate)") && !msg.contains("statem"),
+            "{msg}"
+        );
         let plain = tls_failure("error:0A00010B:SSL routines:ssl3_get_record:wrong version number", &ep).to_string();
         assert!(plain.contains("TRUENAS_PROTOCOL=ws"), "{plain}");
     }

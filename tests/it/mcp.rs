@@ -21,6 +21,8 @@ use crate::support::{McpPeer, PATIENCE};
 /// `progress`, `log`, `confirm` (elicitation). Handlers report what they observed on `events`.
 struct TestCatalog {
     events: Mutex<Sender<String>>,
+    /// When set, `progress` makes its late report only once the test releases it (after it saw the response).
+    gate: Option<Receiver<()>>,
 }
 
 fn tool(name: &str, input_schema: Value, output_schema: Option<Value>, destructive: bool) -> ToolDef {
@@ -79,6 +81,7 @@ impl Catalog for TestCatalog {
                 ToolOutput::ok(text.clone(), json!({"echo": text}))
             }
             "slow" => {
+                self.event("slow started");
                 let until = Instant::now() + Duration::from_millis(args["ms"].as_u64().unwrap());
                 while Instant::now() < until {
                     if ctx.cancel.is_cancelled() {
@@ -97,8 +100,12 @@ impl Catalog for TestCatalog {
                 }
                 let late = Arc::clone(&ctx.progress);
                 let events = self.events.lock().unwrap().clone();
+                let gate = self.gate.clone();
                 thread::spawn(move || {
-                    thread::sleep(Duration::from_millis(100));
+                    match gate {
+                        Some(gate) => drop(gate.recv_timeout(PATIENCE)),
+                        None => thread::sleep(Duration::from_millis(100)),
+                    }
                     late.report(10.0, Some(3.0), Some("too late"));
                     let _ = events.send("late progress reported".into());
                 });
@@ -191,8 +198,16 @@ impl Catalog for TestCatalog {
 
 fn test_server(opts: ServeOptions) -> (McpPeer, Receiver<String>) {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let catalog = Arc::new(TestCatalog { events: Mutex::new(tx) });
+    let catalog = Arc::new(TestCatalog { events: Mutex::new(tx), gate: None });
     (McpPeer::in_process(catalog, opts), rx)
+}
+
+/// A test server whose `progress` tool holds its late report until the returned sender is used.
+fn gated_server() -> (McpPeer, Receiver<String>, Sender<()>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let (gate_tx, gate_rx) = crossbeam_channel::unbounded();
+    let catalog = Arc::new(TestCatalog { events: Mutex::new(tx), gate: Some(gate_rx) });
+    (McpPeer::in_process(catalog, ServeOptions::default()), rx, gate_tx)
 }
 
 fn default_server() -> (McpPeer, Receiver<String>) {
@@ -403,6 +418,8 @@ fn malformed_input_is_answered_and_the_server_keeps_reading() {
         ),
         ("over-long line", big, Some((-32600, Value::Null))),
         ("blank line", b"   \n".to_vec(), None),
+        ("CRLF line end", b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\"}\r\n".to_vec(), None),
+        ("byte-order mark", b"\xef\xbb\xbf{\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\"}".to_vec(), None),
     ];
     for (i, (label, mut bytes, expected)) in cases.into_iter().enumerate() {
         if !bytes.ends_with(b"\n") {
@@ -540,6 +557,7 @@ fn cancellation_stops_the_handler_sends_no_response_and_frees_the_worker() {
     let (mut peer, events) = test_server(ServeOptions { workers: 1, ..ServeOptions::default() });
     peer.initialize("2025-06-18", json!({}));
     peer.send(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "slow", "arguments": {"ms": 60000}}}));
+    wait_event(&events, "slow started");
     ping_works(&mut peer, 6); // ping is answered while the tool runs
     peer.send(
         &json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 5, "reason": "user"}}),
@@ -555,7 +573,7 @@ fn cancellation_stops_the_handler_sends_no_response_and_frees_the_worker() {
 
 #[test]
 fn progress_is_strictly_increasing_and_stops_with_the_response() {
-    let (mut peer, events) = default_server();
+    let (mut peer, events, gate) = gated_server();
     peer.initialize("2025-06-18", json!({}));
     let response = peer.request(
         json!(1),
@@ -569,6 +587,7 @@ fn progress_is_strictly_increasing_and_stops_with_the_response() {
     assert_eq!(values, [1.0, 2.0, 3.0]);
     assert!(progress.iter().all(|m| m["params"]["progressToken"] == "tok" && m["params"]["total"] == 3.0));
     assert_eq!(progress[2]["params"]["message"], "three");
+    gate.send(()).unwrap(); // the handler's thread reports again, after the response
     wait_event(&events, "late progress reported");
     ping_works(&mut peer, 2);
     assert!(peer.take_backlog().is_empty(), "a message arrived after the response");
@@ -656,6 +675,7 @@ fn duplicate_ids_in_flight_are_refused() {
     let (mut peer, events) = default_server();
     peer.initialize("2025-06-18", json!({}));
     peer.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "slow", "arguments": {"ms": 60000}}}));
+    wait_event(&events, "slow started");
     let dup = peer.request(json!(1), "ping", json!({}));
     assert_eq!(error_code(&dup), -32600);
     peer.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}));
@@ -717,7 +737,15 @@ fn legacy_elicitation_asks_the_client_and_routes_the_answer_back() {
         let response = peer.response_to(&id);
         assert_eq!(text_of(&response), expected);
     }
+    // A client that answers the question with an error has not confirmed anything.
+    peer.send(
+        &json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "confirm", "arguments": {}}}),
+    );
+    let ask = peer.recv();
+    peer.send(&json!({"jsonrpc": "2.0", "id": ask["id"], "error": {"code": -32603, "message": "no UI"}}));
+    assert_eq!(text_of(&peer.response_to(&json!(8))), "cancelled");
     // Cancelling the call while it waits: the server withdraws its question and sends no response.
+    while events.try_recv().is_ok() {} // forget the earlier calls' reports
     peer.send(
         &json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "confirm", "arguments": {}}}),
     );
@@ -827,10 +855,13 @@ fn python_sdk_drives_the_binary_in_legacy_auto_and_modern_modes() {
         assert_eq!(report[mode]["unknown_tool_error"], -32602, "{mode}: {report}");
         assert!(report[mode]["tools"].is_array(), "{mode}");
         assert_eq!(report[mode]["annotated"], true, "{mode}: every tool carries all four annotations");
-        if report[mode].get("called").is_some() {
-            // A tool result (not a protocol error) that the SDK accepted; in mock mode without a NAS it may be isError.
-            assert!(report[mode]["call_is_error"].is_boolean(), "{mode}: {report}");
-            assert!(report[mode]["call_text"].as_str().is_some_and(|t| !t.is_empty()), "{mode}: {report}");
+        // A read-only tool of the real catalogue succeeds against the simulator, and the SDK accepted its
+        // structuredContent (it checks it against the tool's outputSchema).
+        assert!(report[mode]["called"].is_string(), "{mode}: {report}");
+        assert_eq!(report[mode]["call_is_error"], false, "{mode}: {report}");
+        assert!(report[mode]["call_text"].as_str().is_some_and(|t| !t.is_empty()), "{mode}: {report}");
+        if report[mode]["capabilities"].get("resources").is_some() {
+            assert_eq!(report[mode]["resource_read"], true, "{mode}: {report}");
         }
     }
 }
@@ -839,7 +870,7 @@ fn python_sdk_drives_the_binary_in_legacy_auto_and_modern_modes() {
 fn python_sdk_drives_the_test_catalogue_with_elicitation_progress_and_logging() {
     for mode in ["legacy", "modern"] {
         let (tx, _rx) = crossbeam_channel::unbounded();
-        let catalog = Arc::new(TestCatalog { events: Mutex::new(tx) });
+        let catalog = Arc::new(TestCatalog { events: Mutex::new(tx), gate: None });
         let (port, server) = crate::support::serve_on_loopback(catalog, ServeOptions::default());
         let (ok, stdout, stderr) = crate::support::run_python("sdk_features.py", &[&port.to_string(), mode]);
         assert!(ok, "sdk_features.py {mode} failed:\n{stdout}\n{stderr}");
@@ -1071,4 +1102,132 @@ fn an_over_long_line_is_not_buffered() {
         .expect("VmHWM in /proc/<pid>/status");
     assert!(peak_kib < 48 * 1024, "peak RSS {peak_kib} KiB after a 64 MiB line");
     peer.assert_schema_valid();
+}
+
+/// With every worker busy and the queue full, a further call is refused at once (not buffered without bound);
+/// a call cancelled while queued never runs.
+#[test]
+fn a_full_queue_refuses_work_and_queued_cancellations_never_run() {
+    let (mut peer, events) = test_server(ServeOptions { workers: 1, queue: 1, ..ServeOptions::default() });
+    peer.initialize("2025-06-18", json!({}));
+    let slow = |id: i64| json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "slow", "arguments": {"ms": 60000}}});
+    peer.send(&slow(1));
+    wait_event(&events, "slow started"); // 1 occupies the only worker
+    peer.send(&slow(2)); // 2 waits in the only queue slot
+    let busy = peer.request(json!(3), "tools/call", json!({"name": "echo", "arguments": {"message": "x"}}));
+    assert_eq!(error_code(&busy), -32603);
+    assert!(busy["error"]["message"].as_str().unwrap().contains("busy"), "{busy}");
+    ping_works(&mut peer, 4);
+    for id in [2, 1] {
+        peer.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id}}));
+    }
+    wait_event(&events, "slow cancelled");
+    // 2 leaves the queue without running; until then the queue may still be full, so retry while busy.
+    let mut id = 5;
+    let after = loop {
+        let response = peer.request(json!(id), "tools/call", json!({"name": "echo", "arguments": {"message": "free"}}));
+        if response.get("error").is_none() || id > 500 {
+            break response;
+        }
+        id += 1;
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(text_of(&after), "free");
+    assert!(events.try_recv().is_err(), "the queued, cancelled call ran");
+    assert!(!answered(&peer, 1) && !answered(&peer, 2));
+    peer.assert_schema_valid();
+}
+
+/// Every kind of answer, in every legacy revision, fits that revision's schema (and only uses members it defines).
+#[test]
+fn every_revision_gets_answers_in_its_own_shape() {
+    for version in ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"] {
+        let (mut peer, _events) = default_server();
+        peer.initialize(version, json!({"elicitation": {}}));
+        let requests = [
+            ("tools/list", json!({})),
+            ("tools/call", json!({"name": "echo", "arguments": {"message": "hi"}, "_meta": {"progressToken": 1}})),
+            ("tools/call", json!({"name": "echo", "arguments": {}})),
+            ("tools/call", json!({"name": "progress", "arguments": {}, "_meta": {"progressToken": "p"}})),
+            ("tools/call", json!({"name": "log", "arguments": {}})),
+            ("resources/list", json!({})),
+            ("resources/templates/list", json!({})),
+            ("resources/read", json!({"uri": "test://status"})),
+            ("prompts/list", json!({})),
+            ("prompts/get", json!({"name": "diagnose", "arguments": {"app": "a"}})),
+            (
+                "completion/complete",
+                json!({"ref": {"type": "ref/prompt", "name": "diagnose"}, "argument": {"name": "app", "value": ""}}),
+            ),
+            ("logging/setLevel", json!({"level": "debug"})),
+            ("ping", json!({})),
+        ];
+        for (id, (method, params)) in requests.into_iter().enumerate() {
+            let response = peer.request(json!(id + 1), method, params);
+            assert!(response.get("result").is_some(), "{version} {method}: {response}");
+        }
+        // The elicitation request itself (2025-06-18 and later): answer it and check the result too.
+        if version >= "2025-06-18" {
+            peer.take_backlog(); // progress and log notifications of the calls above
+            peer.send(&json!({"jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": {"name": "confirm", "arguments": {}}}));
+            let ask = peer.recv();
+            assert_eq!(ask["method"], "elicitation/create", "{version}");
+            peer.send(&json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "decline"}}));
+            assert_eq!(text_of(&peer.response_to(&json!(99))), "declined");
+        }
+        peer.assert_schema_valid();
+    }
+}
+
+/// End to end through the binary in mock mode: a real TrueNAS job's progress reaches the client as strictly
+/// increasing `notifications/progress` before the response, in both eras.
+#[test]
+fn real_job_progress_reaches_the_client_in_both_eras() {
+    for modern_era in [false, true] {
+        let mut peer = mock_binary();
+        if !modern_era {
+            peer.initialize("2025-06-18", json!({}));
+        } else {
+            peer.revision = "2026-07-28".into();
+        }
+        let wrap = |params: Value| if modern_era { modern(params, json!({})) } else { params };
+        let list = peer.request(json!(1), "tools/call", wrap(json!({"name": "list_custom_apps", "arguments": {}})));
+        let apps = result(&list)["structuredContent"]["apps"].as_array().cloned().unwrap_or_default();
+        let stopped = apps
+            .iter()
+            .find(|a| a["state"] == "STOPPED")
+            .unwrap_or_else(|| panic!("the simulator's seed has no STOPPED app to start: {list}"));
+        let mut params = wrap(json!({"name": "start_custom_app", "arguments": {"app_name": stopped["name"]}}));
+        params["_meta"]["progressToken"] = json!("job");
+        let response = peer.request(json!(2), "tools/call", params);
+        assert_eq!(result(&response)["isError"], false, "{response}");
+        let progress: Vec<f64> = peer
+            .take_backlog()
+            .iter()
+            .filter(|m| m["method"] == "notifications/progress" && m["params"]["progressToken"] == "job")
+            .map(|m| m["params"]["progress"].as_f64().unwrap())
+            .collect();
+        assert!(!progress.is_empty(), "no progress before the response (modern: {modern_era})");
+        assert!(progress.windows(2).all(|w| w[0] < w[1]), "not strictly increasing: {progress:?}");
+        peer.assert_schema_valid();
+    }
+}
+
+/// The Python SDK confirms the real `delete_custom_app` through elicitation, in both eras: a declined question
+/// deletes nothing, an accepted one deletes the app.
+#[test]
+fn python_sdk_confirms_a_real_deletion_through_elicitation() {
+    let (ok, stdout, stderr) = crate::support::run_python("sdk_elicit.py", &[crate::support::binary(), "--mock"]);
+    assert!(ok, "sdk_elicit.py failed:\n{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("no JSON report ({e}):\n{stdout}\n{stderr}"));
+    for (mode, version) in [("legacy", "2025-11-25"), ("modern", "2026-07-28")] {
+        let r = &report[mode];
+        assert_eq!(r["protocol_version"], version, "{report}");
+        assert_eq!(r["questions"], 2, "{mode}: the user was asked each time: {report}");
+        assert_eq!(r["declined_status"], "declined", "{mode}: {report}");
+        assert_eq!(r["kept_after_decline"], true, "{mode}: {report}");
+        assert_eq!(r["accepted_status"], "deleted", "{mode}: {report}");
+        assert_eq!(r["gone_after_accept"], true, "{mode}: {report}");
+    }
 }

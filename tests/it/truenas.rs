@@ -136,6 +136,12 @@ fn forcing_json_rpc_on_24_10_names_the_fix() {
     c.api = ApiMode::Legacy;
     let info = client(c).server_info().expect("legacy endpoint on 25.04");
     assert_eq!(info.protocol, WireProtocol::Legacy);
+
+    // So does a TRUENAS_URL naming /websocket.
+    let mut c = config_for(&server);
+    c.url = Some(format!("ws://{}/websocket", server.addr));
+    let info = client(c).server_info().expect("legacy endpoint named by the URL");
+    assert_eq!(info.protocol, WireProtocol::Legacy);
 }
 
 #[test]
@@ -299,6 +305,7 @@ fn tls_verification_custom_ca_and_opt_out() {
                 assert!(matches!(e, TnError::Connect { step: ConnectStep::Tls, .. }), "{name}: {e:?}");
                 let msg = e.to_string();
                 assert!(msg.contains("TRUENAS_CA_CERT") && msg.contains("TRUENAS_SSL_VERIFY=false"), "{name}: {msg}");
+                assert!(msg.contains("certificate verify failed ("), "names the certificate problem: {msg}");
             }
         }
     }
@@ -575,6 +582,32 @@ fn an_expired_session_gets_exactly_one_relogin() {
 }
 
 #[test]
+fn legacy_subscriptions_use_sub_and_ready() {
+    let (sim, server) = serve(options(SimVersion::V24_10));
+    let client = client(config_for(&server));
+    let ids = client.call("app.container_ids", json!(["whoami"])).expect("container ids");
+    let container = ids.as_object().and_then(|m| m.keys().next().cloned()).expect("a container");
+    let name = format!(
+        "app.container_log_follow:{}",
+        json!({"app_name": "whoami", "container_id": container, "tail_lines": 3})
+    );
+    let first = client.subscribe(&name).expect("subscribes");
+    let second = client.subscribe(&name).expect("joins");
+    for sub in [&first, &second] {
+        match sub.recv_timeout(Duration::from_secs(5)) {
+            Some(SubEvent::Added { fields, .. }) => assert!(fields.get("data").is_some(), "{fields}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(calls_to(&sim, "core.subscribe").is_empty(), "DDP subscribes with sub, not a method call");
+    drop(first);
+    drop(second);
+    // The connection stays usable after the unsub.
+    client.call("app.query", json!([])).expect("still connected");
+    assert_eq!(logins(&sim), 1);
+}
+
+#[test]
 fn subscriptions_fan_out_end_and_unsubscribe() {
     let (sim, server) = serve(options(SimVersion::V25_04));
     let client = client(config_for(&server));
@@ -621,4 +654,152 @@ fn subscriptions_fan_out_end_and_unsubscribe() {
         ended = matches!(sub.recv_timeout(Duration::from_millis(200)), Some(SubEvent::Ended(_)));
     }
     assert!(ended, "connection loss ends the subscription");
+}
+
+/// A scripted middleware for the paths the simulator never takes (no `auth.login_ex`, unknown login answers, a 404
+/// on `/api/current`). JSON-RPC at `/api/current`, DDP at `/websocket`; `answer(method, params)` gives the result,
+/// `{"error": …}` for an error, or `{"close": 1008}` to close the socket as the UI allowlist does. Records the
+/// methods called.
+fn scripted(answer: fn(&str, &Value) -> Value, refuse_path: Option<&'static str>) -> (String, Arc<Mutex<Vec<String>>>) {
+    use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let log = calls.clone();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let log = log.clone();
+            thread::spawn(move || {
+                let mut path = String::new();
+                // The signature is tungstenite's `Callback`; its error type is what it is.
+                #[allow(clippy::result_large_err)]
+                let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+                    path = req.uri().path().to_string();
+                    if Some(path.as_str()) == refuse_path {
+                        return Err(tungstenite::http::Response::builder().status(404).body(None).unwrap());
+                    }
+                    Ok(resp)
+                };
+                let Ok(mut ws) = tungstenite::accept_hdr(stream, callback) else { return };
+                let ddp = path == "/websocket";
+                while let Ok(msg) = ws.read() {
+                    let tungstenite::Message::Text(text) = msg else { continue };
+                    let req: Value = serde_json::from_str(&text).unwrap();
+                    let reply = if ddp && req["msg"] == "connect" {
+                        json!({"msg": "connected", "session": "s"})
+                    } else if ddp && req["msg"] == "sub" {
+                        json!({"msg": "ready", "subs": [req["id"]]})
+                    } else {
+                        let method = req["method"].as_str().unwrap_or("").to_string();
+                        log.lock().unwrap().push(method.clone());
+                        let out = answer(&method, &req["params"]);
+                        if out.get("close") == Some(&json!(1008)) {
+                            let frame = tungstenite::protocol::CloseFrame {
+                                code: tungstenite::protocol::frame::coding::CloseCode::Policy,
+                                reason: "You are not allowed to access this resource".into(),
+                            };
+                            let _ = ws.close(Some(frame));
+                            let _ = ws.flush();
+                            return;
+                        }
+                        match (ddp, out.get("error")) {
+                            (true, Some(e)) => json!({"msg": "result", "id": req["id"], "error": e}),
+                            (true, None) => json!({"msg": "result", "id": req["id"], "result": out}),
+                            (false, Some(e)) => json!({"jsonrpc": "2.0", "id": req["id"], "error": e}),
+                            (false, None) => json!({"jsonrpc": "2.0", "id": req["id"], "result": out}),
+                        }
+                    };
+                    if ws.send(tungstenite::Message::Text(reply.to_string())).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, calls)
+}
+
+fn scripted_client(url: &str) -> Client {
+    let mut c = Config::for_tests();
+    c.url = Some(url.to_string());
+    c.username = USER.into();
+    c.password = Some(Secret::new(PASSWORD));
+    c.connect_timeout = Duration::from_secs(5);
+    client(c)
+}
+
+#[test]
+fn login_falls_back_to_auth_login_when_login_ex_does_not_exist() {
+    let (url, calls) = scripted(
+        |method, _| match method {
+            "auth.login_ex" => json!({"error": {"code": -32601, "message": "Method does not exist"}}),
+            "auth.login" => json!(true),
+            "system.info" => json!({"version": "TrueNAS-25.04.0"}),
+            "core.subscribe" => json!("sub-1"),
+            _ => Value::Null,
+        },
+        None,
+    );
+    let info = scripted_client(&url).server_info().expect("logs in with auth.login");
+    assert_eq!(info.version, "25.04.0");
+    assert_eq!(*calls.lock().unwrap(), vec!["auth.login_ex", "auth.login", "system.info", "core.subscribe"]);
+}
+
+#[test]
+fn an_unknown_login_answer_is_a_failure() {
+    let (url, calls) = scripted(
+        |method, _| match method {
+            "auth.login_ex" => json!({"response_type": "SCRAM_RESPONSE", "scram_type": "SERVER_FIRST_RESPONSE"}),
+            _ => Value::Null,
+        },
+        None,
+    );
+    let err = scripted_client(&url).server_info().unwrap_err();
+    assert!(matches!(&err, TnError::Auth(AuthFailure::Unknown(t)) if t == "SCRAM_RESPONSE"), "{err:?}");
+    assert_eq!(*calls.lock().unwrap(), vec!["auth.login_ex"], "one login attempt, no loop");
+}
+
+#[test]
+fn a_404_on_api_current_falls_back_to_legacy() {
+    let (url, calls) = scripted(
+        |method, _| match method {
+            "auth.login" => json!(true),
+            "system.info" => json!({"version": "TrueNAS-SCALE-24.10.2.4"}),
+            "app.query" => json!([{"name": "web"}]),
+            _ => Value::Null,
+        },
+        Some("/api/current"),
+    );
+    let client = scripted_client(&url);
+    let info = client.server_info().expect("falls back to /websocket");
+    assert_eq!(info.protocol, WireProtocol::Legacy);
+    assert_eq!((info.version.as_str(), info.version_tuple), ("24.10.2.4", (24, 10)));
+    assert_eq!(client.call("app.query", json!([])).unwrap(), json!([{"name": "web"}]));
+    assert_eq!(*calls.lock().unwrap(), vec!["auth.login", "system.info", "app.query"]);
+}
+
+#[test]
+fn an_account_without_system_info_still_learns_the_version() {
+    let (url, calls) = scripted(
+        |method, _| match method {
+            "auth.login_ex" => json!({"response_type": "SUCCESS", "user_info": null, "authenticator": "LEVEL_1"}),
+            "system.info" => json!({"error": {"code": -32001, "message": "Method call error",
+                "data": {"error": 13, "errname": "EACCES", "reason": "[EACCES] Not authorized"}}}),
+            "system.version" => json!("TrueNAS-25.10.1"),
+            "core.subscribe" => json!("sub-1"),
+            _ => Value::Null,
+        },
+        None,
+    );
+    let info = scripted_client(&url).server_info().expect("connects without system.info");
+    assert_eq!((info.version.as_str(), info.version_tuple), ("25.10.1", (25, 10)));
+    assert_eq!(*calls.lock().unwrap(), vec!["auth.login_ex", "system.info", "system.version", "core.subscribe"]);
+}
+
+#[test]
+fn an_allowlist_refusal_names_the_setting() {
+    let (url, _calls) = scripted(|_, _| json!({"close": 1008}), None);
+    let err = scripted_client(&url).server_info().unwrap_err();
+    assert!(matches!(err, TnError::Connect { step: ConnectStep::Upgrade, .. }), "{err:?}");
+    assert!(err.to_string().contains("UI allowlist"), "{err}");
 }

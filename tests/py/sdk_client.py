@@ -40,6 +40,16 @@ async def run(mode, command, args):
             # A successful result has passed the SDK's outputSchema check of structuredContent by now.
             report["call_is_error"] = result.is_error
             report["call_text"] = result.content[0].text[:200] if result.content else ""
+        caps = client.server_capabilities
+        if caps.resources is not None:
+            resources = await client.list_resources()
+            report["resources"] = [str(r.uri) for r in resources.resources]
+            if resources.resources:
+                read = await client.read_resource(resources.resources[0].uri)
+                report["resource_read"] = bool(read.contents) and bool(getattr(read.contents[0], "text", ""))
+        if caps.prompts is not None:
+            prompts = await client.list_prompts()
+            report["prompts"] = [p.name for p in prompts.prompts]
         try:
             await client.call_tool("no_such_tool", {})
             report["unknown_tool_error"] = None
