@@ -93,7 +93,9 @@ without a NAS. It prints the URL and the credentials to use on stderr.
   --empty                start without the example apps
   --idle-timeout SECS    close idle connections like nginx (default 60)
   --job-step-ms N        time per job progress step (default 500)
-  --api-key ID-SECRET    accept this API key for the default user
+  --add-api-key ID-SECRET    accept this API key (owned by the first user)
+  --add-user NAME:PASSWORD   accept this user as well as mcp-service / mock-password
+  --plain-tcp-remote     treat plain ws:// peers as remote (an API key sent that way gets revoked, like 25.04+)
 ";
 
 pub fn usage() -> String {

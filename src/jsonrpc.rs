@@ -247,6 +247,12 @@ pub fn read_frame<R: BufRead + ?Sized>(reader: &mut R, cap: usize, line: &mut Ve
         let newline = available.iter().position(|&b| b == b'\n');
         let chunk = &available[..newline.unwrap_or(available.len())];
         if dropped == 0 && line.len() + chunk.len() <= cap {
+            // Grow by doubling, but never past the cap (plain doubling could reserve up to twice the cap).
+            let needed = line.len() + chunk.len();
+            if needed > line.capacity() {
+                let target = needed.max(line.capacity().saturating_mul(2)).min(cap);
+                line.reserve_exact(target - line.len());
+            }
             line.extend_from_slice(chunk);
         } else {
             dropped += line.len() + chunk.len();
@@ -332,7 +338,7 @@ mod tests {
         let mut seen = Vec::new();
         loop {
             let frame = read_frame(&mut reader, 8, &mut line).unwrap();
-            assert!(line.capacity() <= 64 * 1024);
+            assert!(line.capacity() <= 8, "the buffer never grows past the cap");
             seen.push((String::from_utf8(line.clone()).unwrap(), frame));
             if seen.last().unwrap().1 == Frame::Eof {
                 break;
@@ -348,6 +354,85 @@ mod tests {
                 (String::new(), Frame::Eof),
             ]
         );
+    }
+
+    proptest::proptest! {
+        /// Whatever the bytes, the cap and the read chunking, frames are exactly the `\n`-separated lines, with
+        /// lines longer than the cap reported by length only.
+        #[test]
+        fn frames_are_the_lines_whatever_the_chunking(
+            data in proptest::collection::vec(proptest::prop_oneof![3 => proptest::num::u8::ANY, 1 => proptest::strategy::Just(b'\n')], 0..600),
+            cap in 1usize..40,
+            chunk in 1usize..50,
+        ) {
+            let mut expected = Vec::new();
+            let mut pieces: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+            if pieces.last().is_some_and(|p| p.is_empty()) {
+                pieces.pop(); // the text ended with a newline (or was empty)
+            }
+            for piece in pieces {
+                if piece.len() > cap {
+                    expected.push((Vec::new(), Frame::TooLong { len: piece.len() }));
+                } else {
+                    let mut line = piece.to_vec();
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                    expected.push((line, Frame::Line));
+                }
+            }
+            expected.push((Vec::new(), Frame::Eof));
+            let mut reader = io::BufReader::with_capacity(chunk, &data[..]);
+            let mut line = Vec::new();
+            let mut got = Vec::new();
+            loop {
+                let frame = read_frame(&mut reader, cap, &mut line).unwrap();
+                proptest::prop_assert!(line.capacity() <= cap.max(64 * 1024));
+                let done = frame == Frame::Eof;
+                got.push((if frame == Frame::Line { line.clone() } else { Vec::new() }, frame));
+                if done {
+                    break;
+                }
+            }
+            proptest::prop_assert_eq!(got, expected);
+        }
+
+        /// Any JSON value classifies without panicking, and a request always has a valid id and a method.
+        #[test]
+        fn classification_is_total(value in json_value()) {
+            let raw = value.clone();
+            match Message::from_value(value) {
+                Ok(Message::Request(r)) => {
+                    proptest::prop_assert_eq!(Some(r.id.to_value()), raw.get("id").cloned());
+                    proptest::prop_assert_eq!(raw.get("jsonrpc"), Some(&json!("2.0")));
+                }
+                Ok(Message::Notification(_)) => proptest::prop_assert!(raw.get("id").is_none()),
+                Ok(Message::Response(_)) => proptest::prop_assert!(raw.get("method").is_none()),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// JSON values biased towards JSON-RPC member names and values.
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-1e6f64..1e6).prop_map(Value::from),
+            proptest::sample::select(vec!["2.0", "1.0", "ping", "tools/call", ""]).prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            let names = proptest::sample::select(vec![
+                "jsonrpc", "id", "method", "params", "result", "error", "code", "message",
+            ]);
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(names.prop_map(String::from), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
     }
 
     #[test]

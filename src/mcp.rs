@@ -8,11 +8,12 @@
 
 mod call;
 mod pool;
-pub mod protocol;
+mod protocol;
+mod redact;
 mod server;
 mod stdio;
 pub mod tool;
-pub mod wire;
+mod wire;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -23,5 +24,5 @@ pub use tool::{Annotations, CallContext, Catalog, ToolDef, ToolOutput};
 /// Run the MCP server on stdin/stdout until stdin closes. Returns the process exit code.
 pub fn serve(catalog: Arc<dyn Catalog>, workers: usize) -> anyhow::Result<ExitCode> {
     let opts = ServeOptions { workers, ..ServeOptions::default() };
-    Ok(serve_io(catalog, std::io::stdin(), std::io::stdout(), opts))
+    server::run(catalog, std::io::stdin(), std::io::stdout(), opts)
 }

@@ -30,6 +30,15 @@
 //!   (per app override: [`Simulator::set_log_lines`]); following emits one more line every
 //!   [`SimOptions::log_follow_interval`] while the container runs. Crashed containers end the stream after the tail.
 //! - `filesystem.stat` finds every path under `/mnt/<pool>/` (as a directory) and nothing else.
+//!
+//! # Knobs for tests
+//! Start-up behaviour is in [`SimOptions`] (versions, users and keys, OTP/expired/redirect logins, rate limit,
+//! idle timeout, job step, log sizes). Runtime faults go through [`Simulator::faults`] ([`Faults`]: latency and
+//! jitter, drop after N frames, drop mid-job, never-finishing jobs, garbage frames, expired sessions, half-open
+//! sockets, stalled TLS handshakes, plain TCP as remote) and [`Simulator::restart`]. Inspection:
+//! [`Simulator::call_log`], [`Simulator::apps`], [`Simulator::jobs`], [`Simulator::connections`],
+//! [`Simulator::frames_received`], [`Simulator::rejected_calls`], [`Simulator::peak_in_flight`],
+//! [`Simulator::api_key_revoked`].
 
 mod apps;
 mod auth;
@@ -136,6 +145,10 @@ pub struct SimOptions {
     /// Interval of new log lines while following a running container.
     pub log_follow_interval: Duration,
     pub hostname: String,
+    /// nginx "HTTPS redirect": a plain-HTTP front answers every upgrade with `307` to `https://host:<port>/…`.
+    pub https_redirect_port: Option<u16>,
+    /// The UI allowlist excludes every network client: the upgrade succeeds, then the socket closes with 1008.
+    pub ui_allowlist_denied: bool,
 }
 
 impl Default for SimOptions {
@@ -159,6 +172,8 @@ impl Default for SimOptions {
             log_lines: 200,
             log_follow_interval: Duration::from_millis(500),
             hostname: "truenas-sim".into(),
+            https_redirect_port: None,
+            ui_allowlist_denied: false,
         }
     }
 }
@@ -234,6 +249,16 @@ impl Simulator {
         self.mw.frames_received.load(Ordering::SeqCst)
     }
 
+    /// Calls refused because 20 were already in flight on their socket.
+    pub fn rejected_calls(&self) -> u64 {
+        self.mw.rejected_calls.load(Ordering::SeqCst)
+    }
+
+    /// The most calls ever in flight at once on one socket (admitted: executing + queued, at most 20).
+    pub fn peak_in_flight(&self) -> u64 {
+        self.mw.peak_admitted.load(Ordering::SeqCst).min(20)
+    }
+
     /// Whether API key `id` has been revoked (insecure transport).
     pub fn api_key_revoked(&self, id: u32) -> bool {
         self.mw.state().revoked_keys.contains(&id)
@@ -271,8 +296,33 @@ fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result
 }
 
 /// `truenas-mcp simulate --listen 127.0.0.1:PORT [--tls-cert F --tls-key F] [--version 24.10|25.04|25.10]
-/// [--no-pool] [--empty] [--idle-timeout SECS] [--job-step-ms N] [--api-key ID-SECRET]`: serves until killed.
+/// [--no-pool] [--empty] [--idle-timeout SECS] [--job-step-ms N] [--add-user NAME:PASSWORD]
+/// [--add-api-key ID-SECRET] [--plain-tcp-remote]`: prints the URL and credentials on stderr, serves until killed.
+/// (`--add-*` because `--username`/`--api-key` are the client's own settings flags.)
 pub fn run_cli(args: &[String]) -> anyhow::Result<()> {
+    let (listen, opts) = cli_options(args)?;
+    let sim = Simulator::new(opts.clone());
+    let server = sim.serve(&listen).with_context(|| format!("cannot listen on {listen}"))?;
+    let path = if opts.version == SimVersion::V24_10 { "/websocket" } else { "/api/current" };
+    let (user, password) = &opts.users[0];
+    eprintln!("truenas-mcp simulator (TrueNAS {}) listening on {}", sim.release(), server.url(path));
+    eprintln!("  password login: TRUENAS_USERNAME={user} TRUENAS_PASSWORD={password}");
+    for k in &opts.api_keys {
+        eprintln!(
+            "  API key login:  TRUENAS_USERNAME={} TRUENAS_API_KEY=<the key given with --add-api-key {}-…>",
+            k.username, k.id
+        );
+    }
+    if opts.docker_pool.is_none() {
+        eprintln!("  no pool configured for Docker (--no-pool)");
+    }
+    loop {
+        std::thread::park();
+    }
+}
+
+/// The listen address and options `simulate` arguments ask for.
+pub fn cli_options(args: &[String]) -> anyhow::Result<(String, SimOptions)> {
     let mut opts = SimOptions { job_step: Duration::from_millis(500), ..Default::default() };
     let mut listen = "127.0.0.1:8080".to_string();
     let (mut cert, mut key) = (None, None);
@@ -307,12 +357,18 @@ pub fn run_cli(args: &[String]) -> anyhow::Result<()> {
                 let v = take(&mut i)?;
                 opts.job_step = Duration::from_millis(v.parse().with_context(|| format!("bad --job-step-ms '{v}'"))?);
             }
-            "--api-key" => {
+            "--add-api-key" => {
                 let v = take(&mut i)?;
                 let id = v.split_once('-').and_then(|(id, _)| id.parse().ok());
-                let Some(id) = id else { bail!("--api-key must look like <id>-<secret>, e.g. 1-abc") };
+                let Some(id) = id else { bail!("--add-api-key must look like <id>-<secret>, e.g. 1-abc") };
                 opts.api_keys.push(SimApiKey { id, key: v, username: opts.users[0].0.clone() });
             }
+            "--add-user" => {
+                let v = take(&mut i)?;
+                let Some((u, p)) = v.split_once(':') else { bail!("--add-user must look like <name>:<password>") };
+                opts.users.push((u.to_string(), p.to_string()));
+            }
+            "--plain-tcp-remote" => opts.treat_plain_tcp_as_remote = true,
             other => bail!("unknown simulate option '{other}' (see truenas-mcp --help)"),
         }
         i += 1;
@@ -322,22 +378,31 @@ pub fn run_cli(args: &[String]) -> anyhow::Result<()> {
         (None, None) => {}
         _ => bail!("--tls-cert and --tls-key go together"),
     }
-    let sim = Simulator::new(opts.clone());
-    let server = sim.serve(&listen).with_context(|| format!("cannot listen on {listen}"))?;
-    let path = if opts.version == SimVersion::V24_10 { "/websocket" } else { "/api/current" };
-    let (user, password) = &opts.users[0];
-    eprintln!("truenas-mcp simulator (TrueNAS {}) listening on {}", sim.release(), server.url(path));
-    eprintln!("  password login: TRUENAS_USERNAME={user} TRUENAS_PASSWORD={password}");
-    for k in &opts.api_keys {
-        eprintln!(
-            "  API key login:  TRUENAS_USERNAME={} TRUENAS_API_KEY=<the key given with --api-key {}-…>",
-            k.username, k.id
-        );
+    Ok((listen, opts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_string).collect()
     }
-    if opts.docker_pool.is_none() {
-        eprintln!("  no pool configured for Docker (--no-pool)");
-    }
-    loop {
-        std::thread::park();
+
+    #[test]
+    fn simulate_arguments() {
+        let (listen, o) = cli_options(&args(
+            "--listen 127.0.0.1:9 --version 24.10 --no-pool --empty --add-api-key 3-abc --add-user a:b --job-step-ms=5",
+        ))
+        .unwrap();
+        assert_eq!(listen, "127.0.0.1:9");
+        assert_eq!(o.version, SimVersion::V24_10);
+        assert!(o.docker_pool.is_none() && !o.seed_example_apps);
+        assert_eq!(o.api_keys[0].id, 3);
+        assert_eq!(o.users[1], ("a".to_string(), "b".to_string()));
+        assert_eq!(o.job_step, Duration::from_millis(5));
+        for bad in ["--version 23.10", "--tls-cert x", "--bogus", "--add-api-key nodash", "--listen"] {
+            assert!(cli_options(&args(bad)).is_err(), "{bad}");
+        }
     }
 }

@@ -11,10 +11,12 @@ mod connection;
 mod deploy;
 mod diff;
 mod failure;
+mod job;
 mod lifecycle;
 mod logs;
 mod prompt;
 mod resources;
+mod settle;
 mod status;
 
 use std::collections::BTreeMap;

@@ -151,13 +151,20 @@ fn parse_modern_envelope(meta: &Map<String, Value>, version: &Value) -> Result<E
     Ok(Envelope { revision, client_capabilities, log_level })
 }
 
+/// `-32022`. `supported` lists the handshake versions too: clients such as the Python SDK read them as "fall back to
+/// initialize" rather than "incompatible".
 pub fn unsupported_version(requested: &str) -> ErrorObject {
     let names: Vec<&str> = Revision::ALL.iter().map(|r| r.as_str()).collect();
-    ErrorObject::new(
-        UNSUPPORTED_PROTOCOL_VERSION,
-        format!("unsupported protocol version '{requested}' (supported: {})", names.join(", ")),
-    )
-    .with_data(json!({"supported": supported_versions(), "requested": requested}))
+    let message = match Revision::parse(requested) {
+        Some(legacy) if !legacy.is_modern() => format!(
+            "protocol version '{requested}' is negotiated with initialize, not sent per request; the per-request \
+             envelope takes {}",
+            Revision::V2026_07_28.as_str()
+        ),
+        _ => format!("unsupported protocol version '{requested}' (supported: {})", names.join(", ")),
+    };
+    ErrorObject::new(UNSUPPORTED_PROTOCOL_VERSION, message)
+        .with_data(json!({"supported": supported_versions(), "requested": requested}))
 }
 
 /// A log level name from the wire; `-32602` listing the valid names otherwise.

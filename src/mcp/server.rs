@@ -16,7 +16,9 @@ use crate::mcp::call::{Ask, CallNotifier, LegacyElicitor, LogThreshold, ModernEl
 use crate::mcp::pool::{Job, Outcome, Pool};
 use crate::mcp::protocol::{self, fingerprint, modern_envelope, Envelope, Revision, RESOURCE_NOT_FOUND};
 use crate::mcp::stdio::{spawn_reader, spawn_writer, Incoming, Outbox};
-use crate::mcp::tool::{CallContext, CancelToken, Catalog, CatalogError, Elicitor, LogLevel, ToolDef, ToolOutput};
+use crate::mcp::tool::{
+    CallContext, CancelToken, Catalog, CatalogError, Elicitor, LogLevel, Offers, ToolDef, ToolOutput,
+};
 use crate::mcp::wire;
 
 /// Tunables of one server run. `Default` is what `serve` uses (apart from `workers`).
@@ -51,7 +53,7 @@ pub enum Event {
     /// A line from the reader.
     Input(Incoming),
     /// The input reached EOF (or failed).
-    InputClosed,
+    Eof,
     /// The writer could not write (e.g. the client went away).
     OutputClosed,
     /// A worker finished a job.
@@ -77,7 +79,8 @@ pub fn serve_io(
     }
 }
 
-fn run(
+/// [`serve_io`] with start-up failures (thread creation) as errors.
+pub(crate) fn run(
     catalog: Arc<dyn Catalog>,
     input: impl Read + Send + 'static,
     output: impl Write + Send + 'static,
@@ -88,7 +91,7 @@ fn run(
     let (events_tx, events_rx) = crossbeam_channel::unbounded::<Event>();
     let (outbox, writer_done) = spawn_writer(output, 1024, events_tx.clone(), Event::OutputClosed)?;
     let pool = Pool::start(opts.workers, opts.queue, events_tx.clone(), Event::Done)?;
-    spawn_reader(input, opts.max_line, input_tx, Event::Input, Event::InputClosed)?;
+    spawn_reader(input, opts.max_line, input_tx, Event::Input, Event::Eof)?;
     let mut server = Server::new(catalog, opts, outbox.clone(), events_tx, pool);
     server.run(&input_rx, &events_rx);
     drop(server);
@@ -124,13 +127,6 @@ struct PendingAsk {
     reply: Sender<Outcome>,
 }
 
-/// What the catalogue offers beyond tools (decides the declared capabilities and the methods served).
-struct Features {
-    resources: bool,
-    prompts: bool,
-    completions: bool,
-}
-
 struct Session {
     /// The legacy revision negotiated by `initialize`.
     revision: Option<Revision>,
@@ -143,7 +139,7 @@ struct Server {
     tools: Vec<Arc<ToolDef>>,
     tool_index: HashMap<String, usize>,
     tools_fingerprint: u64,
-    features: Features,
+    features: Offers,
     instructions: Option<String>,
     opts: ServeOptions,
     outbox: Outbox,
@@ -166,13 +162,7 @@ impl Server {
         let tools: Vec<Arc<ToolDef>> = catalog.tools().into_iter().map(Arc::new).collect();
         let tool_index = tools.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
         let tools_fingerprint = fingerprint(tools.iter().map(|t| t.name.as_str()));
-        let templates = !catalog.resource_templates().is_empty();
-        let prompts = !catalog.prompts().is_empty();
-        let features = Features {
-            resources: templates || !catalog.resources().is_empty(),
-            prompts,
-            completions: prompts || templates,
-        };
+        let features = catalog.offers();
         Server {
             instructions: catalog.instructions(),
             catalog,
@@ -203,7 +193,7 @@ impl Server {
         loop {
             let event = match drain_until {
                 None => select! {
-                    recv(input) -> e => e.unwrap_or(Event::InputClosed),
+                    recv(input) -> e => e.unwrap_or(Event::Eof),
                     recv(internal) -> e => match e { Ok(e) => e, Err(_) => break },
                 },
                 Some(deadline) => match internal.recv_deadline(deadline) {
@@ -220,7 +210,7 @@ impl Server {
             };
             match event {
                 Event::Input(incoming) => self.on_input(incoming),
-                Event::InputClosed => {
+                Event::Eof => {
                     if !self.input_closed {
                         log::debug!("input closed; finishing {} request(s) in flight", self.calls.len());
                         self.input_closed = true;
@@ -571,6 +561,9 @@ impl Server {
         let catalog = Arc::clone(&self.catalog);
         let label = format!("tool '{}'", tool.name);
         let run = Box::new(move || {
+            if ctx.cancel.is_cancelled() {
+                return Ok(Value::Null); // cancelled while queued: nobody will read the answer
+            }
             let output = run_tool(catalog.as_ref(), &tool, args, &ctx);
             Ok(wire::finish(&env, wire::call_result(&env, output)))
         });

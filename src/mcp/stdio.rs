@@ -8,6 +8,7 @@ use crossbeam_channel::{Receiver, Sender};
 use serde_json::Value;
 
 use crate::jsonrpc::{read_frame, ErrorObject, Frame};
+use crate::mcp::redact;
 
 /// What the reader makes of one line.
 #[derive(Debug)]
@@ -63,10 +64,17 @@ fn parse_line(line: &[u8]) -> Incoming {
             )))
         }
     };
-    log::debug!("< {}", text);
+    // Some Windows tools start a stream with a byte-order mark; it is not part of the JSON.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     match serde_json::from_str(text) {
-        Ok(value) => Incoming::Json(value),
+        Ok(value) => {
+            if log::log_enabled!(log::Level::Debug) {
+                log::debug!("< {}", redact::for_log(&value));
+            }
+            Incoming::Json(value)
+        }
         Err(e) => {
+            log::debug!("< (a line of {} bytes that is not JSON)", text.len());
             Incoming::Malformed(ErrorObject::parse_error(format!("parse error: the line is not valid JSON ({e})")))
         }
     }
@@ -87,7 +95,9 @@ impl Outbox {
     pub fn send(&self, message: &Value) {
         match serde_json::to_string(message) {
             Ok(line) => {
-                log::debug!("> {line}");
+                if log::log_enabled!(log::Level::Debug) {
+                    log::debug!("> {}", redact::for_log(message));
+                }
                 let _ = self.0.send(WriterMsg::Line(line));
             }
             Err(e) => log::error!("could not serialize an outgoing message: {e}"),

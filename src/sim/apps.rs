@@ -226,6 +226,25 @@ fn custom_app_metadata() -> Value {
     })
 }
 
+/// `version_details` of a custom app (`include_app_schema`): the static catalog stub.
+pub(crate) fn custom_version_details() -> Value {
+    json!({
+        "healthy": true,
+        "supported": true,
+        "healthy_error": null,
+        "location": "/mnt/.ix-apps/truenas_catalog/trains/stable/custom-app/1.0.0",
+        "last_update": null,
+        "required_features": [],
+        "human_version": "1.0.0_custom",
+        "version": "1.0.0",
+        "app_metadata": custom_app_metadata(),
+        "schema": {"groups": [], "questions": []},
+        "readme": "# Custom App\n",
+        "changelog": null,
+        "values": {},
+    })
+}
+
 fn network(app: &str) -> Value {
     json!({
         "Name": format!("ix-{app}_default"),

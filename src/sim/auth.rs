@@ -40,7 +40,7 @@ pub(crate) fn handle(
                 },
                 o => o,
             };
-            Ok(json!(finish(mw, session, outcome, legacy)?.get("response_type") == Some(&json!("SUCCESS"))))
+            Ok(succeeded(mw, session, outcome))
         }
         "auth.login_with_api_key" => {
             let key = s(0);
@@ -62,11 +62,11 @@ pub(crate) fn handle(
                     .unwrap_or_default();
                 api_key_outcome(mw, session, &username, &key)
             };
-            Ok(json!(finish(mw, session, outcome, legacy)?.get("response_type") == Some(&json!("SUCCESS"))))
+            Ok(succeeded(mw, session, outcome))
         }
         "auth.login_with_token" => {
             let outcome = token_outcome(mw, &s(0));
-            Ok(json!(finish(mw, session, outcome, legacy)?.get("response_type") == Some(&json!("SUCCESS"))))
+            Ok(succeeded(mw, session, outcome))
         }
         "auth.login_ex" | "auth.login_ex_continue" => {
             let data = params.first().cloned().unwrap_or(Value::Null);
@@ -95,7 +95,7 @@ pub(crate) fn handle(
                 }
                 other => return Err(Failure::call(EOPNOTSUPP, format!("{other}: mechanism is not supported"))),
             };
-            let mut resp = finish(mw, session, outcome, false)?;
+            let mut resp = finish(mw, session, outcome);
             if resp["response_type"] == "SUCCESS" && !user_info {
                 resp["user_info"] = Value::Null;
             }
@@ -187,8 +187,13 @@ pub(crate) fn secure_transport(mw: &Middleware, session: &Session) -> bool {
 }
 
 /// Apply the outcome to the session (after the failure delay) and build the `login_ex` response.
-fn finish(mw: &Middleware, session: &Session, outcome: Outcome, _legacy: bool) -> Result<Value, Failure> {
-    Ok(match outcome {
+/// The boolean logins (`auth.login`, `auth.login_with_api_key`, `auth.login_with_token`).
+fn succeeded(mw: &Middleware, session: &Session, outcome: Outcome) -> Value {
+    Value::Bool(finish(mw, session, outcome)["response_type"] == "SUCCESS")
+}
+
+fn finish(mw: &Middleware, session: &Session, outcome: Outcome) -> Value {
+    match outcome {
         Outcome::Success(username, method, level) => {
             *session.credentials() =
                 Credentials::User { username: username.clone(), method, epoch: mw.faults.expire_epoch() };
@@ -204,7 +209,7 @@ fn finish(mw: &Middleware, session: &Session, outcome: Outcome, _legacy: bool) -
             json!({"response_type": "OTP_REQUIRED", "username": username})
         }
         Outcome::Redirect(urls) => json!({"response_type": "REDIRECT", "urls": urls}),
-    })
+    }
 }
 
 fn user_info(username: &str, method: AuthMethod) -> Value {

@@ -3,13 +3,13 @@
 //! `notify_unsubscribed` / `nosub` like the middleware.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::apps::AppState;
-use super::middleware::{Middleware, Reply};
+use super::middleware::{AfterReply, Middleware, Reply};
 use super::schema;
 use super::session::{Session, Subscription};
 use super::wire::{Failure, EFAULT, EINVAL, ENOENT};
@@ -51,15 +51,63 @@ pub(crate) fn unsubscribe(session: &Session, ident: &str) {
     });
 }
 
+/// One running event source, shared by every subscription with the identical `name:args` string (like the
+/// middleware's `EventSourceManager`): a late joiner gets no tail replay, only what comes next.
+pub(crate) struct SourceInstance {
+    name: String,
+    subscribers: Mutex<Vec<Subscriber>>,
+}
+
+struct Subscriber {
+    session: Arc<Session>,
+    ident: String,
+    stop: Arc<AtomicBool>,
+}
+
+impl SourceInstance {
+    fn active(&self) -> Vec<Arc<Session>> {
+        let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        subs.retain(|s| !s.stop.load(Ordering::SeqCst) && !s.session.is_closed());
+        subs.iter().map(|s| s.session.clone()).collect()
+    }
+
+    /// Send an `added` event to every live subscriber; false once nobody listens.
+    fn emit(&self, fields: &Value) -> bool {
+        let sessions = self.active();
+        for s in &sessions {
+            s.send_event("added", &self.name, None, Some(fields));
+        }
+        !sessions.is_empty()
+    }
+
+    fn stopped(&self) -> bool {
+        self.active().is_empty()
+    }
+
+    /// Sleep `d`; false if every subscriber left meanwhile.
+    fn sleep(&self, d: Duration) -> bool {
+        let end = std::time::Instant::now() + d;
+        loop {
+            if self.stopped() {
+                return false;
+            }
+            let now = std::time::Instant::now();
+            if now >= end {
+                return true;
+            }
+            std::thread::sleep((end - now).min(Duration::from_millis(10)));
+        }
+    }
+}
+
 /// Register a subscription. For event sources, argument errors are reported through `notify_unsubscribed`
 /// before the subscribe call answers; otherwise the source starts streaming after the answer (`after`).
-#[allow(clippy::type_complexity)]
 pub(crate) fn subscribe(
     mw: &Arc<Middleware>,
     session: &Arc<Session>,
     ident: &str,
     name: &str,
-) -> Result<Option<Box<dyn FnOnce() + Send>>, Failure> {
+) -> Result<Option<AfterReply>, Failure> {
     let (source, arg_text) = match name.split_once(':') {
         Some((s, a)) if s == "app.container_log_follow" || s == "app.stats" => (s, a),
         _ => {
@@ -70,32 +118,52 @@ pub(crate) fn subscribe(
     let args: Value = match serde_json::from_str(arg_text) {
         Ok(v) => v,
         Err(e) => {
-            session
-                .send_unsubscribed(name, Some(&Failure::call(EINVAL, format!("Invalid event source arguments: {e}"))));
+            let f = Failure::call(EINVAL, format!("Invalid event source arguments: {e}"));
+            session.send_unsubscribed(name, Some(&f));
             return Ok(None);
         }
     };
-    if let Err(f) = schema::check_event_args(mw.version(), source, &args) {
+    if let Err(f) = schema::check_event_args(session.api, source, &args) {
         session.send_unsubscribed(name, Some(&f));
         return Ok(None);
     }
     let stop = Arc::new(AtomicBool::new(false));
     session.subs().push(Subscription { ident: ident.to_string(), name: name.to_string(), stop: Some(stop.clone()) });
-    let (mw, session, name, ident, source) =
-        (mw.clone(), session.clone(), name.to_string(), ident.to_string(), source.to_string());
+    let subscriber = Subscriber { session: session.clone(), ident: ident.to_string(), stop };
+    let instance = {
+        let mut st = mw.state();
+        if let Some(existing) = st.sources.get(name) {
+            existing.subscribers.lock().unwrap_or_else(|e| e.into_inner()).push(subscriber);
+            return Ok(None);
+        }
+        let instance = Arc::new(SourceInstance { name: name.to_string(), subscribers: Mutex::new(vec![subscriber]) });
+        st.sources.insert(name.to_string(), instance.clone());
+        instance
+    };
+    let (mw, source) = (mw.clone(), source.to_string());
     Ok(Some(Box::new(move || {
         let _ = std::thread::Builder::new().name("sim-event-source".into()).spawn(move || {
             let end = if source == "app.stats" {
-                app_stats(&mw, &session, &name, &args, &stop)
+                app_stats(&mw, &instance, &args)
             } else {
-                log_follow(&mw, &session, &name, &args, &stop)
+                log_follow(&mw, &instance, &args)
             };
-            if let Some(error) = end {
-                if !stop.load(Ordering::SeqCst) && !session.is_closed() {
-                    session.send_unsubscribed(&name, error.as_ref());
+            // Detach first so a new subscription starts a fresh instance, then tell the remaining subscribers.
+            {
+                let mut st = mw.state();
+                if st.sources.get(&instance.name).is_some_and(|i| Arc::ptr_eq(i, &instance)) {
+                    st.sources.remove(&instance.name);
                 }
             }
-            unsubscribe(&session, &ident);
+            let subs = std::mem::take(&mut *instance.subscribers.lock().unwrap_or_else(|e| e.into_inner()));
+            for s in subs {
+                if let Some(error) = &end {
+                    if !s.stop.load(Ordering::SeqCst) && !s.session.is_closed() {
+                        s.session.send_unsubscribed(&instance.name, error.as_ref());
+                    }
+                }
+                unsubscribe(&s.session, &s.ident);
+            }
         });
     })))
 }
@@ -112,13 +180,7 @@ pub(crate) fn log_line(app: &str, service: &str, i: u64) -> (String, String) {
 
 /// `None` = ended because unsubscribed or the connection went away (no notification); `Some(err)` = the source
 /// finished (cleanly with `None`, or with an error).
-fn log_follow(
-    mw: &Middleware,
-    session: &Session,
-    name: &str,
-    args: &Value,
-    stop: &AtomicBool,
-) -> Option<Option<Failure>> {
+fn log_follow(mw: &Middleware, source: &SourceInstance, args: &Value) -> Option<Option<Failure>> {
     let app_name = args["app_name"].as_str().unwrap_or_default().to_string();
     let container_id = args["container_id"].as_str().unwrap_or_default().to_string();
     let tail = match args.get("tail_lines") {
@@ -145,11 +207,10 @@ fn log_follow(
     };
     let start = tail.map(|t| total.saturating_sub(t)).unwrap_or(0);
     for i in start..total {
-        if i % 1024 == 0 && (stop.load(Ordering::SeqCst) || session.is_closed()) {
+        let (data, ts) = log_line(&app_name, &service, i);
+        if !source.emit(&json!({"data": data, "timestamp": ts})) {
             return None;
         }
-        let (data, ts) = log_line(&app_name, &service, i);
-        session.send_event("added", name, None, Some(&json!({"data": data, "timestamp": ts})));
     }
     let mut next = total;
     loop {
@@ -162,29 +223,25 @@ fn log_follow(
             Some("running" | "starting" | "created") => {}
             _ => return Some(None),
         }
-        if !Middleware::sleep_unless(stop, mw.opts.log_follow_interval) || session.is_closed() {
+        if !source.sleep(mw.opts.log_follow_interval) {
             return None;
         }
         let (data, ts) = log_line(&app_name, &service, next);
-        session.send_event("added", name, None, Some(&json!({"data": data, "timestamp": ts})));
+        if !source.emit(&json!({"data": data, "timestamp": ts})) {
+            return None;
+        }
         next += 1;
     }
 }
 
-fn app_stats(
-    mw: &Middleware,
-    session: &Session,
-    name: &str,
-    args: &Value,
-    stop: &AtomicBool,
-) -> Option<Option<Failure>> {
+fn app_stats(mw: &Middleware, source: &SourceInstance, args: &Value) -> Option<Option<Failure>> {
     let interval = Duration::from_secs(args.get("interval").and_then(Value::as_u64).unwrap_or(2));
     let mut tick: u64 = 0;
     loop {
         if mw.docker_gate().is_err() {
             return Some(Some(Failure::call(EFAULT, "Apps are not available")));
         }
-        if !Middleware::sleep_unless(stop, interval) || session.is_closed() {
+        if !source.sleep(interval) {
             return None;
         }
         tick += 1;
@@ -205,6 +262,8 @@ fn app_stats(
                 })
                 .collect()
         };
-        session.send_event("added", name, None, Some(&Value::Array(stats)));
+        if !source.emit(&Value::Array(stats)) {
+            return None;
+        }
     }
 }

@@ -9,6 +9,9 @@ use std::time::Duration;
 pub(crate) struct FaultState {
     /// (method prefix, latency) — the longest matching prefix wins.
     pub latency: Mutex<Vec<(String, Duration)>>,
+    /// Extra per-call latency drawn from 0..=this (ms), so responses come back out of order.
+    pub jitter_ms: AtomicI64,
+    jitter_seed: std::sync::atomic::AtomicU64,
     /// Frames left before the connection receiving the last one is dropped (-1 = disarmed).
     pub drop_after_frames: AtomicI64,
     /// The next job reaching 50 % drops its caller's connection.
@@ -49,6 +52,24 @@ impl Faults {
         if !latency.is_zero() {
             l.push((method_prefix.to_string(), latency));
         }
+    }
+
+    /// Add a pseudo-random 0..=`max` delay to every call (responses then complete out of order); zero turns it off.
+    pub fn set_latency_jitter(&self, max: Duration) {
+        self.state.jitter_ms.store(max.as_millis() as i64, Ordering::SeqCst);
+    }
+
+    pub(crate) fn jitter(&self) -> Option<Duration> {
+        let max = self.state.jitter_ms.load(Ordering::SeqCst);
+        if max <= 0 {
+            return None;
+        }
+        // splitmix64 over a shared counter: deterministic sequence, no dependency.
+        let mut z = self.state.jitter_seed.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::SeqCst);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        Some(Duration::from_millis(z % (max as u64 + 1)))
     }
 
     pub fn clear_latency(&self) {
@@ -110,7 +131,8 @@ impl Faults {
         self.state.garbage_next.swap(false, Ordering::SeqCst)
     }
 
-    /// Log out every authenticated session: their next call gets 207 ENOTAUTHENTICATED; logging in again works.
+    /// Log out every authenticated session: their next call gets 207 ENOTAUTHENTICATED and their subscriptions end
+    /// (the strict reading: a client must re-subscribe after logging in again); logging in again works.
     pub fn expire_sessions(&self) {
         self.state.expire_epoch.fetch_add(1, Ordering::SeqCst);
     }

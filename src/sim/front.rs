@@ -29,8 +29,9 @@ const ADMITTED: usize = 20;
 const ANON_MAX_CHARS: usize = 8192;
 const AUTH_MAX_CHARS: usize = 65536;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often an idle socket thread looks at timers and knobs.
-const IDLE_TICK: Duration = Duration::from_millis(100);
+/// How often an idle socket thread looks at timers and knobs (at most; a quarter of the idle timeout when that
+/// is shorter). Output wakes the thread at once, so this only bounds idle-close and shutdown latency.
+const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// The byte stream under a server-side WebSocket.
 pub(crate) enum Stream {
@@ -149,6 +150,7 @@ pub struct SimServer {
     pub tls: bool,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    mw: Arc<Middleware>,
 }
 
 impl SimServer {
@@ -166,6 +168,14 @@ impl Drop for SimServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        // Close this front's connections now rather than at their next tick.
+        for s in self.mw.sessions() {
+            if let Origin::Tcp { local, .. } | Origin::Tls { local, .. } = &s.origin {
+                if local.port() == self.addr.port() {
+                    s.drop_connection();
+                }
+            }
+        }
     }
 }
 
@@ -175,6 +185,7 @@ pub(crate) fn serve(mw: &Arc<Middleware>, listen: &str, tls: Option<native_tls::
     let stop = Arc::new(AtomicBool::new(false));
     let is_tls = tls.is_some();
     let tls = tls.map(Arc::new);
+    let mw_for_drop = mw.clone();
     let (mw, stop2) = (mw.clone(), stop.clone());
     let thread = std::thread::Builder::new().name("sim-accept".into()).spawn(move || {
         for conn in listener.incoming() {
@@ -186,7 +197,7 @@ pub(crate) fn serve(mw: &Arc<Middleware>, listen: &str, tls: Option<native_tls::
             let _ = std::thread::Builder::new().name("sim-conn".into()).spawn(move || accept_tcp(mw, tcp, tls, stop));
         }
     })?;
-    Ok(SimServer { addr, tls: is_tls, stop, thread: Some(thread) })
+    Ok(SimServer { addr, tls: is_tls, stop, thread: Some(thread), mw: mw_for_drop })
 }
 
 fn accept_tcp(mw: Arc<Middleware>, tcp: TcpStream, tls: Option<Arc<native_tls::TlsAcceptor>>, stop: Arc<AtomicBool>) {
@@ -254,7 +265,12 @@ fn pump(mut tcp: TcpStream, rx: Arc<Pipe>) {
 }
 
 /// Which dialect a request path gets, or the HTTP answer nginx/aiohttp would give instead.
-fn route(version: SimVersion, path: &str, host: &str, scheme: &str) -> Result<Protocol, Box<ErrorResponse>> {
+fn route(
+    version: SimVersion,
+    path: &str,
+    host: &str,
+    scheme: &str,
+) -> Result<(Protocol, SimVersion), Box<ErrorResponse>> {
     let path = path.split('?').next().unwrap_or(path);
     let api_versions: &[&str] = match version {
         SimVersion::V24_10 => &[],
@@ -265,11 +281,18 @@ fn route(version: SimVersion, path: &str, host: &str, scheme: &str) -> Result<Pr
         ],
     };
     if path == "/websocket" {
-        return Ok(Protocol::Legacy);
+        return Ok((Protocol::Legacy, SimVersion::V24_10));
     }
     if let Some(v) = path.strip_prefix("/api/") {
         if api_versions.contains(&v) {
-            return Ok(Protocol::JsonRpc);
+            let api = if v == "v24.10" {
+                SimVersion::V24_10
+            } else if v.starts_with("v25.04") {
+                SimVersion::V25_04
+            } else {
+                version
+            };
+            return Ok((Protocol::JsonRpc, api));
         }
         if version != SimVersion::V24_10 {
             let mut r = ErrorResponse::new(Some("404: Not Found".into()));
@@ -291,8 +314,19 @@ fn serve_connection(mw: Arc<Middleware>, mut stream: Stream, origin: Origin, sto
     stream.set_read_timeout(Duration::from_millis(100));
     let version = mw.version();
     let mut protocol = None;
+    let https_redirect = if scheme == "http" { mw.opts.https_redirect_port } else { None };
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
         let host = req.headers().get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost").to_string();
+        if let Some(port) = https_redirect {
+            // nginx with "HTTPS redirect" on: `return 307 https://$host:<port>$request_uri`.
+            let hostname = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
+            let mut r = ErrorResponse::new(Some("<html><body>307 Temporary Redirect</body></html>".into()));
+            *r.status_mut() = tungstenite::http::StatusCode::TEMPORARY_REDIRECT;
+            if let Ok(loc) = format!("https://{hostname}:{port}{}", req.uri()).parse() {
+                r.headers_mut().insert("Location", loc);
+            }
+            return Err(r);
+        }
         let p = route(version, req.uri().path(), &host, scheme).map_err(|r| *r)?;
         protocol = Some(p);
         Ok(resp)
@@ -311,28 +345,42 @@ fn serve_connection(mw: Arc<Middleware>, mut stream: Stream, origin: Origin, sto
             }
         }
     };
-    let Some(protocol) = protocol else { return };
+    let Some((protocol, api)) = protocol else { return };
     let codec = Codec { protocol, legacy_24_10: version == SimVersion::V24_10 };
     let (out_tx, out_rx) = crossbeam_channel::unbounded();
     let session = Arc::new(Session::new(
         mw.next_session_id(),
         codec,
+        api,
         origin,
         out_tx,
         ws.get_ref().waker(),
         mw.faults.half_open_epoch(),
     ));
+    if mw.opts.ui_allowlist_denied && !matches!(session.origin, Origin::Memory) {
+        // The upgrade succeeds, then the allowlist check closes the socket.
+        let reason = "You are not allowed to access this resource";
+        let _ = ws.close(Some(CloseFrame { code: CloseCode::from(1008), reason: reason.into() }));
+        let _ = ws.flush();
+        std::thread::sleep(Duration::from_millis(50));
+        ws.get_mut().close();
+        return;
+    }
     mw.register(session.clone());
     let (task_tx, task_rx) = crossbeam_channel::unbounded::<Task>();
-    let workers: Vec<JoinHandle<()>> = (0..EXECUTING)
-        .filter_map(|i| {
-            let (mw, session, rx) = (mw.clone(), session.clone(), task_rx.clone());
-            std::thread::Builder::new().name(format!("sim-call-{i}")).spawn(move || worker(mw, session, rx)).ok()
-        })
-        .collect();
+    // Workers end on their own once the task channel closes and their current call is done (a call may be
+    // waiting on a job that never finishes, so the connection does not wait for them).
+    for i in 0..EXECUTING {
+        let (mw, session, rx) = (mw.clone(), session.clone(), task_rx.clone());
+        let _ = std::thread::Builder::new().name(format!("sim-call-{i}")).spawn(move || worker(mw, session, rx));
+    }
     drop(task_rx);
     let generation = mw.generation.load(Ordering::SeqCst);
-    let tick = if ws.get_ref().polls() { Duration::from_millis(2) } else { IDLE_TICK };
+    let tick = if ws.get_ref().polls() {
+        Duration::from_millis(2)
+    } else {
+        IDLE_TICK.min(mw.opts.idle_timeout / 4).max(Duration::from_millis(1))
+    };
     ws.get_mut().set_read_timeout(tick);
     let mut conn = Connection { mw: mw.clone(), session: session.clone(), tasks: task_tx, last_out: Instant::now() };
     conn.run(&mut ws, &out_rx, &stop, generation, tick);
@@ -340,9 +388,6 @@ fn serve_connection(mw: Arc<Middleware>, mut stream: Stream, origin: Origin, sto
     mw.unregister(session.id);
     drop(conn);
     ws.get_mut().close();
-    for w in workers {
-        let _ = w.join();
-    }
 }
 
 /// One call waiting for an execution slot.
@@ -494,6 +539,10 @@ impl Connection {
 
     fn on_text(&mut self, text: String) -> Flow {
         self.mw.frames_received.fetch_add(1, Ordering::SeqCst);
+        if self.session.half_open_epoch.load(Ordering::SeqCst) < self.mw.faults.half_open_epoch() {
+            // Frozen while we were waiting in read: this frame is never processed.
+            return Flow::Continue;
+        }
         if self.mw.faults.frame_trips_drop() {
             return Flow::Drop;
         }
@@ -514,8 +563,10 @@ impl Connection {
     /// Admit a call or refuse it as the 21st.
     fn admit(&self, id: Option<Value>, method: String, params: Vec<Value>) {
         let admitted = self.session.admitted.fetch_add(1, Ordering::SeqCst);
+        self.mw.peak_admitted.fetch_max(admitted as u64 + 1, Ordering::SeqCst);
         if admitted >= ADMITTED {
             self.session.admitted.fetch_sub(1, Ordering::SeqCst);
+            self.mw.rejected_calls.fetch_add(1, Ordering::SeqCst);
             if let Some(id) = id {
                 self.session.send_error(&id, &Failure::TooManyCalls);
             }

@@ -124,7 +124,12 @@ pub(crate) struct JobCtx {
     uid: u64,
     abort: Arc<AtomicBool>,
     owner: u64,
+    done: Arc<Done>,
+    /// The caller's API models (validation, result shape).
+    api: SimVersion,
 }
+
+const JOBS_KEPT: usize = 1000;
 
 static NEXT_UID: AtomicU64 = AtomicU64::new(1);
 
@@ -216,11 +221,23 @@ pub(crate) fn call_job_method(
         };
         let fields = job.to_value(mw.version());
         st.jobs.insert(id, job);
+        // The middleware keeps about this many jobs; finished ones go first.
+        while st.jobs.len() > JOBS_KEPT {
+            let oldest_finished = st
+                .jobs
+                .iter()
+                .find(|(_, j)| matches!(j.state, JobState::Success | JobState::Failed | JobState::Aborted))
+                .map(|(id, _)| *id);
+            match oldest_finished {
+                Some(old) => st.jobs.remove(&old),
+                None => break,
+            };
+        }
         // Sent while the call is still running, i.e. before its response.
         mw.broadcast("added", "core.get_jobs", Some(&json!(id)), Some(&fields));
         id
     };
-    let ctx = JobCtx { mw: mw.clone(), id, uid, abort, owner: session.id };
+    let ctx = JobCtx { mw: mw.clone(), id, uid, abort, owner: session.id, done: done.clone(), api: session.api };
     let method_owned = method.to_string();
     let spawned =
         std::thread::Builder::new().name(format!("sim-job-{id}")).spawn(move || run(ctx, &method_owned, params));
@@ -246,10 +263,9 @@ fn run(ctx: JobCtx, method: &str, params: Vec<Value>) {
         j.state = JobState::Running;
         j.time_started = Some(now_ms());
     });
-    let outcome = schema::check_params(ctx.mw.version(), method, &params)
+    let outcome = schema::check_params(ctx.api, method, &params)
         .map_err(JobEnd::Failed)
         .and_then(|()| body(&ctx, method, &params));
-    let mut done = None;
     ctx.update(|j| {
         match outcome {
             Ok(result) => {
@@ -264,11 +280,9 @@ fn run(ctx: JobCtx, method: &str, params: Vec<Value>) {
             Err(JobEnd::Aborted) => j.state = JobState::Aborted,
         }
         j.time_finished = Some(now_ms());
-        done = Some(j.done.clone());
     });
-    if let Some(d) = done {
-        d.set();
-    }
+    // Also when a restart forgot the job: waiters must not hang.
+    ctx.done.set();
 }
 
 /// `core.job_abort(id)` → null.
@@ -329,7 +343,7 @@ fn schedule_settle(mw: &Arc<Middleware>, name: &str) {
 
 fn entry(ctx: &JobCtx, name: &str) -> Value {
     let st = ctx.mw.state();
-    st.apps.get(name).map(|a| a.entry(ctx.mw.version(), "0.0.0.0", false)).unwrap_or(Value::Null)
+    st.apps.get(name).map(|a| a.entry(ctx.api, "0.0.0.0", false)).unwrap_or(Value::Null)
 }
 
 fn body(ctx: &JobCtx, method: &str, params: &[Value]) -> Result<Value, JobEnd> {

@@ -12,14 +12,17 @@ use super::apps::App;
 use super::faults::Faults;
 use super::jobs::Job;
 use super::session::{Credentials, Session};
-use super::wire::{Failure, EBUSY, EINVAL, ENOENT};
+use super::wire::{Failure, Protocol, EBUSY, EINVAL, ENOENT, ENOMETHOD};
 use super::{auth, events, jobs, query, schema, SimOptions, SimVersion};
+
+/// Work to run once a call's response is queued.
+pub(crate) type AfterReply = Box<dyn FnOnce() + Send>;
 
 /// What a call produced, plus work to run once the response is queued (event sources start streaming only
 /// after the client has its subscription id).
 pub(crate) struct Reply {
     pub result: Result<Value, Failure>,
-    pub after: Option<Box<dyn FnOnce() + Send>>,
+    pub after: Option<AfterReply>,
 }
 
 impl From<Result<Value, Failure>> for Reply {
@@ -41,6 +44,8 @@ pub(crate) struct State {
     pub docker_pool: Option<String>,
     /// Synthetic log length per app (lines per container).
     pub log_lines: HashMap<String, u64>,
+    /// Running event sources by full `name:args`.
+    pub sources: HashMap<String, Arc<events::SourceInstance>>,
 }
 
 pub(crate) struct Middleware {
@@ -50,6 +55,10 @@ pub(crate) struct Middleware {
     sessions: Mutex<BTreeMap<u64, Arc<Session>>>,
     next_session: AtomicU64,
     pub frames_received: AtomicU64,
+    /// Calls refused as the 21st concurrent one (`-32000` / ETOOMANYREFS).
+    pub rejected_calls: AtomicU64,
+    /// Most calls ever admitted at once on one socket.
+    pub peak_admitted: AtomicU64,
     pub boot_ms: u64,
     /// Bumped by `restart`; connections of an older generation close.
     pub generation: AtomicU64,
@@ -58,6 +67,9 @@ pub(crate) struct Middleware {
 pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
+
+/// The call log keeps at most this many recent calls (long benchmarks must not grow it forever).
+const CALL_LOG_MAX: usize = 200_000;
 
 /// Methods callable before login.
 fn no_auth_required(version: SimVersion, method: &str) -> bool {
@@ -129,8 +141,10 @@ const METHODS: &[&str] = &[
 ];
 
 /// Methods added in 25.04.
-const METHODS_25: &[&str] =
-    &["auth.login_ex", "auth.login_ex_continue", "auth.mechanism_choices", "core.set_options", "app.used_host_ips"];
+const METHODS_25: &[&str] = &["auth.login_ex", "auth.login_ex_continue", "auth.mechanism_choices", "core.set_options"];
+
+/// Methods added in 25.10.
+const METHODS_25_10: &[&str] = &["app.used_host_ips"];
 
 impl Middleware {
     pub(crate) fn new(opts: SimOptions) -> Middleware {
@@ -152,12 +166,15 @@ impl Middleware {
                 tokens: HashMap::new(),
                 docker_pool: opts.docker_pool.clone(),
                 log_lines: HashMap::new(),
+                sources: HashMap::new(),
             }),
             opts,
             faults,
             sessions: Mutex::new(BTreeMap::new()),
             next_session: AtomicU64::new(1),
             frames_received: AtomicU64::new(0),
+            rejected_calls: AtomicU64::new(0),
+            peak_admitted: AtomicU64::new(0),
             boot_ms: now_ms(),
             generation: AtomicU64::new(0),
         }
@@ -202,15 +219,21 @@ impl Middleware {
         }
     }
 
-    /// An `app.query` event for `name` (entry rendered per receiving session's view is the same for all).
+    /// An `app.query` event for `name`, the entry shaped for each receiver's API version.
     pub(crate) fn app_event(&self, st: &State, msg: &str, name: &str) {
-        let fields = st.apps.get(name).map(|a| a.entry(self.version(), "0.0.0.0", false));
         let id = Value::String(name.to_string());
-        self.broadcast(msg, "app.query", Some(&id), if msg == "removed" { None } else { fields.as_ref() });
+        for s in self.sessions() {
+            if s.is_authenticated() && s.wants("app.query") {
+                let fields = st.apps.get(name).map(|a| a.entry(s.api, "0.0.0.0", false));
+                s.send_event(msg, "app.query", Some(&id), if msg == "removed" { None } else { fields.as_ref() });
+            }
+        }
     }
 
     pub(crate) fn known_method(&self, method: &str) -> bool {
-        METHODS.contains(&method) || (self.version() != SimVersion::V24_10 && METHODS_25.contains(&method))
+        METHODS.contains(&method)
+            || (self.version() != SimVersion::V24_10 && METHODS_25.contains(&method))
+            || (self.version() == SimVersion::V25_10 && METHODS_25_10.contains(&method))
     }
 
     /// Everything a method call goes through, in the middleware's order.
@@ -221,13 +244,30 @@ impl Middleware {
         method: &str,
         params: Vec<Value>,
     ) -> Reply {
-        self.state().call_log.push((method.to_string(), Value::Array(params.clone())));
+        log::debug!("sim < {method} (connection {})", session.id);
+        {
+            let mut st = self.state();
+            if st.call_log.len() >= CALL_LOG_MAX {
+                st.call_log.drain(..CALL_LOG_MAX / 2);
+            }
+            st.call_log.push((method.to_string(), Value::Array(params.clone())));
+        }
         if let Some(d) = self.faults.latency_for(method) {
+            std::thread::sleep(d);
+        }
+        if let Some(d) = self.faults.jitter() {
             std::thread::sleep(d);
         }
         self.expire_if_asked(session);
         if !self.known_method(method) {
             return Err(Failure::MethodNotFound { method: method.to_string() }).into();
+        }
+        if session.api != SimVersion::V25_10
+            && METHODS_25_10.contains(&method)
+            && session.protocol() == Protocol::JsonRpc
+        {
+            // A pinned older API endpoint knows the method name but not in its version.
+            return Err(Failure::call(ENOMETHOD, format!("Method {method:?} not found"))).into();
         }
         let authenticated = session.is_authenticated();
         if !authenticated && !no_auth_required(self.version(), method) {
@@ -241,7 +281,7 @@ impl Middleware {
         if is_job_method(method) {
             return jobs::call_job_method(self, session, msg_id, method, params);
         }
-        if let Err(f) = schema::check_params(self.version(), method, &params) {
+        if let Err(f) = schema::check_params(session.api, method, &params) {
             return Err(f).into();
         }
         self.dispatch(session, method, params)
@@ -473,8 +513,19 @@ impl Middleware {
             return query::apply(Vec::new(), filters, options);
         }
         let with_config = options.pointer("/extra/retrieve_config").and_then(Value::as_bool) == Some(true);
+        let with_schema = options.pointer("/extra/include_app_schema").and_then(Value::as_bool) == Some(true);
         let host_ip = Self::host_ip(session, options);
-        let items: Vec<Value> = st.apps.values().map(|a| a.entry(self.version(), &host_ip, with_config)).collect();
+        let items: Vec<Value> = st
+            .apps
+            .values()
+            .map(|a| {
+                let mut e = a.entry(session.api, &host_ip, with_config);
+                if with_schema {
+                    e["version_details"] = super::apps::custom_version_details();
+                }
+                e
+            })
+            .collect();
         drop(st);
         let mut options = options.clone();
         if let Some(o) = options.as_object_mut() {

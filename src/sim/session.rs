@@ -8,6 +8,7 @@ use crossbeam_channel::Sender;
 use serde_json::Value;
 
 use super::wire::{Codec, Failure, Protocol};
+use super::SimVersion;
 
 /// Where a connection comes from; decides "secure transport" for API keys.
 #[derive(Clone, Debug)]
@@ -85,6 +86,9 @@ pub(crate) enum Outgoing {
 pub(crate) struct Session {
     pub id: u64,
     pub codec: Codec,
+    /// Which API models this endpoint speaks: `/websocket` and `/api/v24.10` adapt to 24.10, a pinned
+    /// `/api/v25.04.x` to 25.04, `/api/current` to the release itself.
+    pub api: SimVersion,
     pub origin: Origin,
     out: Sender<Outgoing>,
     wake: Box<dyn Fn() + Send + Sync>,
@@ -105,6 +109,7 @@ impl Session {
     pub(crate) fn new(
         id: u64,
         codec: Codec,
+        api: SimVersion,
         origin: Origin,
         out: Sender<Outgoing>,
         wake: Box<dyn Fn() + Send + Sync>,
@@ -113,6 +118,7 @@ impl Session {
         Session {
             id,
             codec,
+            api,
             origin,
             out,
             wake,

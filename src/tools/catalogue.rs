@@ -149,6 +149,7 @@ fn lifecycle_output() -> Value {
             "job_id": nullable("integer"),
             "waited": {"type": "boolean"},
             "images_updated": {"type": "array", "items": {"type": "string"}},
+            "crash_logs": log_tails(),
             "message": {"type": "string"},
         }),
         &["app_name", "action", "changed", "previous_state", "message"],
@@ -275,8 +276,9 @@ pub fn specs() -> Vec<ToolSpec> {
         tool(
             "start_custom_app",
             "Start an app",
-            "Start a stopped app (docker compose up) and wait for the TrueNAS job, reporting progress and the \
-             resulting state. If the app is already running or deploying, nothing is done and the answer says so.",
+            "Start a stopped app (docker compose up), wait for the TrueNAS job with progress, then up to 30 s for \
+             the app to be RUNNING; a crash returns the failing containers' last log lines. If the app is already \
+             running or deploying, nothing is done and the answer says so.",
             input(json!({"app_name": app_name("The app to start."), "wait": wait()}), &["app_name"]),
             lifecycle_output(),
             Annotations { read_only: false, destructive: false, idempotent: true, open_world: false },
@@ -352,7 +354,8 @@ pub fn specs() -> Vec<ToolSpec> {
              deploy (its own ports do not count as conflicts); the answer shows a unified diff between the \
              deployed compose and the new one. TrueNAS stores the full compose every time (no partial update) and \
              recreates the containers of a running app; a STOPPED app stays stopped (start it with \
-             start_custom_app). Use dry_run: true to see the diff and findings without changing anything.",
+             start_custom_app); a running app is watched up to 30 s until RUNNING (a crash returns the log tail). \
+             Use dry_run: true to see the diff and findings without changing anything.",
             input(
                 json!({
                     "app_name": app_name("The existing app to update."),
@@ -374,6 +377,7 @@ pub fn specs() -> Vec<ToolSpec> {
                     "state": nullable("string"),
                     "stays_stopped": {"type": "boolean"},
                     "job_id": nullable("integer"),
+                    "crash_logs": log_tails(),
                     "message": {"type": "string"},
                 }),
                 &["status", "app_name", "findings", "message"],
@@ -509,8 +513,9 @@ pub fn specs() -> Vec<ToolSpec> {
             "redeploy_custom_app",
             "Redeploy an app",
             "Recreate an app's containers from its stored compose (TrueNAS app.redeploy), e.g. after changing \
-             files in a bind mount or to recover a crashed app. Runs even for a stopped app, which then starts. \
-             Does not pull newer images: use pull_custom_app_images for that.",
+             files in a bind mount or to recover a crashed app, then wait up to 30 s for it to be RUNNING (a crash \
+             returns the log tail). Runs even for a stopped app, which then starts. Does not pull newer images: use \
+             pull_custom_app_images for that.",
             input(json!({"app_name": app_name("The app to redeploy."), "wait": wait()}), &["app_name"]),
             lifecycle_output(),
             Annotations { read_only: false, destructive: false, idempotent: false, open_world: false },

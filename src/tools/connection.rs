@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::failure::apps_service_down;
+use super::failure::apps_service_fix;
 use super::{Change, Tools};
 use crate::mcp::tool::{CallContext, ToolOutput};
 use crate::truenas::error::{AuthFailure, TnError};
@@ -41,9 +41,11 @@ pub fn test_connection(tools: &Tools, _args: &Value, _ctx: &CallContext, _change
     match apps.docker_status() {
         Ok(s) => {
             if !s.is_running() {
+                let desc =
+                    s.description.as_deref().filter(|d| !d.is_empty()).map(|d| format!(": {d}")).unwrap_or_default();
                 problems.push((
-                    format!("the apps service is not running (status {})", s.status),
-                    apps_service_down(&s.status, s.description.as_deref()),
+                    format!("the apps service is not running (docker status {}{desc})", s.status),
+                    apps_service_fix(&s.status).to_string(),
                 ));
             }
             docker["status"] = json!(s.status);
@@ -53,7 +55,8 @@ pub fn test_connection(tools: &Tools, _args: &Value, _ctx: &CallContext, _change
     }
     match apps.docker_config() {
         Ok(c) => {
-            if c.pool.is_none() {
+            // UNCONFIGURED already says "no pool" with the same fix.
+            if c.pool.is_none() && docker["status"] != "UNCONFIGURED" {
                 problems.push((
                     "no pool is configured for apps".into(),
                     "choose a pool in the TrueNAS web UI: Apps > Configuration > Choose Pool".into(),

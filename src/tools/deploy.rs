@@ -4,18 +4,23 @@
 //! on any error finding; nothing a caller passes can weaken the operator's policy.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 use super::diff;
-use super::failure::{apps_service_down, change_failed, missing_app, read_failed, run_job};
+use super::failure::{apps_service_down, change_failed, missing_app, read_failed};
+use super::job::run_job;
 use super::logs;
+use super::settle::{self, Settled};
 use super::{Args, Change, Tools};
 use crate::audit::Outcome;
 use crate::compose::{self, Report, Severity, ValidateInput};
 use crate::mcp::tool::{CallContext, ToolOutput};
 use crate::truenas::apps::{AppJob, AppState, Apps};
+
+/// How long an update of a running app waits for the recreated containers to come up.
+const UPDATE_SETTLE_WAIT: Duration = Duration::from_secs(30);
 
 /// Validate with the operator's policy; `used_ports` = other apps' host ports (`None`: not checked).
 fn validate(tools: &Tools, yaml: &str, env: &BTreeMap<String, String>, used_ports: Option<&[u16]>) -> Report {
@@ -316,51 +321,36 @@ pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
         return ToolOutput::ok(format!("{message}{warnings}"), out);
     }
     // Wait until RUNNING or CRASHED; an unhealthy container keeps an app DEPLOYING, so the timeout matters.
-    let started = Instant::now();
-    let mut last_state;
-    loop {
-        let app = match apps.get(name) {
-            Ok(Some(a)) => a,
-            Ok(None) => return missing_app(&apps, name),
-            Err(e) => return read_failed(&format!("watching '{name}' after it was created"), &e),
-        };
-        last_state = app.state.clone();
-        match app.app_state() {
-            AppState::Running => {
-                let portals: Vec<String> = app.portals.clone().unwrap_or_default().into_values().collect();
-                let message = format!(
-                    "Deployed '{name}': it is RUNNING ({} container(s)){}.",
-                    app.workloads().containers,
-                    if portals.is_empty() { String::new() } else { format!(", open {}", portals.join(" ")) }
-                );
-                out["status"] = json!("running");
-                out["state"] = json!("RUNNING");
-                out["message"] = json!(message);
-                return ToolOutput::ok(format!("{message}{warnings}"), out);
-            }
-            AppState::Crashed => {
-                let crash = logs::crashed_container_logs(&apps, &app, 50, &ctx.cancel);
-                let message = format!(
-                    "'{name}' was created but CRASHED: a container exited with an error. Its last log lines are \
-                     below; fix the compose and apply it with update_custom_app (or delete_custom_app to start over)."
-                );
-                change.detail = Some(format!("created but crashed (job {:?})", change.job_id));
-                out["status"] = json!("crashed");
-                out["state"] = json!("CRASHED");
-                out["crash_logs"] = logs::to_json(&crash);
-                out["message"] = json!(message);
-                return ToolOutput::error_with(format!("{message}{}", logs::render(&crash)), out);
-            }
-            _ => {}
+    let (last_state, cancelled) = match settle::wait(&apps, name, ctx, timeout, (85.0, 99.0)) {
+        Settled::Running(app) => {
+            let portals: Vec<String> = app.portals.clone().unwrap_or_default().into_values().collect();
+            let message = format!(
+                "Deployed '{name}': it is RUNNING ({} container(s)){}.",
+                app.workloads().containers,
+                if portals.is_empty() { String::new() } else { format!(", open {}", portals.join(" ")) }
+            );
+            out["status"] = json!("running");
+            out["state"] = json!("RUNNING");
+            out["message"] = json!(message);
+            return ToolOutput::ok(format!("{message}{warnings}"), out);
         }
-        if ctx.cancel.is_cancelled() || started.elapsed() >= timeout {
-            break;
+        Settled::Crashed(app) => {
+            let crash = logs::crashed_container_logs(&apps, &app, 50, &ctx.cancel);
+            let message = format!(
+                "'{name}' was created but CRASHED: a container exited with an error. Its last log lines are \
+                 below; fix the compose and apply it with update_custom_app (or delete_custom_app to start over)."
+            );
+            change.detail = Some("created, then crashed".into());
+            out["status"] = json!("crashed");
+            out["state"] = json!("CRASHED");
+            out["crash_logs"] = logs::to_json(&crash);
+            out["message"] = json!(message);
+            return ToolOutput::error_with(format!("{message}{}", logs::render(&crash)), out);
         }
-        let fraction = started.elapsed().as_secs_f64() / timeout.as_secs_f64();
-        ctx.progress.report(85.0 + 14.0 * fraction, Some(100.0), Some(&format!("waiting for '{name}' ({last_state})")));
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    let why = if ctx.cancel.is_cancelled() {
+        Settled::Failed(output) => return output,
+        Settled::Unsettled { state, cancelled } => (state, cancelled),
+    };
+    let why = if cancelled {
         "stopped waiting (cancelled); the app itself was created".to_string()
     } else {
         format!("still {last_state} after {} s", timeout.as_secs())
@@ -369,7 +359,7 @@ pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
         "Created '{name}' but it is not RUNNING yet: {why}. A healthcheck that does not pass keeps an app DEPLOYING; \
          check get_custom_app_status and get_app_logs for {name}."
     );
-    out["status"] = json!("deploying");
+    out["status"] = json!(if last_state == "STOPPED" { "stopped" } else { "deploying" });
     out["state"] = json!(last_state);
     out["message"] = json!(message);
     ToolOutput::ok(format!("{message}{warnings}"), out)
@@ -509,17 +499,40 @@ pub fn update(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
             Err(e) => change_failed(change, &e, &format!("updating '{name}'"), name),
         };
     }
-    if let Err(e) = run_job(&apps, &job, ctx, change, (0.0, 100.0), None) {
+    let job_span = if stays_stopped { (0.0, 100.0) } else { (0.0, 80.0) };
+    if let Err(e) = run_job(&apps, &job, ctx, change, job_span, None) {
         return change_failed(change, &e, &format!("updating '{name}'"), name);
     }
-    let state = apps.get(name).ok().flatten().map(|a| a.state);
+    let mut crash_logs = Vec::new();
+    let state = if stays_stopped {
+        apps.get(name).ok().flatten().map(|a| a.state)
+    } else {
+        match settle::wait(&apps, name, ctx, UPDATE_SETTLE_WAIT, (80.0, 99.0)) {
+            Settled::Running(a) => Some(a.state),
+            Settled::Crashed(a) => {
+                crash_logs = logs::crashed_container_logs(&apps, &a, 30, &ctx.cancel);
+                Some(a.state)
+            }
+            Settled::Unsettled { state, .. } => Some(state),
+            Settled::Failed(_) => None,
+        }
+    };
     let mut message = format!(
         "Updated '{name}' (job {}); it is now {}.{stopped_note}",
         change.job_id.map(|j| j.to_string()).unwrap_or_else(|| "?".into()),
         state.as_deref().unwrap_or("unknown")
     );
-    if state.as_deref() == Some("CRASHED") {
-        message.push_str(" It CRASHED after the update: get_custom_app_status shows the failing containers' logs.");
+    match state.as_deref() {
+        Some("CRASHED") => message.push_str(
+            " It CRASHED after the update: the failing containers' last log lines follow; fix the compose and update \
+             again.",
+        ),
+        Some("DEPLOYING") => message.push_str(&format!(
+            " It is still DEPLOYING after {} s (a healthcheck that does not pass keeps it there): check \
+             get_custom_app_status and get_app_logs.",
+            UPDATE_SETTLE_WAIT.as_secs()
+        )),
+        _ => {}
     }
     let mut out = base;
     out["status"] = json!("updated");
@@ -527,5 +540,10 @@ pub fn update(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
     out["state"] = json!(state);
     out["job_id"] = json!(change.job_id);
     out["message"] = json!(message);
+    if !crash_logs.is_empty() {
+        out["crash_logs"] = logs::to_json(&crash_logs);
+        change.detail = Some("updated, but the app crashed".into());
+        return ToolOutput::error_with(format!("{message}{}{diff_block}", logs::render(&crash_logs)), out);
+    }
     ToolOutput::ok(format!("{message}{}{diff_block}", render_findings(&findings)), out)
 }

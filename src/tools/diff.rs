@@ -152,4 +152,54 @@ mod tests {
             assert_eq!(kept, a);
         }
     }
+
+    /// Apply a unified diff to `old` (what `patch` would do), trusting only the hunk headers and line prefixes.
+    fn apply(old: &str, diff: &str) -> String {
+        let a: Vec<&str> = old.lines().collect();
+        let mut out: Vec<String> = Vec::new();
+        let mut next = 0usize; // index into a of the next line not yet copied
+        for line in diff.lines().skip(2) {
+            if let Some(h) = line.strip_prefix("@@ -") {
+                let (old_start, old_len) = h.split(' ').next().unwrap().split_once(',').unwrap();
+                let (start, len): (usize, usize) = (old_start.parse().unwrap(), old_len.parse().unwrap());
+                let begin = if len == 0 { start } else { start - 1 };
+                out.extend(a[next..begin].iter().map(|l| l.to_string()));
+                next = begin;
+            } else if let Some(l) = line.strip_prefix('+') {
+                out.push(l.to_string());
+            } else if let Some(l) = line.strip_prefix('-') {
+                assert_eq!(a[next], l, "removed line does not match");
+                next += 1;
+            } else if let Some(l) = line.strip_prefix(' ') {
+                assert_eq!(a[next], l, "context line does not match");
+                out.push(l.to_string());
+                next += 1;
+            }
+        }
+        out.extend(a[next..].iter().map(|l| l.to_string()));
+        out.iter().map(|l| format!("{l}\n")).collect()
+    }
+
+    proptest::proptest! {
+        /// The edit script keeps exactly the old lines and produces exactly the new ones, and the diff is empty
+        /// only for equal texts.
+        #[test]
+        fn scripts_transform_old_into_new(a in proptest::collection::vec("[abc]", 0..25),
+                                          b in proptest::collection::vec("[abc]", 0..25)) {
+            let a: Vec<&str> = a.iter().map(String::as_str).collect();
+            let b: Vec<&str> = b.iter().map(String::as_str).collect();
+            let script = edit_script(&a, &b);
+            let new: Vec<&str> =
+                script.iter().filter(|s| s.0 != Op::Remove).map(|&(op, i, j)| if op == Op::Keep { a[i] } else { b[j] }).collect();
+            let old: Vec<&str> = script.iter().filter(|s| s.0 != Op::Add).map(|s| a[s.1]).collect();
+            proptest::prop_assert_eq!(new, b.clone());
+            proptest::prop_assert_eq!(old, a.clone());
+            let text = |v: &[&str]| v.iter().map(|l| format!("{l}\n")).collect::<String>();
+            let diff = unified(&text(&a), &text(&b), "o", "n");
+            proptest::prop_assert_eq!(diff.is_empty(), a == b);
+            if !diff.is_empty() {
+                proptest::prop_assert_eq!(apply(&text(&a), &diff), text(&b));
+            }
+        }
+    }
 }

@@ -2,11 +2,19 @@
 
 use serde_json::{json, Value};
 
-use super::failure::{change_failed, missing_app, read_failed, run_job};
+use std::time::Duration;
+
+use super::failure::{change_failed, missing_app, read_failed};
+use super::job::run_job;
+use super::logs;
+use super::settle::{self, Settled};
 use super::{Args, Change, Tools};
 use crate::audit::Outcome;
 use crate::mcp::tool::{CallContext, Elicitation, ToolOutput};
 use crate::truenas::apps::{AppEntry, AppJob, AppState, Apps, DeleteOptions};
+
+/// How long start, redeploy and pull wait for the containers to come up before answering.
+const SETTLE_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Action {
@@ -32,6 +40,10 @@ impl Action {
             Action::Redeploy => AppJob::redeploy(app),
             Action::PullImages { redeploy } => AppJob::pull_images(app, redeploy),
         }
+    }
+    /// Whether the action (re)creates containers, after which the app needs time to settle.
+    fn starts_containers(self) -> bool {
+        matches!(self, Action::Start | Action::Redeploy | Action::PullImages { redeploy: true })
     }
     /// Why nothing needs doing, when the app is already where the action would bring it.
     fn already(self, state: &AppState) -> Option<&'static str> {
@@ -115,11 +127,27 @@ fn lifecycle(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change
             Err(e) => change_failed(change, &e, &format!("{} of '{name}'", action.name()), name),
         };
     }
-    if let Err(e) = run_job(&apps, &job, ctx, change, (0.0, 100.0), None) {
+    let starts_containers = action.starts_containers();
+    let job_span = if starts_containers { (0.0, 80.0) } else { (0.0, 100.0) };
+    if let Err(e) = run_job(&apps, &job, ctx, change, job_span, None) {
         return change_failed(change, &e, &format!("{} of '{name}'", action.name()), name);
     }
-    let after = apps.get(name).ok().flatten();
-    let state = after.as_ref().map(|a| a.state.clone());
+    // After containers were (re)created, wait a little for them to come up, so the answer can say RUNNING or
+    // CRASHED rather than "DEPLOYING"; a healthcheck that never passes is reported as such.
+    let mut crash_logs = Vec::new();
+    let state: Option<String> = if starts_containers {
+        match settle::wait(&apps, name, ctx, SETTLE_WAIT, (80.0, 99.0)) {
+            Settled::Running(a) => Some(a.state),
+            Settled::Crashed(a) => {
+                crash_logs = logs::crashed_container_logs(&apps, &a, 30, &ctx.cancel);
+                Some(a.state)
+            }
+            Settled::Unsettled { state, .. } => Some(state),
+            Settled::Failed(_) => None,
+        }
+    } else {
+        apps.get(name).ok().flatten().map(|a| a.state)
+    };
     let mut message = format!(
         "{} of {name} finished (job {}); it was {} and is now {}.",
         match action {
@@ -144,8 +172,16 @@ fn lifecycle(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change
             );
         }
     }
-    if matches!(state.as_deref(), Some("CRASHED")) {
-        message.push_str(" The app CRASHED: get_custom_app_status shows the failing containers' logs.");
+    match state.as_deref() {
+        Some("CRASHED") => message.push_str(
+            " The app CRASHED: the failing containers' last log lines follow; fix the compose with update_custom_app.",
+        ),
+        Some("DEPLOYING") if starts_containers => message.push_str(&format!(
+            " It is still DEPLOYING after {} s (a healthcheck that does not pass keeps it there): check \
+             get_custom_app_status and get_app_logs.",
+            SETTLE_WAIT.as_secs()
+        )),
+        _ => {}
     }
     let mut out = base;
     out["changed"] = json!(true);
@@ -155,6 +191,11 @@ fn lifecycle(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change
     out["message"] = json!(message);
     if matches!(action, Action::PullImages { .. }) {
         out["images_updated"] = json!(outdated);
+    }
+    if !crash_logs.is_empty() {
+        out["crash_logs"] = logs::to_json(&crash_logs);
+        change.detail = Some("done, but the app crashed".into());
+        return ToolOutput::error_with(format!("{message}{}", logs::render(&crash_logs)), out);
     }
     ToolOutput::ok(message, out)
 }

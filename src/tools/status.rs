@@ -38,6 +38,19 @@ fn ports(app: &AppEntry) -> Vec<Value> {
     out
 }
 
+/// `host->container[/udp]`, once per port even when TrueNAS lists one binding per address family.
+fn port_text(ports: &[Value]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in ports {
+        let udp = if p["protocol"] == "udp" { "/udp" } else { "" };
+        let s = format!("{}->{}{udp}", p["host_port"], p["container_port"]);
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
 fn summary(app: &AppEntry) -> Value {
     json!({
         "name": app.name,
@@ -71,12 +84,7 @@ pub fn list_custom_apps(tools: &Tools, args: &Value, _ctx: &CallContext, _change
         format!("{} {kind}:", items.len())
     };
     for a in &items {
-        let ports: Vec<String> = a["ports"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|p| format!("{}->{}", p["host_port"], p["container_port"]))
-            .collect();
+        let ports = port_text(a["ports"].as_array().map(Vec::as_slice).unwrap_or_default());
         let mut line = format!(
             "\n- {} [{}] {} container(s)",
             a["name"].as_str().unwrap_or(""),
@@ -150,8 +158,7 @@ pub fn get_custom_app_status(tools: &Tools, args: &Value, ctx: &CallContext, _ch
     }
     let ports = ports(&app);
     if !ports.is_empty() {
-        let p: Vec<String> = ports.iter().map(|p| format!("{}->{}", p["host_port"], p["container_port"])).collect();
-        text.push_str(&format!("\nPorts: {}", p.join(", ")));
+        text.push_str(&format!("\nPorts: {}", port_text(&ports).join(", ")));
     }
     if let Some(portals) = app.portals.as_ref().filter(|p| !p.is_empty()) {
         let urls: Vec<String> = portals.iter().map(|(k, v)| format!("{k}: {v}")).collect();
@@ -271,8 +278,8 @@ pub fn get_app_stats(tools: &Tools, args: &Value, ctx: &CallContext, _change: &m
                 "app_name": s["app_name"].as_str().unwrap_or(""),
                 "cpu_percent": number(&s["cpu_usage"]),
                 "memory_bytes": number(&s["memory"]),
-                "network_rx_bytes_per_second": nets.iter().map(|n| number(&n["rx_bytes"])).sum::<f64>(),
-                "network_tx_bytes_per_second": nets.iter().map(|n| number(&n["tx_bytes"])).sum::<f64>(),
+                "network_rx_bytes_per_second": nets.iter().fold(0.0, |t, n| t + number(&n["rx_bytes"])),
+                "network_tx_bytes_per_second": nets.iter().fold(0.0, |t, n| t + number(&n["tx_bytes"])),
                 "block_read_bytes": number(&s["blkio"]["read"]),
                 "block_write_bytes": number(&s["blkio"]["write"]),
             })

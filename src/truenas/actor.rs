@@ -48,6 +48,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const MIN_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a job event for an unknown job id is kept, waiting for the response naming that id.
 const EARLY_EVENT_TTL: Duration = Duration::from_secs(60);
+/// How long to wait for a job's ABORTED event after the server accepted `core.job_abort`.
+const ABORT_GRACE: Duration = Duration::from_secs(5);
 /// After a rate-limited login, do not try again for this long.
 const RATE_LIMIT_BACKOFF: Duration = Duration::from_secs(60);
 const BACKOFF_START: Duration = Duration::from_millis(250);
@@ -141,6 +143,8 @@ struct JobWaiter {
     last_progress: Option<JobProgress>,
     cancel_requested: bool,
     abort_sent: bool,
+    /// When the server accepted `core.job_abort`; the job's ABORTED event normally follows at once.
+    abort_accepted: Option<Instant>,
     /// The connection dropped after the job id was known: check it with `core.get_jobs` after reconnecting.
     needs_reconcile: bool,
 }
@@ -238,11 +242,7 @@ impl Actor {
             } else {
                 match self.commands.recv_timeout(self.idle_wait(now)) {
                     Ok(cmd) => self.handle(cmd),
-                    Err(RecvTimeoutError::Timeout) => {
-                        if self.conn.is_some() {
-                            self.read_socket(DRAIN_TICK);
-                        }
-                    }
+                    Err(RecvTimeoutError::Timeout) => self.drain(),
                     Err(RecvTimeoutError::Disconnected) => return self.shutdown(),
                 }
             }
@@ -312,6 +312,7 @@ impl Actor {
                         last_progress: None,
                         cancel_requested: false,
                         abort_sent: false,
+                        abort_accepted: None,
                         needs_reconcile: false,
                     },
                 );
@@ -377,7 +378,9 @@ impl Actor {
     // ----- deadlines ------------------------------------------------------------------------------------------
 
     fn expire(&mut self, now: Instant) {
-        let expired_queue: Vec<Request> = {
+        let expired_queue: Vec<Request> = if !self.queue.iter().any(|r| r.deadline <= now) {
+            Vec::new()
+        } else {
             let (gone, keep): (Vec<Request>, Vec<Request>) = self.queue.drain(..).partition(|r| r.deadline <= now);
             self.queue = keep.into();
             gone
@@ -394,6 +397,15 @@ impl Actor {
                 self.fail(r.kind, TnError::Timeout { phase: TimeoutPhase::Call, after });
                 self.abandoned.insert(id);
             }
+        }
+        let aborted: Vec<(u64, Option<i64>)> = self
+            .jobs
+            .iter()
+            .filter(|(_, w)| w.abort_accepted.is_some_and(|at| now.duration_since(at) >= ABORT_GRACE))
+            .map(|(t, w)| (*t, w.job_id))
+            .collect();
+        for (token, job_id) in aborted {
+            self.finish_job(token, Err(TnError::Cancelled { job_id }));
         }
         let late: Vec<u64> = self.jobs.iter().filter(|(_, w)| w.deadline <= now).map(|(t, _)| *t).collect();
         for token in late {
@@ -435,7 +447,7 @@ impl Actor {
             // After a quiet spell, look for a close that is already waiting before sending anything that might
             // change the NAS on a dead socket.
             if conn.last_rx.elapsed() > Duration::from_secs(1) && conn.last_tx.elapsed() > Duration::from_secs(1) {
-                self.read_socket(DRAIN_TICK);
+                self.drain();
             }
         }
         if self.conn.is_some() {
@@ -479,6 +491,19 @@ impl Actor {
             }
             Err(e) => {
                 self.conn = None;
+                // Slots of a connection that no longer exists.
+                self.abandoned.clear();
+                let e = match e {
+                    // nginx/middleware close right after the upgrade when the UI allowlist excludes us.
+                    TnError::ConnectionLost { detail, .. } if detail.contains("(1008 ") => TnError::Connect {
+                        step: super::error::ConnectStep::Upgrade,
+                        detail,
+                        fix: "TrueNAS refuses this client address: add it to System > General > UI allowlist (or \
+                              clear the allowlist)"
+                            .into(),
+                    },
+                    other => other,
+                };
                 let delay = match &e {
                     TnError::RateLimited(_) => RATE_LIMIT_BACKOFF,
                     // No I/O happened: trying again is cheap and cannot hurt the NAS.
@@ -508,6 +533,12 @@ impl Actor {
             (ApiMode::JsonRpc, _) => vec![WireProtocol::JsonRpc],
             (ApiMode::Legacy, _) => vec![WireProtocol::Legacy],
             (ApiMode::Auto, Some(p)) => vec![p],
+            // A TRUENAS_URL that names the legacy endpoint says which protocol the operator expects.
+            (ApiMode::Auto, None)
+                if config.url.as_deref().is_some_and(|u| u.trim_end_matches('/').ends_with("/websocket")) =>
+            {
+                vec![WireProtocol::Legacy]
+            }
             (ApiMode::Auto, None) => vec![WireProtocol::JsonRpc, WireProtocol::Legacy],
         };
         let mut last_err = None;
@@ -560,12 +591,7 @@ impl Actor {
             self.ddp_handshake(hello)?;
         }
         self.login()?;
-        let started = Instant::now();
-        let sysinfo =
-            self.call_sync("system.info", json!([]), self.settings.config.call_timeout, TimeoutPhase::Call)?;
-        let round_trip = started.elapsed();
-        let raw_version = sysinfo.get("version").and_then(Value::as_str).unwrap_or("");
-        let (version, version_tuple) = parse_version(raw_version);
+        let (version, version_tuple, round_trip) = self.learn_version(protocol)?;
         info!("logged in to TrueNAS {version} at {endpoint_url} ({protocol:?}, {})", credential.as_str());
         self.info = Some(ServerInfo {
             version,
@@ -584,6 +610,38 @@ impl Actor {
         self.subscribe_jobs()?;
         self.reconcile_jobs();
         Ok(())
+    }
+
+    /// The release, from `system.info`, or `system.version` for an account whose roles do not cover
+    /// `system.info`; if neither answers, a guess from the protocol (24.10 has only the legacy one).
+    fn learn_version(&mut self, protocol: WireProtocol) -> Result<(String, (u32, u32), Duration), TnError> {
+        let timeout = self.settings.config.call_timeout;
+        let started = Instant::now();
+        let raw = match self.call_sync("system.info", json!([]), timeout, TimeoutPhase::Call) {
+            Ok(info) => info.get("version").and_then(Value::as_str).map(str::to_string),
+            Err(e @ (TnError::ConnectionLost { .. } | TnError::Timeout { .. })) => return Err(e),
+            Err(e) => {
+                debug!("system.info failed ({e}); asking system.version");
+                match self.call_sync("system.version", json!([]), timeout, TimeoutPhase::Call) {
+                    Ok(v) => v.as_str().map(str::to_string),
+                    Err(e @ (TnError::ConnectionLost { .. } | TnError::Timeout { .. })) => return Err(e),
+                    Err(e) => {
+                        warn!("cannot learn the TrueNAS version ({e}); assuming the oldest release of this protocol");
+                        None
+                    }
+                }
+            }
+        };
+        let round_trip = started.elapsed();
+        let (version, tuple) = parse_version(raw.as_deref().unwrap_or(""));
+        if tuple == (0, 0) {
+            let guess = match protocol {
+                WireProtocol::Legacy => (24, 10),
+                WireProtocol::JsonRpc => (25, 4),
+            };
+            return Ok(("unknown".to_string(), guess, round_trip));
+        }
+        Ok((version, tuple, round_trip))
     }
 
     fn display_url(&self, path: &str) -> Result<String, TnError> {
@@ -641,6 +699,7 @@ impl Actor {
     }
 
     fn ddp_handshake(&mut self, hello: String) -> Result<(), TnError> {
+        self.log_out(&hello);
         self.write_now(&hello, FRAME_LIMIT_ANONYMOUS).map_err(|e| lost(e, false))?;
         let deadline = Instant::now() + self.settings.config.connect_timeout;
         while Instant::now() < deadline {
@@ -968,6 +1027,21 @@ impl Actor {
         }
     }
 
+    /// Handle whatever is already buffered (stray events, a close frame), without waiting for more.
+    fn drain(&mut self) {
+        for _ in 0..READ_BATCH {
+            if self.conn.is_none() {
+                return;
+            }
+            match self.read_one(DRAIN_TICK) {
+                Ok(ReadOutcome::Message(msg)) => self.on_incoming(msg),
+                Ok(ReadOutcome::Control) => {}
+                Ok(ReadOutcome::Idle) => return,
+                Err(e) => return self.lose(e),
+            }
+        }
+    }
+
     fn read_one(&mut self, wait: Duration) -> Result<ReadOutcome, String> {
         let conn = self.conn.as_mut().ok_or("not connected")?;
         if conn.read_timeout != Some(wait) {
@@ -1099,8 +1173,14 @@ impl Actor {
                     self.finish_job(token, Err(w.into_tn_error(&method)));
                 }
             },
+            // Wait for the job to really end (its ABORTED event) before telling the caller, so that "cancelled"
+            // means stopped; `expire` gives up waiting after ABORT_GRACE.
             ReqKind::JobAbort { token, job_id } => match result {
-                Ok(_) => self.finish_job(token, Err(TnError::Cancelled { job_id: Some(job_id) })),
+                Ok(_) => {
+                    if let Some(w) = self.jobs.get_mut(&token) {
+                        w.abort_accepted = Some(Instant::now());
+                    }
+                }
                 Err(w) => warn!("aborting job {job_id} failed: {}", w.into_tn_error("core.job_abort")),
             },
             ReqKind::Subscribe { collection, .. } => match result {

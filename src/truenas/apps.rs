@@ -399,4 +399,77 @@ mod tests {
         assert_eq!(e.host_ports(), vec![8080]);
         assert_eq!(AppState::parse("ERROR"), AppState::Other("ERROR".into()));
     }
+
+    /// The API models of 25.04.2 and 25.10.5 (`fixtures/truenas-schemas`), with the LongString compose field the
+    /// export flattens to 1024 characters restored.
+    fn models() -> Vec<((u32, u32), Value)> {
+        [((25, 4), "api-v25.04.2.json"), ((25, 10), "api-v25.10.5.json")]
+            .into_iter()
+            .map(|(v, f)| {
+                let path = format!("{}/fixtures/truenas-schemas/{f}", env!("CARGO_MANIFEST_DIR"));
+                let mut m: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+                for method in ["app.create", "app.update"] {
+                    for def in m["methods"][method]["args"]["$defs"].as_object_mut().unwrap().values_mut() {
+                        if let Some(p) = def["properties"].get_mut("custom_compose_config_string") {
+                            p["maxLength"] = json!(2_048_000);
+                        }
+                    }
+                }
+                (v, m)
+            })
+            .collect()
+    }
+
+    fn check(models: &Value, method: &str, params: &Value) -> Result<(), String> {
+        let schema = &models["methods"][method]["args"];
+        let order: Vec<&str> =
+            schema["x-positional-order"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let params = params.as_array().unwrap();
+        assert!(params.len() <= order.len(), "{method}: too many params");
+        let named: serde_json::Map<String, Value> =
+            order.iter().zip(params).map(|(k, v)| (k.to_string(), v.clone())).collect();
+        crate::jsonschema::validate(schema, &Value::Object(named)).map_err(|e| format!("{method} {params:?}: {e:?}"))
+    }
+
+    #[test]
+    fn every_job_matches_the_api_models() {
+        let compose = "services:\n  web:\n    image: nginx:1.27\n".repeat(40);
+        let create = json!({"app_name": "web", "custom_app": true, "custom_compose_config_string": compose});
+        let update = json!({"custom_compose_config_string": compose});
+        for (version, m) in models() {
+            let opts = DeleteOptions { remove_images: true, remove_ix_volumes: true };
+            for job in [
+                AppJob::create(create.clone()),
+                AppJob::update("web", update.clone()),
+                AppJob::delete("web", opts, version),
+                AppJob::start("web"),
+                AppJob::stop("web"),
+                AppJob::redeploy("web"),
+                AppJob::pull_images("web", false),
+            ] {
+                check(&m, job.method, &job.params).unwrap();
+            }
+            // The original server's mistake (a bare bool as delete options) is caught by the same check.
+            assert!(check(&m, "app.delete", &json!(["web", true])).is_err(), "bool options must not validate");
+            for (method, params) in [
+                ("app.config", json!(["web"])),
+                ("app.used_ports", json!([])),
+                ("docker.status", json!([])),
+                ("app.outdated_docker_images", json!(["web"])),
+            ] {
+                check(&m, method, &params).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn event_source_args_match_the_api_models() {
+        let (_, m) = models().pop().unwrap(); // 25.10.5 publishes the event-source models
+        for source in [log_follow_source("web", "0123abcd", 100), stats_source(2), stats_source(0)] {
+            let (name, arg) = source.split_once(':').unwrap();
+            let schema = &m["methods"][format!("event:{name}")]["args"];
+            let arg: Value = serde_json::from_str(arg).unwrap();
+            assert!(crate::jsonschema::validate(schema, &arg).is_ok(), "{source}");
+        }
+    }
 }

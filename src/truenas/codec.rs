@@ -383,6 +383,32 @@ mod tests {
         assert!(JsonRpcCodec.unsubscribe("x", "s").1);
     }
 
+    proptest::proptest! {
+        // Whatever the server (or a proxy in front of it) sends, decoding never panics.
+        #[test]
+        fn decoding_anything_never_panics(text in ".{0,200}") {
+            let _ = JsonRpcCodec.decode(&text);
+            let _ = DdpCodec.decode(&text);
+        }
+
+        #[test]
+        fn decoding_json_shaped_messages_never_panics(
+            msg in proptest::sample::select(vec!["result", "ready", "added", "changed", "removed", "nosub", "failed"]),
+            id in proptest::option::of("[a-z0-9]{0,8}"),
+            num in proptest::num::i64::ANY,
+        ) {
+            let texts = [
+                json!({"msg": msg, "id": id, "subs": [num], "collection": num, "error": num}).to_string(),
+                json!({"jsonrpc": "2.0", "id": num, "error": {"code": num, "data": {"extra": [[num]]}}}).to_string(),
+                json!({"jsonrpc": "2.0", "method": "collection_update", "params": {"msg": msg, "collection": id}}).to_string(),
+            ];
+            for t in texts {
+                let _ = JsonRpcCodec.decode(&t);
+                let _ = DdpCodec.decode(&t);
+            }
+        }
+    }
+
     #[test]
     fn request_ids_are_unique_and_uuid_shaped() {
         let ids: std::collections::HashSet<String> = (0..10_000).map(|_| next_request_id()).collect();

@@ -71,7 +71,7 @@ impl Endpoint {
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<native_tls::TlsStream<TcpStream>>),
-    // MEMORY-VARIANT
+    Memory(crate::sim::MemStream),
 }
 
 impl Stream {
@@ -85,6 +85,10 @@ impl Stream {
                 s.get_ref().set_read_timeout(read)?;
                 s.get_ref().set_write_timeout(write)
             }
+            Stream::Memory(s) => {
+                s.set_read_timeout(read)?;
+                s.set_write_timeout(write)
+            }
         }
     }
 
@@ -92,6 +96,7 @@ impl Stream {
         match self {
             Stream::Plain(s) => s.set_read_timeout(read),
             Stream::Tls(s) => s.get_ref().set_read_timeout(read),
+            Stream::Memory(s) => s.set_read_timeout(read),
         }
     }
 }
@@ -101,6 +106,7 @@ impl Read for Stream {
         match self {
             Stream::Plain(s) => s.read(buf),
             Stream::Tls(s) => s.read(buf),
+            Stream::Memory(s) => s.read(buf),
         }
     }
 }
@@ -110,12 +116,14 @@ impl Write for Stream {
         match self {
             Stream::Plain(s) => s.write(buf),
             Stream::Tls(s) => s.write(buf),
+            Stream::Memory(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Stream::Plain(s) => s.flush(),
             Stream::Tls(s) => s.flush(),
+            Stream::Memory(s) => s.flush(),
         }
     }
 }
@@ -152,16 +160,7 @@ pub fn open_stream(
 ) -> Result<(Stream, IpAddr), TnError> {
     let budget = || deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
     let total = config.connect_timeout;
-    let addrs: Vec<SocketAddr> = match (endpoint.host.as_str(), endpoint.port).to_socket_addrs() {
-        Ok(a) => a.collect(),
-        Err(e) => {
-            return Err(TnError::Connect {
-                step: ConnectStep::Dns,
-                detail: format!("cannot resolve '{}': {e}", endpoint.host),
-                fix: "check TRUENAS_HOST (or TRUENAS_URL) for typos, or use the NAS's IP address".into(),
-            })
-        }
-    };
+    let addrs = resolve(&endpoint.host, endpoint.port, budget())?;
     if addrs.is_empty() {
         return Err(TnError::Connect {
             step: ConnectStep::Dns,
@@ -225,6 +224,34 @@ pub fn open_stream(
     }
 }
 
+/// DNS lookup bounded by `budget`: the system resolver has no timeout of its own, so it runs on a helper thread
+/// (left to finish by itself if it hangs). IP literals need no lookup.
+fn resolve(host: &str, port: u16, budget: Duration) -> Result<Vec<SocketAddr>, TnError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let name = host.to_string();
+    let spawned = std::thread::Builder::new().name("truenas-dns".into()).spawn(move || {
+        let _ = tx.send((name.as_str(), port).to_socket_addrs().map(|a| a.collect::<Vec<_>>()));
+    });
+    let fix = "check TRUENAS_HOST (or TRUENAS_URL) for typos and that this machine's DNS works, or use the NAS's IP \
+               address";
+    let answer = match spawned {
+        Ok(_) => rx.recv_timeout(budget).map_err(|_| TnError::Connect {
+            step: ConnectStep::Dns,
+            detail: format!("no answer for '{host}' within {budget:?}"),
+            fix: fix.into(),
+        })?,
+        Err(_) => (host, port).to_socket_addrs().map(|a| a.collect()),
+    };
+    answer.map_err(|e| TnError::Connect {
+        step: ConnectStep::Dns,
+        detail: format!("cannot resolve '{host}': {e}"),
+        fix: fix.into(),
+    })
+}
+
 fn tls_connector(config: &Config) -> Result<native_tls::TlsConnector, TnError> {
     let mut builder = native_tls::TlsConnector::builder();
     if !config.ssl_verify {
@@ -276,8 +303,26 @@ fn tls_failure(detail: &str, endpoint: &Endpoint) -> TnError {
     } else {
         format!("check that port {} is the TrueNAS web UI's https port", endpoint.port)
     };
-    let detail = detail.split(":../").next().unwrap_or(detail);
-    TnError::Connect { step: ConnectStep::Tls, detail: format!("{}: {detail}", endpoint.url("")), fix }
+    TnError::Connect { step: ConnectStep::Tls, detail: format!("{}: {}", endpoint.url(""), tidy_openssl(detail)), fix }
+}
+
+/// `error:0A000086:SSL routines:func:certificate verify failed:../file.c:1889: (self-signed certificate)` →
+/// `certificate verify failed (self-signed certificate)`: the reason and the certificate problem, not the source
+/// location.
+fn tidy_openssl(detail: &str) -> String {
+    let (stack, verify) = match detail.trim_end().strip_suffix(')').and_then(|d| d.rsplit_once(" (")) {
+        Some((stack, verify)) => (stack, Some(verify)),
+        None => (detail, None),
+    };
+    let reason = if stack.starts_with("error:") {
+        stack.split(':').nth(4).filter(|r| !r.is_empty()).unwrap_or(stack)
+    } else {
+        stack
+    };
+    match verify {
+        Some(v) => format!("{reason} ({v})"),
+        None => reason.to_string(),
+    }
 }
 
 /// The WebSocket client handshake for `url` over `stream`, bounded by `deadline`.
@@ -343,8 +388,7 @@ pub fn upgrade_refused(url: &str, status: u16, location: Option<&str>) -> TnErro
 
 /// The client end of an in-memory connection to the embedded simulator (mock mode).
 pub fn memory_stream(sim: &crate::sim::Simulator) -> Result<Stream, TnError> {
-    let _ = sim;
-    Err(TnError::NotConfigured("mock mode needs the simulator, which is not built yet".into()))
+    Ok(Stream::Memory(sim.connect_in_memory()))
 }
 
 /// Whether an API key may be sent to `peer` over this transport: TrueNAS 25.04+ revokes keys used over plain
@@ -401,6 +445,10 @@ mod tests {
         let msg = verify.to_string();
         assert!(msg.contains("TRUENAS_CA_CERT") && msg.contains("TRUENAS_SSL_VERIFY=false"), "{msg}");
         assert!(msg.starts_with("tls handshake failed"), "{msg}");
+        assert!(
+            msg.contains("certificate verify failed (self-signed certificate)") && !msg.contains("statem"),
+            "{msg}"
+        );
         let plain = tls_failure("error:0A00010B:SSL routines:ssl3_get_record:wrong version number", &ep).to_string();
         assert!(plain.contains("TRUENAS_PROTOCOL=ws"), "{plain}");
     }

@@ -21,6 +21,8 @@ use crate::support::{McpPeer, PATIENCE};
 /// `progress`, `log`, `confirm` (elicitation). Handlers report what they observed on `events`.
 struct TestCatalog {
     events: Mutex<Sender<String>>,
+    /// When set, `progress` makes its late report only once the test releases it (after it saw the response).
+    gate: Option<Receiver<()>>,
 }
 
 fn tool(name: &str, input_schema: Value, output_schema: Option<Value>, destructive: bool) -> ToolDef {
@@ -79,6 +81,7 @@ impl Catalog for TestCatalog {
                 ToolOutput::ok(text.clone(), json!({"echo": text}))
             }
             "slow" => {
+                self.event("slow started");
                 let until = Instant::now() + Duration::from_millis(args["ms"].as_u64().unwrap());
                 while Instant::now() < until {
                     if ctx.cancel.is_cancelled() {
@@ -97,8 +100,12 @@ impl Catalog for TestCatalog {
                 }
                 let late = Arc::clone(&ctx.progress);
                 let events = self.events.lock().unwrap().clone();
+                let gate = self.gate.clone();
                 thread::spawn(move || {
-                    thread::sleep(Duration::from_millis(100));
+                    match gate {
+                        Some(gate) => drop(gate.recv_timeout(PATIENCE)),
+                        None => thread::sleep(Duration::from_millis(100)),
+                    }
                     late.report(10.0, Some(3.0), Some("too late"));
                     let _ = events.send("late progress reported".into());
                 });
@@ -191,8 +198,16 @@ impl Catalog for TestCatalog {
 
 fn test_server(opts: ServeOptions) -> (McpPeer, Receiver<String>) {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let catalog = Arc::new(TestCatalog { events: Mutex::new(tx) });
+    let catalog = Arc::new(TestCatalog { events: Mutex::new(tx), gate: None });
     (McpPeer::in_process(catalog, opts), rx)
+}
+
+/// A test server whose `progress` tool holds its late report until the returned sender is used.
+fn gated_server() -> (McpPeer, Receiver<String>, Sender<()>) {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let (gate_tx, gate_rx) = crossbeam_channel::unbounded();
+    let catalog = Arc::new(TestCatalog { events: Mutex::new(tx), gate: Some(gate_rx) });
+    (McpPeer::in_process(catalog, ServeOptions::default()), rx, gate_tx)
 }
 
 fn default_server() -> (McpPeer, Receiver<String>) {
@@ -336,11 +351,7 @@ fn unsupported_modern_version_is_32022_with_the_supported_list() {
         let supported = response["error"]["data"]["supported"].as_array().unwrap();
         assert!(supported.contains(&json!("2026-07-28")) && supported.contains(&json!("2025-11-25")));
     }
-    // Recorded under 2026-07-28 so the UnsupportedProtocolVersionError shape is checked.
-    for r in &mut peer.transcript {
-        r.revision = "2026-07-28".into();
-    }
-    peer.assert_schema_valid();
+    peer.assert_schema_valid(); // recorded under 2026-07-28: the UnsupportedProtocolVersionError shape
 }
 
 #[test]
@@ -364,6 +375,7 @@ fn a_client_that_probes_discover_can_fall_back_to_initialize() {
     assert_eq!(peer.initialize("2025-11-25", json!({}))["protocolVersion"], "2025-11-25");
     let list = peer.request(json!(2), "tools/list", json!({}));
     assert!(result(&list)["tools"].is_array());
+    peer.assert_schema_valid();
 }
 
 // ---- malformed input (real binary) --------------------------------------------------------------------------
@@ -406,6 +418,8 @@ fn malformed_input_is_answered_and_the_server_keeps_reading() {
         ),
         ("over-long line", big, Some((-32600, Value::Null))),
         ("blank line", b"   \n".to_vec(), None),
+        ("CRLF line end", b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\"}\r\n".to_vec(), None),
+        ("byte-order mark", b"\xef\xbb\xbf{\"jsonrpc\":\"2.0\",\"method\":\"notifications/x\"}".to_vec(), None),
     ];
     for (i, (label, mut bytes, expected)) in cases.into_iter().enumerate() {
         if !bytes.ends_with(b"\n") {
@@ -453,6 +467,7 @@ fn stdin_eof_exits_promptly_with_status_zero() {
     peer.close_input();
     assert_eq!(peer.wait_exit(PATIENCE), Some(true), "exit status 0 after EOF");
     assert!(closed.elapsed() < Duration::from_secs(1), "took {:?} to exit after EOF", closed.elapsed());
+    peer.assert_schema_valid();
 }
 
 // ---- tools (in-process test catalogue) ----------------------------------------------------------------------
@@ -542,6 +557,7 @@ fn cancellation_stops_the_handler_sends_no_response_and_frees_the_worker() {
     let (mut peer, events) = test_server(ServeOptions { workers: 1, ..ServeOptions::default() });
     peer.initialize("2025-06-18", json!({}));
     peer.send(&json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "slow", "arguments": {"ms": 60000}}}));
+    wait_event(&events, "slow started");
     ping_works(&mut peer, 6); // ping is answered while the tool runs
     peer.send(
         &json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 5, "reason": "user"}}),
@@ -557,7 +573,7 @@ fn cancellation_stops_the_handler_sends_no_response_and_frees_the_worker() {
 
 #[test]
 fn progress_is_strictly_increasing_and_stops_with_the_response() {
-    let (mut peer, events) = default_server();
+    let (mut peer, events, gate) = gated_server();
     peer.initialize("2025-06-18", json!({}));
     let response = peer.request(
         json!(1),
@@ -571,6 +587,7 @@ fn progress_is_strictly_increasing_and_stops_with_the_response() {
     assert_eq!(values, [1.0, 2.0, 3.0]);
     assert!(progress.iter().all(|m| m["params"]["progressToken"] == "tok" && m["params"]["total"] == 3.0));
     assert_eq!(progress[2]["params"]["message"], "three");
+    gate.send(()).unwrap(); // the handler's thread reports again, after the response
     wait_event(&events, "late progress reported");
     ping_works(&mut peer, 2);
     assert!(peer.take_backlog().is_empty(), "a message arrived after the response");
@@ -658,11 +675,13 @@ fn duplicate_ids_in_flight_are_refused() {
     let (mut peer, events) = default_server();
     peer.initialize("2025-06-18", json!({}));
     peer.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "slow", "arguments": {"ms": 60000}}}));
+    wait_event(&events, "slow started");
     let dup = peer.request(json!(1), "ping", json!({}));
     assert_eq!(error_code(&dup), -32600);
     peer.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}));
     wait_event(&events, "slow cancelled");
     ping_works(&mut peer, 1); // the id is free again
+    peer.assert_schema_valid();
 }
 
 #[test]
@@ -718,7 +737,15 @@ fn legacy_elicitation_asks_the_client_and_routes_the_answer_back() {
         let response = peer.response_to(&id);
         assert_eq!(text_of(&response), expected);
     }
+    // A client that answers the question with an error has not confirmed anything.
+    peer.send(
+        &json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "confirm", "arguments": {}}}),
+    );
+    let ask = peer.recv();
+    peer.send(&json!({"jsonrpc": "2.0", "id": ask["id"], "error": {"code": -32603, "message": "no UI"}}));
+    assert_eq!(text_of(&peer.response_to(&json!(8))), "cancelled");
     // Cancelling the call while it waits: the server withdraws its question and sends no response.
+    while events.try_recv().is_ok() {} // forget the earlier calls' reports
     peer.send(
         &json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "confirm", "arguments": {}}}),
     );
@@ -827,6 +854,15 @@ fn python_sdk_drives_the_binary_in_legacy_auto_and_modern_modes() {
     for mode in ["legacy", "auto", "modern"] {
         assert_eq!(report[mode]["unknown_tool_error"], -32602, "{mode}: {report}");
         assert!(report[mode]["tools"].is_array(), "{mode}");
+        assert_eq!(report[mode]["annotated"], true, "{mode}: every tool carries all four annotations");
+        // A read-only tool of the real catalogue succeeds against the simulator, and the SDK accepted its
+        // structuredContent (it checks it against the tool's outputSchema).
+        assert!(report[mode]["called"].is_string(), "{mode}: {report}");
+        assert_eq!(report[mode]["call_is_error"], false, "{mode}: {report}");
+        assert!(report[mode]["call_text"].as_str().is_some_and(|t| !t.is_empty()), "{mode}: {report}");
+        if report[mode]["capabilities"].get("resources").is_some() {
+            assert_eq!(report[mode]["resource_read"], true, "{mode}: {report}");
+        }
     }
 }
 
@@ -834,7 +870,7 @@ fn python_sdk_drives_the_binary_in_legacy_auto_and_modern_modes() {
 fn python_sdk_drives_the_test_catalogue_with_elicitation_progress_and_logging() {
     for mode in ["legacy", "modern"] {
         let (tx, _rx) = crossbeam_channel::unbounded();
-        let catalog = Arc::new(TestCatalog { events: Mutex::new(tx) });
+        let catalog = Arc::new(TestCatalog { events: Mutex::new(tx), gate: None });
         let (port, server) = crate::support::serve_on_loopback(catalog, ServeOptions::default());
         let (ok, stdout, stderr) = crate::support::run_python("sdk_features.py", &[&port.to_string(), mode]);
         assert!(ok, "sdk_features.py {mode} failed:\n{stdout}\n{stderr}");
@@ -851,4 +887,389 @@ fn python_sdk_drives_the_test_catalogue_with_elicitation_progress_and_logging() 
         }
         assert!(server.is_finished(), "the server did not exit after the SDK client closed");
     }
+}
+
+// ---- robustness -----------------------------------------------------------------------------------------------
+
+/// A small deterministic PRNG (xorshift64*), so the mutated inputs are the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Replace one value somewhere in `value` (objects and arrays are walked at random) with an odd one.
+fn mutate(value: &mut Value, rng: &mut Rng) {
+    let odd = [
+        Value::Null,
+        json!(1.5),
+        json!(-1),
+        json!(i64::MAX),
+        json!(""),
+        json!("x"),
+        json!([]),
+        json!({}),
+        json!(true),
+        json!("é\u{0}\u{2028}"),
+        json!([[[[[[[[]]]]]]]]),
+        json!({"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}),
+    ];
+    match value {
+        Value::Object(map) if !map.is_empty() && rng.below(4) != 0 => {
+            let keys: Vec<String> = map.keys().cloned().collect();
+            let key = &keys[rng.below(keys.len())];
+            if rng.below(5) == 0 {
+                map.remove(key);
+            } else {
+                mutate(map.get_mut(key).unwrap(), rng);
+            }
+        }
+        Value::Array(items) if !items.is_empty() && rng.below(4) != 0 => {
+            let i = rng.below(items.len());
+            mutate(&mut items[i], rng);
+        }
+        _ => *value = odd[rng.below(odd.len())].clone(),
+    }
+}
+
+/// Hundreds of mutated requests, notifications and responses (wrong types, missing members, odd ids, truncated
+/// lines): the server answers each line with valid JSON or not at all, every answer fits the schema, and a plain
+/// request still works at the end.
+#[test]
+fn mutated_messages_never_break_the_server() {
+    let (mut peer, _events) = default_server();
+    peer.initialize("2025-06-18", json!({}));
+    let corpus = [
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "a", "times": 2}, "_meta": {"progressToken": "t"}}}),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"cursor": "p1.0"}}),
+        json!({"jsonrpc": "2.0", "id": 3, "method": "logging/setLevel", "params": {"level": "debug"}}),
+        json!({"jsonrpc": "2.0", "id": 4, "method": "resources/read", "params": {"uri": "test://status"}}),
+        json!({"jsonrpc": "2.0", "id": 5, "method": "prompts/get", "params": {"name": "diagnose", "arguments": {"app": "x"}}}),
+        json!({"jsonrpc": "2.0", "id": 6, "method": "completion/complete", "params": {"ref": {"type": "ref/prompt", "name": "diagnose"}, "argument": {"name": "app", "value": "a"}}}),
+        json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": "m"}, "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}}),
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}),
+        json!({"jsonrpc": "2.0", "id": 8, "result": {"action": "accept"}}),
+        json!({"jsonrpc": "2.0", "id": 9, "method": "ping"}),
+    ];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for i in 0..400 {
+        let mut message = corpus[rng.below(corpus.len())].clone();
+        for _ in 0..=rng.below(3) {
+            mutate(&mut message, &mut rng);
+        }
+        // Unique ids keep answers apart; mutation may have removed or replaced the id already.
+        if message.get("id").is_some_and(Value::is_i64) {
+            message["id"] = json!(10_000 + i);
+        }
+        if message.get("method") == Some(&json!("initialize")) {
+            continue;
+        }
+        let mut line = serde_json::to_vec(&message).unwrap();
+        if rng.below(10) == 0 {
+            line.truncate(rng.below(line.len())); // a broken line
+        }
+        line.push(b'\n');
+        peer.send_raw(&line);
+    }
+    ping_works(&mut peer, 99_999);
+    let echo =
+        peer.request(json!(99_998), "tools/call", json!({"name": "echo", "arguments": {"message": "still here"}}));
+    assert_eq!(text_of(&echo), "still here");
+    while peer.recv_within(Duration::from_millis(200)).is_some() {}
+    peer.assert_schema_valid();
+}
+
+/// With debug logging on, every wire message is logged to stderr with secrets masked; stdout stays pure MCP.
+#[test]
+fn debug_log_shows_the_wire_without_secrets() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(crate::support::binary())
+        .arg("--mock")
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let secret = "hunter2-do-not-log";
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "no_such_tool", "arguments": {
+        "env": {"DB_PASSWORD": secret},
+        "compose_yaml": format!("services:\n  db:\n    environment:\n      - POSTGRES_PASSWORD={secret}\n"),
+    }}});
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", json!({"jsonrpc": "2.0", "id": 1, "method": "ping"})).unwrap();
+    writeln!(stdin, "{call}").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("< ") && stderr.contains("no_such_tool") && stderr.contains("> "), "{stderr}");
+    assert!(!stderr.contains(secret), "a secret reached the log:\n{stderr}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let answers: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).expect("stdout is MCP only")).collect();
+    assert_eq!(answers.len(), 2);
+    assert_eq!(error_code(&answers[1]), -32602);
+}
+
+// ---- golden transcript --------------------------------------------------------------------------------------
+
+/// `actual` matches `expected` where `"*"` matches any value and objects must have exactly the expected members.
+fn matches_pattern(expected: &Value, actual: &Value) -> bool {
+    match (expected, actual) {
+        (Value::String(s), _) if s == "*" => true,
+        (Value::Object(e), Value::Object(a)) => {
+            e.len() == a.len() && e.iter().all(|(k, v)| a.get(k).is_some_and(|av| matches_pattern(v, av)))
+        }
+        (Value::Array(e), Value::Array(a)) => e.len() == a.len() && e.iter().zip(a).all(|(e, a)| matches_pattern(e, a)),
+        _ => expected == actual,
+    }
+}
+
+/// A whole session through the real binary as newline JSON: `>` lines are sent, `<` lines are the exact answers
+/// expected next (`"*"` = any value).
+#[test]
+fn golden_transcript_through_the_binary() {
+    let transcript = r#"
+> {"jsonrpc":"2.0","id":"p0","method":"ping"}
+< {"jsonrpc":"2.0","id":"p0","result":{}}
+> {"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"golden","version":"1"}}}
+< {"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":"*","serverInfo":{"name":"truenas-mcp","title":"TrueNAS Custom Apps","version":"*"},"instructions":"*"}}
+> {"jsonrpc":"2.0","method":"notifications/initialized"}
+> {"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"error"}}
+< {"jsonrpc":"2.0","id":2,"result":{}}
+> {"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"nope"}}
+< {"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"unknown tool 'nope' (tools/list shows the available ones)"}}
+> {"jsonrpc":"2.0","id":4,"method":"tools/list","params":{"cursor":"bogus"}}
+< {"jsonrpc":"2.0","id":4,"error":{"code":-32602,"message":"invalid cursor 'bogus' (use nextCursor from a previous page)"}}
+> {"jsonrpc":"2.0","id":5,"method":"frobnicate"}
+< {"jsonrpc":"2.0","id":5,"error":{"code":-32601,"message":"method 'frobnicate' not found"}}
+> {"jsonrpc":"2.0","id":6,"method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}
+< {"jsonrpc":"2.0","id":6,"result":{"resultType":"complete","supportedVersions":["2026-07-28","2025-11-25","2025-06-18","2025-03-26","2024-11-05"],"capabilities":"*","instructions":"*","ttlMs":300000,"cacheScope":"private","_meta":{"io.modelcontextprotocol/serverInfo":{"name":"truenas-mcp","title":"TrueNAS Custom Apps","version":"*"}}}}
+> {"jsonrpc":"2.0","id":7,"method":"ping","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}
+< {"jsonrpc":"2.0","id":7,"error":{"code":-32601,"message":"method 'ping' does not exist in protocol revision 2026-07-28"}}
+> {"jsonrpc":"2.0","id":8,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2025-06-18","io.modelcontextprotocol/clientCapabilities":{}}}}
+< {"jsonrpc":"2.0","id":8,"error":{"code":-32022,"message":"*","data":{"supported":["2026-07-28","2025-11-25","2025-06-18","2025-03-26","2024-11-05"],"requested":"2025-06-18"}}}
+> {"jsonrpc":"2.0","id":9,"method":"ping"}
+< {"jsonrpc":"2.0","id":9,"result":{}}
+"#;
+    let mut peer = mock_binary();
+    peer.revision = "2025-06-18".into();
+    for line in transcript.lines().filter(|l| !l.is_empty()) {
+        let (direction, json_text) = line.split_at(2);
+        let message: Value = serde_json::from_str(json_text).unwrap_or_else(|e| panic!("bad fixture line {line}: {e}"));
+        match direction {
+            "> " => peer.send(&message),
+            "< " => {
+                let got = peer.recv();
+                assert!(matches_pattern(&message, &got), "expected {message}\n     got {got}");
+            }
+            _ => panic!("fixture lines start with '> ' or '< ': {line}"),
+        }
+    }
+    peer.close_input();
+    assert_eq!(peer.wait_exit(PATIENCE), Some(true));
+    assert!(peer.recv_within(Duration::from_millis(100)).is_none(), "nothing after the transcript");
+}
+
+/// A 64 MiB line is refused without being held in memory: the server's peak RSS stays far below the line's size.
+#[test]
+fn an_over_long_line_is_not_buffered() {
+    let mut peer = mock_binary();
+    ping_works(&mut peer, 1);
+    let mut line = vec![b'x'; 64 * 1024 * 1024];
+    line.push(b'\n');
+    peer.send_raw(&line);
+    drop(line);
+    let answer = peer.recv();
+    assert_eq!(error_code(&answer), -32600);
+    assert!(answer["error"]["message"].as_str().unwrap().contains("limit"), "{answer}");
+    ping_works(&mut peer, 2);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", peer.pid().unwrap())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    assert!(peak_kib < 48 * 1024, "peak RSS {peak_kib} KiB after a 64 MiB line");
+    peer.assert_schema_valid();
+}
+
+/// With every worker busy and the queue full, a further call is refused at once (not buffered without bound);
+/// a call cancelled while queued never runs.
+#[test]
+fn a_full_queue_refuses_work_and_queued_cancellations_never_run() {
+    let (mut peer, events) = test_server(ServeOptions { workers: 1, queue: 1, ..ServeOptions::default() });
+    peer.initialize("2025-06-18", json!({}));
+    let slow = |id: i64| json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "slow", "arguments": {"ms": 60000}}});
+    peer.send(&slow(1));
+    wait_event(&events, "slow started"); // 1 occupies the only worker
+    peer.send(&slow(2)); // 2 waits in the only queue slot
+    let busy = peer.request(json!(3), "tools/call", json!({"name": "echo", "arguments": {"message": "x"}}));
+    assert_eq!(error_code(&busy), -32603);
+    assert!(busy["error"]["message"].as_str().unwrap().contains("busy"), "{busy}");
+    ping_works(&mut peer, 4);
+    for id in [2, 1] {
+        peer.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": id}}));
+    }
+    wait_event(&events, "slow cancelled");
+    // 2 leaves the queue without running; until then the queue may still be full, so retry while busy.
+    let mut id = 5;
+    let after = loop {
+        let response = peer.request(json!(id), "tools/call", json!({"name": "echo", "arguments": {"message": "free"}}));
+        if response.get("error").is_none() || id > 500 {
+            break response;
+        }
+        id += 1;
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(text_of(&after), "free");
+    assert!(events.try_recv().is_err(), "the queued, cancelled call ran");
+    assert!(!answered(&peer, 1) && !answered(&peer, 2));
+    peer.assert_schema_valid();
+}
+
+/// Every kind of answer, in every legacy revision, fits that revision's schema (and only uses members it defines).
+#[test]
+fn every_revision_gets_answers_in_its_own_shape() {
+    for version in ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"] {
+        let (mut peer, _events) = default_server();
+        peer.initialize(version, json!({"elicitation": {}}));
+        let requests = [
+            ("tools/list", json!({})),
+            ("tools/call", json!({"name": "echo", "arguments": {"message": "hi"}, "_meta": {"progressToken": 1}})),
+            ("tools/call", json!({"name": "echo", "arguments": {}})),
+            ("tools/call", json!({"name": "progress", "arguments": {}, "_meta": {"progressToken": "p"}})),
+            ("tools/call", json!({"name": "log", "arguments": {}})),
+            ("resources/list", json!({})),
+            ("resources/templates/list", json!({})),
+            ("resources/read", json!({"uri": "test://status"})),
+            ("prompts/list", json!({})),
+            ("prompts/get", json!({"name": "diagnose", "arguments": {"app": "a"}})),
+            (
+                "completion/complete",
+                json!({"ref": {"type": "ref/prompt", "name": "diagnose"}, "argument": {"name": "app", "value": ""}}),
+            ),
+            ("logging/setLevel", json!({"level": "debug"})),
+            ("ping", json!({})),
+        ];
+        for (id, (method, params)) in requests.into_iter().enumerate() {
+            let response = peer.request(json!(id + 1), method, params);
+            assert!(response.get("result").is_some(), "{version} {method}: {response}");
+        }
+        // The elicitation request itself (2025-06-18 and later): answer it and check the result too.
+        if version >= "2025-06-18" {
+            peer.take_backlog(); // progress and log notifications of the calls above
+            peer.send(&json!({"jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": {"name": "confirm", "arguments": {}}}));
+            let ask = peer.recv();
+            assert_eq!(ask["method"], "elicitation/create", "{version}");
+            peer.send(&json!({"jsonrpc": "2.0", "id": ask["id"], "result": {"action": "decline"}}));
+            assert_eq!(text_of(&peer.response_to(&json!(99))), "declined");
+        }
+        peer.assert_schema_valid();
+    }
+}
+
+/// End to end through the binary in mock mode: a real TrueNAS job's progress reaches the client as strictly
+/// increasing `notifications/progress` before the response, in both eras.
+#[test]
+fn real_job_progress_reaches_the_client_in_both_eras() {
+    for modern_era in [false, true] {
+        let mut peer = mock_binary();
+        if !modern_era {
+            peer.initialize("2025-06-18", json!({}));
+        } else {
+            peer.revision = "2026-07-28".into();
+        }
+        let wrap = |params: Value| if modern_era { modern(params, json!({})) } else { params };
+        let list = peer.request(json!(1), "tools/call", wrap(json!({"name": "list_custom_apps", "arguments": {}})));
+        let apps = result(&list)["structuredContent"]["apps"].as_array().cloned().unwrap_or_default();
+        let stopped = apps
+            .iter()
+            .find(|a| a["state"] == "STOPPED")
+            .unwrap_or_else(|| panic!("the simulator's seed has no STOPPED app to start: {list}"));
+        let mut params = wrap(json!({"name": "start_custom_app", "arguments": {"app_name": stopped["name"]}}));
+        params["_meta"]["progressToken"] = json!("job");
+        let response = peer.request(json!(2), "tools/call", params);
+        assert_eq!(result(&response)["isError"], false, "{response}");
+        let progress: Vec<f64> = peer
+            .take_backlog()
+            .iter()
+            .filter(|m| m["method"] == "notifications/progress" && m["params"]["progressToken"] == "job")
+            .map(|m| m["params"]["progress"].as_f64().unwrap())
+            .collect();
+        assert!(!progress.is_empty(), "no progress before the response (modern: {modern_era})");
+        assert!(progress.windows(2).all(|w| w[0] < w[1]), "not strictly increasing: {progress:?}");
+        peer.assert_schema_valid();
+    }
+}
+
+/// The Python SDK confirms the real `delete_custom_app` through elicitation, in both eras: a declined question
+/// deletes nothing, an accepted one deletes the app.
+#[test]
+fn python_sdk_confirms_a_real_deletion_through_elicitation() {
+    let (ok, stdout, stderr) = crate::support::run_python("sdk_elicit.py", &[crate::support::binary(), "--mock"]);
+    assert!(ok, "sdk_elicit.py failed:\n{stdout}\n{stderr}");
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("no JSON report ({e}):\n{stdout}\n{stderr}"));
+    for (mode, version) in [("legacy", "2025-11-25"), ("modern", "2026-07-28")] {
+        let r = &report[mode];
+        assert_eq!(r["protocol_version"], version, "{report}");
+        assert_eq!(r["questions"], 2, "{mode}: the user was asked each time: {report}");
+        assert_eq!(r["declined_status"], "declined", "{mode}: {report}");
+        assert_eq!(r["kept_after_decline"], true, "{mode}: {report}");
+        assert_eq!(r["accepted_status"], "deleted", "{mode}: {report}");
+        assert_eq!(r["gone_after_accept"], true, "{mode}: {report}");
+    }
+}
+
+/// Many overlapping calls with cancellations sprinkled in: every request that was not cancelled gets exactly one
+/// response (a result or "busy"), cancelled ones at most one (the cancel may lose the race), none gets two.
+#[test]
+fn overlapping_calls_and_cancellations_keep_the_books_straight() {
+    let (mut peer, _events) = default_server();
+    peer.initialize("2025-06-18", json!({}));
+    let mut rng = Rng(42);
+    let mut cancelled = std::collections::HashSet::new();
+    let total = 200;
+    for id in 1..=total {
+        let params = if id % 3 == 0 {
+            json!({"name": "echo", "arguments": {"message": "e"}, "_meta": {"progressToken": id}})
+        } else {
+            json!({"name": "slow", "arguments": {"ms": rng.below(20)}})
+        };
+        peer.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}));
+        if rng.below(4) == 0 {
+            let victim = 1 + rng.below(id as usize) as i64;
+            cancelled.insert(victim);
+            peer.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": victim}}));
+        }
+    }
+    ping_works(&mut peer, 10_000);
+    // Whatever is still running finishes within a few seconds; collect until quiet.
+    while peer.recv_within(Duration::from_millis(500)).is_some() {}
+    let mut responses = std::collections::HashMap::new();
+    for r in &peer.transcript {
+        if let (Some(id), None) = (r.message.get("id").and_then(Value::as_i64), r.message.get("method")) {
+            *responses.entry(id).or_insert(0) += 1;
+        }
+    }
+    for id in 1..=total {
+        let count = responses.get(&id).copied().unwrap_or(0);
+        if cancelled.contains(&id) {
+            assert!(count <= 1, "cancelled request {id} answered {count} times");
+        } else {
+            assert_eq!(count, 1, "request {id} answered {count} times");
+        }
+    }
+    peer.assert_schema_valid();
 }

@@ -491,7 +491,8 @@ fn the_21st_concurrent_call_is_refused() {
     let (sim, server) = start(options(SimVersion::V25_04));
     let mut c = connect(&server, "/api/current");
     c.login();
-    sim.faults().set_latency("system.", Duration::from_millis(300));
+    // Long enough that all 21 are in flight together even on a loaded machine.
+    sim.faults().set_latency("system.", Duration::from_millis(800));
     let ids: Vec<String> = (0..21).map(|_| c.request("system.info", json!([]))).collect();
     let last = c.response(&ids[20]);
     assert_eq!(
@@ -501,6 +502,36 @@ fn the_21st_concurrent_call_is_refused() {
     for id in &ids[..20] {
         assert!(c.response(id).get("result").is_some());
     }
+    assert_eq!((sim.rejected_calls(), sim.peak_in_flight()), (1, 20));
+    // The legacy dialect says ETOOMANYREFS.
+    let mut d = connect(&server, "/websocket");
+    d.ddp_connect();
+    d.login();
+    let ids: Vec<String> = (0..21).map(|_| d.request("system.info", json!([]))).collect();
+    let last = d.response(&ids[20]);
+    assert_eq!(last["error"]["error"], 109);
+    assert_eq!(last["error"]["errname"], "ETOOMANYREFS");
+    assert_eq!(last["error"]["reason"], "Maximum number of concurrent calls (20) has exceeded.");
+}
+
+#[test]
+fn jitter_completes_calls_out_of_order() {
+    let (sim, server) = start(options(SimVersion::V25_04));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    sim.faults().set_latency_jitter(Duration::from_millis(30));
+    let ids: Vec<String> = (0..10).map(|_| c.request("core.ping", json!([]))).collect();
+    let mut order = Vec::new();
+    while order.len() < ids.len() {
+        let m = c.recv();
+        order.push(m["id"].as_str().unwrap().to_string());
+    }
+    assert_ne!(order, ids, "ten calls with 0-30 ms jitter should not all finish in order");
+    let mut sorted = order.clone();
+    sorted.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(sorted, want);
 }
 
 #[test]
@@ -523,11 +554,11 @@ fn frame_limits_and_binary_frames_close_the_socket() {
 
 #[test]
 fn idle_connections_close_and_pings_keep_them_open() {
-    let (_sim, server) = start(SimOptions { idle_timeout: Duration::from_millis(300), ..options(SimVersion::V25_04) });
+    let (_sim, server) = start(SimOptions { idle_timeout: Duration::from_millis(600), ..options(SimVersion::V25_04) });
     let mut pinger = connect(&server, "/api/current");
     let mut idle = connect(&server, "/api/current");
     let started = Instant::now();
-    while started.elapsed() < Duration::from_millis(900) {
+    while started.elapsed() < Duration::from_millis(1500) {
         pinger.ws.send(Message::Ping(vec![1])).unwrap();
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -667,4 +698,334 @@ fn tls_front_with_the_test_ca() {
     let r = c.call("auth.login_ex", json!([{"mechanism": "API_KEY_PLAIN", "username": USER, "api_key": KEY}]));
     assert_eq!(r["response_type"], "SUCCESS", "TLS is a secure transport");
     assert_eq!(c.call("system.info", json!([]))["version"], "25.04.2.6");
+}
+
+/// Whether the server ended the connection: the next read fails with something other than a timeout.
+fn is_dropped(c: &mut Raw<TcpStream>) -> bool {
+    loop {
+        match c.ws.read() {
+            Ok(Message::Text(_)) | Ok(Message::Pong(_)) | Ok(Message::Ping(_)) => continue,
+            Ok(_) => return true,
+            Err(tungstenite::Error::Io(e))
+                if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn fault_drop_after_frames_and_garbage() {
+    let (sim, server) = start(options(SimVersion::V25_04));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    let before = sim.frames_received();
+    sim.faults().drop_after_frames(2);
+    assert_eq!(c.call("core.ping", json!([])), "pong");
+    c.request("core.ping", json!([]));
+    assert!(is_dropped(&mut c), "the 2nd frame drops the connection");
+    assert_eq!(sim.frames_received(), before + 2);
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    sim.faults().send_garbage();
+    let id = c.request("core.ping", json!([]));
+    assert_eq!(c.recv_wire(), Value::String("}{ not json \u{1}".into()));
+    assert_eq!(c.response(&id)["result"], "pong");
+}
+
+#[test]
+fn fault_drop_mid_job_keeps_the_job_running() {
+    let (sim, server) = start(options(SimVersion::V25_04));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    c.call("core.subscribe", json!(["core.get_jobs"]));
+    sim.faults().drop_mid_job();
+    let job = c.call("app.redeploy", json!(["whoami"])).as_i64().unwrap();
+    assert!(is_dropped(&mut c));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let j = c.call("core.get_jobs", json!([[["id", "=", job]], {"get": true}]));
+        if j["state"] == "SUCCESS" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job never finished: {j}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn fault_expired_session_and_half_open_socket() {
+    let (sim, server) = start(options(SimVersion::V25_04));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    sim.faults().expire_sessions();
+    assert_eq!(c.call_raw("system.info", json!([]))["error"]["data"]["error"], 207);
+    c.login();
+    assert_eq!(c.call("core.ping", json!([])), "pong");
+    sim.faults().half_open_existing();
+    c.request("core.ping", json!([]));
+    c.ws.get_ref().set_timeout(Duration::from_millis(300));
+    assert!(!is_dropped(&mut c), "a half-open socket neither answers nor closes");
+    let mut fresh = connect(&server, "/api/current");
+    fresh.login();
+    assert_eq!(fresh.call("core.ping", json!([])), "pong");
+}
+
+#[test]
+fn fault_restart_drops_connections_and_resets_job_ids() {
+    let (sim, server) = start(options(SimVersion::V25_04));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    c.call("core.subscribe", json!(["core.get_jobs"]));
+    let first = c.call("app.start", json!(["jellyfin"])).as_i64().unwrap();
+    c.wait_job(first);
+    let second = c.call("app.stop", json!(["jellyfin"])).as_i64().unwrap();
+    assert_eq!((first, second), (1, 2));
+    c.wait_job(second);
+    sim.restart();
+    assert!(is_dropped(&mut c));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    assert_eq!(c.call("core.get_jobs", json!([])), json!([]));
+    assert_eq!(c.call("app.start", json!(["jellyfin"])), 1);
+    assert_eq!(c.call("app.query", json!([])).as_array().unwrap().len(), 3, "apps survive a restart");
+}
+
+#[test]
+fn fault_stalled_tls_handshake() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls");
+    let opts = SimOptions {
+        tls: Some((fixtures.join("server.pem"), fixtures.join("server.pkcs8.key"))),
+        ..options(SimVersion::V25_04)
+    };
+    let (sim, server) = start(opts);
+    let ca = native_tls::Certificate::from_pem(&std::fs::read(fixtures.join("ca.pem")).unwrap()).unwrap();
+    let connector = native_tls::TlsConnector::builder().add_root_certificate(ca).build().unwrap();
+    let attempt = || {
+        let tcp = TcpStream::connect(server.addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        connector.connect("localhost", tcp).is_ok()
+    };
+    sim.faults().set_stall_tls_handshake(true);
+    assert!(!attempt(), "a stalled handshake must time out");
+    sim.faults().set_stall_tls_handshake(false);
+    assert!(attempt());
+}
+
+#[test]
+fn app_stats_events_are_lists_of_app_usage() {
+    let (_sim, server) = start(options(SimVersion::V25_10));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    c.call("core.subscribe", json!(["app.stats:{\"interval\": 2}"]));
+    let e = c.event(|m| m["method"] == "collection_update");
+    let stats = e["params"]["fields"].as_array().unwrap().clone();
+    assert_eq!(stats.len(), 3);
+    let whoami = stats.iter().find(|s| s["app_name"] == "whoami").unwrap();
+    assert!(whoami["memory"].as_u64().unwrap() > 0);
+    let jellyfin = stats.iter().find(|s| s["app_name"] == "jellyfin").unwrap();
+    assert_eq!(jellyfin["memory"], 0, "stopped apps report zeros");
+}
+
+#[test]
+fn legacy_endpoint_on_25_04_and_no_pool() {
+    let (_sim, server) = start(SimOptions { docker_pool: None, ..options(SimVersion::V25_04) });
+    let mut c = connect(&server, "/websocket");
+    c.ddp_connect();
+    // No DDP pong on 25.04+, and core.ping needs a login there.
+    c.send(json!({"msg": "ping", "id": "p"}));
+    let denied = c.call_raw("core.ping", json!([]));
+    assert_eq!(denied["error"]["reason"], "[ENOTAUTHENTICATED] Not authenticated");
+    c.login();
+    assert_eq!(c.call("docker.status", json!([]))["status"], "UNCONFIGURED");
+    assert!(c.call("docker.config", json!([]))["pool"].is_null());
+    assert_eq!(c.call("app.query", json!([])), json!([]));
+    c.send(json!({"msg": "sub", "id": "j", "name": "core.get_jobs"}));
+    let job = c.call("app.create", json!([{"app_name": "x", "custom_app": true, "custom_compose_config": {"services": {"a": {"image": "nginx"}}}}]));
+    let f = c.wait_job(job.as_i64().unwrap());
+    assert_eq!(f["error"], "[EFAULT] No pool configured for Docker");
+    assert!(c.backlog.iter().all(|m| m["msg"] != "pong"), "no pong on 25.04");
+}
+
+#[test]
+fn identical_log_subscriptions_share_one_source_without_replaying_the_tail() {
+    let (sim, server) = start(options(SimVersion::V25_04));
+    sim.set_log_lines("whoami", 50);
+    let mut a = connect(&server, "/api/current");
+    a.login();
+    let cid = a.call("app.container_ids", json!(["whoami"])).as_object().unwrap().keys().next().unwrap().clone();
+    let name =
+        format!("app.container_log_follow:{}", json!({"app_name": "whoami", "container_id": cid, "tail_lines": 5}));
+    a.call("core.subscribe", json!([name]));
+    for _ in 0..5 {
+        a.event(|m| m["params"]["collection"] == name.as_str());
+    }
+    let mut b = connect(&server, "/api/current");
+    b.login();
+    b.call("core.subscribe", json!([name]));
+    let first = b.event(|m| m["params"]["collection"] == name.as_str());
+    let line = first["params"]["fields"]["data"].as_str().unwrap();
+    assert!(!line.contains("line 45:"), "the joiner must not get the tail again: {line}");
+    // A different arg string (same meaning, other spacing) is a new instance with its own tail.
+    let spaced = name.replace(',', ", ");
+    b.call("core.subscribe", json!([spaced]));
+    let first = b.event(|m| m["params"]["collection"] == spaced.as_str());
+    assert!(first["params"]["fields"]["data"].as_str().unwrap().contains("line 45:"));
+}
+
+#[test]
+fn pinned_and_legacy_endpoints_use_their_api_models() {
+    let (_sim, server) = start(options(SimVersion::V25_10));
+    let shapes = [("/api/current", true, true), ("/api/v25.04.2", false, true), ("/websocket", false, false)];
+    for (path, host_ips, networks) in shapes {
+        let mut c = connect(&server, path);
+        if c.legacy {
+            c.ddp_connect();
+        }
+        c.login();
+        let w = c.call("app.get_instance", json!(["whoami"]))["active_workloads"].clone();
+        assert_eq!(w.get("used_host_ips").is_some(), host_ips, "{path}");
+        assert_eq!(w.get("networks").is_some(), networks, "{path}");
+    }
+    let mut legacy = connect(&server, "/websocket");
+    legacy.ddp_connect();
+    legacy.login();
+    legacy.send(json!({"msg": "sub", "id": "j", "name": "core.get_jobs"}));
+    let job = legacy.call("app.delete", json!(["jellyfin", {"force_remove_custom_app": true}])).as_i64().unwrap();
+    assert_eq!(legacy.wait_job(job)["exc_info"]["type"], "VALIDATION", "v24.10 models have no force_remove_custom_app");
+    assert_eq!(
+        connect_err(&server, "/api/v99.1").to_string(),
+        "HTTP error: 404 Not Found",
+        "unknown API versions are a 404 on 25.x"
+    );
+}
+
+#[test]
+fn read_methods_images_tokens_and_job_wait() {
+    let (_sim, server) = start(options(SimVersion::V25_10));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    c.call("core.subscribe", json!(["core.get_jobs"]));
+    assert_eq!(c.call("system.version", json!([])), "TrueNAS-25.10.6");
+    assert_eq!(c.call("app.used_ports", json!([])), json!([5432, 8080]), "running and crashed apps, sorted, unique");
+    assert_eq!(c.call("app.used_host_ips", json!([]))["127.0.0.1"], json!(["postgres"]));
+    let docker = c.call("docker.config", json!([]));
+    assert_eq!((docker["pool"].as_str(), docker["dataset"].as_str()), (Some("tank"), Some("tank/ix-apps")));
+    assert!(docker.get("cidr_v6").is_some() && docker.get("secure_registry_mirrors").is_some());
+    // Anchors and merge keys are expanded in the stored compose.
+    let jf = c.call("app.config", json!(["jellyfin"]));
+    assert_eq!(jf["services"]["jellyfin"]["environment"]["TZ"], "Etc/UTC");
+    assert!(jf["services"]["jellyfin"].get("<<").is_none());
+    let with_config = c.call("app.query", json!([[["name", "=", "jellyfin"]], {"extra": {"retrieve_config": true}}]));
+    assert_eq!(with_config[0]["config"], jf);
+    assert!(c.call("app.query", json!([[["name", "=", "jellyfin"]]]))[0]["config"].is_null());
+    let alive = c.call("app.container_ids", json!(["postgres"]));
+    assert_eq!(alive, json!({}), "a crashed container is not alive");
+    // Outdated images: upgrade pulls and redeploys, then nothing is outdated.
+    assert_eq!(c.call("app.outdated_docker_images", json!(["whoami"])), json!(["traefik/whoami:v1.10"]));
+    let entry = c.call("app.get_instance", json!(["whoami"]));
+    assert_eq!(
+        (entry["upgrade_available"].as_bool(), entry["image_updates_available"].as_bool()),
+        (Some(true), Some(true))
+    );
+    let job = c.call("app.upgrade", json!(["whoami"])).as_i64().unwrap();
+    let wait = c.call("core.job_wait", json!([job])).as_i64().unwrap();
+    let waited = c.wait_job(wait);
+    assert_eq!(waited["state"], "SUCCESS");
+    assert_eq!(waited["result"]["name"], "whoami");
+    assert_eq!(c.call("app.outdated_docker_images", json!(["whoami"])), json!([]));
+    let no_upgrade = c.call("app.upgrade", json!(["whoami"])).as_i64().unwrap();
+    assert_eq!(c.wait_job(no_upgrade)["error"], "[EFAULT] No upgrade available for 'whoami'");
+    let pulled = c.call("app.pull_images", json!(["jellyfin", {"redeploy": false}])).as_i64().unwrap();
+    assert_eq!(c.wait_job(pulled)["state"], "SUCCESS");
+    assert_eq!(c.call("app.get_instance", json!(["jellyfin"]))["state"], "STOPPED", "no redeploy asked");
+    // Tokens survive the connection; logout de-authenticates.
+    let token = c.call("auth.generate_token", json!([]));
+    assert_eq!(c.call("auth.logout", json!([])), json!(true));
+    assert_eq!(c.call_raw("app.query", json!([]))["error"]["data"]["error"], 207);
+    let mut d = connect(&server, "/api/current");
+    assert_eq!(d.call("auth.login_with_token", json!([token])), json!(true));
+    assert_eq!(d.call("auth.me", json!([]))["pw_name"], USER);
+    // A pinned 25.04 endpoint does not know 25.10 methods.
+    let mut old = connect(&server, "/api/v25.04.2");
+    old.login();
+    assert_eq!(old.call_raw("app.used_host_ips", json!([]))["error"]["data"]["error"], 201);
+}
+
+#[test]
+fn dropping_the_server_closes_its_connections() {
+    let (sim, server) = start(options(SimVersion::V25_04));
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    assert_eq!(sim.connections(), 1);
+    drop(server);
+    c.ws.get_ref().set_timeout(Duration::from_secs(3));
+    assert!(is_dropped(&mut c));
+}
+
+#[test]
+fn nginx_https_redirect_and_ui_allowlist() {
+    let (_sim, server) = start(SimOptions { https_redirect_port: Some(443), ..options(SimVersion::V25_04) });
+    match connect_err(&server, "/api/current") {
+        tungstenite::Error::Http(resp) => {
+            assert_eq!(resp.status().as_u16(), 307);
+            assert_eq!(resp.headers()["location"], "https://127.0.0.1:443/api/current");
+        }
+        other => panic!("expected a 307, got {other}"),
+    }
+    let (_sim, server) = start(SimOptions { ui_allowlist_denied: true, ..options(SimVersion::V25_04) });
+    let mut c = connect(&server, "/api/current");
+    assert_eq!(c.expect_close(), Some(1008));
+}
+
+#[test]
+fn hostile_frames_never_break_the_server() {
+    let (sim, server) = start(options(SimVersion::V25_10));
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let inputs: Vec<String> = vec![
+        deep.clone(),
+        "null".into(),
+        "42".into(),
+        "\"str\"".into(),
+        "{}".into(),
+        json!({"jsonrpc": "2.0", "id": {"a": 1}, "method": "core.ping"}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1.5, "method": "core.ping"}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": ""}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": 7}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "app.query", "params": [null, null, null]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "app.query", "params": [[["name", "??", 1]]]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "app.query", "params": [[[1, 2]]]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "core.get_jobs", "params": ["x", "y"]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "core.subscribe", "params": ["app.container_log_follow:{{{"]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "core.subscribe", "params": ["app.stats:[]"]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "app.create", "params": [{"app_name": "z", "custom_app": true, "custom_compose_config_string": "services:\n  a: [1, 2"}]}).to_string(),
+        json!({"jsonrpc": "2.0", "method": "core.job_abort", "params": [99999]}).to_string(),
+        json!({"jsonrpc": "2.0", "id": "ü\u{0}", "method": "ünïcode.☃", "params": []}).to_string(),
+    ];
+    let mut c = connect(&server, "/api/current");
+    c.login();
+    for input in &inputs {
+        c.send_text(input.clone());
+        let id = c.request("core.ping", json!([]));
+        assert_eq!(c.response(&id)["result"], "pong", "after {}", &input[..input.len().min(80)]);
+    }
+    let mut d = connect(&server, "/websocket");
+    d.ddp_connect();
+    d.login();
+    for input in [json!({"msg": "method"}), json!({"msg": "sub"}), json!({"msg": "unsub", "id": 5}), json!({"msg": 3})]
+    {
+        d.send(input.clone());
+        let id = d.request("core.ping", json!([]));
+        assert_eq!(d.response(&id)["result"], "pong", "after {input}");
+    }
+    d.send_text(deep);
+    assert_eq!(d.expect_close(), Some(1007), "invalid JSON on the legacy endpoint closes the socket");
+    let mut e = connect(&server, "/api/current");
+    e.login();
+    assert_eq!(e.call("core.ping", json!([])), "pong");
+    assert!(sim.connections() >= 2);
 }

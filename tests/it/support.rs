@@ -29,6 +29,9 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_truenas-mcp")
 }
 
+/// The protocol revisions there are schemas for in fixtures/mcp-schema.
+pub const REVISIONS: [&str; 5] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
+
 /// One message the server wrote, with the revision it was written under and the method it answers.
 #[derive(Clone, Debug)]
 pub struct Recorded {
@@ -133,11 +136,12 @@ impl McpPeer {
         }
         for item in items {
             if let (Some(id), Some(method)) = (item.get("id"), item.get("method").and_then(Value::as_str)) {
-                let revision = item
-                    .pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion")
-                    .and_then(Value::as_str)
-                    .unwrap_or(&self.revision)
-                    .to_string();
+                // A modern envelope names its revision; an unknown one is answered in the modern era's shape.
+                let revision = match item.pointer("/params/_meta/io.modelcontextprotocol~1protocolVersion") {
+                    Some(Value::String(v)) if REVISIONS.contains(&v.as_str()) => v.clone(),
+                    Some(_) => "2026-07-28".to_string(),
+                    None => self.revision.clone(),
+                };
                 self.sent.insert(id.to_string(), (method.to_string(), revision));
             }
         }
@@ -372,6 +376,14 @@ pub fn python() -> &'static Path {
         let _ = std::fs::create_dir_all(repo_root().join("target"));
         let deadline = Instant::now() + Duration::from_secs(600);
         while std::fs::create_dir(&lock).is_err() {
+            // A lock left by a killed run: older than any install takes.
+            let stale = std::fs::metadata(&lock)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(900)));
+            if stale {
+                let _ = std::fs::remove_dir(&lock);
+                continue;
+            }
             assert!(Instant::now() < deadline, "timed out waiting for {} (remove it if stale)", lock.display());
             thread::sleep(Duration::from_millis(200));
         }

@@ -376,10 +376,11 @@ fn catalogue_over_mcp() {
     assert!(nas.sim.call_log().is_empty(), "{:?}", nas.sim.call_log());
 }
 
-/// Every read tool against both JSON-RPC versions; every request valid against that version's models.
+/// Every read tool against each version (24.10 over the legacy protocol); every request valid against the version's
+/// models where TrueNAS publishes them (25.04+).
 #[test]
 fn read_tools_happy_path() {
-    for version in [SimVersion::V25_04, SimVersion::V25_10] {
+    for version in [SimVersion::V25_04, SimVersion::V25_10, SimVersion::V24_10] {
         let nas = nas_with(version, |_| {});
         let mut server = Server::start(&nas, &[], Elicit::Unsupported);
 
@@ -387,7 +388,7 @@ fn read_tools_happy_path() {
         assert!(!r.is_error, "{}", r.text);
         let s = r.structured.unwrap();
         assert_eq!(s["connected"], true);
-        assert_eq!(s["protocol"], "jsonrpc");
+        assert_eq!(s["protocol"], if version == SimVersion::V24_10 { "legacy" } else { "jsonrpc" });
         assert_eq!(s["docker"]["status"], "RUNNING");
         assert_eq!(s["problems"], json!([]), "{}", r.text);
 
@@ -424,7 +425,18 @@ fn read_tools_happy_path() {
         assert_eq!(s["valid"], true, "{}", r.text);
         assert_eq!(s["port_check"]["checked"], true);
 
-        assert!(check_wire(&nas) >= 5, "too few requests checked for {version:?}");
+        if version != SimVersion::V24_10 {
+            assert!(check_wire(&nas) >= 5, "too few requests checked for {version:?}");
+            // Every subscription of the tools (log tails, the stats sample) was ended again; the client's own
+            // job-event subscription (core.get_jobs) lives as long as the connection.
+            let count = |m: &str| nas.sim.call_log().iter().filter(|(x, p)| x == m && p[0] != "core.get_jobs").count();
+            let deadline = Instant::now() + HANG;
+            while count("core.unsubscribe") < count("core.subscribe") {
+                assert!(Instant::now() < deadline, "subscriptions left open: {:?}", nas.sim.call_log());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(count("core.subscribe") >= 2);
+        }
         // Read tools change nothing, so they write no audit lines.
         assert!(server.audit_lines().is_empty());
     }
@@ -453,6 +465,8 @@ fn lifecycle_of_a_new_app() {
         let nas = nas_with(version, |_| {});
         let mut server = Server::start(&nas, &[], Elicit::Accept);
         let compose = web_compose(18081);
+        let r = server.request("logging/setLevel", json!({"level": "info"}));
+        assert!(r.get("result").is_some(), "{r}");
 
         // Dry run: the plan, nothing created.
         let r = server.call(
@@ -479,6 +493,11 @@ fn lifecycle_of_a_new_app() {
         let job_id = s["job_id"].as_i64().expect("job id");
         let progress = server.progress();
         assert!(!progress.is_empty(), "no progress notifications");
+        let logged = server
+            .notifications
+            .iter()
+            .any(|n| n["method"] == "notifications/message" && n["params"]["data"]["job_id"] == job_id);
+        assert!(logged, "the job id was not logged: {:#?}", server.notifications);
         let values: Vec<f64> = progress.iter().map(|p| p["params"]["progress"].as_f64().unwrap()).collect();
         assert!(values.windows(2).all(|w| w[0] < w[1]), "progress not increasing: {values:?}");
 
@@ -495,7 +514,9 @@ fn lifecycle_of_a_new_app() {
         let r = server
             .call("update_custom_app", json!({"app_name": "demo-web", "compose_yaml": updated, "env": {"TZ": "UTC"}}));
         assert!(!r.is_error, "{}", r.text);
-        assert_eq!(r.structured.unwrap()["status"], "updated");
+        let s = r.structured.unwrap();
+        assert_eq!(s["status"], "updated");
+        assert_eq!(s["state"], "RUNNING", "{}", r.text);
 
         // The deployed compose masks the secret unless asked.
         let r = server.call("get_custom_app_config", json!({"app_name": "demo-web"}));
@@ -521,6 +542,7 @@ fn lifecycle_of_a_new_app() {
         assert!(r.is_error && r.text.contains("start_custom_app"), "{}", r.text);
         let r = server.call("start_custom_app", json!({"app_name": "demo-web"}));
         assert!(!r.is_error, "{}", r.text);
+        assert_eq!(r.structured.unwrap()["state"], "RUNNING", "{}", r.text);
         let r = server.call("redeploy_custom_app", json!({"app_name": "demo-web"}));
         assert!(!r.is_error, "{}", r.text);
         let r = server.call("pull_custom_app_images", json!({"app_name": "demo-web"}));
@@ -634,7 +656,7 @@ fn apps_service_unconfigured() {
     let s = r.structured.unwrap();
     assert_eq!(s["connected"], true);
     let problems = s["problems"].to_string();
-    assert!(problems.contains("no pool") && problems.contains("Choose Pool"), "{problems}");
+    assert!(problems.contains("UNCONFIGURED") && problems.contains("Choose Pool"), "{problems}");
     check_wire(&nas);
 }
 
@@ -807,6 +829,9 @@ fn cancellation_mid_deploy_aborts_the_job() {
     assert!(server.wait_response(id, Duration::from_secs(2)).is_none());
     let r = server.call("get_job_status", json!({"job_id": job_id}));
     assert_eq!(r.structured.unwrap()["state"], "ABORTED", "{}", r.text);
+    let job = nas.sim.jobs().into_iter().find(|j| j["id"] == job_id).expect("the job in the simulator");
+    assert_eq!(job["method"], "app.create");
+    assert_eq!(job["state"], "ABORTED");
     let deadline = Instant::now() + HANG;
     while server.audit_lines().is_empty() {
         assert!(Instant::now() < deadline, "no audit line for the cancelled deploy");
@@ -957,4 +982,253 @@ fn mock_mode_serves_every_tool() {
     }
     drop(stdin);
     let _ = child.wait();
+}
+
+/// A deploy whose container crashes: refused? no — created, then diagnosed with the failing container's logs.
+#[test]
+fn deploy_crash_is_diagnosed_with_logs() {
+    let nas = nas();
+    let mut server = Server::start(&nas, &[], Elicit::Unsupported);
+    let compose = web_compose(18087).replace("nginx:1.27", "example/crash-app:1.0");
+    let r =
+        server.call("deploy_custom_app", json!({"app_name": "crashy", "compose_yaml": compose, "env": {"TZ": "UTC"}}));
+    assert!(r.is_error, "{}", r.text);
+    let s = r.structured.unwrap();
+    assert_eq!(s["status"], "crashed");
+    let logs = s["crash_logs"].as_array().unwrap();
+    assert_eq!(logs[0]["service"], "web");
+    assert!(!logs[0]["lines"].as_array().unwrap().is_empty(), "{s:#}");
+    assert!(r.text.contains("CRASHED") && r.text.contains("update_custom_app"), "{}", r.text);
+    let line = &server.audit_lines()[0];
+    assert_eq!(line["outcome"], "failed");
+    assert!(line["job_id"].is_i64(), "{line}");
+
+    // Fixing the compose with an update brings it up; breaking it again is diagnosed the same way.
+    let fixed = web_compose(18087);
+    let r =
+        server.call("update_custom_app", json!({"app_name": "crashy", "compose_yaml": fixed, "env": {"TZ": "UTC"}}));
+    assert!(!r.is_error, "{}", r.text);
+    assert_eq!(r.structured.unwrap()["state"], "RUNNING", "{}", r.text);
+    let r =
+        server.call("update_custom_app", json!({"app_name": "crashy", "compose_yaml": compose, "env": {"TZ": "UTC"}}));
+    assert!(r.is_error, "{}", r.text);
+    let s = r.structured.unwrap();
+    assert_eq!(s["state"], "CRASHED");
+    assert!(!s["crash_logs"][0]["lines"].as_array().unwrap().is_empty(), "{s:#}");
+    // And a redeploy of the broken app says so too.
+    let r = server.call("redeploy_custom_app", json!({"app_name": "crashy"}));
+    assert!(r.is_error && r.text.contains("CRASHED"), "{}", r.text);
+    assert_eq!(r.structured.unwrap()["state"], "CRASHED");
+    check_wire(&nas);
+}
+
+/// A TrueNAS job that fails: the error names the job and what to check, and the audit line says failed.
+#[test]
+fn job_failure_is_reported() {
+    // Two creates of the same name race: the second job fails inside TrueNAS ("already exists").
+    let nas = nas_with(SimVersion::V25_04, |o| o.job_step = Duration::from_millis(300));
+    let mut server = Server::start(&nas, &[], Elicit::Unsupported);
+    let compose = web_compose(18088);
+    let args = json!({"app_name": "twin", "compose_yaml": compose, "env": {"TZ": "UTC"}, "wait": false});
+    let r = server.call("deploy_custom_app", args);
+    assert!(!r.is_error, "{}", r.text);
+    let first = r.structured.unwrap()["job_id"].as_i64().unwrap();
+    let r =
+        server.call("deploy_custom_app", json!({"app_name": "twin", "compose_yaml": compose, "env": {"TZ": "UTC"}}));
+    assert!(r.is_error, "{}", r.text);
+    assert!(r.text.contains("already exists") && r.text.contains("job"), "{}", r.text);
+    let lines = server.audit_lines();
+    assert_eq!(lines[0]["outcome"], "started");
+    assert_eq!(lines[0]["job_id"], first);
+    assert_eq!(lines[1]["outcome"], "failed", "{:#}", lines[1]);
+    assert!(lines[1]["job_id"].as_i64().is_some_and(|j| j != first), "{:#}", lines[1]);
+    check_wire(&nas);
+}
+
+/// The connection drops while a job runs. When the job survives (the client finds it again after reconnecting),
+/// the answer is its real result; when it cannot be found (the middleware restarted), the answer says the outcome
+/// is unknown and names the tool that tells, and the audit line says unknown.
+#[test]
+fn connection_loss_mid_job() {
+    let nas = nas_with(SimVersion::V25_04, |o| o.job_step = Duration::from_millis(300));
+    let mut server = Server::start(&nas, &[], Elicit::Unsupported);
+    let running = app_in_state(&mut server, "running");
+    // A drop mid-job: the client finds the job again after reconnecting and the answer is its real result — unless
+    // the drop beat the job id's response (a busy machine), which makes the outcome honestly unknown.
+    nas.sim.faults().drop_mid_job();
+    let r = server.call("redeploy_custom_app", json!({"app_name": running}));
+    if r.is_error {
+        assert!(r.text.contains("OUTCOME UNKNOWN"), "{}", r.text);
+        assert_eq!(server.audit_lines()[0]["outcome"], "unknown");
+    } else {
+        assert_eq!(r.structured.unwrap()["changed"], true, "{}", r.text);
+        assert_eq!(server.audit_lines()[0]["outcome"], "succeeded");
+    }
+
+    // The middleware restarts while a job runs: the job cannot be found again, so the outcome is unknown.
+    nas.sim.faults().set_never_finish_jobs(true);
+    let id = server.send_request("tools/call", json!({"name": "stop_custom_app", "arguments": {"app_name": running}}));
+    let deadline = Instant::now() + HANG;
+    while !nas.sim.call_log().iter().any(|(m, _)| m == "app.stop") {
+        assert!(Instant::now() < deadline, "app.stop never sent");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    nas.sim.restart();
+    let resp = server.wait_response(id, HANG).expect("stop answered");
+    let r = server.check_result("stop_custom_app", resp);
+    assert!(r.is_error, "{}", r.text);
+    assert!(
+        r.text.contains("OUTCOME UNKNOWN") && r.text.contains(&format!("call get_custom_app_status for {running}")),
+        "{}",
+        r.text
+    );
+    let line = &server.audit_lines()[1];
+    assert_eq!(line["outcome"], "unknown", "{line}");
+    check_wire(&nas);
+}
+
+/// Modern era (stateless 2026-07-28): the delete confirmation travels as `input_required`, nothing is deleted or
+/// audited until the client retries with the user's answer.
+#[test]
+fn delete_confirmation_modern_era() {
+    let nas = nas();
+    let mut server = Server::start(&nas, &[], Elicit::Unsupported);
+    let stopped = app_in_state(&mut server, "stopped");
+    let meta = json!({"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}});
+    let r = server
+        .request("tools/call", json!({"name": "delete_custom_app", "arguments": {"app_name": stopped}, "_meta": meta}));
+    let result = &r["result"];
+    assert_eq!(result["resultType"], "input_required", "{r}");
+    let ask = &result["inputRequests"]["confirm_delete"];
+    assert_eq!(ask["method"], "elicitation/create", "{r}");
+    assert!(ask["params"]["message"].as_str().unwrap().contains("down -v"), "{r}");
+    assert!(nas.sim.call_log().iter().all(|(m, _)| m != "app.delete"));
+    assert!(server.audit_lines().is_empty(), "a question is not a change");
+
+    let r = server.request(
+        "tools/call",
+        json!({"name": "delete_custom_app", "arguments": {"app_name": stopped}, "_meta": meta,
+               "inputResponses": {"confirm_delete": {"action": "accept", "content": {"confirm": true}}}}),
+    );
+    let c = server.check_result("delete_custom_app", r);
+    assert!(!c.is_error, "{}", c.text);
+    assert_eq!(c.structured.unwrap()["status"], "deleted");
+    assert_eq!(server.audit_lines()[0]["outcome"], "succeeded");
+    check_wire(&nas);
+}
+
+/// Pulling images names the ones TrueNAS had flagged as outdated.
+#[test]
+fn pull_reports_outdated_images() {
+    let nas = nas();
+    let mut server = Server::start(&nas, &[], Elicit::Unsupported);
+    let r = server.call("list_custom_apps", json!({}));
+    let apps = r.structured.unwrap()["apps"].as_array().cloned().unwrap();
+    let outdated = apps.iter().find(|a| a["image_updates_available"] == true).expect("a seeded app with updates");
+    let name = outdated["name"].as_str().unwrap();
+    let r = server.call("pull_custom_app_images", json!({"app_name": name}));
+    assert!(!r.is_error, "{}", r.text);
+    let s = r.structured.unwrap();
+    let images = s["images_updated"].as_array().unwrap();
+    assert!(!images.is_empty(), "{s}");
+    assert!(r.text.contains(images[0].as_str().unwrap()), "{}", r.text);
+    let (_, params) = nas.sim.call_log().into_iter().find(|(m, _)| m == "app.pull_images").unwrap();
+    assert_eq!(params, json!([name, {"redeploy": true}]));
+    check_wire(&nas);
+}
+
+/// An app whose healthcheck never passes stays DEPLOYING: the deploy waits timeout_seconds and says so.
+#[test]
+fn deploy_waits_for_health_until_the_timeout() {
+    let nas = nas();
+    let mut server = Server::start(&nas, &[], Elicit::Unsupported);
+    let compose = web_compose(18089).replace("nginx:1.27", "example/unhealthy-app:1.0");
+    let r = server.call(
+        "deploy_custom_app",
+        json!({"app_name": "sickly", "compose_yaml": compose, "env": {"TZ": "UTC"}, "timeout_seconds": 10}),
+    );
+    assert!(!r.is_error, "{}", r.text);
+    let s = r.structured.unwrap();
+    assert_eq!(s["status"], "deploying");
+    assert_eq!(s["state"], "DEPLOYING");
+    assert!(r.text.contains("after 10 s") && r.text.contains("get_app_logs"), "{}", r.text);
+    check_wire(&nas);
+}
+
+/// The log tail is exactly the newest `lines` lines, also for long logs and per service.
+#[test]
+fn log_tails_are_exact() {
+    let nas = nas();
+    let mut server = Server::start(&nas, &[], Elicit::Unsupported);
+    let running = app_in_state(&mut server, "running");
+    nas.sim.set_log_lines(&running, 50_000);
+    for lines in [1u64, 3, 10_000] {
+        let r = server.call("get_app_logs", json!({"app_name": running, "lines": lines}));
+        assert!(!r.is_error, "{}", r.text);
+        let s = r.structured.unwrap();
+        let got = s["containers"][0]["lines"].as_array().unwrap();
+        assert_eq!(got.len() as u64, lines, "{lines}");
+        // The simulated log numbers its lines from 0 (and a running container may add more while we read): the tail is
+        // consecutive, in order, and ends at the newest line.
+        let numbers: Vec<u64> = got
+            .iter()
+            .map(|l| {
+                let text = l["line"].as_str().unwrap();
+                let n =
+                    text.split("line ").nth(1).and_then(|r| r.split(':').next()).unwrap_or_else(|| panic!("{text}"));
+                n.parse().unwrap()
+            })
+            .collect();
+        assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "not consecutive: {numbers:?}");
+        assert!(
+            *numbers.last().unwrap() >= 49_999,
+            "lines {lines}: newest line last, got {:?} first {:?}",
+            numbers.last(),
+            numbers.first()
+        );
+    }
+    let service = {
+        let r = server.call("get_custom_app_status", json!({"app_name": running}));
+        r.structured.unwrap()["containers"][0]["service"].as_str().unwrap().to_string()
+    };
+    let r = server.call("get_app_logs", json!({"app_name": running, "lines": 2, "service_name": service}));
+    assert!(!r.is_error, "{}", r.text);
+    let r = server.call("get_app_logs", json!({"app_name": running, "service_name": "nope"}));
+    assert!(r.is_error && r.text.contains(&service), "{}", r.text);
+    check_wire(&nas);
+}
+
+/// Live port conflicts: another app's port is an error; an app's own ports are not when it is the one updated.
+#[test]
+fn port_conflicts_exclude_the_apps_own_ports() {
+    let nas = nas();
+    let mut server = Server::start(&nas, &[], Elicit::Unsupported);
+    let r = server.call("list_custom_apps", json!({"status_filter": "running"}));
+    let app = r.structured.unwrap()["apps"][0].clone();
+    let name = app["name"].as_str().unwrap().to_string();
+    let port = app["ports"][0]["host_port"].as_u64().unwrap() as u16;
+    let compose = web_compose(port);
+
+    let r = server.call("validate_compose", json!({"compose_yaml": compose, "env": {"TZ": "UTC"}}));
+    let s = r.structured.unwrap();
+    assert_eq!(s["valid"], false, "{}", r.text);
+    assert!(rules(&s["findings"]).contains(&"port-conflict".to_string()), "{}", r.text);
+
+    let r = server.call("validate_compose", json!({"compose_yaml": compose, "env": {"TZ": "UTC"}, "app_name": name}));
+    let s = r.structured.unwrap();
+    assert_eq!(s["app_exists"], true);
+    assert!(!rules(&s["findings"]).contains(&"port-conflict".to_string()), "{}", r.text);
+
+    let r =
+        server.call("deploy_custom_app", json!({"app_name": "thief", "compose_yaml": compose, "env": {"TZ": "UTC"}}));
+    assert!(r.is_error && rules(&r.structured.unwrap()["findings"]).contains(&"port-conflict".to_string()));
+    let r = server.call(
+        "update_custom_app",
+        json!({"app_name": name, "compose_yaml": compose, "env": {"TZ": "UTC"}, "dry_run": true}),
+    );
+    assert!(!r.is_error, "{}", r.text);
+    assert_eq!(r.structured.unwrap()["status"], "dry_run");
+    check_wire(&nas);
 }

@@ -30,6 +30,26 @@ async def run(mode, command, args):
                              t.annotations.idempotent_hint, t.annotations.open_world_hint)
             for t in listing.tools
         )
+        # A read-only tool that needs no arguments (the SDK checks structuredContent against its outputSchema).
+        candidates = [t for t in listing.tools
+                      if t.annotations and t.annotations.read_only_hint and not (t.input_schema.get("required") or [])]
+        if candidates:
+            tool = candidates[0]
+            result = await client.call_tool(tool.name, {})
+            report["called"] = tool.name
+            # A successful result has passed the SDK's outputSchema check of structuredContent by now.
+            report["call_is_error"] = result.is_error
+            report["call_text"] = result.content[0].text[:200] if result.content else ""
+        caps = client.server_capabilities
+        if caps.resources is not None:
+            resources = await client.list_resources()
+            report["resources"] = [str(r.uri) for r in resources.resources]
+            if resources.resources:
+                read = await client.read_resource(resources.resources[0].uri)
+                report["resource_read"] = bool(read.contents) and bool(getattr(read.contents[0], "text", ""))
+        if caps.prompts is not None:
+            prompts = await client.list_prompts()
+            report["prompts"] = [p.name for p in prompts.prompts]
         try:
             await client.call_tool("no_such_tool", {})
             report["unknown_tool_error"] = None

@@ -57,15 +57,29 @@ def definition(revision, name):
     return doc[key].get(name)
 
 
+_validators = {}
+
+
+def validator_for(revision, node):
+    """A compiled validator for `node` (a definition reference or an inline subschema) inside the revision's document."""
+    key_str = json.dumps(node, sort_keys=True)
+    cache_key = (revision, key_str)
+    if cache_key not in _validators:
+        doc, key = schema(revision)
+        sub = dict(doc)
+        sub.pop("$id", None)
+        sub.update(node)
+        cls = jsonschema.Draft202012Validator if key == "$defs" else jsonschema.Draft7Validator
+        _validators[cache_key] = cls(sub)
+    return _validators[cache_key]
+
+
 def check(revision, name, instance, where, problems):
     doc, key = schema(revision)
     if name not in doc[key]:
         problems.append(f"{where}: revision {revision} has no definition {name}")
         return False
-    sub = dict(doc)
-    sub.pop("$id", None)
-    sub["$ref"] = f"#/{key}/{name}"
-    validator = jsonschema.Draft202012Validator(sub) if key == "$defs" else jsonschema.Draft7Validator(sub)
+    validator = validator_for(revision, {"$ref": f"#/{key}/{name}"})
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
     for e in errors[:5]:
         path = "/".join(str(p) for p in e.absolute_path)
@@ -83,12 +97,7 @@ def resolve(revision, node):
 
 
 def matches(revision, node, instance):
-    doc, key = schema(revision)
-    sub = dict(doc)
-    sub.pop("$id", None)
-    sub.update(node)
-    cls = jsonschema.Draft202012Validator if key == "$defs" else jsonschema.Draft7Validator
-    return cls(sub).is_valid(instance)
+    return validator_for(revision, node).is_valid(instance)
 
 
 # Members whose values are free-form (JSON Schemas, arbitrary JSON): the strict pass does not look inside them.
@@ -151,10 +160,7 @@ def check_error(revision, message, where, problems):
             check(revision, "JSONRPCErrorResponse", rest, where, problems)
         else:
             err_schema = definition(revision, "JSONRPCError")["properties"]["error"]
-            doc, key = schema(revision)
-            sub = dict(doc)
-            sub.update(err_schema)
-            for e in jsonschema.Draft7Validator(sub).iter_errors(message.get("error")):
+            for e in validator_for(revision, err_schema).iter_errors(message.get("error")):
                 problems.append(f"{where}: bad error object: {e.message[:300]}")
             if set(message) != {"jsonrpc", "id", "error"} or message.get("jsonrpc") != "2.0":
                 problems.append(f"{where}: bad error envelope {sorted(message)}")
