@@ -142,6 +142,12 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Tool calls that run at once. TrueNAS executes 10 calls per connection at a time and the client keeps up to
+/// `truenas::actor::MAX_ON_WIRE` (16) on the wire; with fewer workers than that, concurrent tool calls wait for a
+/// worker instead of for the NAS (4 workers measured 3.7× the ideal time in `cargo bench --bench system --
+/// pipelining`). Idle workers cost a blocked thread each.
+const TOOL_WORKERS: usize = crate::truenas::actor::MAX_ON_WIRE;
+
 fn run(argv: &[String]) -> Result<ExitCode> {
     let args = parse_args(argv)?;
     if args.version {
@@ -157,7 +163,7 @@ fn run(argv: &[String]) -> Result<ExitCode> {
     match args.command.as_str() {
         "serve" => {
             let catalog = crate::tools::catalog(&config);
-            crate::mcp::serve(catalog, 4)
+            crate::mcp::serve(catalog, TOOL_WORKERS)
         }
         "tools" => call::run_tools(&config, &args.rest),
         "call" => call::run_call(&config, &args.rest),
