@@ -774,6 +774,8 @@ fn hostile_inputs_are_bounded() {
         alias_bomb(6, 20),
         format!("big: &big [{}]\nrefs: [{}]\n", vec!["1"; 3000].join(","), vec!["*big"; 3000].join(",")),
         format!("services:\n  web:\n    x: {}{}\n", "[".repeat(50_000), "]".repeat(50_000)),
+        // Decoy closers inside strings hide the depth from the pre-scan; serde_yaml's own limit still stops it.
+        format!("services:\n  web:\n    x: {}{}\n", "[\"]\", ".repeat(3_000), "]".repeat(3_000)),
         format!("services:\n  web:\n    x: {}1{}\n", "{a: ".repeat(5_000), "}".repeat(5_000)),
         format!("services:\n  web:\n    image: \"{}\"\n", "${A:-".repeat(20_000)),
     ];
