@@ -1,3 +1,212 @@
 //! Append-only JSON Lines audit log of every change attempted on the NAS.
 //!
+//! One line per attempt: when, which tool, which app, the outcome, the TrueNAS job id, how long it took, and the
+//! arguments with secrets removed (compose text and `env` values never reach the log; only their size and the
+//! variable names do). The operator chooses the path (`TRUENAS_AUDIT_LOG`); `off` disables it.
+//!
 //! OWNER: tools helper.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::config::AuditTarget;
+
+/// How an attempted change ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded,
+    Failed,
+    /// Refused before reaching the NAS (policy, read-only, writable apps, missing confirmation).
+    Refused,
+    /// The user declined the confirmation.
+    Declined,
+    /// The caller cancelled; the job was aborted.
+    Cancelled,
+    /// The connection dropped while the change was in flight.
+    Unknown,
+    /// The job was started and not waited for.
+    Started,
+}
+
+/// One line of the audit log.
+#[derive(Clone, Debug, Serialize)]
+pub struct AuditRecord {
+    /// RFC 3339 UTC, millisecond precision.
+    pub time: String,
+    pub tool: String,
+    pub app: Option<String>,
+    pub outcome: Outcome,
+    pub job_id: Option<i64>,
+    pub duration_ms: u64,
+    /// The arguments with secrets redacted ([`redact_arguments`]).
+    pub arguments: Value,
+    /// A short reason for failures and refusals (never secrets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The audit log; shared by all workers.
+pub struct AuditLog {
+    path: Option<PathBuf>,
+    lock: Mutex<()>,
+}
+
+impl AuditLog {
+    pub fn new(target: &AuditTarget) -> AuditLog {
+        let path = match target {
+            AuditTarget::Off => None,
+            AuditTarget::File(p) => Some(p.clone()),
+        };
+        AuditLog { path, lock: Mutex::new(()) }
+    }
+
+    pub fn is_enabled(&self) -> bool {
+        self.path.is_some()
+    }
+
+    /// Append one record. A log that cannot be written is reported on stderr and never stops the tool.
+    pub fn append(&self, record: &AuditRecord) {
+        let Some(path) = &self.path else { return };
+        let line = match serde_json::to_string(record) {
+            Ok(l) => l,
+            Err(e) => {
+                log::error!("audit record not serialisable: {e}");
+                return;
+            }
+        };
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let result = (|| -> std::io::Result<()> {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)?;
+            }
+            let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+            // One write per line so concurrent appenders (other processes) never interleave within a line.
+            file.write_all(format!("{line}\n").as_bytes())
+        })();
+        if let Err(e) = result {
+            log::error!(
+                "cannot write the audit log {}: {e} (set TRUENAS_AUDIT_LOG to a writable path or off)",
+                path.display()
+            );
+        }
+    }
+}
+
+/// A copy of tool arguments safe to log: compose text becomes its size, `env` values become `***`.
+pub fn redact_arguments(args: &Value) -> Value {
+    let Some(obj) = args.as_object() else { return json!({}) };
+    let mut out = Map::new();
+    for (k, v) in obj {
+        let redacted = match (k.as_str(), v) {
+            ("compose_yaml", Value::String(s)) => json!(format!("<{} bytes>", s.len())),
+            ("env", Value::Object(m)) => Value::Object(m.keys().map(|k| (k.clone(), json!("***"))).collect()),
+            ("env", _) => json!("***"),
+            (_, Value::String(s)) if s.len() > 200 => json!(format!("<{} bytes>", s.len())),
+            _ => v.clone(),
+        };
+        out.insert(k.clone(), redacted);
+    }
+    Value::Object(out)
+}
+
+/// RFC 3339 UTC text of a point in time, e.g. `2026-11-24T03:04:05.123Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let secs = since.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let cases = [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (951_782_400, "2000-02-29T00:00:00.000Z"),
+            (1_795_489_445, "2026-11-24T03:04:05.000Z"),
+            (4_107_542_399, "2100-02-28T23:59:59.000Z"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(secs)), want);
+        }
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_234)), "1970-01-01T00:00:01.234Z");
+    }
+
+    #[test]
+    fn redaction_keeps_names_and_drops_values() {
+        let args = json!({
+            "app_name": "web",
+            "compose_yaml": "services:\n  db:\n    environment:\n      POSTGRES_PASSWORD: hunter2\n",
+            "env": {"DB_PASSWORD": "hunter2", "TAG": "1.2"},
+            "dry_run": false
+        });
+        let r = redact_arguments(&args);
+        let text = r.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert_eq!(r["app_name"], "web");
+        assert_eq!(r["env"], json!({"DB_PASSWORD": "***", "TAG": "***"}));
+        assert_eq!(r["compose_yaml"], json!("<66 bytes>"));
+        assert_eq!(r["dry_run"], false);
+    }
+
+    #[test]
+    fn records_append_as_json_lines_and_create_parent_directories() {
+        let dir = std::env::temp_dir().join(format!("truenas-mcp-audit-{}", std::process::id()));
+        let path = dir.join("nested/deeper/audit.jsonl");
+        let _ = std::fs::remove_dir_all(&dir);
+        let log = AuditLog::new(&AuditTarget::File(path.clone()));
+        for outcome in [Outcome::Succeeded, Outcome::Refused] {
+            log.append(&AuditRecord {
+                time: rfc3339(SystemTime::now()),
+                tool: "stop_custom_app".into(),
+                app: Some("web".into()),
+                outcome,
+                job_id: Some(7),
+                duration_ms: 12,
+                arguments: json!({"app_name": "web"}),
+                detail: None,
+            });
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["outcome"], "succeeded");
+        assert_eq!(lines[1]["outcome"], "refused");
+        assert_eq!(lines[1]["job_id"], 7);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let off = AuditLog::new(&AuditTarget::Off);
+        assert!(!off.is_enabled());
+    }
+}

@@ -10,6 +10,11 @@ use anyhow::{bail, Result};
 
 use crate::config::{Config, SETTINGS};
 
+mod call;
+mod certificate;
+mod check;
+pub use call::tool_json;
+
 /// Parsed command line: the subcommand, its own arguments, and setting overrides keyed by env name.
 #[derive(Debug, Default)]
 pub struct Args {
@@ -77,6 +82,22 @@ pub fn parse_args(argv: &[String]) -> Result<Args> {
     Ok(args)
 }
 
+const SIMULATE_HELP: &str = "truenas-mcp simulate [OPTIONS]
+
+Serve the built-in TrueNAS simulator (middleware + WebSocket front) until killed, to try the real wire path
+without a NAS. It prints the URL and the credentials to use on stderr.
+  --listen ADDR          address to listen on (default 127.0.0.1:8080)
+  --version V            TrueNAS release to imitate: 24.10 (legacy /websocket only), 25.04 (default), 25.10
+  --tls-cert F --tls-key F   serve wss:// with this PEM certificate and PKCS#8 key
+  --no-pool              no pool configured for apps (Docker UNCONFIGURED)
+  --empty                start without the example apps
+  --idle-timeout SECS    close idle connections like nginx (default 60)
+  --job-step-ms N        time per job progress step (default 500)
+  --add-api-key ID-SECRET    accept this API key (owned by the first user)
+  --add-user NAME:PASSWORD   accept this user as well as mcp-service / mock-password
+  --plain-tcp-remote     treat plain ws:// peers as remote (an API key sent that way gets revoked, like 25.04+)
+";
+
 pub fn usage() -> String {
     let mut s = format!(
         "truenas-mcp {} — MCP server for TrueNAS SCALE Custom Apps (Docker Compose)\n\n\
@@ -137,6 +158,17 @@ fn run(argv: &[String]) -> Result<ExitCode> {
         "serve" => {
             let catalog = crate::tools::catalog(&config);
             crate::mcp::serve(catalog, 4)
+        }
+        "tools" => call::run_tools(&config, &args.rest),
+        "call" => call::run_call(&config, &args.rest),
+        "check" => check::run_check(&config, &args.rest),
+        "simulate" => {
+            if args.rest.iter().any(|a| a == "--help" || a == "-h") {
+                out(SIMULATE_HELP)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            crate::sim::run_cli(&args.rest)?;
+            Ok(ExitCode::SUCCESS)
         }
         other => bail!("'{other}' is not available yet"),
     }

@@ -1,14 +1,28 @@
 //! The MCP server: stdio threads, the main loop, dispatch, protocol eras, progress, cancellation, logging.
 //!
 //! OWNER: MCP helper. The public surface other modules rely on lives in [`tool`] (the catalogue trait and the
-//! per-call context) and in [`serve`].
+//! per-call context) and in [`serve`] / [`serve_io`].
+//!
+//! Threads: `mcp-reader` (the only reader of the input) → main loop (all protocol state) → `mcp-worker-N` (tool
+//! calls, under `catch_unwind`) ; `mcp-writer` is the only writer of the output.
 
+mod call;
+mod pool;
+mod protocol;
+mod redact;
+mod server;
+mod stdio;
 pub mod tool;
+mod wire;
 
+use std::process::ExitCode;
+use std::sync::Arc;
+
+pub use server::{serve_io, ServeOptions};
 pub use tool::{Annotations, CallContext, Catalog, ToolDef, ToolOutput};
 
 /// Run the MCP server on stdin/stdout until stdin closes. Returns the process exit code.
-pub fn serve(catalog: std::sync::Arc<dyn Catalog>, workers: usize) -> anyhow::Result<std::process::ExitCode> {
-    let _ = (catalog, workers);
-    todo!("mcp::serve")
+pub fn serve(catalog: Arc<dyn Catalog>, workers: usize) -> anyhow::Result<ExitCode> {
+    let opts = ServeOptions { workers, ..ServeOptions::default() };
+    server::run(catalog, std::io::stdin(), std::io::stdout(), opts)
 }

@@ -2,10 +2,20 @@
 //! subscriptions, typed errors.
 //!
 //! OWNER: client helper (everything under `truenas/` except `apps.rs`, which the tools helper owns).
+//!
+//! Map: `client` (the handle workers use), `actor` (the only owner of the socket), `transport` (DNS/TCP/TLS/
+//! WebSocket), `codec` (JSON-RPC and legacy DDP), `ejson`, `auth`, `jobs`, `subscriptions`, `error`.
 
+pub mod actor;
 pub mod apps;
+pub mod auth;
 pub mod client;
+pub mod codec;
+pub mod ejson;
 pub mod error;
+pub mod jobs;
+pub mod subscriptions;
+pub mod transport;
 
 pub use client::{
     Client, ClientSettings, ConnectTarget, JobOptions, JobProgress, ServerInfo, SubEvent, Subscription, WireProtocol,

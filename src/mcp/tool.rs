@@ -93,7 +93,40 @@ pub enum LogLevel {
     Emergency,
 }
 
-/// Where a handler sends MCP log messages (legacy era; filtered by `logging/setLevel`). Never put secrets in them.
+impl LogLevel {
+    pub const ALL: [LogLevel; 8] = [
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Notice,
+        LogLevel::Warning,
+        LogLevel::Error,
+        LogLevel::Critical,
+        LogLevel::Alert,
+        LogLevel::Emergency,
+    ];
+
+    /// The MCP wire name (`"warning"`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Notice => "notice",
+            LogLevel::Warning => "warning",
+            LogLevel::Error => "error",
+            LogLevel::Critical => "critical",
+            LogLevel::Alert => "alert",
+            LogLevel::Emergency => "emergency",
+        }
+    }
+
+    /// Parse an MCP wire name.
+    pub fn parse(name: &str) -> Option<LogLevel> {
+        LogLevel::ALL.into_iter().find(|l| l.as_str() == name)
+    }
+}
+
+/// Where a handler sends MCP log messages: filtered by `logging/setLevel` in the legacy era, by the request's
+/// `io.modelcontextprotocol/logLevel` opt-in in the modern era (none without it). Never put secrets in them.
 pub trait LogSink: Send + Sync {
     fn log(&self, level: LogLevel, logger: &str, data: Value);
 }
@@ -208,12 +241,31 @@ pub enum CatalogError {
     Internal(String),
 }
 
+/// What a catalogue offers besides tools; decides the capabilities the server declares and the methods it serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Offers {
+    /// `resources/list`, `resources/templates/list`, `resources/read`.
+    pub resources: bool,
+    /// `prompts/list`, `prompts/get`.
+    pub prompts: bool,
+    /// `completion/complete` (for prompt arguments and resource-template variables).
+    pub completions: bool,
+}
+
 /// A tool catalogue (plus optional resources, prompts and completion). Implemented by `crate::tools` and tests.
 pub trait Catalog: Send + Sync + 'static {
     /// The tools in publication order (deterministic).
     fn tools(&self) -> Vec<ToolDef>;
     /// Run a tool. `args` already validated against its input schema with defaults applied.
     fn call(&self, name: &str, args: Value, ctx: &CallContext) -> ToolOutput;
+    /// What the catalogue offers besides tools. Called once when the server starts, so it must not do I/O; the
+    /// default derives it from `resources()`, `resource_templates()` and `prompts()` being non-empty (override it if
+    /// listing those is expensive).
+    fn offers(&self) -> Offers {
+        let templates = !self.resource_templates().is_empty();
+        let prompts = !self.prompts().is_empty();
+        Offers { resources: templates || !self.resources().is_empty(), prompts, completions: prompts || templates }
+    }
     /// Server instructions sent at initialize / discover.
     fn instructions(&self) -> Option<String> {
         None

@@ -1,1 +1,445 @@
-//! Integration tests: cli (owned by the cli helper).
+//! Integration tests: the command line (check, tools, call, simulate) and the README staying true.
+
+use std::process::Command;
+
+use truenas_mcp::config::SETTINGS;
+
+fn readme() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md")
+}
+
+/// The settings table in the README lists exactly the settings the program has, with the same defaults.
+#[test]
+fn readme_settings_table_matches_the_code() {
+    let text = readme();
+    let start = text.find("<!-- settings-table").expect("settings table marker");
+    let end = text.find("<!-- /settings-table -->").expect("settings table end marker");
+    let rows: Vec<Vec<String>> = text[start..end]
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| l.trim_matches('|').split(" | ").map(|c| c.trim().trim_matches('`').to_string()).collect())
+        .collect();
+    assert_eq!(rows.len(), SETTINGS.len(), "README rows vs SETTINGS");
+    for (row, s) in rows.iter().zip(SETTINGS) {
+        assert_eq!(row[0], s.env);
+        assert_eq!(row[1], s.flag, "{}", s.env);
+        assert_eq!(row[2], s.default, "{}", s.env);
+        assert_eq!(row[3], s.help, "{}", s.env);
+    }
+}
+
+/// `--help` documents every setting, `--version` prints the version; both exit 0.
+#[test]
+fn help_and_version() {
+    let bin = env!("CARGO_BIN_EXE_truenas-mcp");
+    let out = Command::new(bin).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for s in SETTINGS {
+        assert!(help.contains(s.env) && help.contains(s.flag), "--help lacks {}", s.env);
+    }
+    let out = Command::new(bin).arg("--version").output().unwrap();
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("truenas-mcp {}\n", env!("CARGO_PKG_VERSION")));
+}
+
+/// A bad setting stops the program with the precise message and exit code 2, before anything else happens.
+#[test]
+fn bad_settings_are_refused_precisely() {
+    let bin = env!("CARGO_BIN_EXE_truenas-mcp");
+    let out = Command::new(bin).args(["tools"]).env("TRUENAS_PORT", "abc").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "truenas-mcp: TRUENAS_PORT must be 1-65535, got 'abc'");
+    assert!(out.stdout.is_empty());
+}
+
+// ---- check: one line per step, against the simulator over real sockets ----------------------------------------
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use truenas_mcp::sim::{SimApiKey, SimOptions, Simulator};
+
+fn fixture(rel: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(rel).display().to_string()
+}
+
+/// The binary with a clean environment: none of our settings leak in from the developer's shell.
+fn binary(env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_truenas-mcp"));
+    for s in SETTINGS {
+        cmd.env_remove(s.env);
+    }
+    cmd.env_remove("RUST_LOG").env("TRUENAS_AUDIT_LOG", "off").env("TRUENAS_CONNECT_TIMEOUT", "5");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn check(env: &[(&str, &str)]) -> (i32, String) {
+    let out = binary(env).arg("check").output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap())
+}
+
+/// The report line of `step` (the first line starting with ✓/✗ and the step name).
+fn line<'a>(report: &'a str, step: &str) -> &'a str {
+    report
+        .lines()
+        .find(|l| l.starts_with(&format!("✓ {step}:")) || l.starts_with(&format!("✗ {step}:")))
+        .unwrap_or_else(|| panic!("no {step} line in:\n{report}"))
+}
+
+fn sim(opts: SimOptions) -> (Simulator, truenas_mcp::sim::SimServer) {
+    let sim = Simulator::new(SimOptions { login_fail_delay: Duration::from_millis(10), ..opts });
+    let server = sim.serve("127.0.0.1:0").unwrap();
+    (sim, server)
+}
+
+#[test]
+fn check_passes_against_a_healthy_simulator() {
+    let (_sim, server) = sim(SimOptions::default());
+    let port = server.addr.port().to_string();
+    let (code, out) = check(&[
+        ("TRUENAS_HOST", "127.0.0.1"),
+        ("TRUENAS_PORT", &port),
+        ("TRUENAS_PROTOCOL", "ws"),
+        ("TRUENAS_PASSWORD", "mock-password"),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains('✗'), "{out}");
+    assert_eq!(line(&out, "endpoint"), format!("✓ endpoint: ws://127.0.0.1:{port}/api/current (JSON-RPC 2.0)"));
+    assert!(line(&out, "version").starts_with("✓ version: TrueNAS 25.04.2"), "{out}");
+    assert_eq!(line(&out, "apps"), "✓ apps: Docker service RUNNING on pool tank");
+    assert!(out.contains("TRUENAS_PASSWORD                 *** (set)"), "{out}");
+    assert!(!out.contains("mock-password"), "the password leaked:\n{out}");
+}
+
+#[test]
+fn check_diagnoses_a_bad_host() {
+    let (code, out) = check(&[("TRUENAS_HOST", "nas.does-not-exist.invalid"), ("TRUENAS_PASSWORD", "x")]);
+    assert_eq!(code, 1);
+    let l = line(&out, "DNS");
+    assert!(l.starts_with("✗ DNS: cannot resolve 'nas.does-not-exist.invalid': "), "{l}");
+    assert!(l.ends_with("— fix: check TRUENAS_HOST (a hostname or IP address of the NAS)"), "{l}");
+}
+
+#[test]
+fn check_diagnoses_a_refused_port() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (code, out) = check(&[
+        ("TRUENAS_HOST", "127.0.0.1"),
+        ("TRUENAS_PORT", &port.to_string()),
+        ("TRUENAS_PROTOCOL", "ws"),
+        ("TRUENAS_PASSWORD", "x"),
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        line(&out, "TCP"),
+        format!(
+            "✗ TCP: cannot connect to 127.0.0.1:{port} (127.0.0.1:{port}: Connection refused (os error 111)) — fix: \
+             check that the NAS is up and TRUENAS_PORT is its web UI port (80 for ws)"
+        )
+    );
+}
+
+fn tls_sim() -> (Simulator, truenas_mcp::sim::SimServer) {
+    sim(SimOptions {
+        tls: Some((fixture("tls/server.pem").into(), fixture("tls/server.pkcs8.key").into())),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn check_explains_an_untrusted_certificate() {
+    let (_sim, server) = tls_sim();
+    let port = server.addr.port().to_string();
+    for ca in [None, Some(fixture("tls/other-ca.pem"))] {
+        let mut env =
+            vec![("TRUENAS_HOST", "127.0.0.1"), ("TRUENAS_PORT", port.as_str()), ("TRUENAS_PASSWORD", "mock-password")];
+        if let Some(ca) = &ca {
+            env.push(("TRUENAS_CA_CERT", ca));
+        }
+        let (code, out) = check(&env);
+        assert_eq!(code, 1, "{out}");
+        let l = line(&out, "TLS");
+        assert!(l.starts_with("✗ TLS: certificate verification failed: "), "{l}");
+        assert!(
+            l.contains(
+                "; the server presents certificate CN=localhost (issued by CN=truenas-mcp test CA), valid until 20"
+            ),
+            "{l}"
+        );
+        assert!(
+            l.ends_with("and set TRUENAS_CA_CERT=/path/to/it.pem; TRUENAS_SSL_VERIFY=false only as a last resort"),
+            "{l}"
+        );
+        assert!(!out.contains("✓ login"), "must stop before sending credentials:\n{out}");
+    }
+}
+
+#[test]
+fn check_trusts_a_custom_ca() {
+    let (_sim, server) = tls_sim();
+    let port = server.addr.port().to_string();
+    let ca = fixture("tls/ca.pem");
+    let (code, out) = check(&[
+        ("TRUENAS_HOST", "127.0.0.1"),
+        ("TRUENAS_PORT", &port),
+        ("TRUENAS_PASSWORD", "mock-password"),
+        ("TRUENAS_CA_CERT", &ca),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let l = line(&out, "TLS");
+    assert!(l.starts_with("✓ TLS: certificate CN=localhost (issued by CN=truenas-mcp test CA), valid until 20"), "{l}");
+    assert!(l.ends_with("; verified with TRUENAS_CA_CERT"), "{l}");
+    assert_eq!(line(&out, "endpoint"), format!("✓ endpoint: wss://127.0.0.1:{port}/api/current (JSON-RPC 2.0)"));
+}
+
+#[test]
+fn check_reports_a_wrong_password() {
+    let (_sim, server) = sim(SimOptions::default());
+    let port = server.addr.port().to_string();
+    let (code, out) = check(&[
+        ("TRUENAS_HOST", "127.0.0.1"),
+        ("TRUENAS_PORT", &port),
+        ("TRUENAS_PROTOCOL", "ws"),
+        ("TRUENAS_PASSWORD", "not-the-password"),
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        line(&out, "login"),
+        "✗ login: truenas login failed: wrong username, password or API key; check TRUENAS_USERNAME and \
+         TRUENAS_PASSWORD or TRUENAS_API_KEY"
+    );
+    assert!(!out.contains("not-the-password"));
+}
+
+#[test]
+fn check_explains_a_revoked_api_key() {
+    let key = "7-rKq2VwH0sT9yXbN4mA";
+    let (sim, server) = sim(SimOptions {
+        api_keys: vec![SimApiKey { id: 7, key: key.into(), username: "mcp-service".into() }],
+        treat_plain_tcp_as_remote: true,
+        ..Default::default()
+    });
+    let port = server.addr.port().to_string();
+    let (code, out) = check(&[
+        ("TRUENAS_HOST", "127.0.0.1"),
+        ("TRUENAS_PORT", &port),
+        ("TRUENAS_PROTOCOL", "ws"),
+        ("TRUENAS_USERNAME", "mcp-service"),
+        ("TRUENAS_API_KEY", key),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    let l = line(&out, "login");
+    assert!(
+        l.starts_with("✗ login: truenas login refused: the account, password or API key has expired or was revoked"),
+        "{l}"
+    );
+    assert!(l.contains("permanently revokes an API key that was ever sent over plain ws://"), "{l}");
+    assert!(sim.api_key_revoked(7), "the simulator should have revoked the key");
+    assert!(!out.contains("rKq2VwH0sT9yXbN4mA"), "the key leaked:\n{out}");
+}
+
+#[test]
+fn check_reports_a_missing_apps_pool() {
+    let (_sim, server) = sim(SimOptions { docker_pool: None, ..Default::default() });
+    let port = server.addr.port().to_string();
+    let (code, out) = check(&[
+        ("TRUENAS_HOST", "127.0.0.1"),
+        ("TRUENAS_PORT", &port),
+        ("TRUENAS_PROTOCOL", "ws"),
+        ("TRUENAS_PASSWORD", "mock-password"),
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        line(&out, "apps"),
+        "✗ apps: no pool configured for apps (Docker is UNCONFIGURED) — fix: in the TrueNAS UI open Apps > \
+         Configuration > Choose Pool"
+    );
+}
+
+// ---- call and tools --------------------------------------------------------------------------------------------
+
+fn sim_env(server: &truenas_mcp::sim::SimServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("TRUENAS_HOST", "127.0.0.1".into()),
+        ("TRUENAS_PORT", server.addr.port().to_string()),
+        ("TRUENAS_PROTOCOL", "ws".into()),
+        ("TRUENAS_PASSWORD", "mock-password".into()),
+    ]
+}
+
+fn call(env: &[(&'static str, String)], args: &[&str]) -> (i32, String, String) {
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = binary(&pairs).arg("call").args(args).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
+#[test]
+fn call_runs_a_read_tool_readably_and_as_json() {
+    let (_sim, server) = sim(SimOptions::default());
+    let env = sim_env(&server);
+    let (code, out, _) = call(&env, &["list_custom_apps", "status_filter=all"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("whoami") && out.contains("RUNNING") && out.contains("postgres"), "{out}");
+    let (code, out, _) = call(&env, &["list_custom_apps", "--json", "--args", r#"{"status_filter":"crashed"}"#]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = v["apps"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["postgres"], "{v}");
+}
+
+#[test]
+fn call_deploys_with_progress_on_stderr() {
+    let (sim, server) = sim(SimOptions::default());
+    let env = sim_env(&server);
+    let compose = "services:\n  web:\n    image: nginx:1.27\n    ports: ['8181:80']\n    deploy: {resources: {limits: {memory: 256M}}}\n";
+    let dir = std::env::temp_dir().join(format!("truenas-mcp-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("compose.yml");
+    std::fs::write(&file, compose).unwrap();
+    let arg = format!("compose_yaml=@{}", file.display());
+    let (code, out, err) = call(&env, &["deploy_custom_app", "app_name=nginx-test", &arg]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(err.lines().any(|l| l.starts_with('[') && l.contains("%")), "no progress bar on stderr:\n{err}");
+    assert!(out.contains("nginx-test"), "{out}");
+    assert!(sim.apps().iter().any(|a| a["name"] == "nginx-test"), "the app was not created");
+}
+
+#[test]
+fn call_refuses_a_dangerous_compose_with_exit_code_1() {
+    let (sim, server) = sim(SimOptions::default());
+    let env = sim_env(&server);
+    let compose = "services:\n  root:\n    image: alpine:3\n    privileged: yes\n    volumes: ['/var/run/docker.sock:/var/run/docker.sock']\n";
+    let arg = format!("compose_yaml={compose}");
+    let (code, out, _) = call(&env, &["deploy_custom_app", "app_name=evil", &arg]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("privileged") && out.contains("docker-socket"), "{out}");
+    assert!(!sim.call_log().iter().any(|(m, _)| m == "app.create"), "nothing may reach the NAS");
+}
+
+#[test]
+fn call_reports_bad_arguments_before_connecting() {
+    let (code, _, err) = call(&[], &["get_app_logs", "app_name=Bad_Name", "lines=0"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid arguments for get_app_logs"), "{err}");
+    assert!(err.contains("app_name: must match the pattern") && err.contains("lines: must be at least 1"), "{err}");
+    let (code, _, err) = call(&[], &["no_such_tool"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown tool 'no_such_tool'"), "{err}");
+}
+
+#[test]
+fn tools_lists_the_catalogue_and_hides_writes_when_read_only() {
+    let out = binary(&[]).arg("tools").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("deploy_custom_app") && text.contains("get_app_logs"), "{text}");
+    let out = binary(&[("TRUENAS_READ_ONLY", "true")]).args(["tools", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = v["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"list_custom_apps") && !names.contains(&"deploy_custom_app"), "{names:?}");
+}
+
+// ---- the README's commands run, so the documentation cannot rot ------------------------------------------------
+
+/// Commands in the README's `sh` blocks that this test deliberately does not run, and why.
+const NOT_RUN: &[(&str, &str)] = &[
+    ("./run_mcp.sh --mock", "builds the release binary first; the same server is exercised by every MCP test"),
+    ("cargo test", "this is the test suite itself"),
+    ("cargo clippy --all-targets -- -D warnings", "run by .ci/run"),
+    ("cargo bench --bench mcp", "benchmarks print numbers; see BENCHMARKS.md"),
+    (".ci/run", "CI itself"),
+    ("claude mcp add", "needs Claude Code"),
+];
+
+fn readme_commands() -> Vec<String> {
+    let text = readme();
+    let mut cmds = Vec::new();
+    let mut in_sh = false;
+    for l in text.lines() {
+        if l.trim_start().starts_with("```") {
+            in_sh = !in_sh && l.trim() == "```sh";
+            continue;
+        }
+        if in_sh {
+            let cmd = l.split("  #").next().unwrap_or("").trim();
+            if !cmd.is_empty() {
+                cmds.push(cmd.to_string());
+            }
+        }
+    }
+    cmds
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Split `A=1 B=2 truenas-mcp args…` into (env, args after `truenas-mcp`).
+fn split_command(cmd: &str) -> (Vec<(String, String)>, Vec<String>) {
+    let mut env = Vec::new();
+    let mut words = cmd.split_whitespace();
+    for w in words.by_ref() {
+        if w == "truenas-mcp" {
+            break;
+        }
+        let (k, v) = w.split_once('=').unwrap_or_else(|| panic!("unexpected word '{w}' in README command: {cmd}"));
+        env.push((k.to_string(), v.to_string()));
+    }
+    (env, words.map(String::from).collect())
+}
+
+#[test]
+fn readme_commands_work() {
+    let cmds = readme_commands();
+    assert!(cmds.len() >= 8, "README commands not found: {cmds:?}");
+    let mut ports = std::collections::BTreeMap::new();
+    let mut sims = Vec::new();
+    for cmd in &cmds {
+        if NOT_RUN.iter().any(|(prefix, _)| cmd.starts_with(prefix)) {
+            continue;
+        }
+        assert!(cmd.contains("truenas-mcp "), "README command neither run nor listed in NOT_RUN: {cmd}");
+        // Fixed README ports become free ones; the same README port maps to the same free port.
+        let mut cmd = cmd.clone();
+        for p in ["8080", "8443"] {
+            if cmd.contains(p) {
+                let free = *ports.entry(p).or_insert_with(free_port);
+                cmd = cmd.replace(p, &free.to_string());
+            }
+        }
+        let (env, args) = split_command(&cmd);
+        let mut command = binary(&[]);
+        command.current_dir(env!("CARGO_MANIFEST_DIR")).args(&args).envs(env);
+        if args.first().map(String::as_str) == Some("simulate") {
+            if sims.iter().any(|(a, _): &(Vec<String>, _)| a.iter().any(|x| args.contains(x) && x.starts_with("127.")))
+            {
+                continue; // same port as an earlier example
+            }
+            let mut child = command.stderr(std::process::Stdio::piped()).spawn().unwrap();
+            let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+            let mut first = String::new();
+            std::io::BufRead::read_line(&mut stderr, &mut first).unwrap();
+            assert!(first.contains("listening on"), "{cmd}: {first}");
+            sims.push((args.clone(), child));
+            continue;
+        }
+        let out = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "README command failed: {cmd}\nstdout:\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!stdout.trim().is_empty(), "README command printed nothing: {cmd}");
+    }
+    assert!(sims.len() >= 2, "the simulate examples did not run");
+    for (_, mut child) in sims {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

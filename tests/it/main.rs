@@ -2,8 +2,11 @@
 
 mod cli;
 mod compose;
+mod faults;
 mod mcp;
+mod properties;
 mod sim;
+mod soak;
 mod support;
 mod tools;
 mod truenas;

@@ -1,0 +1,3 @@
+//! End-to-end benchmarks (cold start, pipelining, logs, idle, soak): `cargo bench --bench system`.
+
+fn main() {}

@@ -1,0 +1,254 @@
+//! `truenas-mcp call` and `truenas-mcp tools`: the tool catalogue from a shell, with the same validation,
+//! policy and audit as over MCP.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Map, Value};
+
+use crate::config::Config;
+use crate::mcp::tool::{CallContext, CancelToken, ProgressSink, ToolDef};
+
+/// The MCP `Tool` object for a definition (as `tools/list` publishes it in the newest revision).
+pub fn tool_json(t: &ToolDef) -> Value {
+    let mut v = json!({
+        "name": t.name,
+        "title": t.title,
+        "description": t.description,
+        "inputSchema": t.input_schema,
+        "annotations": {
+            "title": t.title,
+            "readOnlyHint": t.annotations.read_only,
+            "destructiveHint": t.annotations.destructive,
+            "idempotentHint": t.annotations.idempotent,
+            "openWorldHint": t.annotations.open_world,
+        },
+    });
+    if let Some(o) = &t.output_schema {
+        v["outputSchema"] = o.clone();
+    }
+    v
+}
+
+/// `tools [--json]`.
+pub fn run_tools(config: &Config, rest: &[String]) -> Result<ExitCode> {
+    let mut as_json = false;
+    for a in rest {
+        match a.as_str() {
+            "--json" => as_json = true,
+            "--help" | "-h" => {
+                super::out("truenas-mcp tools [--json]\n\nList the tools this configuration publishes (read-only mode hides write tools).\n")?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            other => bail!("unknown argument '{other}' for tools (see tools --help)"),
+        }
+    }
+    let tools = crate::tools::catalog(config).tools();
+    if as_json {
+        let list: Vec<Value> = tools.iter().map(tool_json).collect();
+        super::out(&format!("{}\n", serde_json::to_string_pretty(&json!({ "tools": list }))?))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut s = String::new();
+    for t in &tools {
+        let a = t.annotations;
+        let kind = if a.read_only {
+            "read-only"
+        } else if a.destructive {
+            "destructive"
+        } else {
+            "changes the NAS"
+        };
+        s.push_str(&format!("{} — {} [{kind}]\n", t.name, t.title));
+        let first = t.description.split_terminator(". ").next().unwrap_or("").trim_end_matches('.');
+        s.push_str(&format!("    {first}.\n"));
+        if let Some(props) = t.input_schema.get("properties").and_then(Value::as_object) {
+            let required: Vec<&str> = t
+                .input_schema
+                .get("required")
+                .and_then(Value::as_array)
+                .map(|r| r.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            for (name, p) in props {
+                let ty = p.get("type").map(|t| t.to_string().replace('"', "")).unwrap_or_else(|| "any".into());
+                let req = if required.contains(&name.as_str()) { ", required" } else { "" };
+                let default = p.get("default").map(|d| format!(", default {d}")).unwrap_or_default();
+                s.push_str(&format!("      {name} ({ty}{req}{default})\n"));
+            }
+        }
+    }
+    s.push_str(&format!("\n{} tools. Run one with: truenas-mcp call <tool> key=value ...\n", tools.len()));
+    super::out(&s)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+const CALL_HELP: &str = "truenas-mcp call <tool> [--args JSON | key=value ...] [--json]
+
+Run one tool with the same validation, policy and audit as over MCP.
+  key=value     one argument; the value is parsed as JSON when it is valid JSON (numbers, true, {...}),
+                otherwise taken as a string; key=@path reads the value from a file (e.g. compose_yaml=@compose.yml)
+  --args JSON   all arguments as one JSON object
+  --json        print the structured result as JSON instead of text
+Progress of long TrueNAS jobs is drawn on stderr; Ctrl-C aborts the running job.
+Exit codes: 0 success, 1 the tool reported an error, 2 bad usage or configuration.
+";
+
+/// Parse `key=value` / `--args JSON` into an argument object.
+pub fn parse_call_args(rest: &[String]) -> Result<(Map<String, Value>, bool)> {
+    let mut args = Map::new();
+    let mut as_json = false;
+    let mut i = 0;
+    while i < rest.len() {
+        let a = &rest[i];
+        if a == "--json" {
+            as_json = true;
+        } else if a == "--args" || a.starts_with("--args=") {
+            let text = match a.strip_prefix("--args=") {
+                Some(t) => t.to_string(),
+                None => {
+                    i += 1;
+                    rest.get(i).cloned().context("--args needs a JSON object")?
+                }
+            };
+            let v: Value = serde_json::from_str(&text).context("--args must be a JSON object")?;
+            match v {
+                Value::Object(m) => args.extend(m),
+                _ => bail!("--args must be a JSON object, got {}", text),
+            }
+        } else if let Some((k, v)) = a.split_once('=') {
+            if k.is_empty() || k.starts_with('-') {
+                bail!("bad argument '{a}': expected key=value");
+            }
+            let value = if let Some(path) = v.strip_prefix('@') {
+                Value::String(std::fs::read_to_string(path).with_context(|| format!("cannot read {path} for {k}"))?)
+            } else {
+                serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()))
+            };
+            args.insert(k.to_string(), value);
+        } else {
+            bail!("bad argument '{a}': expected key=value, --args JSON or --json (see call --help)");
+        }
+        i += 1;
+    }
+    Ok((args, as_json))
+}
+
+/// Draws TrueNAS job progress on stderr.
+struct StderrProgress {
+    tty: bool,
+    last: Mutex<f64>,
+}
+
+impl ProgressSink for StderrProgress {
+    fn report(&self, progress: f64, total: Option<f64>, message: Option<&str>) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        if progress <= *last {
+            return;
+        }
+        *last = progress;
+        let pct = match total {
+            Some(t) if t > 0.0 => (progress / t * 100.0).clamp(0.0, 100.0),
+            _ => progress.clamp(0.0, 100.0),
+        };
+        let filled = (pct / 5.0) as usize;
+        let bar = format!(
+            "[{}{}] {:>3.0}% {}",
+            "#".repeat(filled),
+            ".".repeat(20 - filled.min(20)),
+            pct,
+            message.unwrap_or("")
+        );
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            let _ = write!(err, "\r\x1b[2K{bar}");
+        } else {
+            let _ = writeln!(err, "{bar}");
+        }
+        let _ = err.flush();
+    }
+}
+
+/// `call <tool> ...`.
+pub fn run_call(config: &Config, rest: &[String]) -> Result<ExitCode> {
+    if rest.is_empty() || rest.iter().any(|a| a == "--help" || a == "-h") {
+        super::out(CALL_HELP)?;
+        return Ok(if rest.is_empty() { ExitCode::from(2) } else { ExitCode::SUCCESS });
+    }
+    let name = &rest[0];
+    let (args, as_json) = parse_call_args(&rest[1..])?;
+    let catalog = crate::tools::catalog(config);
+    let tools = catalog.tools();
+    let Some(tool) = tools.iter().find(|t| &t.name == name) else {
+        let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+        let hint = if config.read_only { " (read-only mode hides write tools)" } else { "" };
+        bail!("unknown tool '{name}'{hint}; available: {}", names.join(", "));
+    };
+    let mut args = Value::Object(args);
+    crate::jsonschema::apply_defaults(&tool.input_schema, &mut args);
+    if let Err(errors) = crate::jsonschema::validate(&tool.input_schema, &args) {
+        let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        bail!("invalid arguments for {name}:\n{}", list.join("\n"));
+    }
+    let cancel = CancelToken::new();
+    install_interrupt(cancel.clone());
+    let tty = std::io::stderr().is_terminal();
+    let mut ctx = CallContext::detached();
+    ctx.cancel = cancel;
+    ctx.progress = Arc::new(StderrProgress { tty, last: Mutex::new(f64::MIN) });
+    let output = catalog.call(name, args, &ctx);
+    if tty {
+        eprint!("\r\x1b[2K");
+    }
+    if as_json {
+        let v = output.structured.clone().unwrap_or_else(|| json!({ "text": output.text }));
+        super::out(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;
+    } else {
+        super::out(&format!("{}\n", output.text.trim_end()))?;
+    }
+    Ok(if output.is_error { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Ctrl-C sets the cancel flag (the tool aborts its TrueNAS job); a second Ctrl-C exits at once.
+fn install_interrupt(cancel: CancelToken) {
+    let result = ctrlc::set_handler(move || {
+        if cancel.is_cancelled() {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: aborting the running job (Ctrl-C again to quit at once)");
+        cancel.cancel();
+    });
+    if let Err(e) = result {
+        log::debug!("cannot install the Ctrl-C handler: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn key_values_parse_as_json_or_string() {
+        let (args, as_json) =
+            parse_call_args(&s(&["lines=50", "app_name=web", "dry_run=true", "env={\"A\":\"1\"}", "--json"])).unwrap();
+        assert!(as_json);
+        assert_eq!(Value::Object(args), json!({"lines": 50, "app_name": "web", "dry_run": true, "env": {"A": "1"}}));
+        let (args, _) = parse_call_args(&s(&["--args", "{\"app_name\":\"x\"}", "lines=3"])).unwrap();
+        assert_eq!(Value::Object(args), json!({"app_name": "x", "lines": 3}));
+    }
+
+    #[test]
+    fn bad_arguments_are_explained() {
+        assert!(parse_call_args(&s(&["oops"])).unwrap_err().to_string().contains("expected key=value"));
+        assert!(parse_call_args(&s(&["--args", "[1]"])).unwrap_err().to_string().contains("must be a JSON object"));
+        assert!(parse_call_args(&s(&["compose_yaml=@/nonexistent/x.yml"]))
+            .unwrap_err()
+            .to_string()
+            .contains("cannot read"));
+    }
+}

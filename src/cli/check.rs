@@ -1,0 +1,347 @@
+//! `truenas-mcp check`: a doctor for the configuration — one line per step, ✓ or ✗ with the fix.
+//!
+//! DNS, TCP and TLS are probed here step by step (so a failure names its step and the certificate is shown even
+//! when verification fails); endpoint detection, login and version come from the real client.
+
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Result;
+use serde_json::{json, Value};
+
+use super::certificate;
+use crate::config::{Config, Protocol};
+use crate::truenas::Client;
+
+/// Collects the report lines and whether every step passed.
+#[derive(Default)]
+struct Report {
+    text: String,
+    failed: bool,
+}
+
+impl Report {
+    fn ok(&mut self, step: &str, what: impl AsRef<str>) {
+        self.text.push_str(&format!("✓ {step}: {}\n", what.as_ref()));
+    }
+    fn fail(&mut self, step: &str, what: impl AsRef<str>, fix: impl AsRef<str>) {
+        self.failed = true;
+        let fix = fix.as_ref();
+        if fix.is_empty() {
+            self.text.push_str(&format!("✗ {step}: {}\n", what.as_ref()));
+        } else {
+            self.text.push_str(&format!("✗ {step}: {} — fix: {fix}\n", what.as_ref()));
+        }
+    }
+    fn note(&mut self, line: impl AsRef<str>) {
+        self.text.push_str(line.as_ref());
+        self.text.push('\n');
+    }
+}
+
+/// Host and port of the configured endpoint.
+fn host_port(config: &Config) -> Result<(String, u16, Protocol), String> {
+    let base = config.base_url().map_err(|e| e.to_string())?;
+    let (scheme, authority) = base.split_once("://").unwrap_or(("wss", &base));
+    let protocol = if scheme == "ws" { Protocol::Ws } else { Protocol::Wss };
+    let default_port = if protocol == Protocol::Ws { 80 } else { 443 };
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (h, p) = rest.split_once(']').unwrap_or((rest, ""));
+        (h.to_string(), p.strip_prefix(':').and_then(|p| p.parse().ok()).unwrap_or(default_port))
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().unwrap_or(default_port)),
+            None => (authority.to_string(), default_port),
+        }
+    };
+    Ok((host, port, protocol))
+}
+
+fn is_loopback_host(host: &str, addrs: &[SocketAddr]) -> bool {
+    host == "localhost" || (!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()))
+}
+
+/// The TLS connector the configuration asks for.
+fn tls_connector(config: &Config, verify: bool) -> Result<native_tls::TlsConnector, String> {
+    let mut b = native_tls::TlsConnector::builder();
+    if !verify {
+        b.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
+    }
+    if let Some(path) = &config.ca_cert {
+        let pem = std::fs::read(path).map_err(|e| format!("cannot read TRUENAS_CA_CERT {}: {e}", path.display()))?;
+        let cert = native_tls::Certificate::from_pem(&pem)
+            .map_err(|e| format!("TRUENAS_CA_CERT {} is not a PEM certificate: {e}", path.display()))?;
+        b.add_root_certificate(cert);
+    }
+    b.build().map_err(|e| format!("cannot set up TLS: {e}"))
+}
+
+fn describe(cert: &certificate::CertSummary) -> String {
+    let signer = if cert.self_signed { "self-signed".to_string() } else { format!("issued by {}", cert.issuer) };
+    let expired = if cert.not_after_key < certificate::now_key() { " (EXPIRED)" } else { "" };
+    format!("certificate {} ({signer}), valid until {}{expired}", cert.subject, cert.not_after)
+}
+
+/// TLS handshake (verification as configured); on failure, a second unverified handshake shows the certificate.
+fn check_tls(r: &mut Report, config: &Config, host: &str, addr: SocketAddr) -> bool {
+    let timeout = config.connect_timeout;
+    let handshake = |verify: bool| -> Result<Option<certificate::CertSummary>, String> {
+        let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("TCP: {e}"))?;
+        // Blocking handshake bounded by socket timeouts (set before TLS; native-tls itself is blocking here).
+        tcp.set_read_timeout(Some(timeout)).ok();
+        tcp.set_write_timeout(Some(timeout)).ok();
+        let connector = tls_connector(config, verify && config.ssl_verify)?;
+        let stream = connector.connect(host, tcp).map_err(|e| match e {
+            native_tls::HandshakeError::Failure(e) => e.to_string(),
+            native_tls::HandshakeError::WouldBlock(_) => "handshake timed out".to_string(),
+        })?;
+        let cert = stream.peer_certificate().ok().flatten().and_then(|c| c.to_der().ok());
+        Ok(cert.as_deref().and_then(certificate::summarize))
+    };
+    match handshake(true) {
+        Ok(cert) => {
+            let how = if !config.ssl_verify {
+                "NOT verified (TRUENAS_SSL_VERIFY=false)"
+            } else if config.ca_cert.is_some() {
+                "verified with TRUENAS_CA_CERT"
+            } else {
+                "verified with the system roots"
+            };
+            let desc = cert.as_ref().map(describe).unwrap_or_else(|| "certificate unreadable".into());
+            r.ok("TLS", format!("{desc}; {how}"));
+            if !config.ssl_verify {
+                r.note("  note: verification is off; prefer TRUENAS_CA_CERT=/path/to/truenas.pem with TRUENAS_SSL_VERIFY=true");
+            }
+            true
+        }
+        Err(why) => {
+            let seen = handshake(false).ok().flatten();
+            let desc = seen.as_ref().map(|c| format!("; the server presents {}", describe(c))).unwrap_or_default();
+            let fix = if seen.is_some() {
+                "download the certificate (TrueNAS: Credentials > Certificates) and set TRUENAS_CA_CERT=/path/to/it.pem; \
+                 TRUENAS_SSL_VERIFY=false only as a last resort"
+            } else {
+                "check that TRUENAS_PORT is the HTTPS port of the web UI, or use TRUENAS_PROTOCOL=ws for plain HTTP"
+            };
+            r.fail("TLS", format!("certificate verification failed: {why}{desc}"), fix);
+            false
+        }
+    }
+}
+
+/// Run every step against the configured NAS (or the embedded simulator).
+pub fn run_check(config: &Config, rest: &[String]) -> Result<ExitCode> {
+    if rest.iter().any(|a| a == "--help" || a == "-h") {
+        super::out(
+            "truenas-mcp check\n\nDiagnose the configuration step by step: settings, DNS, TCP, TLS, endpoint, login,\n\
+             TrueNAS version and the apps service. Exit code 0 only when everything works.\n",
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = diagnose(config);
+    super::out(&report.text)?;
+    Ok(if report.failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn diagnose(config: &Config) -> Report {
+    let mut r = Report::default();
+    r.note("settings in effect:");
+    for (k, v) in config.effective() {
+        r.note(format!("  {k:<32} {v}"));
+    }
+    let credential = if config.password.is_some() {
+        "a password"
+    } else if config.api_key.is_some() {
+        "an API key"
+    } else {
+        "no credential"
+    };
+
+    if config.mock {
+        r.ok("configuration", "mock mode: the embedded TrueNAS simulator, no network");
+    } else {
+        let (host, port, protocol) = match host_port(config) {
+            Ok(x) => x,
+            Err(e) => {
+                r.fail("configuration", e, "");
+                return r;
+            }
+        };
+        if config.password.is_none() && config.api_key.is_none() {
+            r.fail(
+                "configuration",
+                "no credential configured",
+                "set TRUENAS_PASSWORD (recommended) or TRUENAS_API_KEY",
+            );
+            return r;
+        }
+        r.ok(
+            "configuration",
+            format!("{}://{host}:{port} as {} with {credential}", protocol.as_str(), config.username),
+        );
+        let started = Instant::now();
+        let addrs: Vec<SocketAddr> = match (host.as_str(), port).to_socket_addrs() {
+            Ok(a) => a.collect(),
+            Err(e) => {
+                r.fail(
+                    "DNS",
+                    format!("cannot resolve '{host}': {e}"),
+                    "check TRUENAS_HOST (a hostname or IP address of the NAS)",
+                );
+                return r;
+            }
+        };
+        let list: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+        r.ok("DNS", format!("{host} → {} ({} ms)", list.join(", "), started.elapsed().as_millis()));
+        let started = Instant::now();
+        let mut connected = None;
+        let mut last_err = String::new();
+        for a in &addrs {
+            match TcpStream::connect_timeout(a, config.connect_timeout) {
+                Ok(_) => {
+                    connected = Some(*a);
+                    break;
+                }
+                Err(e) => last_err = format!("{a}: {e}"),
+            }
+        }
+        let Some(addr) = connected else {
+            r.fail(
+                "TCP",
+                format!("cannot connect to {host}:{port} ({last_err})"),
+                format!(
+                    "check that the NAS is up and TRUENAS_PORT is its web UI port ({} for {})",
+                    if protocol == Protocol::Wss { 443 } else { 80 },
+                    protocol.as_str()
+                ),
+            );
+            return r;
+        };
+        r.ok("TCP", format!("connected to {addr} in {} ms", started.elapsed().as_millis()));
+        if protocol == Protocol::Wss && !check_tls(&mut r, config, &host, addr) {
+            return r;
+        }
+        if config.api_key.is_some() && config.password.is_none() {
+            if protocol == Protocol::Ws && !is_loopback_host(&host, &addrs) {
+                if config.allow_insecure_api_key {
+                    r.fail(
+                        "API key",
+                        "sending the API key over plain ws:// (TRUENAS_ALLOW_INSECURE_API_KEY=true): TrueNAS 25.04+ revokes it permanently",
+                        "use TRUENAS_PROTOCOL=wss, or a password",
+                    );
+                } else {
+                    r.fail(
+                        "API key",
+                        "refusing to send the API key over plain ws:// to a non-loopback host: TrueNAS 25.04+ would revoke it permanently",
+                        "use TRUENAS_PROTOCOL=wss (port 443), or TRUENAS_PASSWORD",
+                    );
+                    return r;
+                }
+            } else {
+                r.ok("API key", "sent only over an encrypted or loopback connection");
+            }
+        }
+    }
+
+    let client = Client::from_config(config);
+    let started = Instant::now();
+    let info = match client.server_info() {
+        Ok(i) => i,
+        Err(e) => {
+            r.fail("login", e.to_string(), "");
+            return r;
+        }
+    };
+    r.ok(
+        "endpoint",
+        format!(
+            "{} ({})",
+            info.endpoint,
+            if info.protocol == crate::truenas::WireProtocol::JsonRpc {
+                "JSON-RPC 2.0"
+            } else {
+                "legacy DDP, TrueNAS 24.10"
+            }
+        ),
+    );
+    r.ok(
+        "login",
+        format!(
+            "{} with {} in {} ms",
+            info.username.as_deref().unwrap_or("(api key owner)"),
+            info.auth_method.replace('_', " "),
+            started.elapsed().as_millis()
+        ),
+    );
+    r.ok("version", format!("TrueNAS {} (round trip {:.1} ms)", info.version, info.round_trip.as_secs_f64() * 1000.0));
+    check_apps(&mut r, &client);
+    r
+}
+
+fn check_apps(r: &mut Report, client: &Client) {
+    let status = client.call("docker.status", json!([]));
+    let pool = client.call("docker.config", json!([])).ok().and_then(|c| c.get("pool").cloned()).unwrap_or(Value::Null);
+    match status {
+        Ok(s) => {
+            let state = s.get("status").and_then(Value::as_str).unwrap_or("UNKNOWN");
+            let desc = s.get("description").and_then(Value::as_str).unwrap_or("");
+            match (state, pool.as_str()) {
+                ("RUNNING", Some(p)) => r.ok("apps", format!("Docker service RUNNING on pool {p}")),
+                (_, None) => r.fail(
+                    "apps",
+                    "no pool configured for apps (Docker is UNCONFIGURED)",
+                    "in the TrueNAS UI open Apps > Configuration > Choose Pool",
+                ),
+                (state, Some(p)) => r.fail(
+                    "apps",
+                    format!("Docker service is {state} on pool {p}: {desc}"),
+                    "check Apps in the TrueNAS UI (the service must be RUNNING)",
+                ),
+            }
+        }
+        Err(e) => r.fail("apps", format!("cannot read the apps service status: {e}"), ""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Config {
+        let map: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_sources(&|_| None, &map).unwrap()
+    }
+
+    #[test]
+    fn host_port_from_settings() {
+        assert_eq!(host_port(&cfg(&[("TRUENAS_HOST", "nas")])).unwrap(), ("nas".into(), 443, Protocol::Wss));
+        assert_eq!(
+            host_port(&cfg(&[("TRUENAS_URL", "ws://10.1.2.3:81/api/current")])).unwrap(),
+            ("10.1.2.3".into(), 81, Protocol::Ws)
+        );
+        assert_eq!(
+            host_port(&cfg(&[("TRUENAS_HOST", "fd00::2"), ("TRUENAS_PORT", "8443")])).unwrap(),
+            ("fd00::2".into(), 8443, Protocol::Wss)
+        );
+        assert!(host_port(&cfg(&[])).unwrap_err().contains("TRUENAS_HOST"));
+    }
+
+    #[test]
+    fn missing_host_and_credentials_fail_first() {
+        let r = diagnose(&cfg(&[]));
+        assert!(r.failed);
+        assert!(r.text.contains("✗ configuration: no TrueNAS host configured"), "{}", r.text);
+        let r = diagnose(&cfg(&[("TRUENAS_HOST", "127.0.0.1")]));
+        assert!(r.text.contains("✗ configuration: no credential configured — fix: set TRUENAS_PASSWORD"), "{}", r.text);
+        assert!(r.text.contains("TRUENAS_PASSWORD                 (not set)"), "{}", r.text);
+    }
+
+    #[test]
+    fn report_lines_never_contain_secrets() {
+        let r = diagnose(&cfg(&[("TRUENAS_HOST", "nonexistent.invalid"), ("TRUENAS_PASSWORD", "hunter2-secret")]));
+        assert!(!r.text.contains("hunter2"), "{}", r.text);
+        assert!(r.text.contains("✗ DNS: cannot resolve 'nonexistent.invalid'"), "{}", r.text);
+    }
+}

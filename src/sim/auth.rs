@@ -1,0 +1,236 @@
+//! Login the way each release does it: 24.10 booleans, 25.04+ `auth.login_ex` response types, and the permanent
+//! revocation of an API key used over an insecure transport.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::middleware::Middleware;
+use super::session::{AuthMethod, Credentials, Origin, Session};
+use super::wire::{Failure, EINVAL, EOPNOTSUPP};
+use super::SimVersion;
+
+const MAX_OTP_ATTEMPTS: u32 = 3;
+
+/// What `login_ex` decided.
+enum Outcome {
+    Success(String, AuthMethod, &'static str),
+    AuthErr,
+    Expired,
+    OtpRequired(String),
+    Redirect(Vec<String>),
+}
+
+pub(crate) fn handle(
+    mw: &Arc<Middleware>,
+    session: &Arc<Session>,
+    method: &str,
+    params: &[Value],
+) -> Result<Value, Failure> {
+    let legacy = mw.version() == SimVersion::V24_10;
+    let s = |i: usize| params.get(i).and_then(Value::as_str).unwrap_or_default().to_string();
+    match method {
+        "auth.login" => {
+            let (user, password) = (s(0), s(1));
+            let otp = params.get(2).and_then(Value::as_str).map(str::to_string);
+            let outcome = match password_outcome(mw, &user, &password) {
+                Outcome::OtpRequired(u) => match otp {
+                    Some(code) if code == mw.opts.otp_code => Outcome::Success(u, AuthMethod::Password, "LEVEL_2"),
+                    _ => Outcome::AuthErr,
+                },
+                o => o,
+            };
+            Ok(succeeded(mw, session, outcome))
+        }
+        "auth.login_with_api_key" => {
+            let key = s(0);
+            let outcome = if legacy {
+                match find_key(mw, &key) {
+                    Some((_, username)) if !mw.state().revoked_keys.contains(&key_id(&key).unwrap_or(0)) => {
+                        Outcome::Success(username, AuthMethod::ApiKey, "LEVEL_1")
+                    }
+                    _ => Outcome::AuthErr,
+                }
+            } else {
+                // 25.04+: looks up the owner and delegates to login_ex, so it revokes too.
+                let username = mw
+                    .opts
+                    .api_keys
+                    .iter()
+                    .find(|k| Some(k.id) == key_id(&key))
+                    .map(|k| k.username.clone())
+                    .unwrap_or_default();
+                api_key_outcome(mw, session, &username, &key)
+            };
+            Ok(succeeded(mw, session, outcome))
+        }
+        "auth.login_with_token" => {
+            let outcome = token_outcome(mw, &s(0));
+            Ok(succeeded(mw, session, outcome))
+        }
+        "auth.login_ex" | "auth.login_ex_continue" => {
+            let data = params.first().cloned().unwrap_or(Value::Null);
+            let field = |k: &str| data.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+            let user_info = data.pointer("/login_options/user_info").and_then(Value::as_bool).unwrap_or(true);
+            let outcome = match field("mechanism").as_str() {
+                "PASSWORD_PLAIN" => password_outcome(mw, &field("username"), &field("password")),
+                "API_KEY_PLAIN" => api_key_outcome(mw, session, &field("username"), &field("api_key")),
+                "TOKEN_PLAIN" => token_outcome(mw, &field("token")),
+                "OTP_TOKEN" => {
+                    let pending = session.credentials().clone();
+                    match pending {
+                        Credentials::OtpPending { username, attempts } => {
+                            if field("otp_token") == mw.opts.otp_code {
+                                Outcome::Success(username, AuthMethod::Password, "LEVEL_2")
+                            } else if attempts + 1 < MAX_OTP_ATTEMPTS {
+                                *session.credentials() =
+                                    Credentials::OtpPending { username: username.clone(), attempts: attempts + 1 };
+                                return Ok(json!({"response_type": "OTP_REQUIRED", "username": username}));
+                            } else {
+                                Outcome::AuthErr
+                            }
+                        }
+                        _ => return Err(Failure::call(EINVAL, "OTP_TOKEN: no authentication in progress")),
+                    }
+                }
+                other => return Err(Failure::call(EOPNOTSUPP, format!("{other}: mechanism is not supported"))),
+            };
+            let mut resp = finish(mw, session, outcome);
+            if resp["response_type"] == "SUCCESS" && !user_info {
+                resp["user_info"] = Value::Null;
+            }
+            Ok(resp)
+        }
+        "auth.mechanism_choices" => Ok(json!(["API_KEY_PLAIN", "TOKEN_PLAIN", "PASSWORD_PLAIN"])),
+        "auth.me" => {
+            let creds = session.credentials().clone();
+            match creds {
+                Credentials::User { username, method, .. } => Ok(user_info(&username, method)),
+                _ => Err(Failure::not_authenticated()),
+            }
+        }
+        "auth.logout" => {
+            *session.credentials() = Credentials::None;
+            session.clear_subscriptions();
+            Ok(json!(true))
+        }
+        "auth.generate_token" => {
+            let username = session.username().unwrap_or_default();
+            let token = super::apps::hex_id(&format!("token/{username}/{}", session.id), super::middleware::now_ms());
+            mw.state().tokens.insert(token.clone(), username);
+            Ok(json!(token))
+        }
+        _ => Err(Failure::MethodNotFound { method: method.to_string() }),
+    }
+}
+
+fn key_id(key: &str) -> Option<u32> {
+    key.split_once('-').and_then(|(id, _)| id.parse().ok())
+}
+
+/// (id, username) of a configured key whose secret matches.
+fn find_key(mw: &Middleware, key: &str) -> Option<(u32, String)> {
+    mw.opts.api_keys.iter().find(|k| k.key == key).map(|k| (k.id, k.username.clone()))
+}
+
+fn password_outcome(mw: &Middleware, username: &str, password: &str) -> Outcome {
+    let ok = mw.opts.users.iter().any(|(u, p)| u == username && p == password);
+    if !ok {
+        return Outcome::AuthErr;
+    }
+    if let Some(urls) = &mw.opts.ha_redirect {
+        return Outcome::Redirect(urls.clone());
+    }
+    if mw.opts.expired_users.iter().any(|u| u == username) {
+        return Outcome::Expired;
+    }
+    if mw.opts.otp_users.iter().any(|u| u == username) {
+        return Outcome::OtpRequired(username.to_string());
+    }
+    Outcome::Success(username.to_string(), AuthMethod::Password, "LEVEL_1")
+}
+
+/// A valid key over an insecure transport is revoked for good and answered EXPIRED.
+fn api_key_outcome(mw: &Middleware, session: &Session, username: &str, key: &str) -> Outcome {
+    let Some((id, owner)) = find_key(mw, key) else { return Outcome::AuthErr };
+    if owner != username {
+        return Outcome::AuthErr;
+    }
+    if mw.state().revoked_keys.contains(&id) {
+        return Outcome::Expired;
+    }
+    if let Some(urls) = &mw.opts.ha_redirect {
+        return Outcome::Redirect(urls.clone());
+    }
+    if !secure_transport(mw, session) {
+        mw.state().revoked_keys.insert(id);
+        log::warn!("simulator: API key {id} revoked: attempt to use over an insecure transport");
+        return Outcome::Expired;
+    }
+    Outcome::Success(owner, AuthMethod::ApiKey, "LEVEL_1")
+}
+
+fn token_outcome(mw: &Middleware, token: &str) -> Outcome {
+    match mw.state().tokens.get(token) {
+        Some(u) => Outcome::Success(u.clone(), AuthMethod::Token, "LEVEL_1"),
+        None => Outcome::AuthErr,
+    }
+}
+
+/// `ConnectionOrigin.secure_transport`: TLS (X-Https), local (memory), or loopback TCP — unless the knob says
+/// plain TCP counts as remote.
+pub(crate) fn secure_transport(mw: &Middleware, session: &Session) -> bool {
+    match &session.origin {
+        Origin::Memory | Origin::Tls { .. } => true,
+        Origin::Tcp { peer, .. } => peer.ip().is_loopback() && !mw.faults.plain_tcp_remote(),
+    }
+}
+
+/// Apply the outcome to the session (after the failure delay) and build the `login_ex` response.
+/// The boolean logins (`auth.login`, `auth.login_with_api_key`, `auth.login_with_token`).
+fn succeeded(mw: &Middleware, session: &Session, outcome: Outcome) -> Value {
+    Value::Bool(finish(mw, session, outcome)["response_type"] == "SUCCESS")
+}
+
+fn finish(mw: &Middleware, session: &Session, outcome: Outcome) -> Value {
+    match outcome {
+        Outcome::Success(username, method, level) => {
+            *session.credentials() =
+                Credentials::User { username: username.clone(), method, epoch: mw.faults.expire_epoch() };
+            json!({"response_type": "SUCCESS", "user_info": user_info(&username, method), "authenticator": level})
+        }
+        Outcome::AuthErr => {
+            std::thread::sleep(mw.opts.login_fail_delay);
+            json!({"response_type": "AUTH_ERR"})
+        }
+        Outcome::Expired => json!({"response_type": "EXPIRED"}),
+        Outcome::OtpRequired(username) => {
+            *session.credentials() = Credentials::OtpPending { username: username.clone(), attempts: 0 };
+            json!({"response_type": "OTP_REQUIRED", "username": username})
+        }
+        Outcome::Redirect(urls) => json!({"response_type": "REDIRECT", "urls": urls}),
+    }
+}
+
+fn user_info(username: &str, method: AuthMethod) -> Value {
+    json!({
+        "pw_name": username,
+        "pw_gecos": username,
+        "pw_dir": format!("/home/{username}"),
+        "pw_shell": "/usr/bin/zsh",
+        "pw_uid": 3000,
+        "pw_gid": 3000,
+        "grouplist": [3000, 544],
+        "sid": null,
+        "source": "LOCAL",
+        "local": true,
+        "attributes": {},
+        "two_factor_config": {"secret_configured": false},
+        "privilege": {
+            "roles": {"$set": ["FULL_ADMIN"]},
+            "allowlist": [{"method": "*", "resource": "*"}],
+            "web_shell": false,
+        },
+        "account_attributes": ["LOCAL", if method == AuthMethod::ApiKey { "API_KEY" } else { "PASSWORD" }],
+    })
+}

@@ -1,0 +1,548 @@
+//! Compose in, app out: `validate_compose`, `deploy_custom_app` and `update_custom_app`.
+//!
+//! Deploy and update run exactly the validation `validate_compose` runs, with the live ports of the NAS, and refuse
+//! on any error finding; nothing a caller passes can weaken the operator's policy.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::diff;
+use super::failure::{apps_service_down, change_failed, missing_app, read_failed, run_job};
+use super::logs;
+use super::settle::{self, Settled};
+use super::{Args, Change, Tools};
+use crate::audit::Outcome;
+use crate::compose::{self, Report, Severity, ValidateInput};
+use crate::mcp::tool::{CallContext, ToolOutput};
+use crate::truenas::apps::{AppJob, AppState, Apps};
+
+/// How long an update of a running app waits for the recreated containers to come up.
+const UPDATE_SETTLE_WAIT: Duration = Duration::from_secs(30);
+
+/// Validate with the operator's policy; `used_ports` = other apps' host ports (`None`: not checked).
+fn validate(tools: &Tools, yaml: &str, env: &BTreeMap<String, String>, used_ports: Option<&[u16]>) -> Report {
+    compose::validate(&ValidateInput { yaml, env, used_ports, policy: &tools.config().policy, derive_portals: true })
+}
+
+fn findings_json(report: &Report, extra: &[Value]) -> Value {
+    let mut all: Vec<Value> = report.findings.iter().filter_map(|f| serde_json::to_value(f).ok()).collect();
+    all.extend(extra.iter().cloned());
+    Value::Array(all)
+}
+
+/// A finding the tools add themselves (name taken, payload too large), in the compose engine's shape.
+fn tool_finding(rule: &str, path: &str, message: String, fix: String) -> Value {
+    json!({"rule": rule, "severity": "error", "service": null, "path": path, "message": message, "fix": fix})
+}
+
+/// Findings as readable lines, errors first.
+fn render_findings(findings: &Value) -> String {
+    let mut items: Vec<&Value> = findings.as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    let rank = |f: &Value| match f["severity"].as_str() {
+        Some("error") => 0,
+        Some("warning") => 1,
+        _ => 2,
+    };
+    items.sort_by_key(|f| rank(f));
+    let mut text = String::new();
+    for f in items {
+        text.push_str(&format!(
+            "\n- {} [{}] {}: {}\n  fix: {}",
+            f["severity"].as_str().unwrap_or("").to_uppercase(),
+            f["rule"].as_str().unwrap_or(""),
+            f["path"].as_str().unwrap_or(""),
+            f["message"].as_str().unwrap_or(""),
+            f["fix"].as_str().unwrap_or(""),
+        ));
+    }
+    text
+}
+
+fn has_errors(findings: &Value) -> bool {
+    findings.as_array().into_iter().flatten().any(|f| f["severity"] == "error")
+}
+
+pub fn validate_compose(tools: &Tools, args: &Value, _ctx: &CallContext, _change: &mut Change) -> ToolOutput {
+    let args = Args(args);
+    let yaml = args.str("compose_yaml").unwrap_or("");
+    let env = args.env();
+    let app_name = args.str("app_name");
+    let mut app_exists: Option<bool> = None;
+    let (used, port_detail): (Option<Vec<u16>>, String) = if !tools.nas_configured() {
+        (
+            None,
+            "skipped: no NAS is configured (TRUENAS_HOST is not set), so ports used by other apps were not checked"
+                .into(),
+        )
+    } else {
+        match tools.apps().and_then(|apps| {
+            let mut used = apps.used_ports()?;
+            if let Some(name) = app_name {
+                let existing = apps.get(name)?;
+                app_exists = Some(existing.is_some());
+                if let Some(app) = existing {
+                    let own = app.host_ports();
+                    used.retain(|p| !own.contains(p));
+                }
+            }
+            Ok(used)
+        }) {
+            Ok(used) => {
+                let d = format!("checked against {} host port(s) used by other apps on the NAS", used.len());
+                (Some(used), d)
+            }
+            Err(e) => (
+                None,
+                format!("skipped: the NAS could not be reached ({e}), so ports used by other apps were not checked"),
+            ),
+        }
+    };
+    let report = validate(tools, yaml, &env, used.as_deref());
+    let findings = findings_json(&report, &[]);
+    let valid = !report.has_errors();
+    let errors = report.findings.iter().filter(|f| f.severity == Severity::Error).count();
+    let warnings = report.findings.iter().filter(|f| f.severity == Severity::Warning).count();
+    let mut text = if valid {
+        format!("The compose is valid for TrueNAS ({warnings} warning(s)).")
+    } else {
+        format!("The compose would be REFUSED: {errors} error(s), {warnings} warning(s).")
+    };
+    if !report.services.is_empty() {
+        text.push_str(&format!(" Services: {}.", report.services.join(", ")));
+    }
+    text.push_str(&format!("\nPort check: {port_detail}."));
+    match (app_name, app_exists) {
+        (Some(n), Some(true)) => text.push_str(&format!("\nApp '{n}' exists: deploying needs update_custom_app.")),
+        (Some(n), Some(false)) => text.push_str(&format!("\nThe name '{n}' is free.")),
+        _ => {}
+    }
+    text.push_str(&render_findings(&findings));
+    if !report.substitutions.is_empty() {
+        let vars: Vec<&str> = report.substitutions.iter().map(|s| s.variable.as_str()).collect();
+        text.push_str(&format!("\nSubstituted: {}", vars.join(", ")));
+    }
+    let structured = json!({
+        "valid": valid,
+        "findings": findings,
+        "substitutions": report.substitutions,
+        "unresolved": report.unresolved,
+        "services": report.services,
+        "published_ports": report.published_ports,
+        "port_check": {"checked": used.is_some(), "detail": port_detail},
+        "app_exists": app_exists,
+        "rendered_compose": report.rendered,
+    });
+    ToolOutput::ok(text, structured)
+}
+
+/// Refuse a write because of findings: error result whose structured content still matches the tool's schema.
+fn refused(change: &mut Change, base: Value, findings: Value, headline: String) -> ToolOutput {
+    change.outcome = Some(Outcome::Refused);
+    let rules: Vec<&str> = findings
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["severity"] == "error")
+        .filter_map(|f| f["rule"].as_str())
+        .collect();
+    change.detail = Some(format!("refused by policy: {}", rules.join(", ")));
+    let text = format!("{headline}{}", render_findings(&findings));
+    let mut out = base;
+    out["status"] = json!("refused");
+    out["findings"] = findings;
+    out["message"] = json!(headline);
+    ToolOutput::error_with(text, out)
+}
+
+fn docker_gate(apps: &Apps) -> Option<ToolOutput> {
+    match apps.docker_status() {
+        Ok(s) if !s.is_running() => Some(ToolOutput::error(apps_service_down(&s.status, s.description.as_deref()))),
+        Ok(_) => None,
+        Err(e) => Some(read_failed("reading the apps service status", &e)),
+    }
+}
+
+pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change) -> ToolOutput {
+    let args = Args(args);
+    let name = args.app_name();
+    let yaml = args.str("compose_yaml").unwrap_or("");
+    let env = args.env();
+    let dry_run = args.bool("dry_run", false);
+    let auto_start = args.bool("auto_start", true);
+    let wait_healthy = args.bool("wait_until_healthy", true);
+    let wait = args.bool("wait", true);
+    let timeout = Duration::from_secs(args.u64("timeout_seconds", 300).clamp(10, 3600));
+    change.not_attempted = dry_run;
+    if let Some(why) = compose::app_name_error(name) {
+        change.outcome = Some(Outcome::Refused);
+        return ToolOutput::error(format!("invalid app name '{name}': {why}"));
+    }
+    let apps = match tools.apps() {
+        Ok(a) => a,
+        Err(e) => return read_failed("connecting to TrueNAS", &e),
+    };
+    if let Some(out) = docker_gate(&apps) {
+        change.outcome = Some(Outcome::Refused);
+        return out;
+    }
+    let existing = match apps.get(name) {
+        Ok(e) => e,
+        Err(e) => return read_failed(&format!("checking whether '{name}' exists"), &e),
+    };
+    let used = match apps.used_ports() {
+        Ok(u) => u,
+        Err(e) => return read_failed("reading the ports used by other apps", &e),
+    };
+    ctx.progress.report(2.0, Some(100.0), Some("validating the compose"));
+    let report = validate(tools, yaml, &env, Some(&used));
+    let mut extra = Vec::new();
+    if let Some(app) = &existing {
+        extra.push(tool_finding(
+            "app-exists",
+            "app_name",
+            format!("an app named '{name}' already exists ({})", app.state),
+            format!("use update_custom_app to change '{name}', or choose another app_name"),
+        ));
+    }
+    let payload = match report.rendered.as_deref() {
+        Some(rendered) if !report.has_errors() => match compose::create_payload(name, rendered) {
+            Ok(p) => Some(p),
+            Err(f) => {
+                extra.push(serde_json::to_value(&f).unwrap_or(Value::Null));
+                None
+            }
+        },
+        _ => None,
+    };
+    let findings = findings_json(&report, &extra);
+    let compose_bytes = report.rendered.as_ref().map(|r| r.len()).unwrap_or(0);
+    let base = json!({
+        "app_name": name,
+        "substitutions": report.substitutions,
+        "services": report.services,
+        "published_ports": report.published_ports,
+        "rendered_compose": report.rendered,
+        "payload": {"method": "app.create", "app_name": name, "custom_app": true, "compose_bytes": compose_bytes},
+        "state": null,
+        "job_id": null,
+    });
+    let payload = match payload {
+        Some(p) if !has_errors(&findings) => p,
+        _ => {
+            return refused(
+                change,
+                base,
+                findings,
+                format!(
+                    "Deploy of '{name}' REFUSED: the compose breaks the policy; fix every error below and try again."
+                ),
+            )
+        }
+    };
+    if dry_run {
+        let mut text = format!(
+            "DRY RUN, nothing was created. Plan: app.create of Custom App '{name}' ({compose_bytes} bytes of compose; \
+             services {}), then {}.",
+            report.services.join(", "),
+            if wait_healthy { "wait until it is RUNNING" } else { "return at once" }
+        );
+        text.push_str(&render_findings(&findings));
+        text.push_str(&format!("\nRendered compose:\n{}", report.rendered.as_deref().unwrap_or("")));
+        let mut out = base;
+        out["status"] = json!("dry_run");
+        out["findings"] = findings;
+        out["message"] = json!(format!("dry run: '{name}' would be created; call again without dry_run to deploy"));
+        return ToolOutput::ok(text, out);
+    }
+    let job = AppJob::create(payload);
+    if !wait {
+        return match apps.start(&job) {
+            Ok(id) => {
+                change.job_id = Some(id);
+                change.outcome = Some(Outcome::Started);
+                let message =
+                    format!("Creation of '{name}' started as TrueNAS job {id}; follow it with get_job_status.");
+                let mut out = base;
+                out["status"] = json!("started");
+                out["findings"] = findings;
+                out["job_id"] = json!(id);
+                out["message"] = json!(message);
+                ToolOutput::ok(message, out)
+            }
+            Err(e) => change_failed(change, &e, &format!("creating '{name}'"), name),
+        };
+    }
+    if let Err(e) = run_job(&apps, &job, ctx, change, (5.0, 85.0), None) {
+        return change_failed(change, &e, &format!("creating '{name}'"), name);
+    }
+    let mut out = base;
+    out["findings"] = findings.clone();
+    out["job_id"] = json!(change.job_id);
+    let warnings = render_findings(&json!(findings
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["severity"] != "info")
+        .cloned()
+        .collect::<Vec<_>>()));
+    if !auto_start {
+        let stop = AppJob::stop(name);
+        let create_job = change.job_id;
+        if let Err(e) = run_job(&apps, &stop, ctx, change, (85.0, 95.0), None) {
+            return change_failed(
+                change,
+                &e,
+                &format!("stopping '{name}' after creating it (auto_start: false)"),
+                name,
+            );
+        }
+        // The audit line and the answer name the job that created the app.
+        change.job_id = create_job;
+        out["job_id"] = json!(create_job);
+        let message = format!("Created '{name}' and stopped it (auto_start: false); start it with start_custom_app.");
+        out["status"] = json!("stopped");
+        out["state"] = json!("STOPPED");
+        out["message"] = json!(message);
+        return ToolOutput::ok(format!("{message}{warnings}"), out);
+    }
+    if !wait_healthy {
+        let state = apps.get(name).ok().flatten().map(|a| a.state);
+        let message = format!(
+            "Created '{name}' (job {}); it is {} — get_custom_app_status shows when it is RUNNING.",
+            change.job_id.map(|j| j.to_string()).unwrap_or_else(|| "?".into()),
+            state.as_deref().unwrap_or("starting")
+        );
+        out["status"] = json!("created");
+        out["state"] = json!(state);
+        out["message"] = json!(message);
+        return ToolOutput::ok(format!("{message}{warnings}"), out);
+    }
+    // Wait until RUNNING or CRASHED; an unhealthy container keeps an app DEPLOYING, so the timeout matters.
+    let (last_state, cancelled) = match settle::wait(&apps, name, ctx, timeout, (85.0, 99.0)) {
+        Settled::Running(app) => {
+            let portals: Vec<String> = app.portals.clone().unwrap_or_default().into_values().collect();
+            let message = format!(
+                "Deployed '{name}': it is RUNNING ({} container(s)){}.",
+                app.workloads().containers,
+                if portals.is_empty() { String::new() } else { format!(", open {}", portals.join(" ")) }
+            );
+            out["status"] = json!("running");
+            out["state"] = json!("RUNNING");
+            out["message"] = json!(message);
+            return ToolOutput::ok(format!("{message}{warnings}"), out);
+        }
+        Settled::Crashed(app) => {
+            let crash = logs::crashed_container_logs(&apps, &app, 50, &ctx.cancel);
+            let message = format!(
+                "'{name}' was created but CRASHED: a container exited with an error. Its last log lines are \
+                 below; fix the compose and apply it with update_custom_app (or delete_custom_app to start over)."
+            );
+            change.detail = Some("created, then crashed".into());
+            out["status"] = json!("crashed");
+            out["state"] = json!("CRASHED");
+            out["crash_logs"] = logs::to_json(&crash);
+            out["message"] = json!(message);
+            return ToolOutput::error_with(format!("{message}{}", logs::render(&crash)), out);
+        }
+        Settled::Failed(output) => return output,
+        Settled::Unsettled { state, cancelled } => (state, cancelled),
+    };
+    let why = if cancelled {
+        "stopped waiting (cancelled); the app itself was created".to_string()
+    } else {
+        format!("still {last_state} after {} s", timeout.as_secs())
+    };
+    let message = format!(
+        "Created '{name}' but it is not RUNNING yet: {why}. A healthcheck that does not pass keeps an app DEPLOYING; \
+         check get_custom_app_status and get_app_logs for {name}."
+    );
+    out["status"] = json!(if last_state == "STOPPED" { "stopped" } else { "deploying" });
+    out["state"] = json!(last_state);
+    out["message"] = json!(message);
+    ToolOutput::ok(format!("{message}{warnings}"), out)
+}
+
+/// YAML for the diff: both sides go through the same JSON → YAML serialiser with secrets masked, so the diff shows
+/// real changes, not formatting, and never a secret.
+fn comparable_yaml(compose: &Value) -> String {
+    serde_yaml::to_string(&compose::mask_secrets(compose)).unwrap_or_default()
+}
+
+pub fn update(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change) -> ToolOutput {
+    let args = Args(args);
+    let name = args.app_name();
+    let yaml = args.str("compose_yaml").unwrap_or("");
+    let env = args.env();
+    let dry_run = args.bool("dry_run", false);
+    let wait = args.bool("wait", true);
+    change.not_attempted = dry_run;
+    let apps = match tools.apps() {
+        Ok(a) => a,
+        Err(e) => return read_failed("connecting to TrueNAS", &e),
+    };
+    if let Some(out) = docker_gate(&apps) {
+        change.outcome = Some(Outcome::Refused);
+        return out;
+    }
+    let app = match apps.get(name) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            change.outcome = Some(Outcome::Failed);
+            return missing_app(&apps, name);
+        }
+        Err(e) => return read_failed(&format!("reading app '{name}'"), &e),
+    };
+    if !app.custom_app {
+        change.outcome = Some(Outcome::Refused);
+        return ToolOutput::error(format!(
+            "'{name}' is a catalogue app, not a Custom App: change it in the TrueNAS web UI"
+        ));
+    }
+    let deployed = match apps.config(name) {
+        Ok(c) => c,
+        Err(e) => return read_failed(&format!("reading the deployed compose of '{name}'"), &e),
+    };
+    let mut used = match apps.used_ports() {
+        Ok(u) => u,
+        Err(e) => return read_failed("reading the ports used by other apps", &e),
+    };
+    let own = app.host_ports();
+    used.retain(|p| !own.contains(p));
+    let report = validate(tools, yaml, &env, Some(&used));
+    let mut extra = Vec::new();
+    let payload = match report.rendered.as_deref() {
+        Some(rendered) if !report.has_errors() => match compose::update_payload(name, rendered) {
+            Ok(p) => Some(p),
+            Err(f) => {
+                extra.push(serde_json::to_value(&f).unwrap_or(Value::Null));
+                None
+            }
+        },
+        _ => None,
+    };
+    let findings = findings_json(&report, &extra);
+    let new_value: Option<Value> = report.rendered.as_deref().and_then(|r| serde_yaml::from_str::<Value>(r).ok());
+    let changed = new_value.as_ref() != Some(&deployed);
+    let mut diff_text = match &new_value {
+        Some(v) => diff::unified(&comparable_yaml(&deployed), &comparable_yaml(v), "deployed", "new"),
+        None => String::new(),
+    };
+    if changed && diff_text.is_empty() && new_value.is_some() {
+        diff_text = "(only masked secret values differ)\n".into();
+    }
+    let previous = app.app_state();
+    let stays_stopped = previous == AppState::Stopped;
+    let base = json!({
+        "app_name": name,
+        "diff": diff_text,
+        "substitutions": report.substitutions,
+        "previous_state": app.state,
+        "state": app.state,
+        "stays_stopped": stays_stopped,
+        "job_id": null,
+    });
+    let payload = match payload {
+        Some(p) if !has_errors(&findings) => p,
+        _ => {
+            return refused(
+                change,
+                base,
+                findings,
+                format!("Update of '{name}' REFUSED: the new compose breaks the policy; nothing was changed."),
+            )
+        }
+    };
+    let stopped_note = if stays_stopped {
+        format!(" '{name}' is STOPPED and stays stopped after the update (TrueNAS only rewrites the files); start it with start_custom_app.")
+    } else {
+        String::new()
+    };
+    let diff_block = if diff_text.is_empty() { "\n(no changes)".to_string() } else { format!("\n{diff_text}") };
+    if !changed {
+        change.not_attempted = true;
+        let message = format!("The new compose of '{name}' is identical to the deployed one; nothing was changed (redeploy_custom_app recreates the containers).");
+        let mut out = base;
+        out["status"] = json!("unchanged");
+        out["findings"] = findings;
+        out["message"] = json!(message);
+        return ToolOutput::ok(message, out);
+    }
+    if dry_run {
+        let message =
+            format!("DRY RUN, nothing was changed: app.update of '{name}' would apply this diff.{stopped_note}");
+        let text = format!("{message}{}{diff_block}", render_findings(&findings));
+        let mut out = base;
+        out["status"] = json!("dry_run");
+        out["findings"] = findings;
+        out["message"] = json!(message);
+        return ToolOutput::ok(text, out);
+    }
+    let job = AppJob::update(name, payload);
+    if !wait {
+        return match apps.start(&job) {
+            Ok(id) => {
+                change.job_id = Some(id);
+                change.outcome = Some(Outcome::Started);
+                let message = format!(
+                    "Update of '{name}' started as TrueNAS job {id}; follow it with get_job_status.{stopped_note}"
+                );
+                let mut out = base;
+                out["status"] = json!("started");
+                out["findings"] = findings;
+                out["job_id"] = json!(id);
+                out["message"] = json!(message);
+                ToolOutput::ok(format!("{message}{diff_block}"), out)
+            }
+            Err(e) => change_failed(change, &e, &format!("updating '{name}'"), name),
+        };
+    }
+    let job_span = if stays_stopped { (0.0, 100.0) } else { (0.0, 80.0) };
+    if let Err(e) = run_job(&apps, &job, ctx, change, job_span, None) {
+        return change_failed(change, &e, &format!("updating '{name}'"), name);
+    }
+    let mut crash_logs = Vec::new();
+    let state = if stays_stopped {
+        apps.get(name).ok().flatten().map(|a| a.state)
+    } else {
+        match settle::wait(&apps, name, ctx, UPDATE_SETTLE_WAIT, (80.0, 99.0)) {
+            Settled::Running(a) => Some(a.state),
+            Settled::Crashed(a) => {
+                crash_logs = logs::crashed_container_logs(&apps, &a, 30, &ctx.cancel);
+                Some(a.state)
+            }
+            Settled::Unsettled { state, .. } => Some(state),
+            Settled::Failed(_) => None,
+        }
+    };
+    let mut message = format!(
+        "Updated '{name}' (job {}); it is now {}.{stopped_note}",
+        change.job_id.map(|j| j.to_string()).unwrap_or_else(|| "?".into()),
+        state.as_deref().unwrap_or("unknown")
+    );
+    match state.as_deref() {
+        Some("CRASHED") => message.push_str(
+            " It CRASHED after the update: the failing containers' last log lines follow; fix the compose and update \
+             again.",
+        ),
+        Some("DEPLOYING") => message.push_str(&format!(
+            " It is still DEPLOYING after {} s (a healthcheck that does not pass keeps it there): check \
+             get_custom_app_status and get_app_logs.",
+            UPDATE_SETTLE_WAIT.as_secs()
+        )),
+        _ => {}
+    }
+    let mut out = base;
+    out["status"] = json!("updated");
+    out["findings"] = findings.clone();
+    out["state"] = json!(state);
+    out["job_id"] = json!(change.job_id);
+    out["message"] = json!(message);
+    if !crash_logs.is_empty() {
+        out["crash_logs"] = logs::to_json(&crash_logs);
+        change.detail = Some("updated, but the app crashed".into());
+        return ToolOutput::error_with(format!("{message}{}{diff_block}", logs::render(&crash_logs)), out);
+    }
+    ToolOutput::ok(format!("{message}{}{diff_block}", render_findings(&findings)), out)
+}

@@ -1,0 +1,333 @@
+//! Write tools on an existing app: start, stop, redeploy, pull images, delete (with confirmation).
+
+use serde_json::{json, Value};
+
+use std::time::Duration;
+
+use super::failure::{change_failed, missing_app, read_failed, run_job};
+use super::logs;
+use super::settle::{self, Settled};
+use super::{Args, Change, Tools};
+use crate::audit::Outcome;
+use crate::mcp::tool::{CallContext, Elicitation, ToolOutput};
+use crate::truenas::apps::{AppEntry, AppJob, AppState, Apps, DeleteOptions};
+
+/// How long start, redeploy and pull wait for the containers to come up before answering.
+const SETTLE_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Start,
+    Stop,
+    Redeploy,
+    PullImages { redeploy: bool },
+}
+
+impl Action {
+    fn name(self) -> &'static str {
+        match self {
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Redeploy => "redeploy",
+            Action::PullImages { .. } => "pull_images",
+        }
+    }
+    fn job(self, app: &str) -> AppJob {
+        match self {
+            Action::Start => AppJob::start(app),
+            Action::Stop => AppJob::stop(app),
+            Action::Redeploy => AppJob::redeploy(app),
+            Action::PullImages { redeploy } => AppJob::pull_images(app, redeploy),
+        }
+    }
+    /// Whether the action (re)creates containers, after which the app needs time to settle.
+    fn starts_containers(self) -> bool {
+        matches!(self, Action::Start | Action::Redeploy | Action::PullImages { redeploy: true })
+    }
+    /// Why nothing needs doing, when the app is already where the action would bring it.
+    fn already(self, state: &AppState) -> Option<&'static str> {
+        match (self, state) {
+            (Action::Start, AppState::Running) => Some("already running"),
+            (Action::Start, AppState::Deploying) => Some("already starting (DEPLOYING)"),
+            (Action::Stop, AppState::Stopped) => Some("already stopped"),
+            _ => None,
+        }
+    }
+}
+
+pub fn start(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change) -> ToolOutput {
+    lifecycle(tools, args, ctx, change, Action::Start)
+}
+
+pub fn stop(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change) -> ToolOutput {
+    lifecycle(tools, args, ctx, change, Action::Stop)
+}
+
+pub fn redeploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change) -> ToolOutput {
+    lifecycle(tools, args, ctx, change, Action::Redeploy)
+}
+
+pub fn pull_images(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change) -> ToolOutput {
+    let redeploy = Args(args).bool("redeploy", true);
+    lifecycle(tools, args, ctx, change, Action::PullImages { redeploy })
+}
+
+fn lifecycle(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change, action: Action) -> ToolOutput {
+    let args = Args(args);
+    let name = args.app_name();
+    let wait = args.bool("wait", true);
+    let apps = match tools.apps() {
+        Ok(a) => a,
+        Err(e) => return read_failed("connecting to TrueNAS", &e),
+    };
+    let app = match apps.get(name) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            change.outcome = Some(Outcome::Failed);
+            return missing_app(&apps, name);
+        }
+        Err(e) => return read_failed(&format!("reading app '{name}'"), &e),
+    };
+    let previous = app.app_state();
+    let base = json!({"app_name": name, "action": action.name(), "previous_state": app.state});
+    if let Some(why) = action.already(&previous) {
+        let message = format!("App {name} is {why}; nothing was done.");
+        let mut out = base;
+        out["changed"] = json!(false);
+        out["state"] = json!(app.state);
+        out["job_id"] = Value::Null;
+        out["waited"] = json!(false);
+        out["message"] = json!(message);
+        change.detail = Some(why.to_string());
+        return ToolOutput::ok(message, out);
+    }
+    let outdated = match action {
+        Action::PullImages { .. } => apps.outdated_images(name).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let job = action.job(name);
+    if !wait {
+        return match apps.start(&job) {
+            Ok(id) => {
+                change.job_id = Some(id);
+                change.outcome = Some(Outcome::Started);
+                let message = format!(
+                    "Started {} of {name} as TrueNAS job {id}; follow it with get_job_status (job_id {id}).",
+                    action.name()
+                );
+                let mut out = base;
+                out["changed"] = json!(true);
+                out["state"] = json!(app.state);
+                out["job_id"] = json!(id);
+                out["waited"] = json!(false);
+                out["message"] = json!(message);
+                ToolOutput::ok(message, out)
+            }
+            Err(e) => change_failed(change, &e, &format!("{} of '{name}'", action.name()), name),
+        };
+    }
+    let starts_containers = action.starts_containers();
+    let job_span = if starts_containers { (0.0, 80.0) } else { (0.0, 100.0) };
+    if let Err(e) = run_job(&apps, &job, ctx, change, job_span, None) {
+        return change_failed(change, &e, &format!("{} of '{name}'", action.name()), name);
+    }
+    // After containers were (re)created, wait a little for them to come up, so the answer can say RUNNING or
+    // CRASHED rather than "DEPLOYING"; a healthcheck that never passes is reported as such.
+    let mut crash_logs = Vec::new();
+    let state: Option<String> = if starts_containers {
+        match settle::wait(&apps, name, ctx, SETTLE_WAIT, (80.0, 99.0)) {
+            Settled::Running(a) => Some(a.state),
+            Settled::Crashed(a) => {
+                crash_logs = logs::crashed_container_logs(&apps, &a, 30, &ctx.cancel);
+                Some(a.state)
+            }
+            Settled::Unsettled { state, .. } => Some(state),
+            Settled::Failed(_) => None,
+        }
+    } else {
+        apps.get(name).ok().flatten().map(|a| a.state)
+    };
+    let mut message = format!(
+        "{} of {name} finished (job {}); it was {} and is now {}.",
+        match action {
+            Action::Start => "Start",
+            Action::Stop => "Stop",
+            Action::Redeploy => "Redeploy",
+            Action::PullImages { .. } => "Image pull",
+        },
+        change.job_id.map(|j| j.to_string()).unwrap_or_else(|| "?".into()),
+        app.state,
+        state.as_deref().unwrap_or("unknown")
+    );
+    if let Action::PullImages { redeploy } = action {
+        if outdated.is_empty() {
+            message.push_str(" TrueNAS had not flagged any image as outdated (the update check may not have run).");
+        } else {
+            message.push_str(&format!(" Images TrueNAS had flagged as outdated: {}.", outdated.join(", ")));
+        }
+        if !redeploy {
+            message.push_str(
+                " The containers were not recreated (redeploy: false): redeploy_custom_app uses the new images.",
+            );
+        }
+    }
+    match state.as_deref() {
+        Some("CRASHED") => message.push_str(
+            " The app CRASHED: the failing containers' last log lines follow; fix the compose with update_custom_app.",
+        ),
+        Some("DEPLOYING") if starts_containers => message.push_str(&format!(
+            " It is still DEPLOYING after {} s (a healthcheck that does not pass keeps it there): check \
+             get_custom_app_status and get_app_logs.",
+            SETTLE_WAIT.as_secs()
+        )),
+        _ => {}
+    }
+    let mut out = base;
+    out["changed"] = json!(true);
+    out["state"] = json!(state);
+    out["job_id"] = json!(change.job_id);
+    out["waited"] = json!(true);
+    out["message"] = json!(message);
+    if matches!(action, Action::PullImages { .. }) {
+        out["images_updated"] = json!(outdated);
+    }
+    if !crash_logs.is_empty() {
+        out["crash_logs"] = logs::to_json(&crash_logs);
+        change.detail = Some("done, but the app crashed".into());
+        return ToolOutput::error_with(format!("{message}{}", logs::render(&crash_logs)), out);
+    }
+    ToolOutput::ok(message, out)
+}
+
+/// What a delete removes and what survives, from the stored compose and the live mounts.
+fn loss_report(apps: &Apps, app: &AppEntry, delete_volumes: bool, remove_images: bool) -> (Vec<String>, Vec<String>) {
+    let mut lost = vec![format!("the app '{}', its containers, networks and stored compose configuration", app.name)];
+    let mut survives = Vec::new();
+    let mut named: Vec<String> = Vec::new();
+    let mut binds: Vec<String> = Vec::new();
+    if app.custom_app {
+        if let Ok(config) = apps.config(&app.name) {
+            if let Some(vols) = config.get("volumes").and_then(Value::as_object) {
+                named.extend(vols.keys().cloned());
+            }
+            for svc in config.get("services").and_then(Value::as_object).into_iter().flat_map(|s| s.values()) {
+                for v in svc.get("volumes").and_then(Value::as_array).into_iter().flatten() {
+                    let source = match v {
+                        Value::String(s) => s.split(':').next().map(str::to_string),
+                        Value::Object(o) => o.get("source").and_then(Value::as_str).map(str::to_string),
+                        _ => None,
+                    };
+                    if let Some(s) = source.filter(|s| s.starts_with('/')) {
+                        binds.push(s);
+                    }
+                }
+            }
+        }
+    }
+    for m in app.workloads().volumes {
+        if let Some(src) = m.source {
+            if m.kind.as_deref() == Some("bind") {
+                binds.push(src);
+            }
+        }
+    }
+    binds.sort();
+    binds.dedup();
+    named.sort();
+    named.dedup();
+    if named.is_empty() {
+        lost.push("any named Docker volumes of the app (TrueNAS always removes them: docker compose down -v)".into());
+    } else {
+        lost.push(format!(
+            "the named Docker volumes {} and all data in them (TrueNAS always removes them: docker compose down -v)",
+            named.join(", ")
+        ));
+    }
+    if remove_images {
+        lost.push("the app's Docker images (they will be pulled again on a new deploy)".into());
+    } else {
+        survives.push("the app's Docker images (remove_images: false)".into());
+    }
+    if delete_volumes {
+        lost.push("the app's TrueNAS-managed ix-volume datasets (delete_volumes: true)".into());
+    }
+    if binds.is_empty() {
+        survives.push("data in host-path bind mounts (/mnt/...) is never touched by a delete".into());
+    } else {
+        survives.push(format!("host-path data (never touched by a delete): {}", binds.join(", ")));
+    }
+    (lost, survives)
+}
+
+pub fn delete(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change) -> ToolOutput {
+    let args = Args(args);
+    let name = args.app_name();
+    let delete_volumes = args.bool("delete_volumes", false);
+    let remove_images = args.bool("remove_images", true);
+    let confirm = args.bool("confirm", false);
+    let apps = match tools.apps() {
+        Ok(a) => a,
+        Err(e) => return read_failed("connecting to TrueNAS", &e),
+    };
+    let app = match apps.get(name) {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            change.outcome = Some(Outcome::Failed);
+            return missing_app(&apps, name);
+        }
+        Err(e) => return read_failed(&format!("reading app '{name}'"), &e),
+    };
+    let (lost, survives) = loss_report(&apps, &app, delete_volumes, remove_images);
+    let summary = format!(
+        "Deleting app '{name}' ({}) removes:\n{}\nand keeps:\n{}",
+        app.state,
+        lost.iter().map(|l| format!("- {l}")).collect::<Vec<_>>().join("\n"),
+        survives.iter().map(|l| format!("- {l}")).collect::<Vec<_>>().join("\n"),
+    );
+    let options = json!({"remove_images": remove_images, "remove_ix_volumes": delete_volumes});
+    let answer = |status: &str, message: String, job_id: Option<i64>| {
+        json!({"status": status, "app_name": name, "will_be_lost": lost, "survives": survives,
+            "options": options, "job_id": job_id, "message": message})
+    };
+    let question = format!("{summary}\n\nDelete '{name}' permanently?");
+    let schema = json!({
+        "type": "object",
+        "properties": {"confirm": {"type": "boolean", "title": format!("Delete {name}"),
+            "description": format!("Check to delete the app '{name}' permanently")}},
+        "required": ["confirm"],
+    });
+    match ctx.elicitor.elicit("confirm_delete", &question, schema) {
+        Elicitation::Accepted(content) if content.get("confirm").and_then(Value::as_bool) == Some(true) => {}
+        Elicitation::Accepted(_) | Elicitation::Declined | Elicitation::Cancelled => {
+            change.outcome = Some(Outcome::Declined);
+            change.detail = Some("the user did not confirm the deletion".into());
+            let message = format!("Nothing was deleted: the user did not confirm deleting '{name}'.");
+            return ToolOutput::ok(message.clone(), answer("declined", message, None));
+        }
+        Elicitation::InputRequired(out) => {
+            change.not_attempted = true;
+            return out;
+        }
+        Elicitation::Unsupported if confirm => {}
+        Elicitation::Unsupported => {
+            change.outcome = Some(Outcome::Refused);
+            change.detail = Some("confirmation required".into());
+            let message = format!(
+                "{summary}\n\nNothing was deleted. Ask the user to confirm deleting '{name}', then call \
+                 delete_custom_app again with confirm: true."
+            );
+            return ToolOutput::error_with(message.clone(), answer("confirmation_required", message, None));
+        }
+    }
+    let job = AppJob::delete(name, DeleteOptions { remove_images, remove_ix_volumes: delete_volumes }, apps.version());
+    if let Err(e) = run_job(&apps, &job, ctx, change, (0.0, 100.0), None) {
+        return change_failed(change, &e, &format!("deleting '{name}'"), name);
+    }
+    let message = format!(
+        "Deleted app '{name}' (job {}).\nRemoved:\n{}\nKept:\n{}",
+        change.job_id.map(|j| j.to_string()).unwrap_or_else(|| "?".into()),
+        lost.iter().map(|l| format!("- {l}")).collect::<Vec<_>>().join("\n"),
+        survives.iter().map(|l| format!("- {l}")).collect::<Vec<_>>().join("\n"),
+    );
+    ToolOutput::ok(message.clone(), answer("deleted", message, change.job_id))
+}

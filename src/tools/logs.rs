@@ -1,0 +1,260 @@
+//! Container logs through TrueNAS's only logs API, the `app.container_log_follow` event source.
+//!
+//! There is no "give me the last N lines" method: we subscribe per container with `tail_lines`, collect until the
+//! stream goes quiet (the tail has arrived; a running container would follow forever), and always unsubscribe
+//! (dropping the subscription does). Memory is bounded: at most `lines` lines of at most [`MAX_LINE_BYTES`] each.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::failure::{missing_app, read_failed};
+use super::{Args, Change, Tools};
+use crate::mcp::tool::{CallContext, CancelToken, ToolOutput};
+use crate::truenas::apps::{AppEntry, Apps, ContainerDetail};
+use crate::truenas::SubEvent;
+
+/// Longer lines are cut (a binary blob in a log must not blow up the answer).
+pub const MAX_LINE_BYTES: usize = 4096;
+/// How long to wait for the first line of a container (docker may be slow to start streaming).
+const FIRST_LINE_WAIT: Duration = Duration::from_secs(5);
+/// Silence after which the tail is considered complete.
+const QUIET: Duration = Duration::from_millis(400);
+/// After the first line, how long the tail may take to arrive; a chatty container that never goes quiet is cut
+/// here (its newest lines are kept).
+const TAIL_WINDOW: Duration = Duration::from_secs(3);
+/// Upper bound for one container, whatever happens.
+const CONTAINER_DEADLINE: Duration = Duration::from_secs(20);
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogLine {
+    pub timestamp: Option<String>,
+    pub line: String,
+}
+
+/// The tail of one container's log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerLog {
+    pub service: String,
+    pub container_id: String,
+    pub lines: Vec<LogLine>,
+    /// More lines arrived than were kept.
+    pub truncated: bool,
+    pub error: Option<String>,
+}
+
+pub fn to_json(logs: &[ContainerLog]) -> Value {
+    Value::Array(
+        logs.iter()
+            .map(|c| {
+                json!({
+                    "service": c.service,
+                    "container_id": c.container_id,
+                    "lines": c.lines.iter().map(|l| json!({"timestamp": l.timestamp, "line": l.line}))
+                        .collect::<Vec<_>>(),
+                    "truncated": c.truncated,
+                    "error": c.error,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// The logs as readable text (empty for no containers).
+pub fn render(logs: &[ContainerLog]) -> String {
+    let mut text = String::new();
+    for c in logs {
+        text.push_str(&format!("\n--- {} ({}) ---", c.service, short_id(&c.container_id)));
+        if let Some(e) = &c.error {
+            text.push_str(&format!("\n(no logs: {e})"));
+        } else if c.lines.is_empty() {
+            text.push_str("\n(no log lines)");
+        }
+        for l in &c.lines {
+            text.push('\n');
+            text.push_str(&l.line);
+        }
+    }
+    text
+}
+
+fn short_id(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+/// Keep one log line: trailing newline removed, cut at a character boundary below [`MAX_LINE_BYTES`].
+fn clean_line(data: &str) -> String {
+    let trimmed = data.trim_end_matches(['\n', '\r']);
+    if trimmed.len() <= MAX_LINE_BYTES {
+        return trimmed.to_string();
+    }
+    let mut cut = MAX_LINE_BYTES;
+    while !trimmed.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &trimmed[..cut])
+}
+
+/// Collect the last `lines` lines of one container.
+pub fn container_tail(
+    apps: &Apps,
+    app: &str,
+    container: &ContainerDetail,
+    lines: u32,
+    cancel: &CancelToken,
+) -> ContainerLog {
+    let mut out = ContainerLog {
+        service: container.service_name.clone(),
+        container_id: container.id.clone(),
+        lines: Vec::new(),
+        truncated: false,
+        error: None,
+    };
+    let sub = match apps.follow_logs(app, &container.id, lines) {
+        Ok(s) => s,
+        Err(e) => {
+            out.error = Some(e.to_string());
+            return out;
+        }
+    };
+    let keep = lines as usize;
+    let mut buf: VecDeque<LogLine> = VecDeque::with_capacity(keep.min(1024));
+    let started = Instant::now();
+    let mut first_at: Option<Instant> = None;
+    loop {
+        let tail_done = first_at.is_some_and(|t| t.elapsed() >= TAIL_WINDOW);
+        if cancel.is_cancelled() || started.elapsed() >= CONTAINER_DEADLINE || tail_done {
+            break;
+        }
+        let wait = if first_at.is_some() { QUIET } else { FIRST_LINE_WAIT.saturating_sub(started.elapsed()) };
+        match sub.recv_timeout(wait) {
+            Some(SubEvent::Added { fields, .. } | SubEvent::Changed { fields, .. }) => {
+                first_at.get_or_insert_with(Instant::now);
+                let Some(data) = fields.get("data").and_then(Value::as_str) else { continue };
+                if buf.len() == keep {
+                    buf.pop_front();
+                    out.truncated = true;
+                }
+                let timestamp = fields.get("timestamp").and_then(Value::as_str).map(str::to_string);
+                buf.push_back(LogLine { timestamp, line: clean_line(data) });
+            }
+            Some(SubEvent::Removed { .. }) => {}
+            Some(SubEvent::Ended(err)) => {
+                if let Some(e) = err {
+                    if buf.is_empty() {
+                        out.error = Some(e.to_string());
+                    }
+                }
+                break;
+            }
+            // Quiet: the tail has arrived (or, before the first line, the container has nothing to say).
+            None => break,
+        }
+    }
+    // `sub` is dropped on return, which unsubscribes.
+    out.lines = buf.into_iter().collect();
+    out
+}
+
+/// The log tails of the containers that crashed (for diagnosis after a deploy or in a status).
+pub fn crashed_container_logs(apps: &Apps, app: &AppEntry, lines: u32, cancel: &CancelToken) -> Vec<ContainerLog> {
+    let details = app.workloads().container_details;
+    let crashed: Vec<&ContainerDetail> = details.iter().filter(|c| c.state == "crashed").collect();
+    // A crash that already restarted shows no crashed container: then every non-running one is a suspect.
+    let suspects: Vec<&ContainerDetail> =
+        if crashed.is_empty() { details.iter().filter(|c| c.state != "running").collect() } else { crashed };
+    suspects.into_iter().map(|c| container_tail(apps, &app.name, c, lines, cancel)).collect()
+}
+
+pub fn get_app_logs(tools: &Tools, args: &Value, ctx: &CallContext, _change: &mut Change) -> ToolOutput {
+    let args = Args(args);
+    let name = args.app_name();
+    let lines = args.u64("lines", 100).clamp(1, 10_000) as u32;
+    let service = args.str("service_name");
+    let apps = match tools.apps() {
+        Ok(a) => a,
+        Err(e) => return read_failed("connecting to TrueNAS", &e),
+    };
+    let app = match apps.get(name) {
+        Ok(Some(a)) => a,
+        Ok(None) => return missing_app(&apps, name),
+        Err(e) => return read_failed(&format!("reading app '{name}'"), &e),
+    };
+    let state = app.app_state();
+    if !state.has_logs() {
+        return ToolOutput::error(format!(
+            "app '{name}' is {}: a stopped app has no containers and therefore no logs; start it with \
+             start_custom_app and read the logs then",
+            app.state
+        ));
+    }
+    let details = app.workloads().container_details;
+    let chosen: Vec<&ContainerDetail> =
+        details.iter().filter(|c| service.map_or(true, |s| c.service_name == s)).collect();
+    if chosen.is_empty() {
+        let mut services: Vec<&str> = details.iter().map(|c| c.service_name.as_str()).collect();
+        services.dedup();
+        return ToolOutput::error(match service {
+            Some(s) => format!(
+                "app '{name}' has no container for service '{s}'; its services are: {}",
+                if services.is_empty() { "(none running)".to_string() } else { services.join(", ") }
+            ),
+            None => format!("app '{name}' has no containers yet; try again in a moment"),
+        });
+    }
+    let progress_total = chosen.len() as f64;
+    let mut logs = Vec::new();
+    for (i, c) in chosen.into_iter().enumerate() {
+        if ctx.cancel.is_cancelled() {
+            break;
+        }
+        logs.push(container_tail(&apps, name, c, lines, &ctx.cancel));
+        ctx.progress.report((i + 1) as f64, Some(progress_total), Some(&format!("read {}", c.service_name)));
+    }
+    let line_count: usize = logs.iter().map(|c| c.lines.len()).sum();
+    let text = format!("Last {lines} log line(s) per container of {name} ({}):{}", app.state, render(&logs));
+    ToolOutput::ok(
+        text,
+        json!({"app_name": name, "state": app.state, "containers": to_json(&logs), "line_count": line_count}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_trimmed_and_bounded() {
+        assert_eq!(clean_line("hello\n"), "hello");
+        assert_eq!(clean_line("crlf\r\n"), "crlf");
+        let long = "é".repeat(MAX_LINE_BYTES);
+        let cut = clean_line(&long);
+        assert!(cut.len() <= MAX_LINE_BYTES + "…".len());
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn rendering_names_each_container() {
+        let logs = vec![
+            ContainerLog {
+                service: "db".into(),
+                container_id: "0123456789abcdef".into(),
+                lines: vec![LogLine { timestamp: None, line: "FATAL: bad password".into() }],
+                truncated: false,
+                error: None,
+            },
+            ContainerLog {
+                service: "web".into(),
+                container_id: "fedcba".into(),
+                lines: vec![],
+                truncated: false,
+                error: Some("Container not found".into()),
+            },
+        ];
+        let text = render(&logs);
+        assert!(text.contains("--- db (0123456789ab) ---\nFATAL: bad password"), "{text}");
+        assert!(text.contains("(no logs: Container not found)"), "{text}");
+        assert_eq!(to_json(&logs)[0]["lines"][0]["line"], "FATAL: bad password");
+    }
+}

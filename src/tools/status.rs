@@ -1,0 +1,347 @@
+//! Read tools: the app list, one app's status, its compose, resource usage, and job status.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::failure::{apps_service_down, missing_app, read_failed};
+use super::logs::{self, ContainerLog};
+use super::{Args, Change, Tools};
+use crate::mcp::tool::{CallContext, CancelToken, ToolOutput};
+use crate::truenas::apps::{AppEntry, AppState, Apps};
+use crate::truenas::SubEvent;
+
+/// The app list as `list_custom_apps` and the `truenas://apps` resource give it.
+pub fn app_list(apps: &Apps, status_filter: &str, include_catalog: bool) -> Result<Value, String> {
+    let docker = apps.docker_status().map_err(|e| format!("cannot read the apps service status: {e}"))?;
+    if !docker.is_running() {
+        return Err(apps_service_down(&docker.status, docker.description.as_deref()));
+    }
+    let all = apps.query_all().map_err(|e| format!("listing apps failed: {e}"))?;
+    let wanted: Vec<Value> = all
+        .iter()
+        .filter(|a| include_catalog || a.custom_app)
+        .filter(|a| status_filter == "all" || a.state.eq_ignore_ascii_case(status_filter))
+        .map(summary)
+        .collect();
+    Ok(json!({"apps": wanted, "count": wanted.len(), "docker_status": docker.status}))
+}
+
+fn ports(app: &AppEntry) -> Vec<Value> {
+    let mut out = Vec::new();
+    for p in app.workloads().used_ports {
+        for h in &p.host_ports {
+            out.push(json!({"host_port": h.host_port, "host_ip": h.host_ip, "container_port": p.container_port,
+                "protocol": p.protocol}));
+        }
+    }
+    out
+}
+
+/// `host->container[/udp]`, once per port even when TrueNAS lists one binding per address family.
+fn port_text(ports: &[Value]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in ports {
+        let udp = if p["protocol"] == "udp" { "/udp" } else { "" };
+        let s = format!("{}->{}{udp}", p["host_port"], p["container_port"]);
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
+fn summary(app: &AppEntry) -> Value {
+    json!({
+        "name": app.name,
+        "state": app.state,
+        "custom_app": app.custom_app,
+        "containers": app.workloads().containers,
+        "ports": ports(app),
+        "portals": app.portals.clone().unwrap_or_default(),
+        "image_updates_available": app.image_updates_available || app.upgrade_available,
+    })
+}
+
+pub fn list_custom_apps(tools: &Tools, args: &Value, _ctx: &CallContext, _change: &mut Change) -> ToolOutput {
+    let args = Args(args);
+    let filter = args.str("status_filter").unwrap_or("all").to_ascii_lowercase();
+    let include_catalog = args.bool("include_catalog_apps", false);
+    let apps = match tools.apps() {
+        Ok(a) => a,
+        Err(e) => return read_failed("connecting to TrueNAS", &e),
+    };
+    let list = match app_list(&apps, &filter, include_catalog) {
+        Ok(l) => l,
+        Err(e) => return ToolOutput::error(e),
+    };
+    let items = list["apps"].as_array().cloned().unwrap_or_default();
+    let kind = if include_catalog { "apps" } else { "Custom Apps" };
+    let mut text = if items.is_empty() {
+        let which = if filter == "all" { String::new() } else { format!(" in state {}", filter.to_uppercase()) };
+        format!("No {kind}{which} on the NAS (the apps service is running).")
+    } else {
+        format!("{} {kind}:", items.len())
+    };
+    for a in &items {
+        let ports = port_text(a["ports"].as_array().map(Vec::as_slice).unwrap_or_default());
+        let mut line = format!(
+            "\n- {} [{}] {} container(s)",
+            a["name"].as_str().unwrap_or(""),
+            a["state"].as_str().unwrap_or(""),
+            a["containers"]
+        );
+        if !ports.is_empty() {
+            line.push_str(&format!(", ports {}", ports.join(", ")));
+        }
+        if let Some(p) = a["portals"].as_object().filter(|p| !p.is_empty()) {
+            let urls: Vec<&str> = p.values().filter_map(Value::as_str).collect();
+            line.push_str(&format!(", portal {}", urls.join(" ")));
+        }
+        if a["image_updates_available"] == true {
+            line.push_str(", image updates available (pull_custom_app_images)");
+        }
+        text.push_str(&line);
+    }
+    ToolOutput::ok(text, list)
+}
+
+fn crash_hint(app: &str) -> String {
+    format!(
+        "a container exited with an error: read the log lines above, fix the compose with update_custom_app \
+         (get_custom_app_config shows the current one), or try redeploy_custom_app if the failure was transient \
+         (e.g. a dependency was not ready); get_app_logs for {app} gives more lines"
+    )
+}
+
+pub fn get_custom_app_status(tools: &Tools, args: &Value, ctx: &CallContext, _change: &mut Change) -> ToolOutput {
+    let name = Args(args).app_name();
+    let apps = match tools.apps() {
+        Ok(a) => a,
+        Err(e) => return read_failed("connecting to TrueNAS", &e),
+    };
+    let app = match apps.get(name) {
+        Ok(Some(a)) => a,
+        Ok(None) => return missing_app(&apps, name),
+        Err(e) => return read_failed(&format!("reading app '{name}'"), &e),
+    };
+    let w = app.workloads();
+    let containers: Vec<Value> = w
+        .container_details
+        .iter()
+        .map(|c| json!({"service": c.service_name, "image": c.image, "state": c.state, "id": c.id}))
+        .collect();
+    let mounts: Vec<Value> = w
+        .volumes
+        .iter()
+        .map(|m| json!({"source": m.source, "destination": m.destination, "mode": m.mode, "type": m.kind}))
+        .collect();
+    let state = app.app_state();
+    let mut crash_logs: Vec<ContainerLog> = Vec::new();
+    let hint = match state {
+        AppState::Crashed => {
+            crash_logs = logs::crashed_container_logs(&apps, &app, 30, &ctx.cancel);
+            Some(crash_hint(name))
+        }
+        AppState::Deploying => Some(
+            "containers are starting or a healthcheck is not passing yet; call again in a moment, or read \
+             get_app_logs if it stays DEPLOYING (an unhealthy container keeps an app DEPLOYING)"
+                .to_string(),
+        ),
+        AppState::Stopped => Some(format!("the app is stopped; start_custom_app starts {name}")),
+        _ => None,
+    };
+    let mut text = format!("App {} is {}", app.name, app.state);
+    text.push_str(if app.custom_app { " (Custom App)." } else { " (catalogue app)." });
+    for c in &w.container_details {
+        text.push_str(&format!("\n- {} ({}): {}", c.service_name, c.image, c.state));
+    }
+    let ports = ports(&app);
+    if !ports.is_empty() {
+        text.push_str(&format!("\nPorts: {}", port_text(&ports).join(", ")));
+    }
+    if let Some(portals) = app.portals.as_ref().filter(|p| !p.is_empty()) {
+        let urls: Vec<String> = portals.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        text.push_str(&format!("\nPortals: {}", urls.join(", ")));
+    }
+    if let Some(n) = app.notes.as_deref().filter(|n| !n.is_empty()) {
+        text.push_str(&format!("\nNotes: {n}"));
+    }
+    text.push_str(&logs::render(&crash_logs));
+    if let Some(h) = &hint {
+        text.push_str(&format!("\nHint: {h}"));
+    }
+    let structured = json!({
+        "name": app.name,
+        "state": app.state,
+        "custom_app": app.custom_app,
+        "containers": containers,
+        "ports": ports,
+        "mounts": mounts,
+        "portals": app.portals.clone().unwrap_or_default(),
+        "notes": app.notes,
+        "image_updates_available": app.image_updates_available || app.upgrade_available,
+        "crash_logs": logs::to_json(&crash_logs),
+        "hint": hint,
+    });
+    ToolOutput::ok(text, structured)
+}
+
+/// The deployed compose as YAML; masked unless `reveal`.
+pub fn deployed_compose_yaml(apps: &Apps, name: &str, reveal: bool) -> Result<String, String> {
+    let config = apps.config(name).map_err(|e| format!("reading the compose of '{name}' failed: {e}"))?;
+    let shown = if reveal { config } else { crate::compose::mask_secrets(&config) };
+    serde_yaml::to_string(&shown).map_err(|e| format!("cannot render the compose of '{name}' as YAML: {e}"))
+}
+
+pub fn get_custom_app_config(tools: &Tools, args: &Value, _ctx: &CallContext, _change: &mut Change) -> ToolOutput {
+    let args = Args(args);
+    let name = args.app_name();
+    let reveal = args.bool("reveal_secrets", false);
+    let apps = match tools.apps() {
+        Ok(a) => a,
+        Err(e) => return read_failed("connecting to TrueNAS", &e),
+    };
+    match apps.get(name) {
+        Ok(Some(a)) if !a.custom_app => {
+            return ToolOutput::error(format!(
+                "'{name}' is a catalogue app, not a Custom App: its configuration is managed in the TrueNAS web UI"
+            ))
+        }
+        Ok(Some(_)) => {}
+        Ok(None) => return missing_app(&apps, name),
+        Err(e) => return read_failed(&format!("reading app '{name}'"), &e),
+    }
+    match deployed_compose_yaml(&apps, name, reveal) {
+        Ok(yaml) => {
+            let note = if reveal { "" } else { " (secret-looking values masked as ***)" };
+            ToolOutput::ok(
+                format!("Deployed compose of {name}{note}:\n{yaml}"),
+                json!({"app_name": name, "compose_yaml": yaml, "secrets_masked": !reveal}),
+            )
+        }
+        Err(e) => ToolOutput::error(e),
+    }
+}
+
+/// One `app.stats` event (a list of per-app samples); the subscription ends when this returns.
+fn first_stats_sample(apps: &Apps, cancel: &CancelToken) -> Result<Value, ToolOutput> {
+    let sub = apps.stats(2).map_err(|e| read_failed("subscribing to app.stats", &e))?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if cancel.is_cancelled() {
+            return Err(ToolOutput::error("cancelled before a sample arrived"));
+        }
+        if Instant::now() >= deadline {
+            return Err(ToolOutput::error(
+                "no app.stats sample arrived within 15 s; try again (test_connection checks the NAS)",
+            ));
+        }
+        match sub.recv_timeout(Duration::from_millis(250)) {
+            Some(SubEvent::Added { fields, .. } | SubEvent::Changed { fields, .. }) => return Ok(fields),
+            Some(SubEvent::Ended(err)) => {
+                let why = err.map(|e| e.to_string()).unwrap_or_else(|| "the stream ended".into());
+                return Err(ToolOutput::error(format!("app.stats failed: {why}")));
+            }
+            _ => {}
+        }
+    }
+}
+
+fn number(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(0.0)
+}
+
+pub fn get_app_stats(tools: &Tools, args: &Value, ctx: &CallContext, _change: &mut Change) -> ToolOutput {
+    let only = Args(args).str("app_name").map(str::to_string);
+    let apps = match tools.apps() {
+        Ok(a) => a,
+        Err(e) => return read_failed("connecting to TrueNAS", &e),
+    };
+    if let Ok(d) = apps.docker_status() {
+        if !d.is_running() {
+            return ToolOutput::error(apps_service_down(&d.status, d.description.as_deref()));
+        }
+    }
+    let sample = match first_stats_sample(&apps, &ctx.cancel) {
+        Ok(s) => s,
+        Err(out) => return out,
+    };
+    let rows: Vec<Value> = sample
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| only.as_deref().map_or(true, |n| s["app_name"] == n))
+        .map(|s| {
+            let nets = s["networks"].as_array().cloned().unwrap_or_default();
+            json!({
+                "app_name": s["app_name"].as_str().unwrap_or(""),
+                "cpu_percent": number(&s["cpu_usage"]),
+                "memory_bytes": number(&s["memory"]),
+                "network_rx_bytes_per_second": nets.iter().fold(0.0, |t, n| t + number(&n["rx_bytes"])),
+                "network_tx_bytes_per_second": nets.iter().fold(0.0, |t, n| t + number(&n["tx_bytes"])),
+                "block_read_bytes": number(&s["blkio"]["read"]),
+                "block_write_bytes": number(&s["blkio"]["write"]),
+            })
+        })
+        .collect();
+    if let Some(n) = &only {
+        if rows.is_empty() {
+            return ToolOutput::error(format!(
+                "no statistics for app '{n}': it does not exist (list_custom_apps shows the apps)"
+            ));
+        }
+    }
+    let mut text = String::from("Resource usage (one sample):");
+    for r in &rows {
+        text.push_str(&format!(
+            "\n- {}: CPU {:.1}%, memory {:.1} MiB, net rx {:.0} B/s tx {:.0} B/s, block read {:.0} B write {:.0} B",
+            r["app_name"].as_str().unwrap_or(""),
+            number(&r["cpu_percent"]),
+            number(&r["memory_bytes"]) / 1_048_576.0,
+            number(&r["network_rx_bytes_per_second"]),
+            number(&r["network_tx_bytes_per_second"]),
+            number(&r["block_read_bytes"]),
+            number(&r["block_write_bytes"]),
+        ));
+    }
+    ToolOutput::ok(text, json!({"apps": rows}))
+}
+
+pub fn get_job_status(tools: &Tools, args: &Value, _ctx: &CallContext, _change: &mut Change) -> ToolOutput {
+    let id = Args(args).u64("job_id", 0) as i64;
+    let job = match tools.client().job(id) {
+        Ok(j) => j,
+        Err(e) if e.is_not_found() => {
+            return ToolOutput::error(format!(
+                "job {id} is unknown to TrueNAS: job ids are reset when the middleware restarts and finished jobs \
+                 are forgotten after a while; check the app with get_custom_app_status instead"
+            ))
+        }
+        Err(e) => return read_failed(&format!("reading job {id}"), &e),
+    };
+    let state = job["state"].as_str().unwrap_or("UNKNOWN").to_string();
+    let finished = matches!(state.as_str(), "SUCCESS" | "FAILED" | "ABORTED");
+    let error = job["error"].as_str().map(str::to_string);
+    let structured = json!({
+        "job_id": id,
+        "method": job["method"].as_str(),
+        "state": state,
+        "finished": finished,
+        "progress_percent": job["progress"]["percent"].as_f64(),
+        "progress_description": job["progress"]["description"].as_str(),
+        "result": job.get("result").cloned().unwrap_or(Value::Null),
+        "error": error,
+    });
+    let mut text = format!("Job {id} ({}) is {state}", job["method"].as_str().unwrap_or("unknown method"));
+    if let Some(p) = job["progress"]["percent"].as_f64() {
+        text.push_str(&format!(", {p:.0}%"));
+    }
+    if let Some(d) = job["progress"]["description"].as_str().filter(|d| !d.is_empty()) {
+        text.push_str(&format!(": {d}"));
+    }
+    if let Some(e) = &error {
+        text.push_str(&format!("\nError: {e}"));
+    }
+    ToolOutput::ok(text, structured)
+}

@@ -1,0 +1,193 @@
+//! Which login call to make for the configured credential and protocol, and what its answer means.
+//!
+//! Password: `auth.login_ex` PASSWORD_PLAIN on JSON-RPC (25.04+), falling back to `auth.login` when the method does
+//! not exist; `auth.login` on legacy DDP (24.10). API key: `auth.login_ex` API_KEY_PLAIN with the username when one
+//! was configured explicitly, else `auth.login_with_api_key` (which looks the owner up). Reference §2.
+
+use serde_json::{json, Value};
+
+use super::client::WireProtocol;
+use super::error::{AuthFailure, TnError};
+use crate::config::Config;
+
+/// The configured credential kind, as reported in `ServerInfo::auth_method`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialKind {
+    Password,
+    ApiKey,
+}
+
+impl CredentialKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::Password => "password",
+            CredentialKind::ApiKey => "api_key",
+        }
+    }
+}
+
+/// Which credential we will use (a password wins over an API key, as the settings document).
+pub fn credential_kind(config: &Config) -> Result<CredentialKind, TnError> {
+    if config.password.is_some() {
+        Ok(CredentialKind::Password)
+    } else if config.api_key.is_some() {
+        Ok(CredentialKind::ApiKey)
+    } else {
+        Err(TnError::Auth(AuthFailure::NoCredentials))
+    }
+}
+
+/// One login call: method and positional params (which hold the secret: never log them).
+#[derive(Debug, PartialEq)]
+pub struct LoginCall {
+    pub method: &'static str,
+    pub params: Value,
+}
+
+/// The login calls to try, in order; the second is used only if the first does not exist on the server.
+pub fn login_calls(config: &Config, protocol: WireProtocol) -> Result<Vec<LoginCall>, TnError> {
+    let user = config.username.as_str();
+    Ok(match credential_kind(config)? {
+        CredentialKind::Password => {
+            let password = config.password.as_ref().map(|s| s.expose()).unwrap_or_default();
+            let plain = LoginCall { method: "auth.login", params: json!([user, password]) };
+            match protocol {
+                WireProtocol::JsonRpc => vec![
+                    LoginCall {
+                        method: "auth.login_ex",
+                        params: json!([{
+                            "mechanism": "PASSWORD_PLAIN",
+                            "username": user,
+                            "password": password,
+                            "login_options": {"user_info": false}
+                        }]),
+                    },
+                    plain,
+                ],
+                WireProtocol::Legacy => vec![plain],
+            }
+        }
+        CredentialKind::ApiKey => {
+            let key = config.api_key.as_ref().map(|s| s.expose()).unwrap_or_default();
+            let lookup = LoginCall { method: "auth.login_with_api_key", params: json!([key]) };
+            match (protocol, config.username_explicit) {
+                (WireProtocol::JsonRpc, true) => vec![
+                    LoginCall {
+                        method: "auth.login_ex",
+                        params: json!([{
+                            "mechanism": "API_KEY_PLAIN",
+                            "username": user,
+                            "api_key": key,
+                            "login_options": {"user_info": false}
+                        }]),
+                    },
+                    lookup,
+                ],
+                _ => vec![lookup],
+            }
+        }
+    })
+}
+
+/// What a login answer means: `Ok(())` for success, else why it failed.
+pub fn interpret(method: &str, result: &Value) -> Result<(), AuthFailure> {
+    if method != "auth.login_ex" {
+        return match result {
+            Value::Bool(true) => Ok(()),
+            Value::Bool(false) | Value::Null => Err(AuthFailure::BadCredentials),
+            other => Err(AuthFailure::Unknown(format!("unexpected answer {other}"))),
+        };
+    }
+    let kind = result.get("response_type").and_then(Value::as_str).unwrap_or("");
+    match kind {
+        "SUCCESS" => Ok(()),
+        "AUTH_ERR" | "DENIED" => Err(AuthFailure::BadCredentials),
+        "EXPIRED" => Err(AuthFailure::Expired),
+        "OTP_REQUIRED" => Err(AuthFailure::OtpRequired),
+        "REDIRECT" => Err(AuthFailure::Redirect(
+            result
+                .get("urls")
+                .and_then(Value::as_array)
+                .map(|u| u.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default(),
+        )),
+        "" => Err(AuthFailure::Unknown(format!("a result without response_type: {result}"))),
+        other => Err(AuthFailure::Unknown(other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    fn config(password: Option<&str>, key: Option<&str>, explicit_user: bool) -> Config {
+        let mut c = Config::for_tests();
+        c.password = password.map(Secret::new);
+        c.api_key = key.map(Secret::new);
+        c.username = "admin".into();
+        c.username_explicit = explicit_user;
+        c
+    }
+
+    fn methods(c: &Config, p: WireProtocol) -> Vec<&'static str> {
+        login_calls(c, p).unwrap().iter().map(|l| l.method).collect()
+    }
+
+    #[test]
+    fn the_login_call_follows_credential_protocol_and_username() {
+        use WireProtocol::*;
+        let cases = [
+            (config(Some("pw"), None, false), JsonRpc, vec!["auth.login_ex", "auth.login"]),
+            (config(Some("pw"), None, false), Legacy, vec!["auth.login"]),
+            (config(Some("pw"), Some("1-k"), true), JsonRpc, vec!["auth.login_ex", "auth.login"]),
+            (config(None, Some("1-k"), true), JsonRpc, vec!["auth.login_ex", "auth.login_with_api_key"]),
+            (config(None, Some("1-k"), false), JsonRpc, vec!["auth.login_with_api_key"]),
+            (config(None, Some("1-k"), true), Legacy, vec!["auth.login_with_api_key"]),
+        ];
+        for (c, p, want) in cases {
+            assert_eq!(methods(&c, p), want, "{:?} {:?}", c.api_key.is_some(), p);
+        }
+        let calls = login_calls(&config(None, Some("1-k"), true), JsonRpc).unwrap();
+        assert_eq!(
+            calls[0].params,
+            json!([{"mechanism":"API_KEY_PLAIN","username":"admin","api_key":"1-k","login_options":{"user_info":false}}])
+        );
+        let calls = login_calls(&config(Some("pw"), None, false), Legacy).unwrap();
+        assert_eq!(calls[0].params, json!(["admin", "pw"]));
+        assert_eq!(
+            login_calls(&config(None, None, false), JsonRpc).unwrap_err().to_string(),
+            TnError::Auth(AuthFailure::NoCredentials).to_string()
+        );
+    }
+
+    #[test]
+    fn every_response_type_is_understood() {
+        let cases = [
+            ("auth.login_ex", json!({"response_type":"SUCCESS","user_info":null,"authenticator":"LEVEL_1"}), Ok(())),
+            ("auth.login_ex", json!({"response_type":"AUTH_ERR"}), Err(AuthFailure::BadCredentials)),
+            ("auth.login_ex", json!({"response_type":"EXPIRED"}), Err(AuthFailure::Expired)),
+            (
+                "auth.login_ex",
+                json!({"response_type":"OTP_REQUIRED","username":"admin"}),
+                Err(AuthFailure::OtpRequired),
+            ),
+            (
+                "auth.login_ex",
+                json!({"response_type":"REDIRECT","urls":["10.0.0.2","10.0.0.3"]}),
+                Err(AuthFailure::Redirect(vec!["10.0.0.2".into(), "10.0.0.3".into()])),
+            ),
+            (
+                "auth.login_ex",
+                json!({"response_type":"SCRAM_RESPONSE"}),
+                Err(AuthFailure::Unknown("SCRAM_RESPONSE".into())),
+            ),
+            ("auth.login", json!(true), Ok(())),
+            ("auth.login", json!(false), Err(AuthFailure::BadCredentials)),
+            ("auth.login_with_api_key", json!(false), Err(AuthFailure::BadCredentials)),
+        ];
+        for (method, result, want) in cases {
+            assert_eq!(interpret(method, &result), want, "for {method} {result}");
+        }
+    }
+}

@@ -1,0 +1,797 @@
+//! Integration tests: faults (owned by the proof helper).
+//!
+//! Every network failure the product promises to survive, injected with the simulator's fault knobs (or, where the
+//! simulator cannot misbehave that way, a small fake TrueNAS on loopback), through the real client over real
+//! WebSockets and, where it matters to users, through the real binary over MCP. After each fault: a clear error,
+//! no hang (every wait is bounded), no lost or duplicated change on the NAS, and the next call works.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use truenas_mcp::config::{Config, Protocol};
+use truenas_mcp::sim::{RateLimit, SimOptions, SimServer, Simulator};
+use truenas_mcp::truenas::error::{AuthFailure, TimeoutPhase};
+use truenas_mcp::truenas::{Client, ClientSettings, ConnectTarget, JobOptions, TnError};
+
+use crate::support::McpPeer;
+
+pub const PASSWORD: &str = "faults-password";
+/// Only there to turn a hang into a failure; never a speed claim.
+pub const HANG: Duration = Duration::from_secs(60);
+
+/// A simulator served over WebSocket on loopback, quick jobs, no example apps unless asked.
+pub fn start_sim(tweak: impl FnOnce(&mut SimOptions)) -> (Simulator, SimServer) {
+    let mut opts = SimOptions {
+        users: vec![("mcp-service".into(), PASSWORD.into())],
+        job_step: Duration::from_millis(5),
+        seed_example_apps: false,
+        login_fail_delay: Duration::from_millis(10),
+        ..SimOptions::default()
+    };
+    tweak(&mut opts);
+    let sim = Simulator::new(opts);
+    let server = sim.serve("127.0.0.1:0").expect("serve the simulator");
+    (sim, server)
+}
+
+/// A config pointing at `addr` over plain ws with short deadlines.
+pub fn config_for(addr: SocketAddr) -> Config {
+    let mut c = Config::for_tests();
+    c.host = Some(addr.ip().to_string());
+    c.port = addr.port();
+    c.protocol = Protocol::Ws;
+    c.password = Some(truenas_mcp::config::Secret::new(PASSWORD));
+    c.call_timeout = Duration::from_secs(5);
+    c.connect_timeout = Duration::from_secs(2);
+    c.job_timeout = Duration::from_secs(20);
+    c
+}
+
+fn client_with(config: Config, keepalive: Duration) -> Client {
+    Client::new(ClientSettings { config, keepalive }, ConnectTarget::Network)
+}
+
+fn client(server: &SimServer) -> Client {
+    client_with(config_for(server.addr), Duration::from_secs(25))
+}
+
+fn compose(image: &str) -> String {
+    format!("services:\n  web:\n    image: {image}\n")
+}
+
+fn create_params(app: &str) -> Value {
+    json!([{"app_name": app, "custom_app": true, "custom_compose_config_string": compose("nginx:1.27")}])
+}
+
+fn count_calls(sim: &Simulator, method: &str) -> usize {
+    sim.call_log().iter().filter(|(m, _)| m == method).count()
+}
+
+fn apps_named(sim: &Simulator, app: &str) -> usize {
+    sim.apps().iter().filter(|a| a["name"] == app).count()
+}
+
+/// The next call works: a read and a change, each exactly once.
+fn next_calls_work(sim: &Simulator, c: &Client, app: &str) {
+    let apps = c.call("app.query", json!([])).unwrap_or_else(|e| panic!("the next read failed: {e}"));
+    assert!(apps.is_array(), "{apps}");
+    let before = count_calls(sim, "app.create");
+    c.call_job("app.create", create_params(app), JobOptions::default())
+        .unwrap_or_else(|e| panic!("the next change failed: {e}"));
+    assert_eq!(count_calls(sim, "app.create"), before + 1, "the next change was sent once");
+    assert_eq!(apps_named(sim, app), 1);
+}
+
+/// Run `f` on a thread; fail the test (instead of hanging) if it does not finish within `limit`.
+fn bounded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> (T, Duration) {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let started = Instant::now();
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => (v, started.elapsed()),
+        Err(_) => panic!("hung: no answer within {limit:?}"),
+    }
+}
+
+fn lost(e: &TnError) -> (bool, String) {
+    match e {
+        TnError::ConnectionLost { outcome_unknown, detail } => (*outcome_unknown, detail.clone()),
+        other => panic!("expected a lost connection, got {other:?}: {other}"),
+    }
+}
+
+// ----- dropped connections ------------------------------------------------------------------------------------
+
+/// The connection drops while idle (nginx closes it): the change sent afterwards goes out on a new connection,
+/// exactly once, and succeeds.
+#[test]
+fn drop_before_a_job_reconnects_and_sends_the_change_once() {
+    let (sim, server) = start_sim(|o| o.idle_timeout = Duration::from_millis(300));
+    let c = client(&server);
+    c.call("app.query", json!([])).unwrap();
+    let logins = count_calls(&sim, "auth.login_ex");
+    thread::sleep(Duration::from_millis(1500)); // the simulator closes the idle socket without a close frame
+    let c2 = c.clone();
+    let (r, _) = bounded(HANG, move || c2.call_job("app.create", create_params("before"), JobOptions::default()));
+    r.unwrap_or_else(|e| panic!("a change after an idle drop must go through: {e}"));
+    assert_eq!(count_calls(&sim, "app.create"), 1);
+    assert_eq!(apps_named(&sim, "before"), 1);
+    assert_eq!(count_calls(&sim, "auth.login_ex"), logins + 1, "one new login on the new connection");
+    next_calls_work(&sim, &c, "before-next");
+}
+
+/// The very frame carrying `app.create` trips the drop (the simulator never processes it): the caller is told
+/// the outcome is unknown, the change is not re-sent behind its back, and the next calls work.
+#[test]
+fn drop_as_a_change_is_sent_reports_outcome_unknown_and_never_resends() {
+    let (sim, server) = start_sim(|_| {});
+    let c = client(&server);
+    c.call("app.query", json!([])).unwrap();
+    sim.faults().drop_after_frames(1);
+    let c2 = c.clone();
+    let (r, _) = bounded(HANG, move || c2.call_job("app.create", create_params("dropped"), JobOptions::default()));
+    let err = r.expect_err("a dropped change cannot succeed");
+    let (unknown, _) = lost(&err);
+    assert!(unknown, "a change in flight has an unknown outcome: {err}");
+    let text = err.to_string();
+    assert!(text.contains("may or may not") && text.contains("check"), "{text}");
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(count_calls(&sim, "app.create"), 0, "the tripping frame is never processed, and never re-sent");
+    assert_eq!(apps_named(&sim, "dropped"), 0);
+    // The same for a plain mutating call (after a read, so the dropped frame is the call and not the re-login).
+    c.call("app.query", json!([])).unwrap();
+    sim.faults().drop_after_frames(1);
+    let err = c.call_mutating("app.stop", json!(["nothing"])).expect_err("dropped");
+    assert!(lost(&err).0, "{err}");
+    next_calls_work(&sim, &c, "dropped-next");
+}
+
+/// A read-only call whose frame is dropped fails with a clear, retryable error (outcome known: nothing changed).
+#[test]
+fn drop_during_a_read_is_a_clear_retryable_error() {
+    let (sim, server) = start_sim(|_| {});
+    let c = client(&server);
+    c.call("app.query", json!([])).unwrap();
+    sim.faults().drop_after_frames(1);
+    let err = c.call("app.query", json!([])).expect_err("dropped");
+    let (unknown, _) = lost(&err);
+    assert!(!unknown, "a read changes nothing: {err}");
+    assert!(err.to_string().contains("reconnects automatically"), "{err}");
+    next_calls_work(&sim, &c, "read-next");
+}
+
+/// The connection drops while a deploy job runs (the job goes on server-side): the client reconnects, finds the
+/// job, follows it to the end, and reports its real result. The change happened exactly once.
+#[test]
+fn drop_during_a_job_follows_the_job_after_reconnecting() {
+    let (sim, server) = start_sim(|_| {});
+    let c = client(&server);
+    c.call("app.query", json!([])).unwrap();
+    sim.faults().drop_mid_job();
+    let c2 = c.clone();
+    let (r, _) = bounded(HANG, move || c2.call_job("app.create", create_params("during"), JobOptions::default()));
+    r.unwrap_or_else(|e| panic!("the job survived the drop, so its result is known: {e}"));
+    assert_eq!(count_calls(&sim, "app.create"), 1, "never re-sent");
+    assert!(count_calls(&sim, "core.get_jobs") >= 1, "the job was looked up after reconnecting");
+    assert_eq!(apps_named(&sim, "during"), 1);
+    next_calls_work(&sim, &c, "during-next");
+}
+
+/// The connection drops right after a job finished: the result already delivered stands, and the next call
+/// reconnects transparently.
+#[test]
+fn drop_after_a_job_the_next_call_reconnects() {
+    let (sim, server) = start_sim(|_| {});
+    let c = client(&server);
+    c.call_job("app.create", create_params("after"), JobOptions::default()).unwrap();
+    sim.restart(); // drops every connection; apps are kept
+                   // The first read may go out on the dying socket before the drop is noticed: then it fails as a plain, retryable
+                   // lost connection (reads are not replayed automatically); it never hangs and never claims a change.
+    let c2 = c.clone();
+    let (r, _) = bounded(HANG, move || c2.call("app.query", json!([])));
+    if let Err(e) = r {
+        assert!(!lost(&e).0, "{e}");
+    }
+    let apps = c.call("app.query", json!([])).unwrap_or_else(|e| panic!("the read after that must reconnect: {e}"));
+    assert_eq!(apps.as_array().unwrap().iter().filter(|a| a["name"] == "after").count(), 1);
+    assert_eq!(count_calls(&sim, "app.create"), 1);
+    next_calls_work(&sim, &c, "after-next");
+}
+
+// ----- a NAS that stops answering ------------------------------------------------------------------------------
+
+/// Half-open while a call waits: the keepalive ping goes unanswered and the call fails within the keepalive window
+/// (keepalive + pong timeout), long before its own deadline; the next call uses a fresh connection.
+#[test]
+fn half_open_is_detected_within_the_keepalive_window() {
+    let (sim, server) = start_sim(|_| {});
+    let mut config = config_for(server.addr);
+    config.call_timeout = Duration::from_secs(40);
+    let keepalive = Duration::from_millis(500);
+    let c = client_with(config, keepalive);
+    c.call("app.query", json!([])).unwrap();
+    sim.faults().half_open_existing();
+    thread::sleep(Duration::from_millis(200)); // the connection loop notices the knob at its next tick
+    let c2 = c.clone();
+    let (r, took) = bounded(HANG, move || c2.call("app.query", json!([])));
+    // Either the dead peer was noticed before the call was sent (then the call succeeds on a new connection) or the
+    // call fails as a lost connection; never the 40 s call deadline.
+    match r {
+        Ok(_) => {}
+        Err(e) => {
+            let (_, detail) = lost(&e);
+            assert!(detail.contains("keepalive"), "{detail}");
+        }
+    }
+    // keepalive 0.5 s + pong timeout (clamped to ≥ 1 s) + slack for a loaded machine.
+    assert!(took < Duration::from_secs(15), "half-open detected after {took:?}, not within the keepalive window");
+    next_calls_work(&sim, &c, "half-open-next");
+}
+
+/// Half-open while idle: the actor's own ping notices, drops the dead socket, and the next call reconnects.
+#[test]
+fn half_open_while_idle_reconnects_on_the_next_call() {
+    let (sim, server) = start_sim(|_| {});
+    let c = client_with(config_for(server.addr), Duration::from_millis(300));
+    c.call("app.query", json!([])).unwrap();
+    let logins = count_calls(&sim, "auth.login_ex");
+    sim.faults().half_open_existing();
+    thread::sleep(Duration::from_secs(3));
+    let c2 = c.clone();
+    let (r, _) = bounded(HANG, move || c2.call("app.query", json!([])));
+    r.unwrap_or_else(|e| panic!("the dead socket should have been replaced: {e}"));
+    assert_eq!(count_calls(&sim, "auth.login_ex"), logins + 1);
+}
+
+// ----- garbage, oversized and partial frames --------------------------------------------------------------------
+
+/// A frame that is not JSON before a response: ignored (logged), the call still gets its answer.
+#[test]
+fn garbage_frame_is_survived() {
+    let (sim, server) = start_sim(|_| {});
+    let c = client(&server);
+    c.call("app.query", json!([])).unwrap();
+    sim.faults().send_garbage();
+    let c2 = c.clone();
+    let (r, _) = bounded(HANG, move || c2.call("app.query", json!([])));
+    match r {
+        Ok(v) => assert!(v.is_array()),
+        Err(e) => {
+            // Dropping the connection on garbage would also be acceptable, if it says so.
+            assert!(!lost(&e).0, "{e}");
+        }
+    }
+    next_calls_work(&sim, &c, "garbage-next");
+}
+
+/// A request larger than TrueNAS accepts is refused locally (the server would close the socket), nothing is sent,
+/// and the connection stays usable.
+#[test]
+fn oversized_request_is_refused_locally() {
+    let (sim, server) = start_sim(|_| {});
+    let c = client(&server);
+    c.call("app.query", json!([])).unwrap();
+    let frames = sim.frames_received();
+    let huge = "x".repeat(70_000);
+    let err = c.call_mutating("app.create", json!([{"app_name": "huge", "custom_compose_config_string": huge}]));
+    match err {
+        Err(TnError::TooLarge { size, limit }) => assert!(size > limit, "{size} {limit}"),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert_eq!(sim.frames_received(), frames, "nothing went on the wire");
+    let err = c
+        .call_job(
+            "app.create",
+            json!([{"app_name": "huge", "custom_app": true, "custom_compose_config_string": "x".repeat(70_000)}]),
+            JobOptions::default(),
+        )
+        .expect_err("too large");
+    assert!(err.to_string().contains("exceeds"), "{err}");
+    assert_eq!(sim.frames_received(), frames);
+    next_calls_work(&sim, &c, "oversized-next");
+}
+
+/// How the fake NAS misbehaves on `core.ping` on its first connection.
+#[derive(Clone, Copy, PartialEq)]
+enum Mischief {
+    /// Send the start of a text frame (header announcing 1000 bytes, then 10 of them) and stall.
+    PartialFrame,
+    /// A frame header announcing 1 GiB (beyond the client's 256 MiB limit), then a few bytes.
+    HugeFrame,
+}
+
+/// A fake TrueNAS (JSON-RPC) on loopback: logs anyone in, answers `system.info`, `core.subscribe` and `core.ping`,
+/// and misbehaves on the first connection's first `core.ping`.
+struct FakeNas {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for FakeNas {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+fn fake_nas(mischief: Mischief) -> FakeNas {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (conns, stop2) = (connections.clone(), stop.clone());
+    thread::spawn(move || {
+        for tcp in listener.incoming() {
+            if stop2.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok(tcp) = tcp else { continue };
+            let n = conns.fetch_add(1, Ordering::SeqCst);
+            let stop = stop2.clone();
+            thread::spawn(move || fake_connection(tcp, (n == 0).then_some(mischief), stop));
+        }
+    });
+    FakeNas { addr, connections, stop }
+}
+
+fn fake_connection(tcp: TcpStream, mut mischief: Option<Mischief>, stop: Arc<AtomicBool>) {
+    let Ok(mut ws) = tungstenite::accept(tcp) else { return };
+    loop {
+        let Ok(msg) = ws.read() else { return };
+        let tungstenite::Message::Text(text) = msg else { continue };
+        let Ok(req) = serde_json::from_str::<Value>(&text) else { return };
+        let result = match req["method"].as_str().unwrap_or_default() {
+            "auth.login_ex" => json!({"response_type": "SUCCESS"}),
+            "system.info" => json!({"version": "25.04.2.6", "hostname": "fake"}),
+            "core.ping" => match mischief.take() {
+                None => json!("pong"),
+                Some(m) => {
+                    let mut raw: Vec<u8> = match m {
+                        Mischief::PartialFrame => vec![0x81, 126, 0x03, 0xE8],
+                        Mischief::HugeFrame => {
+                            let mut h = vec![0x81, 127];
+                            h.extend_from_slice(&(1u64 << 30).to_be_bytes());
+                            h
+                        }
+                    };
+                    raw.extend_from_slice(b"{\"jsonrpc\"");
+                    let _ = ws.flush();
+                    let _ = ws.get_mut().write_all(&raw);
+                    let _ = ws.get_mut().flush();
+                    // Stall (slow-loris) until the peer gives up or the test ends.
+                    let mut sink = [0u8; 1024];
+                    let _ = ws.get_mut().set_read_timeout(Some(Duration::from_millis(50)));
+                    let started = Instant::now();
+                    while !stop.load(Ordering::SeqCst) && started.elapsed() < HANG {
+                        if let Ok(0) = ws.get_mut().read(&mut sink) {
+                            return;
+                        }
+                    }
+                    return;
+                }
+            },
+            _ => Value::Null,
+        };
+        let reply = json!({"jsonrpc": "2.0", "id": req["id"], "result": result});
+        if ws.send(tungstenite::Message::Text(reply.to_string())).is_err() {
+            return;
+        }
+    }
+}
+
+/// The NAS sends half a frame and stalls (slow-loris against the client): the call ends at its deadline with a
+/// timeout, the stalled socket is given up, and the next call works on a new connection.
+#[test]
+fn partial_frame_from_the_nas_times_out_and_recovers() {
+    let nas = fake_nas(Mischief::PartialFrame);
+    let mut config = config_for(nas.addr);
+    config.call_timeout = Duration::from_secs(1);
+    let c = client_with(config, Duration::from_millis(500));
+    c.server_info().unwrap();
+    let c2 = c.clone();
+    let (r, took) = bounded(HANG, move || c2.call("core.ping", json!([])));
+    match r {
+        Err(TnError::Timeout { phase: TimeoutPhase::Call, .. }) => {}
+        Err(e @ TnError::ConnectionLost { .. }) => assert!(e.to_string().contains("keepalive"), "{e}"),
+        other => panic!("expected a timeout or a detected dead peer, got {other:?}"),
+    }
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    // The stalled connection is abandoned: by the keepalive (no pong arrives behind a partial frame).
+    let c3 = c.clone();
+    let (r, _) = bounded(HANG, move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match c3.call("core.ping", json!([])) {
+                Ok(v) => return Ok(v),
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    });
+    assert_eq!(r.unwrap_or_else(|e| panic!("never recovered: {e}")), json!("pong"));
+    assert!(nas.connections.load(Ordering::SeqCst) >= 2, "a new connection was opened");
+}
+
+/// A frame header announcing 1 GiB: refused at once (no 1 GiB allocation, no wait), clear error, next call works.
+#[test]
+fn huge_frame_from_the_nas_is_refused() {
+    let nas = fake_nas(Mischief::HugeFrame);
+    let c = client_with(config_for(nas.addr), Duration::from_secs(25));
+    c.server_info().unwrap();
+    let c2 = c.clone();
+    let (r, _) = bounded(HANG, move || c2.call("core.ping", json!([])));
+    let err = r.expect_err("a 1 GiB frame cannot be accepted");
+    let (unknown, detail) = lost(&err);
+    assert!(!unknown, "{err}");
+    assert!(!detail.is_empty(), "{err}");
+    let c3 = c.clone();
+    let (r, _) = bounded(HANG, move || c3.call("core.ping", json!([])));
+    assert_eq!(r.unwrap(), json!("pong"));
+}
+
+/// A raw TCP peer sends half an HTTP upgrade, another half a WebSocket frame, and both stall (slow-loris against
+/// the simulator's front): real clients are served meanwhile, and the stalled peers are closed.
+#[test]
+fn slow_loris_peers_do_not_block_the_simulator() {
+    let (sim, server) = start_sim(|o| o.idle_timeout = Duration::from_millis(500));
+    let mut half_upgrade = TcpStream::connect(server.addr).unwrap();
+    half_upgrade.write_all(b"GET /api/current HTTP/1.1\r\nHost: x\r\nUpgrade: webs").unwrap();
+    let (mut ws, _) =
+        tungstenite::client(server.url("/api/current"), TcpStream::connect(server.addr).unwrap()).unwrap();
+    ws.get_mut().write_all(&[0x81, 0xFE, 0x03, 0xE8, 1, 2, 3, 4, b'{']).unwrap(); // masked, 1000 bytes announced
+    let c = client(&server);
+    let c2 = c.clone();
+    let (r, _) = bounded(HANG, move || c2.call("app.query", json!([])));
+    r.unwrap();
+    next_calls_work(&sim, &c, "loris-next");
+    // The stalled frame's connection is closed by the idle timeout (reads return EOF or an error).
+    ws.get_mut().set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut buf = [0u8; 64];
+    let started = Instant::now();
+    loop {
+        match ws.get_mut().read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => assert!(started.elapsed() < Duration::from_secs(20), "never closed"),
+        }
+    }
+    half_upgrade.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = half_upgrade.read(&mut buf); // closed (or a 4xx) rather than held forever
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+// ----- jobs that never finish, sessions that expire, rate limits ----------------------------------------------
+
+/// A job that never finishes ends at the job deadline with a message that says it may still be running; the job is
+/// not re-submitted; the next calls work.
+#[test]
+fn never_finishing_job_hits_the_job_deadline() {
+    let (sim, server) = start_sim(|_| {});
+    let c = client(&server);
+    sim.faults().set_never_finish_jobs(true);
+    let c2 = c.clone();
+    let (r, took) = bounded(HANG, move || {
+        let opts = JobOptions { timeout: Some(Duration::from_secs(1)), ..Default::default() };
+        c2.call_job("app.create", create_params("stuck"), opts)
+    });
+    match r {
+        Err(e @ TnError::Timeout { phase: TimeoutPhase::Job, .. }) => {
+            assert!(e.to_string().contains("may still be running"), "{e}")
+        }
+        other => panic!("expected the job deadline, got {other:?}"),
+    }
+    assert!(took >= Duration::from_secs(1), "{took:?}");
+    assert_eq!(count_calls(&sim, "app.create"), 1);
+    sim.faults().set_never_finish_jobs(false);
+    next_calls_work(&sim, &c, "stuck-next");
+}
+
+/// The session expires: every call refused with 207 triggers exactly one re-login, then each is sent again once;
+/// a change refused that way (it never ran) is sent again exactly once.
+#[test]
+fn expired_session_logs_in_again_exactly_once() {
+    let (sim, server) = start_sim(|_| {});
+    let c = client(&server);
+    c.call("app.query", json!([])).unwrap();
+    let logins = count_calls(&sim, "auth.login_ex");
+    sim.faults().expire_sessions();
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let c = c.clone();
+            thread::spawn(move || c.call("app.query", json!([])))
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap().unwrap_or_else(|e| panic!("a call after expiry failed: {e}"));
+    }
+    assert_eq!(count_calls(&sim, "auth.login_ex"), logins + 1, "exactly one re-login for eight refused calls");
+    sim.faults().expire_sessions();
+    c.call_job("app.create", create_params("expired"), JobOptions::default())
+        .unwrap_or_else(|e| panic!("a refused change is safe to send again: {e}"));
+    assert_eq!(count_calls(&sim, "auth.login_ex"), logins + 2);
+    assert_eq!(apps_named(&sim, "expired"), 1, "created exactly once");
+    next_calls_work(&sim, &c, "expired-next");
+}
+
+/// Failed logins get rate-limited by the NAS: the error says so, the client backs off instead of hammering the
+/// NAS, and a client with good credentials works once the window passed.
+#[test]
+fn rate_limited_logins_back_off() {
+    let (sim, server) = start_sim(|o| {
+        o.rate_limit =
+            RateLimit { max_calls: 2, window: Duration::from_millis(1500), delay: Duration::from_millis(10) };
+    });
+    let mut bad = config_for(server.addr);
+    bad.password = Some(truenas_mcp::config::Secret::new("wrong"));
+    let c = client_with(bad, Duration::from_secs(25));
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let c2 = c.clone();
+        let (r, _) = bounded(HANG, move || c2.call("app.query", json!([])));
+        seen.push(r.expect_err("wrong password"));
+    }
+    assert!(matches!(seen[0], TnError::Auth(AuthFailure::BadCredentials)), "{:?}", seen[0]);
+    let limited = seen.iter().find(|e| matches!(e, TnError::RateLimited(_))).expect("rate limited at some point");
+    assert!(limited.to_string().contains("rate-limiting"), "{limited}");
+    let attempts = count_calls(&sim, "auth.login_ex");
+    assert!(attempts <= 3, "the client hammered the NAS: {attempts} login attempts");
+    // A further call does not reach the NAS during the back-off.
+    let err = c.call("app.query", json!([])).expect_err("backing off");
+    assert!(matches!(err, TnError::RateLimited(_)), "{err:?}");
+    assert_eq!(count_calls(&sim, "auth.login_ex"), attempts);
+    thread::sleep(Duration::from_millis(1600));
+    let good = client(&server);
+    next_calls_work(&sim, &good, "rate-next");
+}
+
+// ----- TLS stalls and restarts ----------------------------------------------------------------------------------
+
+fn tls_fixture(name: &str) -> std::path::PathBuf {
+    crate::support::repo_root().join("fixtures/tls").join(name)
+}
+
+/// The NAS accepts TCP but never answers the TLS handshake: the connect timeout fires and names the TLS step;
+/// once the NAS answers again the next call works.
+#[test]
+fn tls_handshake_stall_times_out_naming_tls() {
+    let (sim, server) = start_sim(|o| o.tls = Some((tls_fixture("server.pem"), tls_fixture("server.pkcs8.key"))));
+    let mut config = config_for(server.addr);
+    config.host = Some("localhost".into());
+    config.protocol = Protocol::Wss;
+    config.ca_cert = Some(tls_fixture("ca.pem"));
+    config.connect_timeout = Duration::from_secs(1);
+    let c = client_with(config, Duration::from_secs(25));
+    sim.faults().set_stall_tls_handshake(true);
+    let c2 = c.clone();
+    let (r, took) = bounded(HANG, move || c2.call("app.query", json!([])));
+    let err = r.expect_err("the handshake stalls");
+    let text = err.to_string();
+    assert!(text.contains("tls"), "the error must name the TLS step: {text}");
+    assert!(text.contains("timed out"), "{text}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    sim.faults().set_stall_tls_handshake(false);
+    // The back-off after a failed connect is short (≤ 5 s); retry until it passed.
+    let c3 = c.clone();
+    let (r, _) = bounded(HANG, move || {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match c3.call("app.query", json!([])) {
+                Ok(v) => return Ok(v),
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => thread::sleep(Duration::from_millis(300)),
+            }
+        }
+    });
+    r.unwrap_or_else(|e| panic!("TLS works again: {e}"));
+    next_calls_work(&sim, &c, "tls-next");
+}
+
+/// The middleware restarts while a job runs: job ids start again at 1 and the old job is gone. The caller gets
+/// "outcome unknown", never the result of some other job that now has the same id.
+#[test]
+fn restart_mid_job_is_outcome_unknown_not_a_wrong_answer() {
+    let (sim, server) = start_sim(|_| {});
+    let c = client(&server);
+    c.call("app.query", json!([])).unwrap();
+    sim.faults().set_never_finish_jobs(true);
+    let c2 = c.clone();
+    let job = thread::spawn(move || c2.call_job("app.create", create_params("restarted"), JobOptions::default()));
+    let deadline = Instant::now() + HANG;
+    while !sim.jobs().iter().any(|j| j["method"] == "app.create") {
+        assert!(Instant::now() < deadline, "the job never started");
+        thread::sleep(Duration::from_millis(10));
+    }
+    sim.faults().set_never_finish_jobs(false);
+    sim.restart();
+    let (r, _) = bounded(HANG, move || job.join().unwrap());
+    let err = r.expect_err("the job is gone");
+    let (unknown, detail) = lost(&err);
+    assert!(unknown, "{err}");
+    assert!(detail.contains("unknown after reconnecting") || detail.contains("restart"), "{detail}");
+    assert_eq!(count_calls(&sim, "app.create"), 1, "not re-sent");
+    next_calls_work(&sim, &c, "restart-next");
+}
+
+/// Worst case of a restart: before the client reconnects, another client starts a job of the same method that gets
+/// the old job's id. The client must not report that other job's result as its own.
+#[test]
+fn restart_with_a_reused_job_id_is_not_mistaken_for_the_old_job() {
+    let (sim, server) = start_sim(|_| {});
+    let c = client(&server);
+    c.call("app.query", json!([])).unwrap();
+    sim.faults().set_never_finish_jobs(true);
+    let c2 = c.clone();
+    let job = thread::spawn(move || c2.call_job("app.create", create_params("mine"), JobOptions::default()));
+    let deadline = Instant::now() + HANG;
+    let old_id = loop {
+        if let Some(j) = sim.jobs().iter().find(|j| j["method"] == "app.create") {
+            break j["id"].as_i64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "the job never started");
+        thread::sleep(Duration::from_millis(10));
+    };
+    sim.faults().set_never_finish_jobs(false);
+    // Hold the first client's reconnect back (its login is slow) while another client creates an app.
+    sim.faults().set_latency("system.info", Duration::from_millis(1500));
+    sim.restart();
+    let mut other = raw_client(&server);
+    other.call(
+        "auth.login_ex",
+        json!([{"mechanism": "PASSWORD_PLAIN", "username": "mcp-service", "password": PASSWORD}]),
+    );
+    let other_id = other.call("app.create", create_params("theirs"));
+    assert_eq!(other_id.as_i64(), Some(old_id), "the test needs the job id to be reused");
+    let (r, _) = bounded(HANG, move || job.join().unwrap());
+    sim.faults().clear_latency();
+    match r {
+        Err(e) => assert!(lost(&e).0, "{e}"),
+        Ok(v) => panic!("the client reported another job's result as its own: {v}"),
+    }
+    next_calls_work(&sim, &c, "reuse-next");
+}
+
+/// A bare JSON-RPC WebSocket client for playing "another client" against the simulator.
+pub struct RawClient {
+    ws: tungstenite::WebSocket<TcpStream>,
+    next: u64,
+}
+
+pub fn raw_client(server: &SimServer) -> RawClient {
+    let tcp = TcpStream::connect(server.addr).unwrap();
+    tcp.set_read_timeout(Some(HANG)).unwrap();
+    let (ws, _) = tungstenite::client(server.url("/api/current"), tcp).unwrap();
+    RawClient { ws, next: 0 }
+}
+
+impl RawClient {
+    pub fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let id = format!("raw-{}", self.next);
+        let req = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        self.ws.send(tungstenite::Message::Text(req.to_string())).unwrap();
+        loop {
+            let msg = self.ws.read().expect("the simulator answers");
+            let tungstenite::Message::Text(text) = msg else { continue };
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["id"] == json!(id) {
+                assert!(v.get("error").is_none(), "{method} failed: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+}
+
+// ----- through the real binary ----------------------------------------------------------------------------------
+
+/// The real binary pointed at `server`, initialized.
+pub fn binary_for(server: &SimServer, extra: &[&str]) -> McpPeer {
+    let port = server.addr.port().to_string();
+    let mut args = vec![
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--protocol",
+        "ws",
+        "--username",
+        "mcp-service",
+        "--password",
+        PASSWORD,
+        "--audit-log",
+        "off",
+    ];
+    args.extend_from_slice(extra);
+    let mut peer = McpPeer::spawn_binary(&args);
+    peer.initialize("2025-06-18", json!({}));
+    peer
+}
+
+/// One tool call over MCP: (is_error, text).
+pub fn tool(peer: &mut McpPeer, id: i64, name: &str, args: Value) -> (bool, String) {
+    let r = peer.request(json!(id), "tools/call", json!({"name": name, "arguments": args}));
+    let result = r.get("result").unwrap_or_else(|| panic!("{name}: protocol error {r}"));
+    let text = result["content"].as_array().into_iter().flatten().filter_map(|c| c["text"].as_str()).collect();
+    (result["isError"].as_bool().unwrap_or(false), text)
+}
+
+/// Through MCP: a deploy whose connection drops mid-job still reports the real outcome, the app exists once, and
+/// the next tool call works.
+#[test]
+fn binary_deploy_survives_a_drop_mid_job() {
+    let (sim, server) = start_sim(|_| {});
+    let mut peer = binary_for(&server, &[]);
+    let (err, text) = tool(&mut peer, 1, "list_custom_apps", json!({}));
+    assert!(!err, "{text}");
+    sim.faults().drop_mid_job();
+    let (err, text) =
+        tool(&mut peer, 2, "deploy_custom_app", json!({"app_name": "mid", "compose_yaml": compose("nginx:1.27")}));
+    assert!(!err, "{text}");
+    assert_eq!(count_calls(&sim, "app.create"), 1);
+    assert_eq!(apps_named(&sim, "mid"), 1);
+    let (err, text) = tool(&mut peer, 3, "get_custom_app_status", json!({"app_name": "mid"}));
+    assert!(!err, "{text}");
+}
+
+/// Through MCP: a deploy whose job never finishes ends at TRUENAS_JOB_TIMEOUT saying it may still be running; the
+/// server keeps answering.
+#[test]
+fn binary_deploy_job_deadline_is_reported() {
+    let (sim, server) = start_sim(|_| {});
+    let mut peer = binary_for(&server, &["--job-timeout", "1"]);
+    sim.faults().set_never_finish_jobs(true);
+    let (err, text) =
+        tool(&mut peer, 1, "deploy_custom_app", json!({"app_name": "slow", "compose_yaml": compose("nginx:1.27")}));
+    assert!(err, "{text}");
+    assert!(text.contains("did not finish in time") && text.contains("get_custom_app_status"), "{text}");
+    assert_eq!(count_calls(&sim, "app.create"), 1);
+    sim.faults().set_never_finish_jobs(false);
+    let (err, text) = tool(&mut peer, 2, "list_custom_apps", json!({}));
+    assert!(!err, "{text}");
+}
+
+/// Through MCP: an expired session, a garbage frame and a NAS that stops answering (half-open) each end in a
+/// clear answer, never a hang.
+#[test]
+fn binary_expired_session_garbage_and_half_open() {
+    let (sim, server) = start_sim(|_| {});
+    let mut peer = binary_for(&server, &["--timeout", "2"]);
+    let (err, text) = tool(&mut peer, 1, "list_custom_apps", json!({}));
+    assert!(!err, "{text}");
+    let logins = count_calls(&sim, "auth.login_ex");
+    sim.faults().expire_sessions();
+    let (err, text) = tool(&mut peer, 2, "list_custom_apps", json!({}));
+    assert!(!err, "{text}");
+    assert_eq!(count_calls(&sim, "auth.login_ex"), logins + 1);
+    sim.faults().send_garbage();
+    let (err, text) = tool(&mut peer, 3, "list_custom_apps", json!({}));
+    assert!(!err, "{text}");
+    sim.faults().half_open_existing();
+    thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let (err, text) = tool(&mut peer, 4, "list_custom_apps", json!({}));
+    assert!(err, "{text}");
+    assert!(text.contains("did not answer within 2s"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(9), "{:?}", started.elapsed());
+}
+
+/// The MCP side of slow-loris: half a request line, a pause, then the rest — exactly one answer, and nothing
+/// before the line is complete.
+#[test]
+fn binary_partial_line_then_the_rest() {
+    let (_sim, server) = start_sim(|_| {});
+    let mut peer = binary_for(&server, &[]);
+    peer.send_raw(br#"{"jsonrpc":"2.0","id":"slow","#);
+    peer.assert_silent(Duration::from_millis(500));
+    peer.send_raw(b"\"method\":\"ping\"}\n");
+    let r = peer.recv();
+    assert_eq!(r["id"], "slow", "{r}");
+    assert!(r.get("result").is_some(), "{r}");
+    peer.assert_silent(Duration::from_millis(200));
+}

@@ -1,0 +1,1 @@
+//! Integration tests: properties (owned by the proof helper).

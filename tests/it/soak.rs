@@ -1,0 +1,1 @@
+//! Integration tests: soak (owned by the proof helper).
