@@ -510,7 +510,8 @@ fn judge_host_path(
         ));
         return;
     }
-    if !policy.allowed_host_paths.iter().any(|root| under(&path, root)) {
+    // Roots come normalised from the config; normalise again for policies built in code.
+    if !policy.allowed_host_paths.iter().any(|root| under(&path, &normalize_path(root))) {
         out.push(rules::HOST_PATH_OUTSIDE_ROOTS.at(
             service,
             at,
