@@ -11,6 +11,7 @@ mod connection;
 mod deploy;
 mod diff;
 mod failure;
+mod job;
 mod lifecycle;
 mod logs;
 mod prompt;

@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::diff;
-use super::failure::{apps_service_down, change_failed, missing_app, read_failed, run_job};
+use super::failure::{apps_service_down, change_failed, missing_app, read_failed};
+use super::job::run_job;
 use super::logs;
 use super::settle::{self, Settled};
 use super::{Args, Change, Tools};

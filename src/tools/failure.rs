@@ -3,16 +3,10 @@
 //! The one rule that matters most: a change whose outcome is unknown (the connection dropped while it was in
 //! flight) is reported as unknown, with the exact tool call that tells whether it happened.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use serde_json::json;
-
 use crate::audit::Outcome;
-use crate::mcp::tool::{CallContext, LogLevel, ToolOutput};
+use crate::mcp::tool::ToolOutput;
 use crate::truenas::apps::Apps;
 use crate::truenas::error::TnError;
-use crate::truenas::JobOptions;
 
 use super::Change;
 
@@ -100,65 +94,4 @@ pub fn apps_service_fix(status: &str) -> &'static str {
         "STOPPED" | "STOPPING" => "start the apps service: Apps > Configuration > Choose Pool (re-select the pool)",
         _ => "wait until the apps service is running (test_connection shows its state) and try again",
     }
-}
-
-/// Job options that forward TrueNAS progress (scaled into `lo..hi` percent) and honour cancellation, and
-/// remember the job id for the audit log.
-pub fn job_options(
-    ctx: &CallContext,
-    method: &'static str,
-    job_id: &Arc<Mutex<Option<i64>>>,
-    lo: f64,
-    hi: f64,
-) -> JobOptions {
-    let sink = ctx.progress.clone();
-    let log = ctx.log.clone();
-    let seen = job_id.clone();
-    JobOptions {
-        timeout: None,
-        progress: Some(Box::new(move |p| {
-            if let Ok(mut g) = seen.lock() {
-                if g.is_none() {
-                    // Tell the client the job id once, so a user can follow or abort it on the NAS too.
-                    log.log(
-                        LogLevel::Info,
-                        "truenas",
-                        json!({"message": "TrueNAS job started", "method": method,
-                        "job_id": p.job_id}),
-                    );
-                }
-                *g = Some(p.job_id);
-            }
-            let percent = lo + (hi - lo) * p.percent.clamp(0.0, 100.0) / 100.0;
-            sink.report(percent, Some(100.0), p.description.as_deref());
-        })),
-        cancel: Some(ctx.cancel.clone()),
-    }
-}
-
-/// Run a job of `apps` with progress and cancellation, recording the job id into `change`.
-pub fn run_job(
-    apps: &Apps,
-    job: &crate::truenas::apps::AppJob,
-    ctx: &CallContext,
-    change: &mut Change,
-    span: (f64, f64),
-    timeout: Option<Duration>,
-) -> Result<serde_json::Value, TnError> {
-    let seen = Arc::new(Mutex::new(None));
-    let mut opts = job_options(ctx, job.method, &seen, span.0, span.1);
-    opts.timeout = timeout;
-    let result = apps.run(job, opts);
-    if let Some(id) = *seen.lock().unwrap_or_else(|p| p.into_inner()) {
-        change.job_id = Some(id);
-    }
-    if let Err(
-        TnError::JobFailed { job_id, .. }
-        | TnError::JobAborted { job_id }
-        | TnError::Cancelled { job_id: Some(job_id) },
-    ) = &result
-    {
-        change.job_id = Some(*job_id);
-    }
-    result
 }

@@ -4,7 +4,8 @@ use serde_json::{json, Value};
 
 use std::time::Duration;
 
-use super::failure::{change_failed, missing_app, read_failed, run_job};
+use super::failure::{change_failed, missing_app, read_failed};
+use super::job::run_job;
 use super::logs;
 use super::settle::{self, Settled};
 use super::{Args, Change, Tools};

@@ -2,7 +2,8 @@
 //!
 //! There is no "give me the last N lines" method: we subscribe per container with `tail_lines`, collect until the
 //! stream goes quiet (the tail has arrived; a running container would follow forever), and always unsubscribe
-//! (dropping the subscription does). Memory is bounded: at most `lines` lines of at most [`MAX_LINE_BYTES`] each.
+//! (dropping the subscription does). Memory is bounded: at most `lines` lines of at most [`MAX_LINE_BYTES`] each,
+//! and at most [`MAX_TAIL_BYTES`] per container.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -17,6 +18,8 @@ use crate::truenas::SubEvent;
 
 /// Longer lines are cut (a binary blob in a log must not blow up the answer).
 pub const MAX_LINE_BYTES: usize = 4096;
+/// At most this much log text per container; the oldest lines go first (10 000 long lines would be 40 MiB).
+pub const MAX_TAIL_BYTES: usize = 2 * 1024 * 1024;
 /// How long to wait for the first line of a container (docker may be slow to start streaming).
 const FIRST_LINE_WAIT: Duration = Duration::from_secs(5);
 /// Silence after which the tail is considered complete.
@@ -121,6 +124,7 @@ pub fn container_tail(
     let keep = lines as usize;
     let mut buf: VecDeque<LogLine> = VecDeque::with_capacity(keep.min(1024));
     let started = Instant::now();
+    let mut bytes = 0usize;
     let mut first_at: Option<Instant> = None;
     loop {
         let tail_done = first_at.is_some_and(|t| t.elapsed() >= TAIL_WINDOW);
@@ -132,12 +136,15 @@ pub fn container_tail(
             Some(SubEvent::Added { fields, .. } | SubEvent::Changed { fields, .. }) => {
                 first_at.get_or_insert_with(Instant::now);
                 let Some(data) = fields.get("data").and_then(Value::as_str) else { continue };
-                if buf.len() == keep {
-                    buf.pop_front();
+                let timestamp = fields.get("timestamp").and_then(Value::as_str).map(str::to_string);
+                let line = clean_line(data);
+                bytes += line.len();
+                buf.push_back(LogLine { timestamp, line });
+                while buf.len() > keep || bytes > MAX_TAIL_BYTES {
+                    let Some(old) = buf.pop_front() else { break };
+                    bytes -= old.line.len();
                     out.truncated = true;
                 }
-                let timestamp = fields.get("timestamp").and_then(Value::as_str).map(str::to_string);
-                buf.push_back(LogLine { timestamp, line: clean_line(data) });
             }
             Some(SubEvent::Removed { .. }) => {}
             Some(SubEvent::Ended(err)) => {

@@ -893,6 +893,9 @@ impl Actor {
                 for kind in refused {
                     self.fail(kind, e.clone());
                 }
+                // Never keep a connection that is not logged in: nothing queued would ever be sent on it again
+                // (every later call would time out). Dropping it makes the next call connect and log in afresh.
+                self.lose(format!("logging in again failed: {e}"));
             }
         }
     }

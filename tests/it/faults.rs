@@ -520,6 +520,30 @@ fn expired_session_logs_in_again_exactly_once() {
     next_calls_work(&sim, &c, "expired-next");
 }
 
+/// The session expires and logging in again is refused (here: rate-limited): the waiting call gets that error,
+/// and later calls get a clear error at once instead of each waiting for its deadline on a connection that is no
+/// longer logged in.
+#[test]
+fn failed_re_login_does_not_leave_a_dead_connection() {
+    let (sim, server) = start_sim(|o| {
+        o.rate_limit = RateLimit { max_calls: 1, window: Duration::from_secs(30), delay: Duration::from_millis(10) };
+    });
+    let c = client(&server);
+    c.call("app.query", json!([])).unwrap();
+    sim.faults().expire_sessions();
+    let c2 = c.clone();
+    let (r, _) = bounded(HANG, move || c2.call("app.query", json!([])));
+    let err = r.expect_err("re-login is rate-limited");
+    assert!(matches!(err, TnError::RateLimited(_)), "{err:?}");
+    for _ in 0..3 {
+        let c2 = c.clone();
+        let (r, took) = bounded(HANG, move || c2.call("app.query", json!([])));
+        let err = r.expect_err("still rate-limited");
+        assert!(!matches!(err, TnError::Timeout { .. }), "a call waited for its deadline on a dead session: {err}");
+        assert!(took < Duration::from_secs(4), "{took:?}: {err}");
+    }
+}
+
 /// Failed logins get rate-limited by the NAS: the error says so, the client backs off instead of hammering the
 /// NAS, and a client with good credentials works once the window passed.
 #[test]

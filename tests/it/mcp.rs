@@ -1231,3 +1231,45 @@ fn python_sdk_confirms_a_real_deletion_through_elicitation() {
         assert_eq!(r["gone_after_accept"], true, "{mode}: {report}");
     }
 }
+
+/// Many overlapping calls with cancellations sprinkled in: every request that was not cancelled gets exactly one
+/// response (a result or "busy"), cancelled ones at most one (the cancel may lose the race), none gets two.
+#[test]
+fn overlapping_calls_and_cancellations_keep_the_books_straight() {
+    let (mut peer, _events) = default_server();
+    peer.initialize("2025-06-18", json!({}));
+    let mut rng = Rng(42);
+    let mut cancelled = std::collections::HashSet::new();
+    let total = 200;
+    for id in 1..=total {
+        let params = if id % 3 == 0 {
+            json!({"name": "echo", "arguments": {"message": "e"}, "_meta": {"progressToken": id}})
+        } else {
+            json!({"name": "slow", "arguments": {"ms": rng.below(20)}})
+        };
+        peer.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params}));
+        if rng.below(4) == 0 {
+            let victim = 1 + rng.below(id as usize) as i64;
+            cancelled.insert(victim);
+            peer.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": victim}}));
+        }
+    }
+    ping_works(&mut peer, 10_000);
+    // Whatever is still running finishes within a few seconds; collect until quiet.
+    while peer.recv_within(Duration::from_millis(500)).is_some() {}
+    let mut responses = std::collections::HashMap::new();
+    for r in &peer.transcript {
+        if let (Some(id), None) = (r.message.get("id").and_then(Value::as_i64), r.message.get("method")) {
+            *responses.entry(id).or_insert(0) += 1;
+        }
+    }
+    for id in 1..=total {
+        let count = responses.get(&id).copied().unwrap_or(0);
+        if cancelled.contains(&id) {
+            assert!(count <= 1, "cancelled request {id} answered {count} times");
+        } else {
+            assert_eq!(count, 1, "request {id} answered {count} times");
+        }
+    }
+    peer.assert_schema_valid();
+}

@@ -376,6 +376,14 @@ pub fn python() -> &'static Path {
         let _ = std::fs::create_dir_all(repo_root().join("target"));
         let deadline = Instant::now() + Duration::from_secs(600);
         while std::fs::create_dir(&lock).is_err() {
+            // A lock left by a killed run: older than any install takes.
+            let stale = std::fs::metadata(&lock)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(900)));
+            if stale {
+                let _ = std::fs::remove_dir(&lock);
+                continue;
+            }
             assert!(Instant::now() < deadline, "timed out waiting for {} (remove it if stale)", lock.display());
             thread::sleep(Duration::from_millis(200));
         }
