@@ -822,6 +822,54 @@ fn regressions() {
     }
 }
 
+/// Pieces of YAML syntax the mutation fuzzer splices into the real-world fixtures.
+const MUTATION_TEXT: &[&str] = &[
+    "\n",
+    " ",
+    "  ",
+    ":",
+    ": ",
+    "- ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "'",
+    "\"",
+    "#",
+    "&a ",
+    "*a",
+    "<<: *a\n",
+    "!t ",
+    "|\n",
+    "$",
+    "${",
+    "}",
+    "$$",
+    "..",
+    "/",
+    "~",
+    "\t",
+    "yes",
+    "host",
+    "/etc",
+    "/var/run/docker.sock",
+    "80:80",
+    "é",
+];
+
+fn fixture_texts() -> Vec<String> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/compose");
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
+}
+
 fn yamlish() -> impl Strategy<Value = String> {
     let scalar = prop_oneof![
         Just("true".to_string()),
@@ -860,7 +908,8 @@ fn yamlish() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    // 256 cases by default; `PROPTEST_CASES=20000` for a longer hunt.
+    #![proptest_config(ProptestConfig::default())]
 
     #[test]
     fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
@@ -876,6 +925,41 @@ proptest! {
             let again = run(&text, &BTreeMap::new(), &PolicyConfig::default(), Some(&[8080]));
             prop_assert!(again.unresolved.is_empty(), "{:?}\n{}", again.unresolved, text);
             prop_assert_eq!(again.rendered.as_deref(), Some(text.as_str()));
+        }
+    }
+
+    #[test]
+    fn mutated_fixtures_never_panic_and_render_back(
+        which in 0usize..5,
+        edits in prop::collection::vec((any::<prop::sample::Index>(), 0u8..3, prop::sample::select(MUTATION_TEXT)), 1..8),
+    ) {
+        let mut text = fixture_texts()[which].clone();
+        for (at, kind, piece) in edits {
+            let mut at = at.index(text.len() + 1);
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
+            match kind {
+                0 => text.insert_str(at, piece),
+                1 => {
+                    let end = (at + piece.len()).min(text.len());
+                    if text.is_char_boundary(end) {
+                        text.replace_range(at..end, "");
+                    }
+                }
+                _ => {
+                    let end = (at + piece.len()).min(text.len());
+                    if text.is_char_boundary(end) {
+                        text.replace_range(at..end, piece);
+                    }
+                }
+            }
+        }
+        let report = run(&text, &env(&[("WG_KEY", "k$"), ("TZ", "UTC")]), &PolicyConfig::default(), Some(&[8096]));
+        if let Some(rendered) = report.rendered {
+            let again = run(&rendered, &BTreeMap::new(), &PolicyConfig::default(), Some(&[8096]));
+            prop_assert!(again.unresolved.is_empty(), "{:?}\n{}", again.unresolved, rendered);
+            prop_assert_eq!(again.rendered.as_deref(), Some(rendered.as_str()));
         }
     }
 
