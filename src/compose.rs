@@ -47,7 +47,7 @@ pub struct Finding {
     pub rule: &'static str,
     pub severity: Severity,
     pub service: Option<String>,
-    /// Path into the document, e.g. "services.web.volumes[2]".
+    /// Path into the document, e.g. `services.web.volumes[2]`.
     pub path: String,
     pub message: String,
     pub fix: String,
@@ -197,4 +197,12 @@ pub fn update_payload(app_name: &str, compose: &str) -> Result<Value, Finding> {
 /// A copy of a compose document (as JSON, e.g. from `app.config`) with secret-looking environment values masked.
 pub fn mask_secrets(compose: &Value) -> Value {
     secrets::mask_secrets(compose)
+}
+
+/// [`Report::rendered`] for display: the same YAML with secret-looking environment values masked (the rendered
+/// text carries the env values substituted into it). `None` when the text does not parse.
+pub fn mask_rendered(rendered: &str) -> Option<String> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(rendered).ok()?;
+    let masked = secrets::mask_secrets(&serde_json::to_value(doc).ok()?);
+    render::render(&serde_yaml::to_value(masked).ok()?).ok()
 }

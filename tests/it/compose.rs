@@ -768,6 +768,20 @@ fn secrets_are_masked_for_output() {
     assert_eq!(masked["services"]["db"]["environment"]["POSTGRES_PASSWORD"], "***");
     assert_eq!(masked["services"]["app"]["environment"], json!(["API_TOKEN=***", "MODE=prod"]));
     assert!(!masked.to_string().contains("s3cret"));
+
+    let report = run(
+        &svc("environment: {DB_PASSWORD: $PW, TZ: UTC}"),
+        &env(&[("PW", "s3cret")]),
+        &PolicyConfig::default(),
+        None,
+    );
+    let rendered = report.rendered.unwrap();
+    assert!(rendered.contains("s3cret"), "the rendered text is what TrueNAS needs");
+    let shown = compose::mask_rendered(&rendered).unwrap();
+    assert!(
+        !shown.contains("s3cret") && shown.contains("DB_PASSWORD: \"***\"") && shown.contains("TZ: UTC"),
+        "{shown}"
+    );
 }
 
 fn alias_bomb(levels: usize, width: usize) -> String {
