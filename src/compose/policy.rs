@@ -718,7 +718,7 @@ pub fn apply_level(findings: &mut [Finding], policy: &PolicyConfig) {
 
 /// Apply the operator's level and allow-list to one finding.
 pub fn adjust(f: &mut Finding, policy: &PolicyConfig) {
-    if policy.allow_rules.iter().any(|r| r.trim() == f.rule) && !NOT_ALLOWABLE.contains(&f.rule) {
+    if policy.allow_rules.iter().any(|r| r.trim().eq_ignore_ascii_case(f.rule)) && !NOT_ALLOWABLE.contains(&f.rule) {
         if f.severity != Severity::Info {
             f.severity = Severity::Info;
             f.message.push_str(" (allowed by the operator: TRUENAS_COMPOSE_ALLOW)");

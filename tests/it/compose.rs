@@ -607,7 +607,7 @@ fn levels_and_operator_overrides() {
     );
     let allowed = PolicyConfig {
         level: PolicyLevel::Permissive,
-        allow_rules: vec!["privileged".into(), "yaml-invalid".into()],
+        allow_rules: vec![" Privileged".into(), "yaml-invalid".into()],
         ..PolicyConfig::default()
     };
     let report = run(&doc, &BTreeMap::new(), &allowed, None);
