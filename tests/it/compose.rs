@@ -374,6 +374,11 @@ fn environment_user_images_and_the_rest() {
             &[],
         ),
         ("unpinned", "services:\n  web:\n    image: nginx\n    mem_limit: 1g\n".into(), &["image-unpinned"]),
+        (
+            "unpinned base, reported once",
+            "services:\n  base: {image: x, mem_limit: 1g}\n  web: {extends: base, mem_limit: 1g}\n".into(),
+            &["image-unpinned"],
+        ),
         ("latest", "services:\n  web:\n    image: nginx:latest\n    mem_limit: 1g\n".into(), &["image-unpinned"]),
         (
             "registry port, no tag",
