@@ -47,7 +47,7 @@ pub struct Finding {
     pub rule: &'static str,
     pub severity: Severity,
     pub service: Option<String>,
-    /// Path into the document, e.g. "services.web.volumes[2]".
+    /// Path into the document, e.g. `services.web.volumes[2]`.
     pub path: String,
     pub message: String,
     pub fix: String,
@@ -94,6 +94,8 @@ pub struct Report {
     pub unresolved: Vec<String>,
     /// Service names in document order.
     pub services: Vec<String>,
+    /// Host ports with a fixed number, in document order; ranges expand to one entry per port (at most 10 000
+    /// entries); ports Docker picks at random (`"80"`, `"127.0.0.1::80"`) are not listed.
     pub published_ports: Vec<PublishedPort>,
     /// The compose text to send to TrueNAS (interpolated, portals added); `None` when the document is unusable.
     /// Present even when there are errors (for previews): deploy only when `!has_errors()`.
@@ -106,7 +108,9 @@ impl Report {
     }
 }
 
-/// Parse, interpolate and judge a compose document. Never panics; bounded in time and memory.
+/// Parse, interpolate and judge a compose document. Never panics; bounded in time and memory: input over
+/// [`MAX_INPUT_BYTES`] is refused unread, alias expansion is metered (500 000 nodes, 16 MiB of scalars), nesting
+/// is capped, and interpolation pulls in at most 4 MiB of env values. Findings carry the operator's severities.
 pub fn validate(input: &ValidateInput<'_>) -> Report {
     let mut report = Report::default();
     let mut findings = Vec::new();
@@ -193,4 +197,12 @@ pub fn update_payload(app_name: &str, compose: &str) -> Result<Value, Finding> {
 /// A copy of a compose document (as JSON, e.g. from `app.config`) with secret-looking environment values masked.
 pub fn mask_secrets(compose: &Value) -> Value {
     secrets::mask_secrets(compose)
+}
+
+/// [`Report::rendered`] for display: the same YAML with secret-looking environment values masked (the rendered
+/// text carries the env values substituted into it). `None` when the text does not parse.
+pub fn mask_rendered(rendered: &str) -> Option<String> {
+    let doc: serde_yaml::Value = serde_yaml::from_str(rendered).ok()?;
+    let masked = secrets::mask_secrets(&serde_json::to_value(doc).ok()?);
+    render::render(&serde_yaml::to_value(masked).ok()?).ok()
 }

@@ -371,6 +371,18 @@ fn split_list(value: &str) -> Vec<String> {
     value.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
 }
 
+/// `TRUENAS_COMPOSE_ALLOW`: rule ids of the compose policy; a typo must not silently allow nothing.
+fn compose_allow(value: Option<String>) -> Result<Vec<String>> {
+    let ids: Vec<String> = value.map(|v| split_list(&v)).unwrap_or_default();
+    for id in &ids {
+        if crate::compose::rules::find(&id.to_ascii_lowercase()).is_none() {
+            let known: Vec<&str> = crate::compose::rules::ALL.iter().map(|r| r.id).collect();
+            bail!("TRUENAS_COMPOSE_ALLOW has an unknown rule id '{id}' (known: {})", known.join(", "));
+        }
+    }
+    Ok(ids)
+}
+
 /// Normalise an absolute path lexically: `//` collapsed, `.` dropped, `..` applied, no trailing `/` (except `/`).
 pub fn normalize_path(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
@@ -528,7 +540,7 @@ impl Config {
             policy: PolicyConfig {
                 level,
                 allowed_host_paths,
-                allow_rules: nonempty("TRUENAS_COMPOSE_ALLOW").map(|v| split_list(&v)).unwrap_or_default(),
+                allow_rules: compose_allow(nonempty("TRUENAS_COMPOSE_ALLOW"))?,
                 reserved_ports,
             },
         })
@@ -685,7 +697,7 @@ mod tests {
         ];
         for ((k, v), want) in cases {
             let err = cfg(&[(k, v)]).unwrap_err().to_string();
-            assert_eq!(err, want, "for {k}={v}");
+            assert!(err == want || (want.ends_with("(known: ") && err.starts_with(want)), "for {k}={v}: {err}");
         }
     }
 

@@ -22,6 +22,9 @@ use super::{Finding, Substitution};
 
 /// Deepest `${A:-${B:-${C}}}` nesting we follow.
 const MAX_NESTING: usize = 16;
+/// Most bytes of `env` values one document may pull in (a 1 MiB value referenced 30 000 times must not become
+/// 30 GB).
+pub const MAX_SUBSTITUTED_BYTES: usize = 4 * 1024 * 1024;
 
 /// What interpolation did to a document.
 #[derive(Debug, Default)]
@@ -30,6 +33,8 @@ pub struct Interpolation {
     /// Variables with no value and no default, each once, in document order.
     pub unresolved: Vec<String>,
     pub findings: Vec<Finding>,
+    /// Bytes of `env` values substituted so far.
+    substituted_bytes: usize,
 }
 
 /// Interpolate every string value of `value` in place.
@@ -104,6 +109,26 @@ struct Scope<'a> {
 }
 
 impl Scope<'_> {
+    /// The value of `variable` to insert, or nothing once the document has pulled in too much.
+    fn take(&mut self, value: &str) -> String {
+        let before = self.out.substituted_bytes;
+        self.out.substituted_bytes = before.saturating_add(value.len());
+        if self.out.substituted_bytes <= MAX_SUBSTITUTED_BYTES {
+            return value.to_string();
+        }
+        if before <= MAX_SUBSTITUTED_BYTES {
+            self.out.findings.push(rules::TOO_LARGE.at(
+                self.service,
+                self.path,
+                format!(
+                    "interpolation would pull more than {MAX_SUBSTITUTED_BYTES} bytes of env values into the document"
+                ),
+                "pass shorter values, or reference each long value once",
+            ));
+        }
+        String::new()
+    }
+
     fn record(&mut self, variable: &str, source: &'static str) {
         self.out.substitutions.push(Substitution {
             variable: variable.to_string(),
@@ -232,7 +257,8 @@ fn interpolate_str(s: &str, scope: &mut Scope<'_>, nesting: usize) -> Option<Str
                 match scope.env.get(name) {
                     Some(v) => {
                         scope.record(name, "env");
-                        out.push_str(v);
+                        let v = scope.take(v);
+                        out.push_str(&v);
                     }
                     None => scope.unresolved(name),
                 }
@@ -285,7 +311,7 @@ fn braced(inner: &str, whole: &str, scope: &mut Scope<'_>, nesting: usize) -> St
         "" => match value {
             Some(v) => {
                 scope.record(name, "env");
-                v.to_string()
+                scope.take(v)
             }
             None => {
                 scope.unresolved(name);
@@ -295,7 +321,7 @@ fn braced(inner: &str, whole: &str, scope: &mut Scope<'_>, nesting: usize) -> St
         ":-" | "-" => {
             if non_empty || (operator == "-" && set) {
                 scope.record(name, "env");
-                value.unwrap_or_default().to_string()
+                scope.take(value.unwrap_or_default())
             } else {
                 scope.record(name, "default");
                 nested(argument, scope)
@@ -304,7 +330,7 @@ fn braced(inner: &str, whole: &str, scope: &mut Scope<'_>, nesting: usize) -> St
         ":?" | "?" => {
             if non_empty || (operator == "?" && set) {
                 scope.record(name, "env");
-                value.unwrap_or_default().to_string()
+                scope.take(value.unwrap_or_default())
             } else {
                 scope.required(name, argument);
                 String::new()
@@ -384,6 +410,16 @@ mod tests {
             assert_eq!(out.findings.len(), 1, "{text}: {:?}", out.findings);
             assert_eq!(out.findings[0].rule, "interpolation-invalid", "{text}");
         }
+    }
+
+    #[test]
+    fn substituted_bytes_are_bounded() {
+        let big = "x".repeat(1024 * 1024);
+        let text = "$A ".repeat(10);
+        let (out, interpolation) = run(&text, &[("A", &big)]);
+        assert!(out.len() <= MAX_SUBSTITUTED_BYTES + text.len(), "{}", out.len());
+        let rules: Vec<&str> = interpolation.findings.iter().map(|f| f.rule).collect();
+        assert_eq!(rules, vec!["too-large"]);
     }
 
     #[test]

@@ -18,8 +18,14 @@ use serde_yaml::{Mapping, Value};
 use super::rules;
 use super::Finding;
 
-/// Largest compose text we look at. TrueNAS takes at most 64 KiB per frame anyway; this only bounds the parser.
-pub const MAX_INPUT_BYTES: usize = 1024 * 1024;
+/// Largest compose text we look at: twice what one TrueNAS request can carry (64 KiB), so a commented document
+/// still fits, while bounding the YAML scanner. libyaml's scanner costs (tokens × flow depth), and serde_yaml only
+/// applies its depth limit after scanning everything; the pre-scan below stops plain deep nesting at once, but
+/// decoy `]` inside quoted strings can hide depth from it, and at this cap that worst case stays near a second.
+pub const MAX_INPUT_BYTES: usize = 128 * 1024;
+/// Unclosed `[` / `{` we tolerate in the cheap pre-scan (serde_yaml itself stops at 128 levels, but only after
+/// the scanner has read the whole document, which is slow for hundreds of thousands of levels).
+const MAX_FLOW_OPENERS: usize = 1000;
 /// Most YAML nodes (after alias expansion) one document may build. A 1000-service file needs about 30 000.
 pub const MAX_NODES: usize = 500_000;
 /// Most scalar bytes (after alias expansion) one document may build.
@@ -40,6 +46,14 @@ pub fn parse(text: &str) -> Result<Value, Finding> {
     if text.trim().is_empty() {
         return Err(rules::NOT_A_MAPPING.at(None, "", "the document is empty", "start from `services:`"));
     }
+    if let Some((line, column)) = flow_nesting_beyond(text, MAX_FLOW_OPENERS) {
+        return Err(rules::YAML_INVALID.at(
+            None,
+            "",
+            format!("YAML nesting is too deep: more than {MAX_FLOW_OPENERS} unclosed `[` or `{{` (at line {line} column {column})"),
+            "flatten the document; compose files are rarely 10 levels deep",
+        ));
+    }
     let budget = Budget { nodes: Cell::new(0), bytes: Cell::new(0) };
     let deserializer = serde_yaml::Deserializer::from_str(text);
     let mut value = match (Node { budget: &budget, depth: 0 }).deserialize(deserializer) {
@@ -55,6 +69,29 @@ pub fn parse(text: &str) -> Result<Value, Finding> {
         ));
     }
     Ok(value)
+}
+
+/// Where the count of `[`/`{` not yet closed first exceeds `limit`, counting every bracket (also in strings and
+/// comments). It over-counts brackets inside quotes, which only matters for documents no one writes by hand.
+fn flow_nesting_beyond(text: &str, limit: usize) -> Option<(usize, usize)> {
+    let (mut depth, mut line, mut line_start) = (0usize, 1usize, 0usize);
+    for (i, b) in text.bytes().enumerate() {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return Some((line, text[line_start..i].chars().count() + 1));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'\n' => {
+                line += 1;
+                line_start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 fn yaml_error(e: &serde_yaml::Error, budget: &Budget) -> Finding {
@@ -232,26 +269,22 @@ pub fn resolve_merges(value: &mut Value, depth: usize) -> Result<(), String> {
     }
     match value {
         Value::Mapping(mapping) => {
-            if let Some(mut source) = mapping.remove("<<") {
-                resolve_merges(&mut source, depth + 1)?;
-                let sources = match source {
-                    Value::Mapping(m) => vec![m],
-                    Value::Sequence(items) => {
-                        let mut maps = Vec::with_capacity(items.len());
-                        for item in items {
-                            match item {
-                                Value::Mapping(m) => maps.push(m),
-                                _ => return Err("a merge key (`<<`) list may only hold mappings".to_string()),
+            if mapping.contains_key("<<") {
+                // Rebuild in order: merged keys take the place of `<<`; an explicit key replaces a merged value.
+                let original = std::mem::take(mapping);
+                for (k, v) in original {
+                    if k.as_str() != Some("<<") {
+                        mapping.insert(k, v);
+                        continue;
+                    }
+                    let mut source = v;
+                    resolve_merges(&mut source, depth + 1)?;
+                    for merged in merge_sources(source)? {
+                        for (mk, mv) in merged {
+                            if !mapping.contains_key(&mk) {
+                                mapping.insert(mk, mv);
                             }
                         }
-                        maps
-                    }
-                    Value::Null => Vec::new(),
-                    _ => return Err("a merge key (`<<`) must name a mapping or a list of mappings".to_string()),
-                };
-                for source in sources {
-                    for (k, v) in source {
-                        mapping.entry(k).or_insert(v);
                     }
                 }
             }
@@ -268,6 +301,22 @@ pub fn resolve_merges(value: &mut Value, depth: usize) -> Result<(), String> {
         }
         Value::Tagged(tagged) => resolve_merges(&mut tagged.value, depth + 1),
         _ => Ok(()),
+    }
+}
+
+/// The mappings a resolved `<<` value merges, in precedence order.
+fn merge_sources(source: Value) -> Result<Vec<Mapping>, String> {
+    match source {
+        Value::Mapping(m) => Ok(vec![m]),
+        Value::Null => Ok(Vec::new()),
+        Value::Sequence(items) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::Mapping(m) => Ok(m),
+                _ => Err("a merge key (`<<`) list may only hold mappings".to_string()),
+            })
+            .collect(),
+        _ => Err("a merge key (`<<`) must name a mapping or a list of mappings".to_string()),
     }
 }
 
@@ -295,6 +344,17 @@ mod tests {
         let v = rule_of("x: &x {a: 1}\ny: &y {a: 2, b: 2}\nz:\n  <<: [*x, *y]\n  c: 3\n").unwrap();
         assert_eq!(v["z"]["a"], Value::Number(1.into()));
         assert_eq!(v["z"]["b"], Value::Number(2.into()));
+        let keys: Vec<&str> = v["z"].as_mapping().unwrap().keys().filter_map(Value::as_str).collect();
+        assert_eq!(keys, vec!["a", "b", "c"], "merged keys take the place of `<<`");
+        let v = rule_of("x: &x {a: 1, b: 1}\nz: {b: 2, <<: *x, c: 3, a: 4}\n").unwrap();
+        let pairs: Vec<(String, i64)> = v["z"]
+            .as_mapping()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.as_str().unwrap().to_string(), v.as_i64().unwrap()))
+            .collect();
+        let want = vec![("b".to_string(), 2), ("a".to_string(), 4), ("c".to_string(), 3)];
+        assert_eq!(pairs, want, "explicit keys win wherever they are written");
     }
 
     #[test]

@@ -155,11 +155,20 @@ fn judge_service(
     used_volumes: &mut BTreeSet<String>,
     out: &mut Vec<Finding>,
 ) {
+    judge_image(project, s, out);
+    judge_isolation(s, out);
+    judge_storage(s, cx, backings, used_volumes, out);
+    judge_process(s, cx, out);
+}
+
+/// `image`, `build`, `extends.file`.
+fn judge_image(project: &Project, s: &Service, out: &mut Vec<Finding>) {
     let svc = Some(s.name.as_str());
     let name = &s.name;
 
     match effective_image(project, s, 0) {
-        Some(image) => {
+        // An image inherited through `extends` is judged on the service that names it.
+        Some(image) if s.image.is_some() => {
             if !image_is_pinned(&image.value) {
                 out.push(rules::IMAGE_UNPINNED.at(
                     svc,
@@ -169,6 +178,7 @@ fn judge_service(
                 ));
             }
         }
+        Some(_) => {}
         None => out.push(rules::IMAGE_MISSING.at(
             svc,
             &s.path,
@@ -192,6 +202,12 @@ fn judge_service(
             "copy the base service into this document and extend it by name",
         ));
     }
+}
+
+/// What separates the container from the NAS: privileges, capabilities, namespaces, security profiles, network.
+fn judge_isolation(s: &Service, out: &mut Vec<Finding>) {
+    let svc = Some(s.name.as_str());
+    let name = &s.name;
     if let Some(p) = &s.privileged {
         if p.value {
             out.push(rules::PRIVILEGED.at(
@@ -263,6 +279,17 @@ fn judge_service(
             ));
         }
     }
+}
+
+/// What the container can reach on the NAS's disks and devices.
+fn judge_storage(
+    s: &Service,
+    cx: &Context<'_>,
+    backings: &BTreeMap<&str, VolumeBacking>,
+    used_volumes: &mut BTreeSet<String>,
+    out: &mut Vec<Finding>,
+) {
+    let svc = Some(s.name.as_str());
     for m in &s.mounts {
         let mount = &m.value;
         match &mount.source {
@@ -320,6 +347,12 @@ fn judge_service(
             ));
         }
     }
+}
+
+/// How the process runs: user, environment, limits, naming.
+fn judge_process(s: &Service, cx: &Context<'_>, out: &mut Vec<Finding>) {
+    let svc = Some(s.name.as_str());
+    let name = &s.name;
     if let Some(user) = &s.user {
         let who = user.value.trim().split(':').next().unwrap_or_default().trim().to_string();
         if who == "root" || who == "0" {
@@ -510,7 +543,8 @@ fn judge_host_path(
         ));
         return;
     }
-    if !policy.allowed_host_paths.iter().any(|root| under(&path, root)) {
+    // Roots come normalised from the config; normalise again for policies built in code.
+    if !policy.allowed_host_paths.iter().any(|root| under(&path, &normalize_path(root))) {
         out.push(rules::HOST_PATH_OUTSIDE_ROOTS.at(
             service,
             at,
@@ -717,7 +751,7 @@ pub fn apply_level(findings: &mut [Finding], policy: &PolicyConfig) {
 
 /// Apply the operator's level and allow-list to one finding.
 pub fn adjust(f: &mut Finding, policy: &PolicyConfig) {
-    if policy.allow_rules.iter().any(|r| r.trim() == f.rule) && !NOT_ALLOWABLE.contains(&f.rule) {
+    if policy.allow_rules.iter().any(|r| r.trim().eq_ignore_ascii_case(f.rule)) && !NOT_ALLOWABLE.contains(&f.rule) {
         if f.severity != Severity::Info {
             f.severity = Severity::Info;
             f.message.push_str(" (allowed by the operator: TRUENAS_COMPOSE_ALLOW)");

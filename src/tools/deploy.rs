@@ -133,7 +133,8 @@ pub fn validate_compose(tools: &Tools, args: &Value, _ctx: &CallContext, _change
         "published_ports": report.published_ports,
         "port_check": {"checked": used.is_some(), "detail": port_detail},
         "app_exists": app_exists,
-        "rendered_compose": report.rendered,
+        // What would be sent, with secret-looking values masked: tool output never carries secrets.
+        "rendered_compose": report.rendered.as_deref().and_then(compose::mask_rendered),
     });
     ToolOutput::ok(text, structured)
 }
@@ -224,7 +225,7 @@ pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
         "substitutions": report.substitutions,
         "services": report.services,
         "published_ports": report.published_ports,
-        "rendered_compose": report.rendered,
+        "rendered_compose": report.rendered.as_deref().and_then(compose::mask_rendered),
         "payload": {"method": "app.create", "app_name": name, "custom_app": true, "compose_bytes": compose_bytes},
         "state": null,
         "job_id": null,
@@ -250,7 +251,8 @@ pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
             if wait_healthy { "wait until it is RUNNING" } else { "return at once" }
         );
         text.push_str(&render_findings(&findings));
-        text.push_str(&format!("\nRendered compose:\n{}", report.rendered.as_deref().unwrap_or("")));
+        let shown = report.rendered.as_deref().and_then(compose::mask_rendered).unwrap_or_default();
+        text.push_str(&format!("\nRendered compose (secret values masked):\n{shown}"));
         let mut out = base;
         out["status"] = json!("dry_run");
         out["findings"] = findings;

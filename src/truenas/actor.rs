@@ -129,6 +129,8 @@ enum ReqKind {
 struct Request {
     kind: ReqKind,
     deadline: Instant,
+    /// The login it was sent under (set when written): a 207 for an older login needs no new login.
+    epoch: u64,
 }
 
 struct JobWaiter {
@@ -192,6 +194,8 @@ pub struct Actor {
     subs: Registry,
     /// Requests refused with 207: re-login once, then send them again.
     relogin: Vec<ReqKind>,
+    /// Counts successful logins; requests remember the one they were sent under.
+    login_epoch: u64,
     backoff: Backoff,
 }
 
@@ -216,6 +220,7 @@ impl Actor {
             early_job_events: HashMap::new(),
             subs: Registry::default(),
             relogin: Vec::new(),
+            login_epoch: 0,
             backoff: Backoff { failures: 0, not_before: None, last_error: None },
         }
     }
@@ -291,7 +296,7 @@ impl Actor {
                     return;
                 }
                 let kind = ReqKind::Call { method, params, mutating, timeout, reply, relogged: false };
-                self.queue.push_back(Request { kind, deadline: Instant::now() + timeout });
+                self.queue.push_back(Request { kind, deadline: Instant::now() + timeout, epoch: 0 });
             }
             Command::Job { token, method, params, call_timeout, timeout, reply } => {
                 if let Err(e) = self.ensure_connected() {
@@ -319,6 +324,7 @@ impl Actor {
                 self.queue.push_back(Request {
                     kind: ReqKind::JobStart { token, relogged: false },
                     deadline: now + call_timeout,
+                    epoch: 0,
                 });
             }
             Command::AbortJob { token } => self.abort_job(token),
@@ -335,7 +341,7 @@ impl Actor {
                 }
                 if self.subs.add(&name, local_id, events, reply) == AddOutcome::SubscribeOnServer {
                     let kind = ReqKind::Subscribe { collection: name, timeout };
-                    self.queue.push_back(Request { kind, deadline: Instant::now() + timeout });
+                    self.queue.push_back(Request { kind, deadline: Instant::now() + timeout, epoch: 0 });
                 }
             }
             Command::Unsubscribe { local_id } => {
@@ -349,7 +355,7 @@ impl Actor {
     fn send_unsubscribe(&mut self, server_id: String) {
         if self.conn.is_some() {
             let deadline = Instant::now() + self.settings.config.call_timeout;
-            self.queue.push_back(Request { kind: ReqKind::Unsubscribe { server_id }, deadline });
+            self.queue.push_back(Request { kind: ReqKind::Unsubscribe { server_id }, deadline, epoch: 0 });
         }
     }
 
@@ -360,7 +366,7 @@ impl Actor {
             Some(job_id) if !w.abort_sent => {
                 w.abort_sent = true;
                 let deadline = Instant::now() + self.settings.config.call_timeout;
-                self.queue.push_front(Request { kind: ReqKind::JobAbort { token, job_id }, deadline });
+                self.queue.push_front(Request { kind: ReqKind::JobAbort { token, job_id }, deadline, epoch: 0 });
             }
             Some(_) => {}
             None => {
@@ -734,6 +740,7 @@ impl Actor {
                     if let Some(conn) = self.conn.as_mut() {
                         conn.authenticated = true;
                     }
+                    self.login_epoch += 1;
                     return Ok(());
                 }
                 Err(w) if w.is_method_not_found() && calls.peek().is_some() => {
@@ -872,7 +879,7 @@ impl Actor {
             // The connection went away meanwhile: the requests were refused, so sending them later is safe.
             for kind in refused.into_iter().rev() {
                 let deadline = Instant::now() + timeout_of(&kind, self.settings.config.call_timeout);
-                self.queue.push_front(Request { kind, deadline });
+                self.queue.push_front(Request { kind, deadline, epoch: 0 });
             }
             return;
         }
@@ -885,7 +892,7 @@ impl Actor {
             Ok(()) => {
                 for kind in refused.into_iter().rev() {
                     let deadline = Instant::now() + timeout_of(&kind, self.settings.config.call_timeout);
-                    self.queue.push_front(Request { kind, deadline });
+                    self.queue.push_front(Request { kind, deadline, epoch: 0 });
                 }
             }
             Err(e) => {
@@ -989,7 +996,7 @@ impl Actor {
             }
             wrote = true;
             if expects_reply {
-                self.in_flight.insert(id, req);
+                self.in_flight.insert(id, Request { epoch: self.login_epoch, ..req });
             }
         }
         if wrote {
@@ -1117,7 +1124,7 @@ impl Actor {
                     return;
                 }
                 match self.in_flight.remove(&id) {
-                    Some(req) => self.complete(req.kind, result),
+                    Some(req) => self.complete(req.kind, req.epoch, result),
                     None => debug!("answer to unknown request {id}"),
                 }
             }
@@ -1145,7 +1152,18 @@ impl Actor {
         }
     }
 
-    fn complete(&mut self, kind: ReqKind, result: Result<Value, WireError>) {
+    /// A 207 for a request sent under an older login: that login was already replaced, so the request is simply
+    /// sent again (once) instead of logging in a second time.
+    fn refused_by_old_login(&mut self, epoch: u64, kind: ReqKind) {
+        if epoch < self.login_epoch {
+            let deadline = Instant::now() + timeout_of(&kind, self.settings.config.call_timeout);
+            self.queue.push_front(Request { kind, deadline, epoch: 0 });
+        } else {
+            self.relogin.push(kind);
+        }
+    }
+
+    fn complete(&mut self, kind: ReqKind, epoch: u64, result: Result<Value, WireError>) {
         match kind {
             ReqKind::Call { method, params, mutating, timeout, reply, relogged } => match result {
                 Ok(v) => {
@@ -1153,9 +1171,10 @@ impl Actor {
                 }
                 // 207 means the server refused the call before running it, so one retry after a fresh login
                 // cannot repeat a change.
-                Err(w) if w.is_not_authenticated() && !relogged => {
-                    self.relogin.push(ReqKind::Call { method, params, mutating, timeout, reply, relogged: true })
-                }
+                Err(w) if w.is_not_authenticated() && !relogged => self.refused_by_old_login(
+                    epoch,
+                    ReqKind::Call { method, params, mutating, timeout, reply, relogged: true },
+                ),
                 Err(w) => {
                     let _ = reply.send(Err(w.into_tn_error(&method)));
                 }
@@ -1166,7 +1185,7 @@ impl Actor {
                     None => self.finish_job(token, Err(TnError::Protocol(format!("expected a job id, got {v}")))),
                 },
                 Err(w) if w.is_not_authenticated() && !relogged => {
-                    self.relogin.push(ReqKind::JobStart { token, relogged: true })
+                    self.refused_by_old_login(epoch, ReqKind::JobStart { token, relogged: true })
                 }
                 Err(w) => {
                     let method = self.jobs.get(&token).map(|j| j.method.clone()).unwrap_or_default();

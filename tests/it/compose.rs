@@ -374,6 +374,11 @@ fn environment_user_images_and_the_rest() {
             &[],
         ),
         ("unpinned", "services:\n  web:\n    image: nginx\n    mem_limit: 1g\n".into(), &["image-unpinned"]),
+        (
+            "unpinned base, reported once",
+            "services:\n  base: {image: x, mem_limit: 1g}\n  web: {extends: base, mem_limit: 1g}\n".into(),
+            &["image-unpinned"],
+        ),
         ("latest", "services:\n  web:\n    image: nginx:latest\n    mem_limit: 1g\n".into(), &["image-unpinned"]),
         (
             "registry port, no tag",
@@ -607,7 +612,7 @@ fn levels_and_operator_overrides() {
     );
     let allowed = PolicyConfig {
         level: PolicyLevel::Permissive,
-        allow_rules: vec!["privileged".into(), "yaml-invalid".into()],
+        allow_rules: vec![" Privileged".into(), "yaml-invalid".into()],
         ..PolicyConfig::default()
     };
     let report = run(&doc, &BTreeMap::new(), &allowed, None);
@@ -690,40 +695,52 @@ fn app_names() {
     assert_eq!(create_payload("Bad", "services: {}").unwrap_err().rule, "app-name-invalid");
 }
 
-/// The payloads carry exactly the keys the TrueNAS API models accept, with the right types.
+/// Raise the exported 1024-character limit of `custom_compose_config_string` to the middleware's real
+/// `LongString` limit (the JSON Schema export loses it).
+fn widen_long_strings(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, child) in map.iter_mut() {
+                if let (true, Some(field)) = (k == "custom_compose_config_string", child.as_object_mut()) {
+                    field.insert("maxLength".into(), json!(2_048_000));
+                }
+                widen_long_strings(child);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(widen_long_strings),
+        _ => {}
+    }
+}
+
+/// The payloads validate against the real TrueNAS API models (strict: no unknown keys, exact types).
 #[test]
 fn payloads_match_the_truenas_schemas() {
-    let create = create_payload("web", "services: {}\n").unwrap();
-    assert_eq!(
-        create,
-        json!({"app_name": "web", "custom_app": true, "custom_compose_config_string": "services: {}\n"})
-    );
-    let update = update_payload("web", "services: {}\n").unwrap();
-    assert_eq!(update, json!({"custom_compose_config_string": "services: {}\n"}));
+    let compose_text =
+        run(&svc("ports: [\"8080:80\"]"), &BTreeMap::new(), &PolicyConfig::default(), None).rendered.unwrap();
+    let create = create_payload("web", &compose_text).unwrap();
+    assert_eq!(create, json!({"app_name": "web", "custom_app": true, "custom_compose_config_string": compose_text}));
+    let update = update_payload("web", &compose_text).unwrap();
+    assert_eq!(update, json!({"custom_compose_config_string": compose_text}));
     for version in ["api-v25.04.2.json", "api-v25.10.5.json"] {
         let path = format!("{}/fixtures/truenas-schemas/{version}", env!("CARGO_MANIFEST_DIR"));
-        let api: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut api: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        widen_long_strings(&mut api);
         let create_args = &api["methods"]["app.create"]["args"];
         assert_eq!(create_args["x-positional-order"], json!(["app_create"]), "{version}");
-        let props = &create_args["$defs"]["AppCreateArgs"]["properties"];
-        for (key, value) in create.as_object().unwrap() {
-            let ty = props[key]["type"].as_str().unwrap_or_else(|| panic!("{version}: app.create has no `{key}`"));
-            let ok = match ty {
-                "string" => value.is_string(),
-                "boolean" => value.is_boolean(),
-                other => panic!("unexpected type {other}"),
-            };
-            assert!(ok, "{version}: {key} must be {ty}");
-        }
-        let required = create_args["$defs"]["AppCreateArgs"]["required"].as_array().unwrap();
-        assert!(required.iter().all(|r| create.get(r.as_str().unwrap()).is_some()));
-        assert_eq!(props["app_name"]["pattern"], "^[a-z]([-a-z0-9]*[a-z0-9])?$");
-        assert_eq!(props["app_name"]["maxLength"], 40);
+        truenas_mcp::jsonschema::validate(create_args, &json!({"app_create": create}))
+            .unwrap_or_else(|e| panic!("{version}: app.create payload rejected: {e:?}"));
         let update_args = &api["methods"]["app.update"]["args"];
         assert_eq!(update_args["x-positional-order"], json!(["app_name", "update"]), "{version}");
-        let update_props = &update_args["$defs"]["AppUpdate"]["properties"];
-        for key in update.as_object().unwrap().keys() {
-            assert_eq!(update_props[key]["type"], "string", "{version}: app.update has no string `{key}`");
+        truenas_mcp::jsonschema::validate(update_args, &json!({"app_name": "web", "update": update}))
+            .unwrap_or_else(|e| panic!("{version}: app.update payload rejected: {e:?}"));
+        // The schema's app-name rule is the one we implement.
+        let name = &create_args["$defs"]["AppCreateArgs"]["properties"]["app_name"];
+        assert_eq!(name["pattern"], "^[a-z]([-a-z0-9]*[a-z0-9])?$");
+        assert_eq!((name["minLength"].as_u64(), name["maxLength"].as_u64()), (Some(1), Some(40)));
+        for candidate in ["a", "web-1", "1web", "web-", "Web", "a--b", &"a".repeat(40), &"a".repeat(41)] {
+            let schema_ok =
+                truenas_mcp::jsonschema::validate(create_args, &json!({"app_create": {"app_name": candidate}})).is_ok();
+            assert_eq!(compose::app_name_error(candidate).is_none(), schema_ok, "{version}: {candidate}");
         }
     }
 }
@@ -756,6 +773,20 @@ fn secrets_are_masked_for_output() {
     assert_eq!(masked["services"]["db"]["environment"]["POSTGRES_PASSWORD"], "***");
     assert_eq!(masked["services"]["app"]["environment"], json!(["API_TOKEN=***", "MODE=prod"]));
     assert!(!masked.to_string().contains("s3cret"));
+
+    let report = run(
+        &svc("environment: {DB_PASSWORD: $PW, TZ: UTC}"),
+        &env(&[("PW", "s3cret")]),
+        &PolicyConfig::default(),
+        None,
+    );
+    let rendered = report.rendered.unwrap();
+    assert!(rendered.contains("s3cret"), "the rendered text is what TrueNAS needs");
+    let shown = compose::mask_rendered(&rendered).unwrap();
+    assert!(
+        !shown.contains("s3cret") && shown.contains("DB_PASSWORD: \"***\"") && shown.contains("TZ: UTC"),
+        "{shown}"
+    );
 }
 
 fn alias_bomb(levels: usize, width: usize) -> String {
@@ -774,6 +805,8 @@ fn hostile_inputs_are_bounded() {
         alias_bomb(6, 20),
         format!("big: &big [{}]\nrefs: [{}]\n", vec!["1"; 3000].join(","), vec!["*big"; 3000].join(",")),
         format!("services:\n  web:\n    x: {}{}\n", "[".repeat(50_000), "]".repeat(50_000)),
+        // Decoy closers inside strings hide the depth from the pre-scan; serde_yaml's own limit still stops it.
+        format!("services:\n  web:\n    x: {}{}\n", "[\"]\", ".repeat(3_000), "]".repeat(3_000)),
         format!("services:\n  web:\n    x: {}1{}\n", "{a: ".repeat(5_000), "}".repeat(5_000)),
         format!("services:\n  web:\n    image: \"{}\"\n", "${A:-".repeat(20_000)),
     ];
@@ -806,6 +839,54 @@ fn regressions() {
             let _: serde_yaml::Value = serde_yaml::from_str(text).unwrap_or_else(|e| panic!("{yaml:?}: {e}\n{text}"));
         }
     }
+}
+
+/// Pieces of YAML syntax the mutation fuzzer splices into the real-world fixtures.
+const MUTATION_TEXT: &[&str] = &[
+    "\n",
+    " ",
+    "  ",
+    ":",
+    ": ",
+    "- ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "'",
+    "\"",
+    "#",
+    "&a ",
+    "*a",
+    "<<: *a\n",
+    "!t ",
+    "|\n",
+    "$",
+    "${",
+    "}",
+    "$$",
+    "..",
+    "/",
+    "~",
+    "\t",
+    "yes",
+    "host",
+    "/etc",
+    "/var/run/docker.sock",
+    "80:80",
+    "é",
+];
+
+fn fixture_texts() -> Vec<String> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/compose");
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    paths.sort();
+    paths.iter().map(|p| std::fs::read_to_string(p).unwrap()).collect()
 }
 
 fn yamlish() -> impl Strategy<Value = String> {
@@ -846,7 +927,8 @@ fn yamlish() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    // 256 cases by default; `PROPTEST_CASES=20000` for a longer hunt.
+    #![proptest_config(ProptestConfig::default())]
 
     #[test]
     fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
@@ -862,6 +944,41 @@ proptest! {
             let again = run(&text, &BTreeMap::new(), &PolicyConfig::default(), Some(&[8080]));
             prop_assert!(again.unresolved.is_empty(), "{:?}\n{}", again.unresolved, text);
             prop_assert_eq!(again.rendered.as_deref(), Some(text.as_str()));
+        }
+    }
+
+    #[test]
+    fn mutated_fixtures_never_panic_and_render_back(
+        which in 0usize..5,
+        edits in prop::collection::vec((any::<prop::sample::Index>(), 0u8..3, prop::sample::select(MUTATION_TEXT)), 1..8),
+    ) {
+        let mut text = fixture_texts()[which].clone();
+        for (at, kind, piece) in edits {
+            let mut at = at.index(text.len() + 1);
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
+            match kind {
+                0 => text.insert_str(at, piece),
+                1 => {
+                    let end = (at + piece.len()).min(text.len());
+                    if text.is_char_boundary(end) {
+                        text.replace_range(at..end, "");
+                    }
+                }
+                _ => {
+                    let end = (at + piece.len()).min(text.len());
+                    if text.is_char_boundary(end) {
+                        text.replace_range(at..end, piece);
+                    }
+                }
+            }
+        }
+        let report = run(&text, &env(&[("WG_KEY", "k$"), ("TZ", "UTC")]), &PolicyConfig::default(), Some(&[8096]));
+        if let Some(rendered) = report.rendered {
+            let again = run(&rendered, &BTreeMap::new(), &PolicyConfig::default(), Some(&[8096]));
+            prop_assert!(again.unresolved.is_empty(), "{:?}\n{}", again.unresolved, rendered);
+            prop_assert_eq!(again.rendered.as_deref(), Some(rendered.as_str()));
         }
     }
 

@@ -3,6 +3,7 @@
 mod cli;
 mod compose;
 mod faults;
+mod inspector;
 mod mcp;
 mod properties;
 mod sim;

@@ -372,35 +372,50 @@ pub fn python() -> &'static Path {
         if python_ready(&python) {
             return python;
         }
-        let lock = repo_root().join("target/.venv-lock");
-        let _ = std::fs::create_dir_all(repo_root().join("target"));
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while std::fs::create_dir(&lock).is_err() {
-            // A lock left by a killed run: older than any install takes.
-            let stale = std::fs::metadata(&lock)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(900)));
-            if stale {
-                let _ = std::fs::remove_dir(&lock);
-                continue;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {} (remove it if stale)", lock.display());
-            thread::sleep(Duration::from_millis(200));
-        }
-        let result = (|| {
-            if python_ready(&python) {
-                return Ok(());
-            }
-            run_quiet(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-            run_quiet(Command::new(&python).args(["-m", "pip", "install", "--quiet", "mcp", "jsonschema"]))
-        })();
-        let _ = std::fs::remove_dir(&lock);
+        let result = install_once(
+            "venv",
+            || python_ready(&python),
+            || {
+                run_quiet(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+                run_quiet(Command::new(&python).args(["-m", "pip", "install", "--quiet", "mcp", "jsonschema"]))
+            },
+        );
         if let Err(e) = result {
             panic!("could not prepare a Python with the MCP SDK in {} ({e}); set TRUENAS_MCP_PYTHON", venv.display());
         }
         assert!(python_ready(&python), "{} lacks mcp or jsonschema after installing", python.display());
         python
     })
+}
+
+/// Run `install` unless `ready`, at most once at a time across test threads and processes (a lock directory
+/// under `target/`, because parallel test binaries may race to install the same thing).
+pub fn install_once(
+    name: &str,
+    ready: impl Fn() -> bool,
+    install: impl FnOnce() -> Result<(), String>,
+) -> Result<(), String> {
+    if ready() {
+        return Ok(());
+    }
+    let lock = repo_root().join(format!("target/.{name}-lock"));
+    let _ = std::fs::create_dir_all(repo_root().join("target"));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while std::fs::create_dir(&lock).is_err() {
+        // A lock left by a killed run: older than any install takes.
+        let stale = std::fs::metadata(&lock)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(900)));
+        if stale {
+            let _ = std::fs::remove_dir(&lock);
+            continue;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {} (remove it if stale)", lock.display());
+        thread::sleep(Duration::from_millis(200));
+    }
+    let result = if ready() { Ok(()) } else { install() };
+    let _ = std::fs::remove_dir(&lock);
+    result
 }
 
 fn python_ready(python: &Path) -> bool {
@@ -413,7 +428,7 @@ fn python_ready(python: &Path) -> bool {
             .is_ok_and(|s| s.success())
 }
 
-fn run_quiet(command: &mut Command) -> Result<(), String> {
+pub fn run_quiet(command: &mut Command) -> Result<(), String> {
     let out = command.output().map_err(|e| e.to_string())?;
     if out.status.success() {
         Ok(())
