@@ -888,6 +888,9 @@ impl Actor {
             conn.authenticated = false;
         }
         let result = self.login().and_then(|()| self.subscribe_jobs());
+        // 207s read while logging in answer requests sent before this login: they go with this re-login instead of
+        // causing another one.
+        let refused: Vec<ReqKind> = refused.into_iter().chain(std::mem::take(&mut self.relogin)).collect();
         match result {
             Ok(()) => {
                 for kind in refused.into_iter().rev() {
