@@ -819,3 +819,70 @@ fn binary_partial_line_then_the_rest() {
     assert!(r.get("result").is_some(), "{r}");
     peer.assert_silent(Duration::from_millis(200));
 }
+
+/// Through MCP: the connection drops while `app.create` is being executed by the NAS (it goes on and creates the
+/// app). The deploy is reported as OUTCOME UNKNOWN with the call that finds out, the audit log says "unknown", the
+/// create is never re-sent, and the next tool calls work and show the app.
+#[test]
+fn binary_deploy_dropped_in_flight_is_outcome_unknown_and_not_resent() {
+    let (sim, server) = start_sim(|_| {});
+    let audit = crate::support::tempdir("faults-audit").join("audit.jsonl");
+    let audit_arg = audit.display().to_string();
+    let port = server.addr.port().to_string();
+    let mut peer = McpPeer::spawn_binary(&[
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--protocol",
+        "ws",
+        "--username",
+        "mcp-service",
+        "--password",
+        PASSWORD,
+        "--audit-log",
+        &audit_arg,
+    ]);
+    peer.initialize("2025-06-18", json!({}));
+    let (err, text) = tool(&mut peer, 1, "list_custom_apps", json!({}));
+    assert!(!err, "{text}");
+    // app.create is held in the NAS's execution slot for a while; a second call's frame then trips the drop.
+    sim.faults().set_latency("app.create", Duration::from_millis(1500));
+    peer.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "deploy_custom_app", "arguments": {"app_name": "inflight", "compose_yaml": compose("nginx:1.27")}}}));
+    let deadline = Instant::now() + HANG;
+    while count_calls(&sim, "app.create") == 0 {
+        assert!(Instant::now() < deadline, "app.create never arrived");
+        thread::sleep(Duration::from_millis(10));
+    }
+    sim.faults().drop_after_frames(1);
+    peer.send(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "list_custom_apps", "arguments": {}}}));
+    let deploy = peer.response_to(&json!(2));
+    let text = deploy["result"]["content"][0]["text"].as_str().unwrap_or_default().to_string();
+    assert_eq!(deploy["result"]["isError"], true, "{deploy}");
+    assert!(text.contains("OUTCOME UNKNOWN") && text.contains("get_custom_app_status"), "{text}");
+    let list = peer.response_to(&json!(3));
+    assert!(list.get("result").is_some(), "the other call gets an answer too: {list}");
+    sim.faults().clear_latency();
+    // The NAS finishes the create on its own; the client never sends it again.
+    let deadline = Instant::now() + HANG;
+    while apps_named(&sim, "inflight") == 0 {
+        assert!(Instant::now() < deadline, "the NAS never created the app");
+        thread::sleep(Duration::from_millis(20));
+    }
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(count_calls(&sim, "app.create"), 1, "app.create was re-sent");
+    let (err, text) = tool(&mut peer, 4, "get_custom_app_status", json!({"app_name": "inflight"}));
+    assert!(!err, "{text}");
+    let records: Vec<Value> = std::fs::read_to_string(&audit)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect();
+    assert!(
+        records.iter().any(|r| r["tool"] == "deploy_custom_app" && r["outcome"] == "unknown"),
+        "audit log: {records:?}"
+    );
+    let _ = std::fs::remove_dir_all(audit.parent().unwrap());
+}
