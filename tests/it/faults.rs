@@ -243,7 +243,7 @@ fn half_open_while_idle_reconnects_on_the_next_call() {
     c.call("app.query", json!([])).unwrap();
     let logins = count_calls(&sim, "auth.login_ex");
     sim.faults().half_open_existing();
-    thread::sleep(Duration::from_secs(3));
+    thread::sleep(Duration::from_secs(4)); // ping after 0.3 s, no pong within 1 s: dropped well before this
     let c2 = c.clone();
     let (r, _) = bounded(HANG, move || c2.call("app.query", json!([])));
     r.unwrap_or_else(|e| panic!("the dead socket should have been replaced: {e}"));
@@ -550,7 +550,7 @@ fn failed_re_login_does_not_leave_a_dead_connection() {
 fn rate_limited_logins_back_off() {
     let (sim, server) = start_sim(|o| {
         o.rate_limit =
-            RateLimit { max_calls: 2, window: Duration::from_millis(1500), delay: Duration::from_millis(10) };
+            RateLimit { max_calls: 2, window: Duration::from_secs(3), delay: Duration::from_millis(10) };
     });
     let mut bad = config_for(server.addr);
     bad.password = Some(truenas_mcp::config::Secret::new("wrong"));
@@ -570,7 +570,7 @@ fn rate_limited_logins_back_off() {
     let err = c.call("app.query", json!([])).expect_err("backing off");
     assert!(matches!(err, TnError::RateLimited(_)), "{err:?}");
     assert_eq!(count_calls(&sim, "auth.login_ex"), attempts);
-    thread::sleep(Duration::from_millis(1600));
+    thread::sleep(Duration::from_millis(3100));
     let good = client(&server);
     next_calls_work(&sim, &good, "rate-next");
 }
