@@ -27,6 +27,22 @@ fn validate(tools: &Tools, yaml: &str, env: &BTreeMap<String, String>, used_port
     compose::validate(&ValidateInput { yaml, env, used_ports, policy: &tools.config().policy, derive_portals: true })
 }
 
+/// The TrueNAS payload of a clean report, or `None` (a `too-large` finding joins `extra`) when it cannot be sent.
+fn payload_for(
+    report: &compose::Report,
+    extra: &mut Vec<Value>,
+    build: impl FnOnce(&str) -> Result<Value, compose::Finding>,
+) -> Option<Value> {
+    let rendered = report.rendered.as_deref().filter(|_| !report.has_errors())?;
+    match build(rendered) {
+        Ok(p) => Some(p),
+        Err(f) => {
+            extra.push(serde_json::to_value(&f).unwrap_or(Value::Null));
+            None
+        }
+    }
+}
+
 fn findings_json(report: &Report, extra: &[Value]) -> Value {
     let mut all: Vec<Value> = report.findings.iter().filter_map(|f| serde_json::to_value(f).ok()).collect();
     all.extend(extra.iter().cloned());
@@ -208,16 +224,7 @@ pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
             format!("use update_custom_app to change '{name}', or choose another app_name"),
         ));
     }
-    let payload = match report.rendered.as_deref() {
-        Some(rendered) if !report.has_errors() => match compose::create_payload(name, rendered) {
-            Ok(p) => Some(p),
-            Err(f) => {
-                extra.push(serde_json::to_value(&f).unwrap_or(Value::Null));
-                None
-            }
-        },
-        _ => None,
-    };
+    let payload = payload_for(&report, &mut extra, |rendered| compose::create_payload(name, rendered));
     let findings = findings_json(&report, &extra);
     let compose_bytes = report.rendered.as_ref().map(|r| r.len()).unwrap_or(0);
     let base = json!({
@@ -415,16 +422,7 @@ pub fn update(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
     used.retain(|p| !own.contains(p));
     let report = validate(tools, yaml, &env, Some(&used));
     let mut extra = Vec::new();
-    let payload = match report.rendered.as_deref() {
-        Some(rendered) if !report.has_errors() => match compose::update_payload(name, rendered) {
-            Ok(p) => Some(p),
-            Err(f) => {
-                extra.push(serde_json::to_value(&f).unwrap_or(Value::Null));
-                None
-            }
-        },
-        _ => None,
-    };
+    let payload = payload_for(&report, &mut extra, |rendered| compose::update_payload(name, rendered));
     let findings = findings_json(&report, &extra);
     let new_value: Option<Value> = report.rendered.as_deref().and_then(|r| serde_yaml::from_str::<Value>(r).ok());
     let changed = new_value.as_ref() != Some(&deployed);
