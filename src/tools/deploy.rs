@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::diff;
-use super::failure::{apps_service_down, change_failed, missing_app, read_failed};
+use super::failure::{apps_service_down, change_failed, existing_app, read_failed};
 use super::job::run_job;
 use super::logs;
 use super::settle::{self, Settled};
@@ -396,13 +396,12 @@ pub fn update(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
         change.outcome = Some(Outcome::Refused);
         return out;
     }
-    let app = match apps.get(name) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
+    let app = match existing_app(&apps, name) {
+        Ok(a) => a,
+        Err(out) => {
             change.outcome = Some(Outcome::Failed);
-            return missing_app(&apps, name);
+            return out;
         }
-        Err(e) => return read_failed(&format!("reading app '{name}'"), &e),
     };
     if !app.custom_app {
         change.outcome = Some(Outcome::Refused);
