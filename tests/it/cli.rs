@@ -443,3 +443,34 @@ fn readme_commands_work() {
         let _ = child.wait();
     }
 }
+
+/// Ctrl-C during `call` aborts the running TrueNAS job (not just the local process) and exits non-zero.
+#[test]
+fn call_ctrl_c_aborts_the_job() {
+    let (sim, server) = sim(SimOptions::default());
+    sim.faults().set_never_finish_jobs(true);
+    let env = sim_env(&server);
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let compose = "compose_yaml=services: {web: {image: 'nginx:1.27', mem_limit: 256m}}";
+    let child = binary(&pairs)
+        .args(["call", "deploy_custom_app", "app_name=stuck", compose])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the job runs on the "NAS", then interrupt like a terminal does.
+    let started = std::time::Instant::now();
+    while !sim.jobs().iter().any(|j| j["method"] == "app.create" && j["state"] == "RUNNING") {
+        assert!(started.elapsed() < Duration::from_secs(30), "the deploy job never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted: aborting the running job"));
+    let job = sim.jobs().into_iter().find(|j| j["method"] == "app.create").unwrap();
+    assert_eq!(job["state"], "ABORTED", "{job}");
+    assert!(stdout.to_lowercase().contains("cancel") || stdout.to_lowercase().contains("abort"), "{stdout}");
+}
