@@ -155,6 +155,19 @@ fn sim(tweak: impl FnOnce(&mut SimOptions)) -> (Simulator, SimServer) {
     (sim, server)
 }
 
+/// The client library pointed at the simulator (for comparisons with the binary).
+fn bench_client(server: &SimServer) -> truenas_mcp::truenas::Client {
+    let mut config = truenas_mcp::config::Config::for_tests();
+    config.host = Some("127.0.0.1".into());
+    config.port = server.addr.port();
+    config.protocol = truenas_mcp::config::Protocol::Ws;
+    config.password = Some(truenas_mcp::config::Secret::new(PASSWORD));
+    truenas_mcp::truenas::Client::new(
+        truenas_mcp::truenas::ClientSettings::new(config),
+        truenas_mcp::truenas::ConnectTarget::Network,
+    )
+}
+
 /// A `kB` field of /proc/<pid>/status (VmRSS, VmHWM, …).
 fn status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -298,6 +311,8 @@ fn pipelining() {
     let (sim, server) = sim(|_| {});
     let mut s = Server::against(&server, &[]);
     s.call("get_custom_app_status", json!({"app_name": "whoami"})); // connect + log in outside the measurement
+    let client = bench_client(&server);
+    client.server_info().expect("the client logs in");
     sim.faults().set_latency("", Duration::from_millis(20));
     for n in [10usize, 20, 40, 64] {
         let mut runs = Vec::new();
@@ -326,12 +341,37 @@ fn pipelining() {
         let per_tool = wire_calls as f64 / n as f64;
         let ideal = Duration::from_millis(20) * wire_calls.div_ceil(10) as u32;
         let ideal = ideal.max(Duration::from_millis((20.0 * per_tool.ceil()) as u64));
+        // The same N as plain client calls from N threads (no MCP, no tool): what the connection alone achieves.
+        let mut lib_runs = Vec::new();
+        for _ in 0..3 {
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(n + 1));
+            let handles: Vec<_> = (0..n)
+                .map(|_| {
+                    let (client, barrier) = (client.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        client.call("app.query", json!([[["name", "=", "whoami"]]])).expect("app.query");
+                    })
+                })
+                .collect();
+            barrier.wait();
+            let t = Instant::now();
+            for h in handles {
+                h.join().unwrap();
+            }
+            lib_runs.push(t.elapsed());
+        }
+        lib_runs.sort();
+        let lib = lib_runs[1];
         println!(
-            "  N={n:>3}: median {:>8} ({} TrueNAS calls, {per_tool:.1} per tool call); ideal {:>8} → {:.2}×",
+            "  N={n:>3}: median {:>8} ({} TrueNAS calls, {per_tool:.1} per tool call); ideal {:>8} → {:.2}×; \
+             the same as {n} bare client calls: {} → {:.2}×",
             ms(median),
             wire_calls,
             ms(ideal),
-            median.as_secs_f64() / ideal.as_secs_f64()
+            median.as_secs_f64() / ideal.as_secs_f64(),
+            ms(lib),
+            lib.as_secs_f64() / (Duration::from_millis(20) * n.div_ceil(10) as u32).as_secs_f64()
         );
     }
 }
@@ -410,15 +450,7 @@ fn logs() {
     }
     println!("  server VmHWM before the log calls {}", mib(hwm0));
     // The whole log through the client library (the tools cap a tail at 10 000 lines).
-    let mut config = truenas_mcp::config::Config::for_tests();
-    config.host = Some("127.0.0.1".into());
-    config.port = server.addr.port();
-    config.protocol = truenas_mcp::config::Protocol::Ws;
-    config.password = Some(truenas_mcp::config::Secret::new(PASSWORD));
-    let client = truenas_mcp::truenas::Client::new(
-        truenas_mcp::truenas::ClientSettings::new(config),
-        truenas_mcp::truenas::ConnectTarget::Network,
-    );
+    let client = bench_client(&server);
     let app = sim.apps().into_iter().find(|a| a["name"] == "whoami").expect("seeded app");
     let container = app["active_workloads"]["container_details"][0]["id"].as_str().unwrap().to_string();
     let hwm_before = status_kib(std::process::id(), "VmHWM");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use truenas_mcp::config::{Config, Protocol};
-use truenas_mcp::sim::{RateLimit, SimOptions, SimServer, Simulator};
+use truenas_mcp::sim::{RateLimit, SimOptions, SimServer, SimVersion, Simulator};
 use truenas_mcp::truenas::error::{AuthFailure, TimeoutPhase};
 use truenas_mcp::truenas::{Client, ClientSettings, ConnectTarget, JobOptions, TnError};
 
@@ -243,7 +243,7 @@ fn half_open_while_idle_reconnects_on_the_next_call() {
     c.call("app.query", json!([])).unwrap();
     let logins = count_calls(&sim, "auth.login_ex");
     sim.faults().half_open_existing();
-    thread::sleep(Duration::from_secs(3));
+    thread::sleep(Duration::from_secs(4)); // ping after 0.3 s, no pong within 1 s: dropped well before this
     let c2 = c.clone();
     let (r, _) = bounded(HANG, move || c2.call("app.query", json!([])));
     r.unwrap_or_else(|e| panic!("the dead socket should have been replaced: {e}"));
@@ -549,8 +549,7 @@ fn failed_re_login_does_not_leave_a_dead_connection() {
 #[test]
 fn rate_limited_logins_back_off() {
     let (sim, server) = start_sim(|o| {
-        o.rate_limit =
-            RateLimit { max_calls: 2, window: Duration::from_millis(1500), delay: Duration::from_millis(10) };
+        o.rate_limit = RateLimit { max_calls: 2, window: Duration::from_secs(3), delay: Duration::from_millis(10) };
     });
     let mut bad = config_for(server.addr);
     bad.password = Some(truenas_mcp::config::Secret::new("wrong"));
@@ -570,7 +569,7 @@ fn rate_limited_logins_back_off() {
     let err = c.call("app.query", json!([])).expect_err("backing off");
     assert!(matches!(err, TnError::RateLimited(_)), "{err:?}");
     assert_eq!(count_calls(&sim, "auth.login_ex"), attempts);
-    thread::sleep(Duration::from_millis(1600));
+    thread::sleep(Duration::from_millis(3100));
     let good = client(&server);
     next_calls_work(&sim, &good, "rate-next");
 }
@@ -818,4 +817,150 @@ fn binary_partial_line_then_the_rest() {
     assert_eq!(r["id"], "slow", "{r}");
     assert!(r.get("result").is_some(), "{r}");
     peer.assert_silent(Duration::from_millis(200));
+}
+
+/// Through MCP: the connection drops while `app.create` is being executed by the NAS (it goes on and creates the
+/// app). The deploy is reported as OUTCOME UNKNOWN with the call that finds out, the audit log says "unknown", the
+/// create is never re-sent, and the next tool calls work and show the app.
+#[test]
+fn binary_deploy_dropped_in_flight_is_outcome_unknown_and_not_resent() {
+    let (sim, server) = start_sim(|_| {});
+    let audit = crate::support::tempdir("faults-audit").join("audit.jsonl");
+    let audit_arg = audit.display().to_string();
+    let port = server.addr.port().to_string();
+    let mut peer = McpPeer::spawn_binary(&[
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--protocol",
+        "ws",
+        "--username",
+        "mcp-service",
+        "--password",
+        PASSWORD,
+        "--audit-log",
+        &audit_arg,
+    ]);
+    peer.initialize("2025-06-18", json!({}));
+    let (err, text) = tool(&mut peer, 1, "list_custom_apps", json!({}));
+    assert!(!err, "{text}");
+    // app.create is held in the NAS's execution slot for a while; a second call's frame then trips the drop.
+    sim.faults().set_latency("app.create", Duration::from_millis(1500));
+    peer.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "deploy_custom_app", "arguments": {"app_name": "inflight", "compose_yaml": compose("nginx:1.27")}}}));
+    let deadline = Instant::now() + HANG;
+    while count_calls(&sim, "app.create") == 0 {
+        assert!(Instant::now() < deadline, "app.create never arrived");
+        thread::sleep(Duration::from_millis(10));
+    }
+    sim.faults().drop_after_frames(1);
+    peer.send(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "list_custom_apps", "arguments": {}}}));
+    let deploy = peer.response_to(&json!(2));
+    let text = deploy["result"]["content"][0]["text"].as_str().unwrap_or_default().to_string();
+    assert_eq!(deploy["result"]["isError"], true, "{deploy}");
+    assert!(text.contains("OUTCOME UNKNOWN") && text.contains("get_custom_app_status"), "{text}");
+    let list = peer.response_to(&json!(3));
+    assert!(list.get("result").is_some(), "the other call gets an answer too: {list}");
+    sim.faults().clear_latency();
+    // The NAS finishes the create on its own; the client never sends it again.
+    let deadline = Instant::now() + HANG;
+    while apps_named(&sim, "inflight") == 0 {
+        assert!(Instant::now() < deadline, "the NAS never created the app");
+        thread::sleep(Duration::from_millis(20));
+    }
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(count_calls(&sim, "app.create"), 1, "app.create was re-sent");
+    let (err, text) = tool(&mut peer, 4, "get_custom_app_status", json!({"app_name": "inflight"}));
+    assert!(!err, "{text}");
+    let records: Vec<Value> = std::fs::read_to_string(&audit)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
+        .collect();
+    assert!(
+        records.iter().any(|r| r["tool"] == "deploy_custom_app" && r["outcome"] == "unknown"),
+        "audit log: {records:?}"
+    );
+    let _ = std::fs::remove_dir_all(audit.parent().unwrap());
+}
+
+/// The same promises on every protocol and release: the legacy DDP endpoint of 24.10 and JSON-RPC on 25.04 and
+/// 25.10. A job survives a drop, an expired session costs one re-login, a restart is "unknown".
+#[test]
+fn drops_expiry_and_restart_on_every_release() {
+    for version in [SimVersion::V24_10, SimVersion::V25_04, SimVersion::V25_10] {
+        let (sim, server) = start_sim(|o| o.version = version);
+        let c = client(&server);
+        c.call("app.query", json!([])).unwrap_or_else(|e| panic!("{version:?}: {e}"));
+
+        sim.faults().drop_mid_job();
+        let c2 = c.clone();
+        let (r, _) = bounded(HANG, move || c2.call_job("app.create", create_params("survivor"), JobOptions::default()));
+        r.unwrap_or_else(|e| panic!("{version:?}: the job survived the drop: {e}"));
+        assert_eq!(count_calls(&sim, "app.create"), 1, "{version:?}");
+
+        let logins = sim.call_log().iter().filter(|(m, _)| m.starts_with("auth.login")).count();
+        sim.faults().expire_sessions();
+        c.call("app.query", json!([])).unwrap_or_else(|e| panic!("{version:?}: after expiry: {e}"));
+        let after = sim.call_log().iter().filter(|(m, _)| m.starts_with("auth.login")).count();
+        assert_eq!(after, logins + 1, "{version:?}: one re-login");
+
+        sim.faults().set_never_finish_jobs(true);
+        let c2 = c.clone();
+        let job = thread::spawn(move || c2.call_job("app.create", create_params("lost"), JobOptions::default()));
+        let deadline = Instant::now() + HANG;
+        while !sim.jobs().iter().any(|j| j["method"] == "app.create" && j["state"] == "RUNNING") {
+            assert!(Instant::now() < deadline, "{version:?}: the job never started");
+            thread::sleep(Duration::from_millis(10));
+        }
+        sim.faults().set_never_finish_jobs(false);
+        sim.restart();
+        let (r, _) = bounded(HANG, move || job.join().unwrap());
+        let err = r.expect_err("the job is gone");
+        assert!(lost(&err).0, "{version:?}: {err}");
+        next_calls_work(&sim, &c, "every-release-next");
+    }
+}
+
+/// A log stream that loses its connection ends with a clear error at once (no silent stall), and following again
+/// works.
+#[test]
+fn log_follow_ends_clearly_when_the_connection_drops() {
+    let (sim, server) = start_sim(|o| {
+        o.seed_example_apps = true;
+        o.log_follow_interval = Duration::from_millis(50);
+    });
+    let c = client(&server);
+    let app = sim.apps().into_iter().find(|a| a["name"] == "whoami").expect("seeded app");
+    let container = app["active_workloads"]["container_details"][0]["id"].as_str().unwrap().to_string();
+    let source = truenas_mcp::truenas::apps::log_follow_source("whoami", &container, 5);
+    let sub = c.subscribe(&source).unwrap();
+    let deadline = Instant::now() + HANG;
+    let mut lines = 0;
+    while lines < 8 {
+        match sub.recv_timeout(Duration::from_secs(5)) {
+            Some(truenas_mcp::truenas::SubEvent::Added { .. } | truenas_mcp::truenas::SubEvent::Changed { .. }) => {
+                lines += 1
+            }
+            Some(other) => panic!("unexpected {other:?}"),
+            None => assert!(Instant::now() < deadline, "no log lines"),
+        }
+    }
+    sim.restart(); // drops the connection
+    let started = Instant::now();
+    let ended = loop {
+        match sub.recv_timeout(Duration::from_secs(10)) {
+            Some(truenas_mcp::truenas::SubEvent::Ended(e)) => break e,
+            Some(_) => {}
+            None => panic!("the stream stalled instead of ending"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "never ended");
+    };
+    let e = ended.expect("ended with the reason");
+    assert!(matches!(e, TnError::ConnectionLost { .. }), "{e:?}");
+    drop(sub);
+    let again = c.subscribe(&source).unwrap_or_else(|e| panic!("following again: {e}"));
+    assert!(again.recv_timeout(Duration::from_secs(10)).is_some(), "no lines after following again");
 }
