@@ -118,21 +118,10 @@ pub fn summarize(der: &[u8]) -> Option<CertSummary> {
     })
 }
 
-/// The current UTC time as YYYYMMDDhhmmss (civil-from-days; no time crate needed).
+/// The current UTC time as YYYYMMDDhhmmss, comparable with `CertSummary::not_after_key`.
 pub fn now_key() -> String {
-    let secs =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
-    let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!("{y:04}{m:02}{d:02}{:02}{:02}{:02}", sod / 3600, sod % 3600 / 60, sod % 60)
+    let text = crate::audit::rfc3339(std::time::SystemTime::now());
+    text.chars().filter(char::is_ascii_digit).take(14).collect()
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::certificate;
 use crate::config::{Config, Protocol};
+use crate::truenas::transport::{tls_connector, Endpoint};
 use crate::truenas::Client;
 
 /// Collects the report lines and whether every step passed.
@@ -40,41 +41,15 @@ impl Report {
     }
 }
 
-/// Host and port of the configured endpoint.
+/// Host, port and scheme of the configured endpoint (the client's own parser).
 fn host_port(config: &Config) -> Result<(String, u16, Protocol), String> {
     let base = config.base_url().map_err(|e| e.to_string())?;
-    let (scheme, authority) = base.split_once("://").unwrap_or(("wss", &base));
-    let protocol = if scheme == "ws" { Protocol::Ws } else { Protocol::Wss };
-    let default_port = if protocol == Protocol::Ws { 80 } else { 443 };
-    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
-        let (h, p) = rest.split_once(']').unwrap_or((rest, ""));
-        (h.to_string(), p.strip_prefix(':').and_then(|p| p.parse().ok()).unwrap_or(default_port))
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), p.parse().unwrap_or(default_port)),
-            None => (authority.to_string(), default_port),
-        }
-    };
-    Ok((host, port, protocol))
+    let e = Endpoint::parse(&base).map_err(|e| e.to_string())?;
+    Ok((e.host, e.port, if e.secure { Protocol::Wss } else { Protocol::Ws }))
 }
 
 fn is_loopback_host(host: &str, addrs: &[SocketAddr]) -> bool {
     host == "localhost" || (!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()))
-}
-
-/// The TLS connector the configuration asks for.
-fn tls_connector(config: &Config, verify: bool) -> Result<native_tls::TlsConnector, String> {
-    let mut b = native_tls::TlsConnector::builder();
-    if !verify {
-        b.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
-    }
-    if let Some(path) = &config.ca_cert {
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read TRUENAS_CA_CERT {}: {e}", path.display()))?;
-        let cert = native_tls::Certificate::from_pem(&pem)
-            .map_err(|e| format!("TRUENAS_CA_CERT {} is not a PEM certificate: {e}", path.display()))?;
-        b.add_root_certificate(cert);
-    }
-    b.build().map_err(|e| format!("cannot set up TLS: {e}"))
 }
 
 fn describe(cert: &certificate::CertSummary) -> String {
@@ -91,7 +66,9 @@ fn check_tls(r: &mut Report, config: &Config, host: &str, addr: SocketAddr) -> b
         // Blocking handshake bounded by socket timeouts (set before TLS; native-tls itself is blocking here).
         tcp.set_read_timeout(Some(timeout)).ok();
         tcp.set_write_timeout(Some(timeout)).ok();
-        let connector = tls_connector(config, verify && config.ssl_verify)?;
+        let mut settings = config.clone();
+        settings.ssl_verify = verify && config.ssl_verify;
+        let connector = tls_connector(&settings).map_err(|e| e.to_string())?;
         let stream = connector.connect(host, tcp).map_err(|e| match e {
             native_tls::HandshakeError::Failure(e) => e.to_string(),
             native_tls::HandshakeError::WouldBlock(_) => "handshake timed out".to_string(),

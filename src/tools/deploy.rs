@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::diff;
-use super::failure::{apps_service_down, change_failed, missing_app, read_failed};
+use super::failure::{apps_service_down, change_failed, existing_app, read_failed};
 use super::job::run_job;
 use super::logs;
 use super::settle::{self, Settled};
@@ -25,6 +25,22 @@ const UPDATE_SETTLE_WAIT: Duration = Duration::from_secs(30);
 /// Validate with the operator's policy; `used_ports` = other apps' host ports (`None`: not checked).
 fn validate(tools: &Tools, yaml: &str, env: &BTreeMap<String, String>, used_ports: Option<&[u16]>) -> Report {
     compose::validate(&ValidateInput { yaml, env, used_ports, policy: &tools.config().policy, derive_portals: true })
+}
+
+/// The TrueNAS payload of a clean report, or `None` (a `too-large` finding joins `extra`) when it cannot be sent.
+fn payload_for(
+    report: &compose::Report,
+    extra: &mut Vec<Value>,
+    build: impl FnOnce(&str) -> Result<Value, compose::Finding>,
+) -> Option<Value> {
+    let rendered = report.rendered.as_deref().filter(|_| !report.has_errors())?;
+    match build(rendered) {
+        Ok(p) => Some(p),
+        Err(f) => {
+            extra.push(serde_json::to_value(&f).unwrap_or(Value::Null));
+            None
+        }
+    }
 }
 
 fn findings_json(report: &Report, extra: &[Value]) -> Value {
@@ -208,16 +224,7 @@ pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
             format!("use update_custom_app to change '{name}', or choose another app_name"),
         ));
     }
-    let payload = match report.rendered.as_deref() {
-        Some(rendered) if !report.has_errors() => match compose::create_payload(name, rendered) {
-            Ok(p) => Some(p),
-            Err(f) => {
-                extra.push(serde_json::to_value(&f).unwrap_or(Value::Null));
-                None
-            }
-        },
-        _ => None,
-    };
+    let payload = payload_for(&report, &mut extra, |rendered| compose::create_payload(name, rendered));
     let findings = findings_json(&report, &extra);
     let compose_bytes = report.rendered.as_ref().map(|r| r.len()).unwrap_or(0);
     let base = json!({
@@ -389,13 +396,12 @@ pub fn update(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
         change.outcome = Some(Outcome::Refused);
         return out;
     }
-    let app = match apps.get(name) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
+    let app = match existing_app(&apps, name) {
+        Ok(a) => a,
+        Err(out) => {
             change.outcome = Some(Outcome::Failed);
-            return missing_app(&apps, name);
+            return out;
         }
-        Err(e) => return read_failed(&format!("reading app '{name}'"), &e),
     };
     if !app.custom_app {
         change.outcome = Some(Outcome::Refused);
@@ -415,16 +421,7 @@ pub fn update(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
     used.retain(|p| !own.contains(p));
     let report = validate(tools, yaml, &env, Some(&used));
     let mut extra = Vec::new();
-    let payload = match report.rendered.as_deref() {
-        Some(rendered) if !report.has_errors() => match compose::update_payload(name, rendered) {
-            Ok(p) => Some(p),
-            Err(f) => {
-                extra.push(serde_json::to_value(&f).unwrap_or(Value::Null));
-                None
-            }
-        },
-        _ => None,
-    };
+    let payload = payload_for(&report, &mut extra, |rendered| compose::update_payload(name, rendered));
     let findings = findings_json(&report, &extra);
     let new_value: Option<Value> = report.rendered.as_deref().and_then(|r| serde_yaml::from_str::<Value>(r).ok());
     let changed = new_value.as_ref() != Some(&deployed);

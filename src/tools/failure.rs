@@ -5,10 +5,19 @@
 
 use crate::audit::Outcome;
 use crate::mcp::tool::ToolOutput;
-use crate::truenas::apps::Apps;
+use crate::truenas::apps::{AppEntry, Apps};
 use crate::truenas::error::TnError;
 
 use super::Change;
+
+/// The app `name`, or the answer to give when it is missing (or the apps service is down) or cannot be read.
+pub fn existing_app(apps: &Apps, name: &str) -> Result<AppEntry, ToolOutput> {
+    match apps.get(name) {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => Err(missing_app(apps, name)),
+        Err(e) => Err(read_failed(&format!("reading app '{name}'"), &e)),
+    }
+}
 
 /// A failed read: the error with the tool to run when it is about connection or login.
 pub fn read_failed(what: &str, e: &TnError) -> ToolOutput {

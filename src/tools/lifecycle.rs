@@ -4,7 +4,7 @@ use serde_json::{json, Value};
 
 use std::time::Duration;
 
-use super::failure::{change_failed, missing_app, read_failed};
+use super::failure::{change_failed, existing_app, read_failed};
 use super::job::run_job;
 use super::logs;
 use super::settle::{self, Settled};
@@ -81,13 +81,12 @@ fn lifecycle(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change
         Ok(a) => a,
         Err(e) => return read_failed("connecting to TrueNAS", &e),
     };
-    let app = match apps.get(name) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
+    let app = match existing_app(&apps, name) {
+        Ok(a) => a,
+        Err(out) => {
             change.outcome = Some(Outcome::Failed);
-            return missing_app(&apps, name);
+            return out;
         }
-        Err(e) => return read_failed(&format!("reading app '{name}'"), &e),
     };
     let previous = app.app_state();
     let base = json!({"app_name": name, "action": action.name(), "previous_state": app.state});
@@ -270,13 +269,12 @@ pub fn delete(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
         Ok(a) => a,
         Err(e) => return read_failed("connecting to TrueNAS", &e),
     };
-    let app = match apps.get(name) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
+    let app = match existing_app(&apps, name) {
+        Ok(a) => a,
+        Err(out) => {
             change.outcome = Some(Outcome::Failed);
-            return missing_app(&apps, name);
+            return out;
         }
-        Err(e) => return read_failed(&format!("reading app '{name}'"), &e),
     };
     let (lost, survives) = loss_report(&apps, &app, delete_volumes, remove_images);
     let summary = format!(

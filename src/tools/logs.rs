@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::failure::{missing_app, read_failed};
+use super::failure::{existing_app, read_failed};
 use super::{Args, Change, Tools};
 use crate::mcp::tool::{CallContext, CancelToken, ToolOutput};
 use crate::truenas::apps::{AppEntry, Apps, ContainerDetail};
@@ -183,10 +183,9 @@ pub fn get_app_logs(tools: &Tools, args: &Value, ctx: &CallContext, _change: &mu
         Ok(a) => a,
         Err(e) => return read_failed("connecting to TrueNAS", &e),
     };
-    let app = match apps.get(name) {
-        Ok(Some(a)) => a,
-        Ok(None) => return missing_app(&apps, name),
-        Err(e) => return read_failed(&format!("reading app '{name}'"), &e),
+    let app = match existing_app(&apps, name) {
+        Ok(a) => a,
+        Err(out) => return out,
     };
     let state = app.app_state();
     if !state.has_logs() {

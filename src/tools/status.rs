@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::failure::{apps_service_down, missing_app, read_failed};
+use super::failure::{apps_service_down, existing_app, missing_app, read_failed};
 use super::logs::{self, ContainerLog};
 use super::{Args, Change, Tools};
 use crate::mcp::tool::{CallContext, CancelToken, ToolOutput};
@@ -120,10 +120,9 @@ pub fn get_custom_app_status(tools: &Tools, args: &Value, ctx: &CallContext, _ch
         Ok(a) => a,
         Err(e) => return read_failed("connecting to TrueNAS", &e),
     };
-    let app = match apps.get(name) {
-        Ok(Some(a)) => a,
-        Ok(None) => return missing_app(&apps, name),
-        Err(e) => return read_failed(&format!("reading app '{name}'"), &e),
+    let app = match existing_app(&apps, name) {
+        Ok(a) => a,
+        Err(out) => return out,
     };
     let w = app.workloads();
     let containers: Vec<Value> = w

@@ -252,7 +252,8 @@ fn resolve(host: &str, port: u16, budget: Duration) -> Result<Vec<SocketAddr>, T
     })
 }
 
-fn tls_connector(config: &Config) -> Result<native_tls::TlsConnector, TnError> {
+/// The TLS connector the configuration asks for (verification, `TRUENAS_CA_CERT`); also used by `check`.
+pub fn tls_connector(config: &Config) -> Result<native_tls::TlsConnector, TnError> {
     let mut builder = native_tls::TlsConnector::builder();
     if !config.ssl_verify {
         builder.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);

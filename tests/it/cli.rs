@@ -443,3 +443,73 @@ fn readme_commands_work() {
         let _ = child.wait();
     }
 }
+
+/// Ctrl-C during `call` aborts the running TrueNAS job (not just the local process) and exits non-zero.
+#[test]
+fn call_ctrl_c_aborts_the_job() {
+    let (sim, server) = sim(SimOptions::default());
+    sim.faults().set_never_finish_jobs(true);
+    let env = sim_env(&server);
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let compose = "compose_yaml=services: {web: {image: 'nginx:1.27', mem_limit: 256m}}";
+    let child = binary(&pairs)
+        .args(["call", "deploy_custom_app", "app_name=stuck", compose])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the job runs on the "NAS", then interrupt like a terminal does.
+    let started = std::time::Instant::now();
+    while !sim.jobs().iter().any(|j| j["method"] == "app.create" && j["state"] == "RUNNING") {
+        assert!(started.elapsed() < Duration::from_secs(30), "the deploy job never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted: aborting the running job"));
+    let job = sim.jobs().into_iter().find(|j| j["method"] == "app.create").unwrap();
+    assert_eq!(job["state"], "ABORTED", "{job}");
+    assert!(stdout.to_lowercase().contains("cancel") || stdout.to_lowercase().contains("abort"), "{stdout}");
+}
+
+/// `run_mcp.sh` builds only when the binary is missing or older than the sources, sends build output to stderr
+/// (stdout belongs to MCP), and execs the binary with every argument. A stub `cargo` stands in for the build.
+#[test]
+fn run_mcp_sh_builds_when_stale_and_keeps_stdout_clean() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("truenas-mcp-runsh-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::create_dir_all(dir.join("stub")).unwrap();
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/run_mcp.sh"), dir.join("run_mcp.sh")).unwrap();
+    std::fs::write(dir.join("Cargo.toml"), "").unwrap();
+    std::fs::write(dir.join("Cargo.lock"), "").unwrap();
+    std::fs::write(dir.join("src/main.rs"), "").unwrap();
+    // The stub "cargo" is noisy on stdout and writes a fake binary that echoes its arguments.
+    let stub = "#!/bin/sh\necho 'cargo noise on stdout'\nmkdir -p \"$(dirname \"$5\")/target/release\"\n\
+                printf '#!/bin/sh\\necho \"served $*\"\\n' > \"$(dirname \"$5\")/target/release/truenas-mcp\"\n\
+                chmod +x \"$(dirname \"$5\")/target/release/truenas-mcp\"\necho built >> \"$(dirname \"$5\")/builds\"\n";
+    std::fs::write(dir.join("stub/cargo"), stub).unwrap();
+    std::fs::set_permissions(dir.join("stub/cargo"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = || {
+        let path = format!("{}:{}", dir.join("stub").display(), std::env::var("PATH").unwrap_or_default());
+        let out = Command::new(dir.join("run_mcp.sh")).args(["--mock", "a b"]).env("PATH", path).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    let builds = || std::fs::read_to_string(dir.join("builds")).unwrap_or_default().lines().count();
+    let (stdout, stderr) = run();
+    assert_eq!(stdout, "served --mock a b\n", "only the server may write to stdout");
+    assert!(stderr.contains("building truenas-mcp") && stderr.contains("cargo noise"), "{stderr}");
+    assert_eq!(builds(), 1);
+    let (stdout, _) = run();
+    assert_eq!((stdout.as_str(), builds()), ("served --mock a b\n", 1), "an up-to-date binary is not rebuilt");
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(dir.join("src/main.rs"), "// changed").unwrap();
+    run();
+    assert_eq!(builds(), 2, "a source newer than the binary triggers a build");
+    let _ = std::fs::remove_dir_all(&dir);
+}
