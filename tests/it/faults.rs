@@ -964,3 +964,68 @@ fn log_follow_ends_clearly_when_the_connection_drops() {
     let again = c.subscribe(&source).unwrap_or_else(|e| panic!("following again: {e}"));
     assert!(again.recv_timeout(Duration::from_secs(10)).is_some(), "no lines after following again");
 }
+
+/// Cancelling a job whose connection just dropped: the abort reaches the job once the client has reconnected and
+/// found it, and the caller hears "cancelled" only when the NAS says the job stopped.
+#[test]
+fn cancel_after_a_drop_aborts_the_surviving_job() {
+    let (sim, server) = start_sim(|_| {});
+    let c = client(&server);
+    c.call("app.query", json!([])).unwrap();
+    sim.faults().set_never_finish_jobs(true); // the job parks at 50 %
+    sim.faults().drop_mid_job(); // … and its connection drops when it gets there
+    let cancel = truenas_mcp::mcp::tool::CancelToken::new();
+    let (c2, cancel2) = (c.clone(), cancel.clone());
+    let job = thread::spawn(move || {
+        let opts = JobOptions { cancel: Some(cancel2), ..Default::default() };
+        c2.call_job("app.create", create_params("cancelled"), opts)
+    });
+    let deadline = Instant::now() + HANG;
+    while !sim.jobs().iter().any(|j| j["method"] == "app.create" && j["progress"]["percent"].as_f64() >= Some(50.0)) {
+        assert!(Instant::now() < deadline, "the job never reached 50 %");
+        thread::sleep(Duration::from_millis(10));
+    }
+    cancel.cancel();
+    let (r, _) = bounded(HANG, move || job.join().unwrap());
+    match r {
+        Err(TnError::Cancelled { job_id: Some(_) }) => {}
+        other => panic!("expected a cancelled job, got {other:?}"),
+    }
+    let states: Vec<Value> =
+        sim.jobs().iter().filter(|j| j["method"] == "app.create").map(|j| j["state"].clone()).collect();
+    assert_eq!(states, vec![json!("ABORTED")], "the job on the NAS was stopped");
+    sim.faults().set_never_finish_jobs(false);
+    next_calls_work(&sim, &c, "cancelled-next");
+}
+
+/// Several jobs in flight when the connection drops: each is found again and followed to its own result.
+#[test]
+fn many_jobs_survive_one_drop() {
+    let (sim, server) = start_sim(|o| o.job_step = Duration::from_millis(100));
+    let c = client(&server);
+    c.call("app.query", json!([])).unwrap();
+    let logins = count_calls(&sim, "auth.login_ex");
+    let names: Vec<String> = (0..6).map(|i| format!("many{i}")).collect();
+    let handles: Vec<_> = names
+        .iter()
+        .map(|n| {
+            let (c, n) = (c.clone(), n.clone());
+            thread::spawn(move || c.call_job("app.create", create_params(&n), JobOptions::default()))
+        })
+        .collect();
+    let deadline = Instant::now() + HANG;
+    while sim.jobs().iter().filter(|j| j["method"] == "app.create").count() < names.len() {
+        assert!(Instant::now() < deadline, "the jobs never started");
+        thread::sleep(Duration::from_millis(5));
+    }
+    sim.faults().drop_mid_job();
+    for h in handles {
+        let (r, _) = bounded(HANG, move || h.join().unwrap());
+        r.unwrap_or_else(|e| panic!("a job that survived the drop must report its result: {e}"));
+    }
+    assert_eq!(count_calls(&sim, "auth.login_ex"), logins + 1, "the connection dropped and came back once");
+    assert_eq!(count_calls(&sim, "app.create"), names.len(), "none re-sent");
+    for n in &names {
+        assert_eq!(apps_named(&sim, n), 1, "{n}");
+    }
+}
