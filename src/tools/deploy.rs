@@ -356,7 +356,20 @@ pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
             out["message"] = json!(message);
             return ToolOutput::error_with(format!("{message}{}", logs::render(&crash)), out);
         }
-        Settled::Failed(output) => return output,
+        Settled::Failed(output) => {
+            // The create job succeeded; only reading the app afterwards failed (e.g. the connection dropped). Saying
+            // "failed, retry" here would make the caller deploy again into an app that exists.
+            let message = format!(
+                "Created '{name}' (job {}), but its state could not be read afterwards ({}); check \
+                 get_custom_app_status for {name} instead of deploying again.",
+                change.job_id.map(|j| j.to_string()).unwrap_or_else(|| "?".into()),
+                output.text
+            );
+            out["status"] = json!("created");
+            out["state"] = Value::Null;
+            out["message"] = json!(message);
+            return ToolOutput::ok(format!("{message}{warnings}"), out);
+        }
         Settled::Unsettled { state, cancelled } => (state, cancelled),
     };
     let why = if cancelled {
