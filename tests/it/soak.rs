@@ -213,3 +213,116 @@ fn thousands_of_calls_with_random_faults() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Deploys under the same fault storm: each app is created at most once (nothing re-sent behind the caller's
+/// back), every deploy reported as done exists, and every deploy reported as failed for a known reason does not —
+/// only "OUTCOME UNKNOWN" (and a job deadline) may leave either state.
+#[test]
+fn deploys_under_random_faults_are_never_duplicated_or_misreported() {
+    const DEPLOYS: u64 = 80;
+    let (sim, server) = start_sim(|o| o.rate_limit.max_calls = u32::MAX);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_truenas-mcp"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TRUENAS_HOST", "127.0.0.1")
+        .env("TRUENAS_PORT", server.addr.port().to_string())
+        .env("TRUENAS_PROTOCOL", "ws")
+        .env("TRUENAS_PASSWORD", PASSWORD)
+        .env("TRUENAS_AUDIT_LOG", "off")
+        .env("TRUENAS_TIMEOUT", "5")
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn truenas-mcp");
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded::<Value>();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(serde_json::from_str(&line).expect("JSON")).is_err() {
+                return;
+            }
+        }
+    });
+    let mut send = |v: &Value| {
+        let mut line = serde_json::to_vec(v).unwrap();
+        line.push(b'\n');
+        stdin.write_all(&line).unwrap();
+        stdin.flush().unwrap();
+    };
+    send(&json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "soak", "version": "0"}}}));
+    assert_eq!(rx.recv_timeout(HANG).expect("initialize answered")["id"], "init");
+    send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (faults, stop2) = (sim.faults(), stop.clone());
+    let injector = thread::spawn(move || {
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        while !stop2.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(20 + rng.below(60)));
+            match rng.below(4) {
+                0 | 1 => faults.drop_after_frames(1 + rng.below(12)),
+                2 => faults.expire_sessions(),
+                _ => faults.send_garbage(),
+            }
+        }
+    });
+    let mut outstanding: HashSet<u64> = HashSet::new();
+    let mut answers: BTreeMap<u64, Value> = BTreeMap::new();
+    let mut next = 1u64;
+    while (answers.len() as u64) < DEPLOYS {
+        while next <= DEPLOYS && outstanding.len() < 4 {
+            let compose = format!("services:\n  web:\n    image: nginx:1.27\n    ports: [\"{}:80\"]\n", 20_000 + next);
+            send(&json!({"jsonrpc": "2.0", "id": next, "method": "tools/call", "params": {"name": "deploy_custom_app",
+                "arguments": {"app_name": format!("soak{next}"), "compose_yaml": compose}}}));
+            outstanding.insert(next);
+            next += 1;
+        }
+        let msg = rx.recv_timeout(HANG).unwrap_or_else(|_| panic!("hung: {outstanding:?} unanswered"));
+        let Some(id) = msg.get("id").and_then(Value::as_u64) else { continue };
+        if msg.get("method").is_some() {
+            continue;
+        }
+        assert!(outstanding.remove(&id), "duplicate or unknown response {msg}");
+        answers.insert(id, msg);
+    }
+    stop.store(true, Ordering::SeqCst);
+    injector.join().unwrap();
+    // Let jobs whose outcome was unknown finish on the NAS before looking.
+    thread::sleep(Duration::from_millis(500));
+
+    // Jobs, not the call log: a create refused with 207 (expired session) is logged but never ran, and sending
+    // that one again is the documented single retry.
+    let jobs = sim.jobs();
+    let mut summary: BTreeMap<&str, u64> = BTreeMap::new();
+    for (id, msg) in &answers {
+        let app = format!("soak{id}");
+        let creates = jobs
+            .iter()
+            .filter(|j| j["method"] == "app.create" && j["arguments"][0]["app_name"] == app.as_str())
+            .count();
+        assert!(creates <= 1, "{app}: app.create ran {creates} times");
+        let exists = sim.apps().iter().any(|a| a["name"] == app.as_str());
+        let result = &msg["result"];
+        let text = result["content"][0]["text"].as_str().unwrap_or_default();
+        let kind = if result["isError"] != true {
+            assert!(exists, "{app}: reported deployed but does not exist: {text}");
+            "deployed"
+        } else if text.contains("OUTCOME UNKNOWN") || text.contains("did not finish in time") {
+            "outcome unknown"
+        } else {
+            assert!(!exists, "{app}: reported failed but exists (a lost change): {text}");
+            "failed, nothing changed"
+        };
+        *summary.entry(kind).or_default() += 1;
+    }
+    eprintln!("deploys under faults: {summary:?}");
+    assert!(summary.get("deployed").copied().unwrap_or(0) > DEPLOYS / 2, "{summary:?}");
+    assert!(child.try_wait().unwrap().is_none(), "the server exited");
+    let _ = child.kill();
+    let _ = child.wait();
+}
