@@ -895,7 +895,15 @@ impl Actor {
         if let Some(conn) = self.conn.as_mut() {
             conn.authenticated = false;
         }
-        let result = self.login().and_then(|()| self.subscribe_jobs());
+        // The server ended the old session's subscriptions: job events sent before we subscribe again are lost, so
+        // running jobs are looked up again (and their events held until then), as after a reconnect.
+        for w in self.jobs.values_mut() {
+            if w.job_id.is_some() {
+                w.needs_reconcile = true;
+                w.held_events.clear();
+            }
+        }
+        let result = self.login().and_then(|()| self.subscribe_jobs()).map(|()| self.reconcile_jobs());
         // 207s read while logging in answer requests sent before this login: they go with this re-login instead of
         // causing another one.
         let refused: Vec<ReqKind> = refused.into_iter().chain(std::mem::take(&mut self.relogin)).collect();
