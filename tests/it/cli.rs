@@ -351,7 +351,7 @@ const NOT_RUN: &[(&str, &str)] = &[
     ("./run_mcp.sh --mock", "builds the release binary first; the same server is exercised by every MCP test"),
     ("cargo test", "this is the test suite itself"),
     ("cargo clippy --all-targets -- -D warnings", "run by .ci/run"),
-    ("cargo bench --bench mcp", "benchmarks print numbers; see BENCHMARKS.md"),
+    ("cargo bench", "benchmarks print numbers; see BENCHMARKS.md"),
     (".ci/run", "CI itself"),
     ("claude mcp add", "needs Claude Code"),
 ];
