@@ -100,7 +100,8 @@ fn bounded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 's
     }
 }
 
-fn lost(e: &TnError) -> (bool, String) {
+/// (outcome_unknown, detail) of a lost connection; anything else fails the test.
+fn as_lost_connection(e: &TnError) -> (bool, String) {
     match e {
         TnError::ConnectionLost { outcome_unknown, detail } => (*outcome_unknown, detail.clone()),
         other => panic!("expected a lost connection, got {other:?}: {other}"),
@@ -138,7 +139,7 @@ fn drop_as_a_change_is_sent_reports_outcome_unknown_and_never_resends() {
     let c2 = c.clone();
     let (r, _) = bounded(HANG, move || c2.call_job("app.create", create_params("dropped"), JobOptions::default()));
     let err = r.expect_err("a dropped change cannot succeed");
-    let (unknown, _) = lost(&err);
+    let (unknown, _) = as_lost_connection(&err);
     assert!(unknown, "a change in flight has an unknown outcome: {err}");
     let text = err.to_string();
     assert!(text.contains("may or may not") && text.contains("check"), "{text}");
@@ -149,7 +150,7 @@ fn drop_as_a_change_is_sent_reports_outcome_unknown_and_never_resends() {
     c.call("app.query", json!([])).unwrap();
     sim.faults().drop_after_frames(1);
     let err = c.call_mutating("app.stop", json!(["nothing"])).expect_err("dropped");
-    assert!(lost(&err).0, "{err}");
+    assert!(as_lost_connection(&err).0, "{err}");
     next_calls_work(&sim, &c, "dropped-next");
 }
 
@@ -161,7 +162,7 @@ fn drop_during_a_read_is_a_clear_retryable_error() {
     c.call("app.query", json!([])).unwrap();
     sim.faults().drop_after_frames(1);
     let err = c.call("app.query", json!([])).expect_err("dropped");
-    let (unknown, _) = lost(&err);
+    let (unknown, _) = as_lost_connection(&err);
     assert!(!unknown, "a read changes nothing: {err}");
     assert!(err.to_string().contains("reconnects automatically"), "{err}");
     next_calls_work(&sim, &c, "read-next");
@@ -197,7 +198,7 @@ fn drop_after_a_job_the_next_call_reconnects() {
     let c2 = c.clone();
     let (r, _) = bounded(HANG, move || c2.call("app.query", json!([])));
     if let Err(e) = r {
-        assert!(!lost(&e).0, "{e}");
+        assert!(!as_lost_connection(&e).0, "{e}");
     }
     let apps = c.call("app.query", json!([])).unwrap_or_else(|e| panic!("the read after that must reconnect: {e}"));
     assert_eq!(apps.as_array().unwrap().iter().filter(|a| a["name"] == "after").count(), 1);
@@ -226,7 +227,7 @@ fn half_open_is_detected_within_the_keepalive_window() {
     match r {
         Ok(_) => {}
         Err(e) => {
-            let (_, detail) = lost(&e);
+            let (_, detail) = as_lost_connection(&e);
             assert!(detail.contains("keepalive"), "{detail}");
         }
     }
@@ -265,7 +266,7 @@ fn garbage_frame_is_survived() {
         Ok(v) => assert!(v.is_array()),
         Err(e) => {
             // Dropping the connection on garbage would also be acceptable, if it says so.
-            assert!(!lost(&e).0, "{e}");
+            assert!(!as_lost_connection(&e).0, "{e}");
         }
     }
     next_calls_work(&sim, &c, "garbage-next");
@@ -429,7 +430,7 @@ fn huge_frame_from_the_nas_is_refused() {
     let c2 = c.clone();
     let (r, _) = bounded(HANG, move || c2.call("core.ping", json!([])));
     let err = r.expect_err("a 1 GiB frame cannot be accepted");
-    let (unknown, detail) = lost(&err);
+    let (unknown, detail) = as_lost_connection(&err);
     assert!(!unknown, "{err}");
     assert!(!detail.is_empty(), "{err}");
     let c3 = c.clone();
@@ -635,7 +636,7 @@ fn restart_mid_job_is_outcome_unknown_not_a_wrong_answer() {
     sim.restart();
     let (r, _) = bounded(HANG, move || job.join().unwrap());
     let err = r.expect_err("the job is gone");
-    let (unknown, detail) = lost(&err);
+    let (unknown, detail) = as_lost_connection(&err);
     assert!(unknown, "{err}");
     assert!(detail.contains("unknown after reconnecting") || detail.contains("restart"), "{detail}");
     assert_eq!(count_calls(&sim, "app.create"), 1, "not re-sent");
@@ -674,7 +675,7 @@ fn restart_with_a_reused_job_id_is_not_mistaken_for_the_old_job() {
     let (r, _) = bounded(HANG, move || job.join().unwrap());
     sim.faults().clear_latency();
     match r {
-        Err(e) => assert!(lost(&e).0, "{e}"),
+        Err(e) => assert!(as_lost_connection(&e).0, "{e}"),
         Ok(v) => panic!("the client reported another job's result as its own: {v}"),
     }
     next_calls_work(&sim, &c, "reuse-next");
@@ -919,7 +920,7 @@ fn drops_expiry_and_restart_on_every_release() {
         sim.restart();
         let (r, _) = bounded(HANG, move || job.join().unwrap());
         let err = r.expect_err("the job is gone");
-        assert!(lost(&err).0, "{version:?}: {err}");
+        assert!(as_lost_connection(&err).0, "{version:?}: {err}");
         next_calls_work(&sim, &c, "every-release-next");
     }
 }

@@ -2,8 +2,10 @@
 //!
 //! Thousands of pipelined tool calls through one real server process against the simulator over WebSocket, with
 //! random faults injected meanwhile (dropped connections, latency, expired sessions, garbage frames): no crash, every
-//! request answered exactly once, memory flat, and the server healthy once the faults stop. The 100 000-call variant
-//! with numbers is `cargo bench --bench system -- soak`.
+//! request answered exactly once, memory flat, and the server healthy once the faults stop. Then deploys, stops and
+//! deletes under the same storm: every answer matches what happened on the NAS ("done" happened, "failed" did not,
+//! only "OUTCOME UNKNOWN" may be either) and no job ran twice. The 100 000-call variant with numbers is
+//! `cargo bench --bench system -- soak`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -219,77 +221,17 @@ fn thousands_of_calls_with_random_faults() {
 /// only "OUTCOME UNKNOWN" (and a job deadline) may leave either state.
 #[test]
 fn deploys_under_random_faults_are_never_duplicated_or_misreported() {
-    const DEPLOYS: u64 = 80;
+    const DEPLOYS: usize = 80;
     let (sim, server) = start_sim(|o| o.rate_limit.max_calls = u32::MAX);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_truenas-mcp"))
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TRUENAS_HOST", "127.0.0.1")
-        .env("TRUENAS_PORT", server.addr.port().to_string())
-        .env("TRUENAS_PROTOCOL", "ws")
-        .env("TRUENAS_PASSWORD", PASSWORD)
-        .env("TRUENAS_AUDIT_LOG", "off")
-        .env("TRUENAS_TIMEOUT", "5")
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn truenas-mcp");
-    let mut stdin = child.stdin.take().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = crossbeam_channel::unbounded::<Value>();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(serde_json::from_str(&line).expect("JSON")).is_err() {
-                return;
-            }
-        }
-    });
-    let mut send = |v: &Value| {
-        let mut line = serde_json::to_vec(v).unwrap();
-        line.push(b'\n');
-        stdin.write_all(&line).unwrap();
-        stdin.flush().unwrap();
-    };
-    send(&json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "soak", "version": "0"}}}));
-    assert_eq!(rx.recv_timeout(HANG).expect("initialize answered")["id"], "init");
-    send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let (faults, stop2) = (sim.faults(), stop.clone());
-    let injector = thread::spawn(move || {
-        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
-        while !stop2.load(Ordering::SeqCst) {
-            thread::sleep(Duration::from_millis(20 + rng.below(60)));
-            match rng.below(4) {
-                0 | 1 => faults.drop_after_frames(1 + rng.below(12)),
-                2 => faults.expire_sessions(),
-                _ => faults.send_garbage(),
-            }
-        }
-    });
-    let mut outstanding: HashSet<u64> = HashSet::new();
-    let mut answers: BTreeMap<u64, Value> = BTreeMap::new();
-    let mut next = 1u64;
-    while (answers.len() as u64) < DEPLOYS {
-        while next <= DEPLOYS && outstanding.len() < 4 {
-            let compose = format!("services:\n  web:\n    image: nginx:1.27\n    ports: [\"{}:80\"]\n", 20_000 + next);
-            send(&json!({"jsonrpc": "2.0", "id": next, "method": "tools/call", "params": {"name": "deploy_custom_app",
-                "arguments": {"app_name": format!("soak{next}"), "compose_yaml": compose}}}));
-            outstanding.insert(next);
-            next += 1;
-        }
-        let msg = rx.recv_timeout(HANG).unwrap_or_else(|_| panic!("hung: {outstanding:?} unanswered"));
-        let Some(id) = msg.get("id").and_then(Value::as_u64) else { continue };
-        if msg.get("method").is_some() {
-            continue;
-        }
-        assert!(outstanding.remove(&id), "duplicate or unknown response {msg}");
-        answers.insert(id, msg);
-    }
+    let mut bin = Binary::start(&server);
+    let args: Vec<Value> = (0..DEPLOYS)
+        .map(|i| {
+            json!({"app_name": format!("soak{i}"),
+                   "compose_yaml": format!("services:\n  web:\n    image: nginx:1.27\n    ports: [\"{}:80\"]\n", 20_000 + i)})
+        })
+        .collect();
+    let (stop, injector) = storm(sim.faults(), 0x2545_F491_4F6C_DD1D);
+    let answers = bin.call_all("deploy_custom_app", &args, 4);
     stop.store(true, Ordering::SeqCst);
     injector.join().unwrap();
     // Let jobs whose outcome was unknown finish on the NAS before looking.
@@ -299,30 +241,197 @@ fn deploys_under_random_faults_are_never_duplicated_or_misreported() {
     // that one again is the documented single retry.
     let jobs = sim.jobs();
     let mut summary: BTreeMap<&str, u64> = BTreeMap::new();
-    for (id, msg) in &answers {
-        let app = format!("soak{id}");
+    for (i, answer) in answers.iter().enumerate() {
+        let app = format!("soak{i}");
         let creates = jobs
             .iter()
             .filter(|j| j["method"] == "app.create" && j["arguments"][0]["app_name"] == app.as_str())
             .count();
         assert!(creates <= 1, "{app}: app.create ran {creates} times");
         let exists = sim.apps().iter().any(|a| a["name"] == app.as_str());
-        let result = &msg["result"];
-        let text = result["content"][0]["text"].as_str().unwrap_or_default();
-        let kind = if result["isError"] != true {
-            assert!(exists, "{app}: reported deployed but does not exist: {text}");
-            "deployed"
-        } else if text.contains("OUTCOME UNKNOWN") || text.contains("did not finish in time") {
-            "outcome unknown"
-        } else {
-            assert!(!exists, "{app}: reported failed but exists (a lost change): {text}");
-            "failed, nothing changed"
-        };
-        *summary.entry(kind).or_default() += 1;
+        let (v, text) = verdict(answer);
+        match v {
+            "done" => assert!(exists, "{app}: reported deployed but does not exist: {text}"),
+            "not done" => assert!(!exists, "{app}: reported failed but exists (a lost change): {text}"),
+            _ => {}
+        }
+        *summary.entry(v).or_default() += 1;
     }
     eprintln!("deploys under faults: {summary:?}");
-    assert!(summary.get("deployed").copied().unwrap_or(0) > DEPLOYS / 2, "{summary:?}");
-    assert!(child.try_wait().unwrap().is_none(), "the server exited");
-    let _ = child.kill();
-    let _ = child.wait();
+    assert!(summary.get("done").copied().unwrap_or(0) > DEPLOYS as u64 / 2, "{summary:?}");
+    assert!(bin.child.try_wait().unwrap().is_none(), "the server exited");
+}
+
+/// The real binary on pipes, for the storms below.
+struct Binary {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    rx: crossbeam_channel::Receiver<Value>,
+}
+
+impl Binary {
+    fn start(server: &truenas_mcp::sim::SimServer) -> Binary {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_truenas-mcp"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TRUENAS_HOST", "127.0.0.1")
+            .env("TRUENAS_PORT", server.addr.port().to_string())
+            .env("TRUENAS_PROTOCOL", "ws")
+            .env("TRUENAS_PASSWORD", PASSWORD)
+            .env("TRUENAS_AUDIT_LOG", "off")
+            .env("TRUENAS_TIMEOUT", "5")
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn truenas-mcp");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded::<Value>();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(serde_json::from_str(&line).expect("JSON")).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut b = Binary { child, stdin, rx };
+        b.send(&json!({"jsonrpc": "2.0", "id": "init", "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "soak", "version": "0"}}}));
+        assert_eq!(b.rx.recv_timeout(HANG).expect("initialize answered")["id"], "init");
+        b.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        b
+    }
+
+    fn send(&mut self, v: &Value) {
+        let mut line = serde_json::to_vec(v).unwrap();
+        line.push(b'\n');
+        self.stdin.write_all(&line).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Call `tool` once per argument set, `in_flight` at a time; the answers by index.
+    fn call_all(&mut self, tool: &str, args: &[Value], in_flight: usize) -> Vec<Value> {
+        let mut answers: BTreeMap<u64, Value> = BTreeMap::new();
+        let mut outstanding: HashSet<u64> = HashSet::new();
+        let mut next = 0usize;
+        while answers.len() < args.len() {
+            while next < args.len() && outstanding.len() < in_flight {
+                let id = next as u64;
+                self.send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                    "params": {"name": tool, "arguments": args[next]}}));
+                outstanding.insert(id);
+                next += 1;
+            }
+            let msg = self.rx.recv_timeout(HANG).unwrap_or_else(|_| panic!("hung: {outstanding:?} unanswered"));
+            if msg.get("method").is_some() {
+                continue;
+            }
+            let Some(id) = msg.get("id").and_then(Value::as_u64) else { continue };
+            assert!(outstanding.remove(&id), "duplicate or unknown response {msg}");
+            answers.insert(id, msg);
+        }
+        answers.into_values().collect()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fault storm (drops, expired sessions, garbage) until the returned flag is set.
+fn storm(faults: truenas_mcp::sim::Faults, seed: u64) -> (Arc<AtomicBool>, thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let handle = thread::spawn(move || {
+        let mut rng = Rng(seed);
+        while !stop2.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_millis(20 + rng.below(60)));
+            match rng.below(4) {
+                0 | 1 => faults.drop_after_frames(1 + rng.below(12)),
+                2 => faults.expire_sessions(),
+                _ => faults.send_garbage(),
+            }
+        }
+    });
+    (stop, handle)
+}
+
+/// How an answer classifies the change: done, not done, or honestly unknown.
+fn verdict(answer: &Value) -> (&'static str, String) {
+    let result = &answer["result"];
+    let text = result["content"][0]["text"].as_str().unwrap_or_default().to_string();
+    if result["isError"] != true {
+        ("done", text)
+    } else if text.contains("OUTCOME UNKNOWN") || text.contains("did not finish in time") {
+        ("unknown", text)
+    } else {
+        ("not done", text)
+    }
+}
+
+/// Stops and deletes under the fault storm: every answer matches what happened on the NAS, and no job ran twice.
+#[test]
+fn stops_and_deletes_under_random_faults_match_the_nas() {
+    const APPS: usize = 30;
+    let (sim, server) = start_sim(|o| o.rate_limit.max_calls = u32::MAX);
+    let names: Vec<String> = (0..APPS).map(|i| format!("storm{i}")).collect();
+    let mut bin = Binary::start(&server);
+    // Set-up without faults.
+    let creates: Vec<Value> = names
+        .iter()
+        .map(|n| json!({"app_name": n, "compose_yaml": "services:\n  web:\n    image: nginx:1.27\n"}))
+        .collect();
+    for a in bin.call_all("deploy_custom_app", &creates, 4) {
+        assert_eq!(verdict(&a).0, "done", "{a}");
+    }
+    let state = |sim: &truenas_mcp::sim::Simulator, n: &str| -> Option<String> {
+        sim.apps().iter().find(|a| a["name"] == n).map(|a| a["state"].as_str().unwrap_or_default().to_string())
+    };
+    let ran = |sim: &truenas_mcp::sim::Simulator, method: &str, n: &str| -> usize {
+        sim.jobs().iter().filter(|j| j["method"] == method && j["arguments"][0] == n).count()
+    };
+    let mut summary: BTreeMap<String, u64> = BTreeMap::new();
+
+    let (stop, injector) = storm(sim.faults(), 0x5DEE_CE66_D1CE_4E5B);
+    let args: Vec<Value> = names.iter().map(|n| json!({"app_name": n})).collect();
+    let stops = bin.call_all("stop_custom_app", &args, 4);
+    stop.store(true, Ordering::SeqCst);
+    injector.join().unwrap();
+    thread::sleep(Duration::from_millis(500));
+    for (n, a) in names.iter().zip(&stops) {
+        let (v, text) = verdict(a);
+        let s = state(&sim, n);
+        match v {
+            "done" => assert_eq!(s.as_deref(), Some("STOPPED"), "{n}: reported stopped: {text}"),
+            "not done" => assert_eq!(s.as_deref(), Some("RUNNING"), "{n}: reported not stopped: {text}"),
+            _ => {}
+        }
+        assert!(ran(&sim, "app.stop", n) <= 1, "{n}: app.stop ran twice");
+        *summary.entry(format!("stop {v}")).or_default() += 1;
+    }
+
+    let (stop, injector) = storm(sim.faults(), 0x1234_5678_9ABC_DEF1);
+    let args: Vec<Value> = names.iter().map(|n| json!({"app_name": n, "confirm": true})).collect();
+    let deletes = bin.call_all("delete_custom_app", &args, 4);
+    stop.store(true, Ordering::SeqCst);
+    injector.join().unwrap();
+    thread::sleep(Duration::from_millis(500));
+    for (n, a) in names.iter().zip(&deletes) {
+        let (v, text) = verdict(a);
+        let s = state(&sim, n);
+        match v {
+            "done" => assert_eq!(s, None, "{n}: reported deleted: {text}"),
+            "not done" => assert!(s.is_some(), "{n}: reported not deleted but gone: {text}"),
+            _ => {}
+        }
+        assert!(ran(&sim, "app.delete", n) <= 1, "{n}: app.delete ran twice");
+        *summary.entry(format!("delete {v}")).or_default() += 1;
+    }
+    eprintln!("stops and deletes under faults: {summary:?}");
 }
