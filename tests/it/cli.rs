@@ -38,6 +38,11 @@ fn help_and_version() {
     for s in SETTINGS {
         assert!(help.contains(s.env) && help.contains(s.flag), "--help lacks {}", s.env);
     }
+    for command in ["serve", "check", "tools", "call", "simulate"] {
+        let out = Command::new(bin).args([command, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{command} --help failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(command), "{command} --help says nothing of it");
+    }
     let out = Command::new(bin).arg("--version").output().unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("truenas-mcp {}\n", env!("CARGO_PKG_VERSION")));
 }
