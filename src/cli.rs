@@ -61,7 +61,7 @@ pub fn parse_args(argv: &[String]) -> Result<Args> {
             args.overrides.insert(s.env.to_string(), value);
         } else if name == "--insecure" {
             args.overrides.insert("TRUENAS_SSL_VERIFY".into(), "false".into());
-        } else if (a == "--help" || a == "-h") && args.command.is_empty() {
+        } else if (a == "--help" || a == "-h") && (args.command.is_empty() || args.command == "serve") {
             args.help = true;
         } else if (a == "--version" || a == "-V") && args.command.is_empty() {
             args.version = true;
@@ -205,5 +205,6 @@ mod tests {
         assert_eq!(parse_args(&argv("--port")).unwrap_err().to_string(), "--port needs a value (WebSocket port)");
         assert!(parse_args(&argv("frobnicate")).unwrap_err().to_string().contains("unknown command 'frobnicate'"));
         assert!(parse_args(&argv("--bogus")).unwrap_err().to_string().contains("unknown option '--bogus'"));
+        assert!(parse_args(&argv("serve --help")).unwrap().help);
     }
 }

@@ -69,7 +69,7 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// The call log keeps at most this many recent calls (long benchmarks must not grow it forever).
-const CALL_LOG_MAX: usize = 200_000;
+const CALL_LOG_MAX: usize = 20_000;
 
 /// Methods callable before login.
 fn no_auth_required(version: SimVersion, method: &str) -> bool {

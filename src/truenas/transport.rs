@@ -133,7 +133,7 @@ pub type Socket = WebSocket<Stream>;
 
 /// Big responses (multi-MB `*.query` results) must not trip tungstenite's defaults.
 pub fn websocket_config() -> WebSocketConfig {
-    WebSocketConfig { max_message_size: Some(256 << 20), max_frame_size: Some(256 << 20), ..Default::default() }
+    WebSocketConfig { max_message_size: Some(64 << 20), max_frame_size: Some(64 << 20), ..Default::default() }
 }
 
 /// Why opening a WebSocket failed: an HTTP answer to the upgrade (which may mean "try the legacy endpoint") or

@@ -38,6 +38,11 @@ fn help_and_version() {
     for s in SETTINGS {
         assert!(help.contains(s.env) && help.contains(s.flag), "--help lacks {}", s.env);
     }
+    for command in ["serve", "check", "tools", "call", "simulate"] {
+        let out = Command::new(bin).args([command, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{command} --help failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(command), "{command} --help says nothing of it");
+    }
     let out = Command::new(bin).arg("--version").output().unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("truenas-mcp {}\n", env!("CARGO_PKG_VERSION")));
 }
@@ -351,7 +356,7 @@ const NOT_RUN: &[(&str, &str)] = &[
     ("./run_mcp.sh --mock", "builds the release binary first; the same server is exercised by every MCP test"),
     ("cargo test", "this is the test suite itself"),
     ("cargo clippy --all-targets -- -D warnings", "run by .ci/run"),
-    ("cargo bench --bench mcp", "benchmarks print numbers; see BENCHMARKS.md"),
+    ("cargo bench", "benchmarks print numbers; see BENCHMARKS.md"),
     (".ci/run", "CI itself"),
     ("claude mcp add", "needs Claude Code"),
 ];

@@ -304,7 +304,7 @@ fn oversized_request_is_refused_locally() {
 enum Mischief {
     /// Send the start of a text frame (header announcing 1000 bytes, then 10 of them) and stall.
     PartialFrame,
-    /// A frame header announcing 1 GiB (beyond the client's 256 MiB limit), then a few bytes.
+    /// A frame header announcing 1 GiB (beyond the client's 64 MiB limit), then a few bytes.
     HugeFrame,
 }
 
