@@ -149,6 +149,9 @@ struct JobWaiter {
     abort_accepted: Option<Instant>,
     /// The connection dropped after the job id was known: check it with `core.get_jobs` after reconnecting.
     needs_reconcile: bool,
+    /// Events for this job id received while `needs_reconcile`: applied after the `core.get_jobs` snapshot once the
+    /// job is confirmed to be ours (they may be newer than the snapshot), dropped otherwise.
+    held_events: Vec<Value>,
 }
 
 struct Conn {
@@ -319,6 +322,7 @@ impl Actor {
                         abort_sent: false,
                         abort_accepted: None,
                         needs_reconcile: false,
+                        held_events: Vec::new(),
                     },
                 );
                 self.queue.push_back(Request {
@@ -793,6 +797,7 @@ impl Actor {
             };
             let Some(w) = self.jobs.get_mut(&token) else { continue };
             w.needs_reconcile = false;
+            let held = std::mem::take(&mut w.held_events);
             match job {
                 Some(job)
                     if job.get("method").and_then(Value::as_str) == Some(w.method.as_str())
@@ -801,6 +806,9 @@ impl Actor {
                     debug!("job {job_id} survived the reconnect");
                     let job = job.clone();
                     self.apply_job_update(token, &job);
+                    for fields in held {
+                        self.apply_job_update(token, &fields);
+                    }
                     if let Some(w) = self.jobs.get_mut(&token) {
                         if w.cancel_requested && !w.abort_sent {
                             self.abort_job(token);
@@ -887,7 +895,15 @@ impl Actor {
         if let Some(conn) = self.conn.as_mut() {
             conn.authenticated = false;
         }
-        let result = self.login().and_then(|()| self.subscribe_jobs());
+        // The server ended the old session's subscriptions: job events sent before we subscribe again are lost, so
+        // running jobs are looked up again (and their events held until then), as after a reconnect.
+        for w in self.jobs.values_mut() {
+            if w.job_id.is_some() {
+                w.needs_reconcile = true;
+                w.held_events.clear();
+            }
+        }
+        let result = self.login().and_then(|()| self.subscribe_jobs()).map(|()| self.reconcile_jobs());
         // 207s read while logging in answer requests sent before this login: they go with this re-login instead of
         // causing another one.
         let refused: Vec<ReqKind> = refused.into_iter().chain(std::mem::take(&mut self.relogin)).collect();
@@ -933,6 +949,7 @@ impl Actor {
             if w.job_id.is_some() {
                 w.needs_reconcile = true;
                 w.abort_sent = false;
+                w.held_events.clear();
             }
         }
     }
@@ -1245,9 +1262,11 @@ impl Actor {
         };
         if let Some(&token) = self.job_tokens.get(&job_id) {
             // Until reconciled after a reconnect, an event for this id may be another job's (ids restart at 1 when
-            // the middleware restarts); the reconcile reads the whole job anyway.
-            if !self.jobs.get(&token).is_some_and(|w| w.needs_reconcile) {
-                self.apply_job_update(token, fields);
+            // the middleware restarts): hold it. It may also be newer than the reconcile's snapshot (the answer to
+            // `core.get_jobs` can be overtaken by events), so it is applied after that snapshot, not dropped.
+            match self.jobs.get_mut(&token) {
+                Some(w) if w.needs_reconcile => w.held_events.push(fields.clone()),
+                _ => self.apply_job_update(token, fields),
             }
             return;
         }

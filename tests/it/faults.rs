@@ -1030,3 +1030,42 @@ fn many_jobs_survive_one_drop() {
         assert_eq!(apps_named(&sim, n), 1, "{n}");
     }
 }
+
+/// The session expires while a job runs: the NAS ends the old session's subscriptions, and the job finishes before
+/// the client has logged in and subscribed again. The client must look the job up after the re-login rather than
+/// wait for an event that was never sent to it.
+#[test]
+fn job_that_ends_while_the_session_is_renewed_is_not_missed() {
+    let (sim, server) = start_sim(|_| {});
+    let c = client(&server);
+    c.call("app.query", json!([])).unwrap();
+    sim.faults().set_never_finish_jobs(true);
+    let c2 = c.clone();
+    let job = thread::spawn(move || {
+        let opts = JobOptions { timeout: Some(Duration::from_secs(30)), ..Default::default() };
+        c2.call_job("app.create", create_params("renewed"), opts)
+    });
+    let deadline = Instant::now() + HANG;
+    while !sim.jobs().iter().any(|j| j["method"] == "app.create" && j["progress"]["percent"].as_f64() >= Some(50.0)) {
+        assert!(Instant::now() < deadline, "the job never reached 50 %");
+        thread::sleep(Duration::from_millis(10));
+    }
+    // The next call is refused (207), which ends the old session and its subscriptions; the re-login is slow.
+    sim.faults().set_latency("auth.login_ex", Duration::from_millis(800));
+    sim.faults().expire_sessions();
+    let c3 = c.clone();
+    let read = thread::spawn(move || c3.call("app.query", json!([])));
+    let deadline = Instant::now() + HANG;
+    while count_calls(&sim, "auth.login_ex") < 2 {
+        assert!(Instant::now() < deadline, "no re-login");
+        thread::sleep(Duration::from_millis(5));
+    }
+    // The job ends now, while nobody is subscribed.
+    sim.faults().set_never_finish_jobs(false);
+    let (r, took) = bounded(HANG, move || job.join().unwrap());
+    r.unwrap_or_else(|e| panic!("the job's end was missed: {e}"));
+    assert!(took < Duration::from_secs(20), "found only at the job deadline: {took:?}");
+    read.join().unwrap().unwrap_or_else(|e| panic!("the refused read is sent again after the re-login: {e}"));
+    sim.faults().clear_latency();
+    next_calls_work(&sim, &c, "renewed-next");
+}

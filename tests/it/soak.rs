@@ -280,10 +280,14 @@ impl Binary {
             .env("TRUENAS_PASSWORD", PASSWORD)
             .env("TRUENAS_AUDIT_LOG", "off")
             .env("TRUENAS_TIMEOUT", "5")
-            .env("RUST_LOG", "error")
+            // SOAK_SERVER_LOG=<file> keeps the server's debug log (for a failure's post-mortem).
+            .env("RUST_LOG", if std::env::var_os("SOAK_SERVER_LOG").is_some() { "debug" } else { "error" })
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(match std::env::var_os("SOAK_SERVER_LOG") {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("create the server log")),
+                None => Stdio::null(),
+            })
             .spawn()
             .expect("spawn truenas-mcp");
         let stdin = child.stdin.take().unwrap();
@@ -325,7 +329,12 @@ impl Binary {
                 outstanding.insert(id);
                 next += 1;
             }
-            let msg = self.rx.recv_timeout(HANG).unwrap_or_else(|_| panic!("hung: {outstanding:?} unanswered"));
+            let msg = self.rx.recv_timeout(HANG).unwrap_or_else(|_| {
+                panic!(
+                    "hung: {tool} {:?} unanswered",
+                    outstanding.iter().map(|i| &args[*i as usize]).collect::<Vec<_>>()
+                )
+            });
             if msg.get("method").is_some() {
                 continue;
             }
@@ -375,9 +384,9 @@ fn verdict(answer: &Value) -> (&'static str, String) {
     }
 }
 
-/// Stops and deletes under the fault storm: every answer matches what happened on the NAS, and no job ran twice.
+/// Stops, updates and deletes under the fault storm: every answer matches what happened on the NAS, and no job ran twice.
 #[test]
-fn stops_and_deletes_under_random_faults_match_the_nas() {
+fn stops_updates_and_deletes_under_random_faults_match_the_nas() {
     const APPS: usize = 30;
     let (sim, server) = start_sim(|o| o.rate_limit.max_calls = u32::MAX);
     let names: Vec<String> = (0..APPS).map(|i| format!("storm{i}")).collect();
@@ -414,6 +423,33 @@ fn stops_and_deletes_under_random_faults_match_the_nas() {
         }
         assert!(ran(&sim, "app.stop", n) <= 1, "{n}: app.stop ran twice");
         *summary.entry(format!("stop {v}")).or_default() += 1;
+    }
+
+    let image = |sim: &truenas_mcp::sim::Simulator, n: &str| -> Option<String> {
+        let apps = sim.apps();
+        let app = apps.iter().find(|a| a["name"] == n)?;
+        app["config"]["services"]["web"]["image"].as_str().map(str::to_string)
+    };
+    assert_eq!(image(&sim, &names[0]).as_deref(), Some("nginx:1.27"), "{:?}", sim.apps());
+    let (stop, injector) = storm(sim.faults(), 0x0F0F_1234_ABCD_5678);
+    let args: Vec<Value> = names
+        .iter()
+        .map(|n| json!({"app_name": n, "compose_yaml": "services:\n  web:\n    image: nginx:1.28\n"}))
+        .collect();
+    let updates = bin.call_all("update_custom_app", &args, 4);
+    stop.store(true, Ordering::SeqCst);
+    injector.join().unwrap();
+    thread::sleep(Duration::from_millis(500));
+    for (n, a) in names.iter().zip(&updates) {
+        let (v, text) = verdict(a);
+        let now = image(&sim, n);
+        match v {
+            "done" => assert_eq!(now.as_deref(), Some("nginx:1.28"), "{n}: reported updated: {text}"),
+            "not done" => assert_eq!(now.as_deref(), Some("nginx:1.27"), "{n}: reported not updated: {text}"),
+            _ => {}
+        }
+        assert!(ran(&sim, "app.update", n) <= 1, "{n}: app.update ran twice");
+        *summary.entry(format!("update {v}")).or_default() += 1;
     }
 
     let (stop, injector) = storm(sim.faults(), 0x1234_5678_9ABC_DEF1);
