@@ -86,6 +86,14 @@ fn check(env: &[(&str, &str)]) -> (i32, String) {
     (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap())
 }
 
+/// `check` against a simulator over plain ws:// on 127.0.0.1, with the given credential settings.
+fn check_ws(server: &truenas_mcp::sim::SimServer, credentials: &[(&str, &str)]) -> (i32, String) {
+    let port = server.addr.port().to_string();
+    let mut env = vec![("TRUENAS_HOST", "127.0.0.1"), ("TRUENAS_PORT", port.as_str()), ("TRUENAS_PROTOCOL", "ws")];
+    env.extend_from_slice(credentials);
+    check(&env)
+}
+
 /// The report line of `step` (the first line starting with ✓/✗ and the step name).
 fn line<'a>(report: &'a str, step: &str) -> &'a str {
     report
@@ -103,16 +111,13 @@ fn sim(opts: SimOptions) -> (Simulator, truenas_mcp::sim::SimServer) {
 #[test]
 fn check_passes_against_a_healthy_simulator() {
     let (_sim, server) = sim(SimOptions::default());
-    let port = server.addr.port().to_string();
-    let (code, out) = check(&[
-        ("TRUENAS_HOST", "127.0.0.1"),
-        ("TRUENAS_PORT", &port),
-        ("TRUENAS_PROTOCOL", "ws"),
-        ("TRUENAS_PASSWORD", "mock-password"),
-    ]);
+    let (code, out) = check_ws(&server, &[("TRUENAS_PASSWORD", "mock-password")]);
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains('✗'), "{out}");
-    assert_eq!(line(&out, "endpoint"), format!("✓ endpoint: ws://127.0.0.1:{port}/api/current (JSON-RPC 2.0)"));
+    assert_eq!(
+        line(&out, "endpoint"),
+        format!("✓ endpoint: ws://127.0.0.1:{}/api/current (JSON-RPC 2.0)", server.addr.port())
+    );
     assert!(line(&out, "version").starts_with("✓ version: TrueNAS 25.04.2"), "{out}");
     assert_eq!(line(&out, "apps"), "✓ apps: Docker service RUNNING on pool tank");
     assert!(out.contains("TRUENAS_PASSWORD                 *** (set)"), "{out}");
@@ -206,13 +211,7 @@ fn check_trusts_a_custom_ca() {
 #[test]
 fn check_reports_a_wrong_password() {
     let (_sim, server) = sim(SimOptions::default());
-    let port = server.addr.port().to_string();
-    let (code, out) = check(&[
-        ("TRUENAS_HOST", "127.0.0.1"),
-        ("TRUENAS_PORT", &port),
-        ("TRUENAS_PROTOCOL", "ws"),
-        ("TRUENAS_PASSWORD", "not-the-password"),
-    ]);
+    let (code, out) = check_ws(&server, &[("TRUENAS_PASSWORD", "not-the-password")]);
     assert_eq!(code, 1);
     assert_eq!(
         line(&out, "login"),
@@ -230,14 +229,7 @@ fn check_explains_a_revoked_api_key() {
         treat_plain_tcp_as_remote: true,
         ..Default::default()
     });
-    let port = server.addr.port().to_string();
-    let (code, out) = check(&[
-        ("TRUENAS_HOST", "127.0.0.1"),
-        ("TRUENAS_PORT", &port),
-        ("TRUENAS_PROTOCOL", "ws"),
-        ("TRUENAS_USERNAME", "mcp-service"),
-        ("TRUENAS_API_KEY", key),
-    ]);
+    let (code, out) = check_ws(&server, &[("TRUENAS_USERNAME", "mcp-service"), ("TRUENAS_API_KEY", key)]);
     assert_eq!(code, 1, "{out}");
     let l = line(&out, "login");
     assert!(
@@ -252,13 +244,7 @@ fn check_explains_a_revoked_api_key() {
 #[test]
 fn check_reports_a_missing_apps_pool() {
     let (_sim, server) = sim(SimOptions { docker_pool: None, ..Default::default() });
-    let port = server.addr.port().to_string();
-    let (code, out) = check(&[
-        ("TRUENAS_HOST", "127.0.0.1"),
-        ("TRUENAS_PORT", &port),
-        ("TRUENAS_PROTOCOL", "ws"),
-        ("TRUENAS_PASSWORD", "mock-password"),
-    ]);
+    let (code, out) = check_ws(&server, &[("TRUENAS_PASSWORD", "mock-password")]);
     assert_eq!(code, 1);
     assert_eq!(
         line(&out, "apps"),
