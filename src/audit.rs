@@ -3,8 +3,6 @@
 //! One line per attempt: when, which tool, which app, the outcome, the TrueNAS job id, how long it took, and the
 //! arguments with secrets removed (compose text and `env` values never reach the log; only their size and the
 //! variable names do). The operator chooses the path (`TRUENAS_AUDIT_LOG`); `off` disables it.
-//!
-//! OWNER: tools helper.
 
 use std::fs::OpenOptions;
 use std::io::Write;

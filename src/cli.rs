@@ -1,6 +1,4 @@
 //! Command line: `serve` (default), `check`, `tools`, `call`, `simulate`; flags mirror the environment.
-//!
-//! OWNER: lead.
 
 use std::collections::BTreeMap;
 use std::io::Write;

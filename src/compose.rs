@@ -1,7 +1,5 @@
 //! Docker Compose for TrueNAS: parse every syntax form, judge the security policy, convert for `app.create`.
 //!
-//! OWNER: compose helper. The signatures here are the contract the tools rely on.
-//!
 //! The pipeline of [`validate`]: `parse` (size cap, metered alias expansion, merge keys) → `interpolate` (`${VAR}`
 //! from the caller's env map) → `model` (a typed view with document paths; `ports`, `volumes`) → `policy` (every
 //! rule of `rules`, then the operator's level) → `portals` (optional `x-portals`) → `render` (the YAML text for

@@ -1,7 +1,5 @@
 //! JSON-RPC 2.0 building blocks shared by the MCP side and the TrueNAS side: ids, error objects, classification of
 //! incoming values into requests / notifications / responses, and newline framing with a hard length cap.
-//!
-//! OWNER: MCP helper (may extend; keep `RequestId` and `ErrorObject` stable).
 
 use std::fmt;
 use std::io::{self, BufRead};

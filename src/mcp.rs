@@ -1,8 +1,5 @@
 //! The MCP server: stdio threads, the main loop, dispatch, protocol eras, progress, cancellation, logging.
 //!
-//! OWNER: MCP helper. The public surface other modules rely on lives in [`tool`] (the catalogue trait and the
-//! per-call context) and in [`serve`] / [`serve_io`].
-//!
 //! Threads: `mcp-reader` (the only reader of the input) → main loop (all protocol state) → `mcp-worker-N` (tool
 //! calls, under `catch_unwind`) ; `mcp-writer` is the only writer of the output.
 

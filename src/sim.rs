@@ -3,8 +3,6 @@
 //! Mock mode talks to it through [`MemStream`] (the client's real actor, codec and WebSocket framing run over an
 //! in-memory pipe); integration tests and `truenas-mcp simulate` serve it on a TCP port, optionally with TLS.
 //!
-//! OWNER: simulator helper. The signatures here are the contract the client, tools and tests rely on.
-//!
 //! # What it imitates
 //! - Endpoints: 25.04/25.10 JSON-RPC 2.0 at `/api/current` (and the pinned `/api/vXX.YY.Z` names) plus legacy DDP at
 //!   `/websocket`; 24.10 only `/websocket`, and any other path (e.g. `/api/current`) is answered `302` to `/ui/`

@@ -1,8 +1,6 @@
 //! The TrueNAS middleware client: one multiplexed WebSocket owned by an actor thread, every auth path, jobs,
 //! subscriptions, typed errors.
 //!
-//! OWNER: client helper (everything under `truenas/` except `apps.rs`, which the tools helper owns).
-//!
 //! Map: `client` (the handle workers use), `actor` (the only owner of the socket), `transport` (DNS/TCP/TLS/
 //! WebSocket), `codec` (JSON-RPC and legacy DDP), `ejson`, `auth`, `jobs`, `subscriptions`, `error`.
 

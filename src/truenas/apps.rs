@@ -3,8 +3,6 @@
 //! Handlers never build TrueNAS params inline: every method they use has a function (or an [`AppJob`]
 //! constructor) here, so the wire shape of each call is decided in one place and checked by tests against the
 //! API models of 25.04 and 25.10. Results are parsed leniently: fields a version lacks get defaults.
-//!
-//! OWNER: tools helper.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

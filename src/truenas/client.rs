@@ -1,6 +1,4 @@
 //! The cloneable client handle workers use; commands travel to the actor over a channel.
-//!
-//! OWNER: client helper. The signatures here are the contract the tools rely on.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
