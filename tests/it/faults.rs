@@ -87,6 +87,15 @@ fn next_calls_work(sim: &Simulator, c: &Client, app: &str) {
     assert_eq!(apps_named(sim, app), 1);
 }
 
+/// Poll `ready` until it holds; a hang becomes a failure naming `what` after `HANG`.
+fn wait_until(what: &str, ready: impl Fn() -> bool) {
+    let deadline = Instant::now() + HANG;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Run `f` on a thread; fail the test (instead of hanging) if it does not finish within `limit`.
 fn bounded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> (T, Duration) {
     let (tx, rx) = crossbeam_channel::bounded(1);
@@ -627,11 +636,7 @@ fn restart_mid_job_is_outcome_unknown_not_a_wrong_answer() {
     sim.faults().set_never_finish_jobs(true);
     let c2 = c.clone();
     let job = thread::spawn(move || c2.call_job("app.create", create_params("restarted"), JobOptions::default()));
-    let deadline = Instant::now() + HANG;
-    while !sim.jobs().iter().any(|j| j["method"] == "app.create") {
-        assert!(Instant::now() < deadline, "the job never started");
-        thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("the job never started", || sim.jobs().iter().any(|j| j["method"] == "app.create"));
     sim.faults().set_never_finish_jobs(false);
     sim.restart();
     let (r, _) = bounded(HANG, move || job.join().unwrap());
@@ -850,11 +855,7 @@ fn binary_deploy_dropped_in_flight_is_outcome_unknown_and_not_resent() {
     sim.faults().set_latency("app.create", Duration::from_millis(1500));
     peer.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
         "params": {"name": "deploy_custom_app", "arguments": {"app_name": "inflight", "compose_yaml": compose("nginx:1.27")}}}));
-    let deadline = Instant::now() + HANG;
-    while count_calls(&sim, "app.create") == 0 {
-        assert!(Instant::now() < deadline, "app.create never arrived");
-        thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("app.create never arrived", || count_calls(&sim, "app.create") > 0);
     sim.faults().drop_after_frames(1);
     peer.send(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
         "params": {"name": "list_custom_apps", "arguments": {}}}));
@@ -866,11 +867,7 @@ fn binary_deploy_dropped_in_flight_is_outcome_unknown_and_not_resent() {
     assert!(list.get("result").is_some(), "the other call gets an answer too: {list}");
     sim.faults().clear_latency();
     // The NAS finishes the create on its own; the client never sends it again.
-    let deadline = Instant::now() + HANG;
-    while apps_named(&sim, "inflight") == 0 {
-        assert!(Instant::now() < deadline, "the NAS never created the app");
-        thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the NAS never created the app", || apps_named(&sim, "inflight") > 0);
     thread::sleep(Duration::from_millis(500));
     assert_eq!(count_calls(&sim, "app.create"), 1, "app.create was re-sent");
     let (err, text) = tool(&mut peer, 4, "get_custom_app_status", json!({"app_name": "inflight"}));
@@ -911,11 +908,9 @@ fn drops_expiry_and_restart_on_every_release() {
         sim.faults().set_never_finish_jobs(true);
         let c2 = c.clone();
         let job = thread::spawn(move || c2.call_job("app.create", create_params("lost"), JobOptions::default()));
-        let deadline = Instant::now() + HANG;
-        while !sim.jobs().iter().any(|j| j["method"] == "app.create" && j["state"] == "RUNNING") {
-            assert!(Instant::now() < deadline, "{version:?}: the job never started");
-            thread::sleep(Duration::from_millis(10));
-        }
+        wait_until(&format!("{version:?}: the job never started"), || {
+            sim.jobs().iter().any(|j| j["method"] == "app.create" && j["state"] == "RUNNING")
+        });
         sim.faults().set_never_finish_jobs(false);
         sim.restart();
         let (r, _) = bounded(HANG, move || job.join().unwrap());
@@ -981,11 +976,9 @@ fn cancel_after_a_drop_aborts_the_surviving_job() {
         let opts = JobOptions { cancel: Some(cancel2), ..Default::default() };
         c2.call_job("app.create", create_params("cancelled"), opts)
     });
-    let deadline = Instant::now() + HANG;
-    while !sim.jobs().iter().any(|j| j["method"] == "app.create" && j["progress"]["percent"].as_f64() >= Some(50.0)) {
-        assert!(Instant::now() < deadline, "the job never reached 50 %");
-        thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("the job never reached 50 %", || {
+        sim.jobs().iter().any(|j| j["method"] == "app.create" && j["progress"]["percent"].as_f64() >= Some(50.0))
+    });
     cancel.cancel();
     let (r, _) = bounded(HANG, move || job.join().unwrap());
     match r {
@@ -1014,11 +1007,9 @@ fn many_jobs_survive_one_drop() {
             thread::spawn(move || c.call_job("app.create", create_params(&n), JobOptions::default()))
         })
         .collect();
-    let deadline = Instant::now() + HANG;
-    while sim.jobs().iter().filter(|j| j["method"] == "app.create").count() < names.len() {
-        assert!(Instant::now() < deadline, "the jobs never started");
-        thread::sleep(Duration::from_millis(5));
-    }
+    wait_until("the jobs never started", || {
+        sim.jobs().iter().filter(|j| j["method"] == "app.create").count() >= names.len()
+    });
     sim.faults().drop_mid_job();
     for h in handles {
         let (r, _) = bounded(HANG, move || h.join().unwrap());
@@ -1045,21 +1036,15 @@ fn job_that_ends_while_the_session_is_renewed_is_not_missed() {
         let opts = JobOptions { timeout: Some(Duration::from_secs(30)), ..Default::default() };
         c2.call_job("app.create", create_params("renewed"), opts)
     });
-    let deadline = Instant::now() + HANG;
-    while !sim.jobs().iter().any(|j| j["method"] == "app.create" && j["progress"]["percent"].as_f64() >= Some(50.0)) {
-        assert!(Instant::now() < deadline, "the job never reached 50 %");
-        thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("the job never reached 50 %", || {
+        sim.jobs().iter().any(|j| j["method"] == "app.create" && j["progress"]["percent"].as_f64() >= Some(50.0))
+    });
     // The next call is refused (207), which ends the old session and its subscriptions; the re-login is slow.
     sim.faults().set_latency("auth.login_ex", Duration::from_millis(800));
     sim.faults().expire_sessions();
     let c3 = c.clone();
     let read = thread::spawn(move || c3.call("app.query", json!([])));
-    let deadline = Instant::now() + HANG;
-    while count_calls(&sim, "auth.login_ex") < 2 {
-        assert!(Instant::now() < deadline, "no re-login");
-        thread::sleep(Duration::from_millis(5));
-    }
+    wait_until("no re-login", || count_calls(&sim, "auth.login_ex") >= 2);
     // The job ends now, while nobody is subscribed.
     sim.faults().set_never_finish_jobs(false);
     let (r, took) = bounded(HANG, move || job.join().unwrap());
