@@ -515,20 +515,7 @@ pub fn update(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
     if let Err(e) = run_job(&apps, &job, ctx, change, job_span, None) {
         return change_failed(change, &e, &format!("updating '{name}'"), name);
     }
-    let mut crash_logs = Vec::new();
-    let state = if stays_stopped {
-        apps.get(name).ok().flatten().map(|a| a.state)
-    } else {
-        match settle::wait(&apps, name, ctx, UPDATE_SETTLE_WAIT, (80.0, 99.0)) {
-            Settled::Running(a) => Some(a.state),
-            Settled::Crashed(a) => {
-                crash_logs = logs::crashed_container_logs(&apps, &a, 30, &ctx.cancel);
-                Some(a.state)
-            }
-            Settled::Unsettled { state, .. } => Some(state),
-            Settled::Failed(_) => None,
-        }
-    };
+    let (state, crash_logs) = settle::state_after(&apps, name, ctx, !stays_stopped, UPDATE_SETTLE_WAIT);
     let mut message = format!(
         "Updated '{name}' (job {}); it is now {}.{stopped_note}",
         change.job_id.map(|j| j.to_string()).unwrap_or_else(|| "?".into()),

@@ -10,6 +10,13 @@ use crate::truenas::error::TnError;
 
 use super::Change;
 
+/// Connect and read the app `name`; on failure, the answer to give (connection, missing app, apps service down).
+pub fn connect_to_app(tools: &super::Tools, name: &str) -> Result<(Apps, AppEntry), ToolOutput> {
+    let apps = tools.apps().map_err(|e| read_failed("connecting to TrueNAS", &e))?;
+    let app = existing_app(&apps, name)?;
+    Ok((apps, app))
+}
+
 /// The app `name`, or the answer to give when it is missing (or the apps service is down) or cannot be read.
 pub fn existing_app(apps: &Apps, name: &str) -> Result<AppEntry, ToolOutput> {
     match apps.get(name) {

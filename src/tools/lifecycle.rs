@@ -4,10 +4,10 @@ use serde_json::{json, Value};
 
 use std::time::Duration;
 
-use super::failure::{change_failed, existing_app, read_failed};
+use super::failure::{change_failed, connect_to_app};
 use super::job::run_job;
 use super::logs;
-use super::settle::{self, Settled};
+use super::settle;
 use super::{Args, Change, Tools};
 use crate::audit::Outcome;
 use crate::mcp::tool::{CallContext, Elicitation, ToolOutput};
@@ -77,12 +77,8 @@ fn lifecycle(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change
     let args = Args(args);
     let name = args.app_name();
     let wait = args.bool("wait", true);
-    let apps = match tools.apps() {
-        Ok(a) => a,
-        Err(e) => return read_failed("connecting to TrueNAS", &e),
-    };
-    let app = match existing_app(&apps, name) {
-        Ok(a) => a,
+    let (apps, app) = match connect_to_app(tools, name) {
+        Ok(found) => found,
         Err(out) => {
             change.outcome = Some(Outcome::Failed);
             return out;
@@ -133,20 +129,7 @@ fn lifecycle(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change
     }
     // After containers were (re)created, wait a little for them to come up, so the answer can say RUNNING or
     // CRASHED rather than "DEPLOYING"; a healthcheck that never passes is reported as such.
-    let mut crash_logs = Vec::new();
-    let state: Option<String> = if starts_containers {
-        match settle::wait(&apps, name, ctx, SETTLE_WAIT, (80.0, 99.0)) {
-            Settled::Running(a) => Some(a.state),
-            Settled::Crashed(a) => {
-                crash_logs = logs::crashed_container_logs(&apps, &a, 30, &ctx.cancel);
-                Some(a.state)
-            }
-            Settled::Unsettled { state, .. } => Some(state),
-            Settled::Failed(_) => None,
-        }
-    } else {
-        apps.get(name).ok().flatten().map(|a| a.state)
-    };
+    let (state, crash_logs) = settle::state_after(&apps, name, ctx, starts_containers, SETTLE_WAIT);
     let mut message = format!(
         "{} of {name} finished (job {}); it was {} and is now {}.",
         match action {
@@ -265,12 +248,8 @@ pub fn delete(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
     let delete_volumes = args.bool("delete_volumes", false);
     let remove_images = args.bool("remove_images", true);
     let confirm = args.bool("confirm", false);
-    let apps = match tools.apps() {
-        Ok(a) => a,
-        Err(e) => return read_failed("connecting to TrueNAS", &e),
-    };
-    let app = match existing_app(&apps, name) {
-        Ok(a) => a,
+    let (apps, app) = match connect_to_app(tools, name) {
+        Ok(found) => found,
         Err(out) => {
             change.outcome = Some(Outcome::Failed);
             return out;

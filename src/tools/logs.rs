@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::failure::{existing_app, read_failed};
+use super::failure::connect_to_app;
 use super::{Args, Change, Tools};
 use crate::mcp::tool::{CallContext, CancelToken, ToolOutput};
 use crate::truenas::apps::{AppEntry, Apps, ContainerDetail};
@@ -179,12 +179,8 @@ pub fn get_app_logs(tools: &Tools, args: &Value, ctx: &CallContext, _change: &mu
     let name = args.app_name();
     let lines = args.u64("lines", 100).clamp(1, 10_000) as u32;
     let service = args.str("service_name");
-    let apps = match tools.apps() {
-        Ok(a) => a,
-        Err(e) => return read_failed("connecting to TrueNAS", &e),
-    };
-    let app = match existing_app(&apps, name) {
-        Ok(a) => a,
+    let (apps, app) = match connect_to_app(tools, name) {
+        Ok(found) => found,
         Err(out) => return out,
     };
     let state = app.app_state();

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::failure::read_failed;
+use super::logs::{self, ContainerLog};
 use crate::mcp::tool::{CallContext, ToolOutput};
 use crate::truenas::apps::{AppEntry, AppState, Apps};
 
@@ -47,5 +48,28 @@ pub fn wait(apps: &Apps, name: &str, ctx: &CallContext, timeout: Duration, span:
         let progress = span.0 + (span.1 - span.0) * fraction;
         ctx.progress.report(progress, Some(100.0), Some(&format!("waiting for '{name}' ({})", app.state)));
         std::thread::sleep(POLL);
+    }
+}
+
+/// The state to report after a change: when containers were (re)created, wait up to `timeout` for RUNNING or
+/// CRASHED (with the crashed containers' last log lines); otherwise just read it. `None` when it cannot be read.
+pub fn state_after(
+    apps: &Apps,
+    name: &str,
+    ctx: &CallContext,
+    recreated: bool,
+    timeout: Duration,
+) -> (Option<String>, Vec<ContainerLog>) {
+    if !recreated {
+        return (apps.get(name).ok().flatten().map(|a| a.state), Vec::new());
+    }
+    match wait(apps, name, ctx, timeout, (80.0, 99.0)) {
+        Settled::Running(a) => (Some(a.state), Vec::new()),
+        Settled::Crashed(a) => {
+            let crash_logs = logs::crashed_container_logs(apps, &a, 30, &ctx.cancel);
+            (Some(a.state), crash_logs)
+        }
+        Settled::Unsettled { state, .. } => (Some(state), Vec::new()),
+        Settled::Failed(_) => (None, Vec::new()),
     }
 }

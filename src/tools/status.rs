@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::failure::{apps_service_down, existing_app, missing_app, read_failed};
+use super::failure::{apps_service_down, connect_to_app, missing_app, read_failed};
 use super::logs::{self, ContainerLog};
 use super::{Args, Change, Tools};
 use crate::mcp::tool::{CallContext, CancelToken, ToolOutput};
@@ -116,12 +116,8 @@ fn crash_hint(app: &str) -> String {
 
 pub fn get_custom_app_status(tools: &Tools, args: &Value, ctx: &CallContext, _change: &mut Change) -> ToolOutput {
     let name = Args(args).app_name();
-    let apps = match tools.apps() {
-        Ok(a) => a,
-        Err(e) => return read_failed("connecting to TrueNAS", &e),
-    };
-    let app = match existing_app(&apps, name) {
-        Ok(a) => a,
+    let (apps, app) = match connect_to_app(tools, name) {
+        Ok(found) => found,
         Err(out) => return out,
     };
     let w = app.workloads();
