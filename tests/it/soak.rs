@@ -230,12 +230,8 @@ fn deploys_under_random_faults_are_never_duplicated_or_misreported() {
                    "compose_yaml": format!("services:\n  web:\n    image: nginx:1.27\n    ports: [\"{}:80\"]\n", 20_000 + i)})
         })
         .collect();
-    let (stop, injector) = storm(sim.faults(), 0x2545_F491_4F6C_DD1D);
-    let answers = bin.call_all("deploy_custom_app", &args, 4);
-    stop.store(true, Ordering::SeqCst);
-    injector.join().unwrap();
     // Let jobs whose outcome was unknown finish on the NAS before looking.
-    thread::sleep(Duration::from_millis(500));
+    let answers = bin.call_all_in_storm(&sim, 0x2545_F491_4F6C_DD1D, "deploy_custom_app", &args);
 
     // Jobs, not the call log: a create refused with 207 (expired session) is logged but never ran, and sending
     // that one again is the documented single retry.
@@ -314,6 +310,23 @@ impl Binary {
         line.push(b'\n');
         self.stdin.write_all(&line).unwrap();
         self.stdin.flush().unwrap();
+    }
+
+    /// `call_all` (4 in flight) under a fault storm seeded with `seed`; the storm ends with the last answer, then
+    /// jobs whose outcome was unknown get half a second to finish on the NAS before anyone looks.
+    fn call_all_in_storm(
+        &mut self,
+        sim: &truenas_mcp::sim::Simulator,
+        seed: u64,
+        tool: &str,
+        args: &[Value],
+    ) -> Vec<Value> {
+        let (stop, injector) = storm(sim.faults(), seed);
+        let answers = self.call_all(tool, args, 4);
+        stop.store(true, Ordering::SeqCst);
+        injector.join().unwrap();
+        thread::sleep(Duration::from_millis(500));
+        answers
     }
 
     /// Call `tool` once per argument set, `in_flight` at a time; the answers by index.
@@ -407,12 +420,8 @@ fn stops_updates_and_deletes_under_random_faults_match_the_nas() {
     };
     let mut summary: BTreeMap<String, u64> = BTreeMap::new();
 
-    let (stop, injector) = storm(sim.faults(), 0x5DEE_CE66_D1CE_4E5B);
     let args: Vec<Value> = names.iter().map(|n| json!({"app_name": n})).collect();
-    let stops = bin.call_all("stop_custom_app", &args, 4);
-    stop.store(true, Ordering::SeqCst);
-    injector.join().unwrap();
-    thread::sleep(Duration::from_millis(500));
+    let stops = bin.call_all_in_storm(&sim, 0x5DEE_CE66_D1CE_4E5B, "stop_custom_app", &args);
     for (n, a) in names.iter().zip(&stops) {
         let (v, text) = verdict(a);
         let s = state(&sim, n);
@@ -431,15 +440,11 @@ fn stops_updates_and_deletes_under_random_faults_match_the_nas() {
         app["config"]["services"]["web"]["image"].as_str().map(str::to_string)
     };
     assert_eq!(image(&sim, &names[0]).as_deref(), Some("nginx:1.27"), "{:?}", sim.apps());
-    let (stop, injector) = storm(sim.faults(), 0x0F0F_1234_ABCD_5678);
     let args: Vec<Value> = names
         .iter()
         .map(|n| json!({"app_name": n, "compose_yaml": "services:\n  web:\n    image: nginx:1.28\n"}))
         .collect();
-    let updates = bin.call_all("update_custom_app", &args, 4);
-    stop.store(true, Ordering::SeqCst);
-    injector.join().unwrap();
-    thread::sleep(Duration::from_millis(500));
+    let updates = bin.call_all_in_storm(&sim, 0x0F0F_1234_ABCD_5678, "update_custom_app", &args);
     for (n, a) in names.iter().zip(&updates) {
         let (v, text) = verdict(a);
         let now = image(&sim, n);
@@ -452,12 +457,8 @@ fn stops_updates_and_deletes_under_random_faults_match_the_nas() {
         *summary.entry(format!("update {v}")).or_default() += 1;
     }
 
-    let (stop, injector) = storm(sim.faults(), 0x1234_5678_9ABC_DEF1);
     let args: Vec<Value> = names.iter().map(|n| json!({"app_name": n, "confirm": true})).collect();
-    let deletes = bin.call_all("delete_custom_app", &args, 4);
-    stop.store(true, Ordering::SeqCst);
-    injector.join().unwrap();
-    thread::sleep(Duration::from_millis(500));
+    let deletes = bin.call_all_in_storm(&sim, 0x1234_5678_9ABC_DEF1, "delete_custom_app", &args);
     for (n, a) in names.iter().zip(&deletes) {
         let (v, text) = verdict(a);
         let s = state(&sim, n);
