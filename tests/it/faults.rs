@@ -626,17 +626,27 @@ fn tls_handshake_stall_times_out_naming_tls() {
     next_calls_work(&sim, &c, "tls-next");
 }
 
-/// The middleware restarts while a job runs: job ids start again at 1 and the old job is gone. The caller gets
-/// "outcome unknown", never the result of some other job that now has the same id.
-#[test]
-fn restart_mid_job_is_outcome_unknown_not_a_wrong_answer() {
+/// A connected client whose `app.create` of `app` is parked at 50 % on the simulator (jobs never finish until the
+/// knob is cleared): the simulator, its server, the client, the waiting call and the job id.
+#[allow(clippy::type_complexity)]
+fn parked_create(app: &str) -> (Simulator, SimServer, Client, thread::JoinHandle<Result<Value, TnError>>, i64) {
     let (sim, server) = start_sim(|_| {});
     let c = client(&server);
     c.call("app.query", json!([])).unwrap();
     sim.faults().set_never_finish_jobs(true);
     let c2 = c.clone();
-    let job = thread::spawn(move || c2.call_job("app.create", create_params("restarted"), JobOptions::default()));
+    let params = create_params(app);
+    let job = thread::spawn(move || c2.call_job("app.create", params, JobOptions::default()));
     wait_until("the job never started", || sim.jobs().iter().any(|j| j["method"] == "app.create"));
+    let id = sim.jobs().iter().find(|j| j["method"] == "app.create").and_then(|j| j["id"].as_i64()).unwrap();
+    (sim, server, c, job, id)
+}
+
+/// The middleware restarts while a job runs: job ids start again at 1 and the old job is gone. The caller gets
+/// "outcome unknown", never the result of some other job that now has the same id.
+#[test]
+fn restart_mid_job_is_outcome_unknown_not_a_wrong_answer() {
+    let (sim, _server, c, job, _) = parked_create("restarted");
     sim.faults().set_never_finish_jobs(false);
     sim.restart();
     let (r, _) = bounded(HANG, move || job.join().unwrap());
@@ -652,20 +662,7 @@ fn restart_mid_job_is_outcome_unknown_not_a_wrong_answer() {
 /// the old job's id. The client must not report that other job's result as its own.
 #[test]
 fn restart_with_a_reused_job_id_is_not_mistaken_for_the_old_job() {
-    let (sim, server) = start_sim(|_| {});
-    let c = client(&server);
-    c.call("app.query", json!([])).unwrap();
-    sim.faults().set_never_finish_jobs(true);
-    let c2 = c.clone();
-    let job = thread::spawn(move || c2.call_job("app.create", create_params("mine"), JobOptions::default()));
-    let deadline = Instant::now() + HANG;
-    let old_id = loop {
-        if let Some(j) = sim.jobs().iter().find(|j| j["method"] == "app.create") {
-            break j["id"].as_i64().unwrap();
-        }
-        assert!(Instant::now() < deadline, "the job never started");
-        thread::sleep(Duration::from_millis(10));
-    };
+    let (sim, server, c, job, old_id) = parked_create("mine");
     sim.faults().set_never_finish_jobs(false);
     // Hold the first client's reconnect back (its login is slow) while another client creates an app.
     sim.faults().set_latency("system.info", Duration::from_millis(1500));
