@@ -37,6 +37,17 @@ pub fn validate(schema: &Value, value: &Value) -> Result<(), Vec<SchemaError>> {
     }
 }
 
+/// Validate `value` against `schema`, a subschema of `root` (local `$ref`s resolve against `root`).
+pub fn validate_in(root: &Value, schema: &Value, value: &Value) -> Result<(), Vec<SchemaError>> {
+    let mut errors = Vec::new();
+    Validator { root }.check(schema, value, "", 0, &mut errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
 /// Fill in `default`s of missing object properties (recursively through `properties` and local `$ref`s).
 pub fn apply_defaults(schema: &Value, value: &mut Value) {
     fill_defaults(schema, schema, value, 0)

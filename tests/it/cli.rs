@@ -466,10 +466,11 @@ fn call_ctrl_c_aborts_the_job() {
     assert!(stdout.to_lowercase().contains("cancel") || stdout.to_lowercase().contains("abort"), "{stdout}");
 }
 
-/// `run_mcp.sh` builds only when the binary is missing or older than the sources, sends build output to stderr
-/// (stdout belongs to MCP), and execs the binary with every argument. A stub `cargo` stands in for the build.
+/// `run_mcp.sh` builds first only when the binary is missing, saying so on stderr (stdout belongs to MCP); a binary
+/// older than the sources is served at once while a rebuild runs in the background, so a client is never left
+/// waiting on a build; it execs the binary with every argument. A stub `cargo` stands in for the build.
 #[test]
-fn run_mcp_sh_builds_when_stale_and_keeps_stdout_clean() {
+fn run_mcp_sh_builds_when_missing_rebuilds_in_the_background_and_keeps_stdout_clean() {
     use std::os::unix::fs::PermissionsExt;
     let dir = std::env::temp_dir().join(format!("truenas-mcp-runsh-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -494,13 +495,22 @@ fn run_mcp_sh_builds_when_stale_and_keeps_stdout_clean() {
     let builds = || std::fs::read_to_string(dir.join("builds")).unwrap_or_default().lines().count();
     let (stdout, stderr) = run();
     assert_eq!(stdout, "served --mock a b\n", "only the server may write to stdout");
-    assert!(stderr.contains("building truenas-mcp") && stderr.contains("cargo noise"), "{stderr}");
+    assert!(stderr.contains("building truenas-mcp now") && stderr.contains("cargo noise"), "{stderr}");
     assert_eq!(builds(), 1);
     let (stdout, _) = run();
     assert_eq!((stdout.as_str(), builds()), ("served --mock a b\n", 1), "an up-to-date binary is not rebuilt");
-    std::thread::sleep(Duration::from_millis(1100));
+    // The sources change after the build: make the binary an hour older than them.
+    let binary = std::fs::File::options().write(true).open(dir.join("target/release/truenas-mcp")).unwrap();
+    binary.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600)).unwrap();
+    drop(binary);
     std::fs::write(dir.join("src/main.rs"), "// changed").unwrap();
-    run();
-    assert_eq!(builds(), 2, "a source newer than the binary triggers a build");
+    let (stdout, stderr) = run();
+    assert_eq!(stdout, "served --mock a b\n", "the previous build is served at once");
+    assert!(stderr.contains("rebuilding in the background"), "{stderr}");
+    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
+    while builds() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(builds(), 2, "a source newer than the binary triggers a rebuild");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,11 +3,12 @@
 mod cli;
 mod compose;
 mod faults;
-mod inspector;
 mod mcp;
+mod mcp_schema;
 mod properties;
 mod sim;
 mod soak;
 mod support;
+mod test_catalog;
 mod tools;
 mod truenas;
