@@ -42,21 +42,26 @@ fn inspector_lists_and_calls_tools() {
     assert_eq!(names.len(), 15, "{names:?}");
     assert!(names.contains(&"deploy_custom_app") && names.contains(&"get_app_logs"), "{names:?}");
 
-    let call =
-        inspect(&dir, &["--method", "tools/call", "--tool-name", "list_custom_apps", "--tool-arg", "status_filter=running"]);
+    let call = inspect(
+        &dir,
+        &["--method", "tools/call", "--tool-name", "list_custom_apps", "--tool-arg", "status_filter=running"],
+    );
     assert_ne!(call["isError"], Value::Bool(true), "{call}");
     let apps = call["structuredContent"]["apps"].as_array().unwrap();
     assert!(apps.iter().all(|a| a["state"] == "RUNNING") && !apps.is_empty(), "{call}");
 
-    let (ok, refused) = inspect_status(&dir, &[
-        "--method",
-        "tools/call",
-        "--tool-name",
-        "deploy_custom_app",
-        "--tool-arg",
-        "app_name=evil",
-        "compose_yaml=services: {a: {image: 'alpine:3', privileged: true}}",
-    ]);
+    let (ok, refused) = inspect_status(
+        &dir,
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "deploy_custom_app",
+            "--tool-arg",
+            "app_name=evil",
+            "compose_yaml=services: {a: {image: 'alpine:3', privileged: true}}",
+        ],
+    );
     assert!(!ok && refused["isError"] == Value::Bool(true), "{refused}");
     assert!(refused["content"][0]["text"].as_str().unwrap().contains("[privileged]"), "{refused}");
 }

@@ -344,7 +344,8 @@ const NOT_RUN: &[(&str, &str)] = &[
     ("cargo clippy --all-targets -- -D warnings", "run by .ci/run"),
     ("cargo bench", "benchmarks print numbers; see BENCHMARKS.md"),
     (".ci/run", "CI itself"),
-    ("claude mcp add", "needs Claude Code"),
+    (".ci/interop-setup", "installs the interop tools from PyPI and npm; run by .ci/run"),
+    ("claude mcp add", "the interop test claude_code registers the server with the real Claude Code CLI"),
 ];
 
 fn readme_commands() -> Vec<String> {

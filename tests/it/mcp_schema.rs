@@ -192,11 +192,8 @@ impl Judge<'_> {
     }
 
     fn check_error(&mut self, message: &Value, at: &str) {
-        let response = if self.rev.definition("JSONRPCErrorResponse").is_some() {
-            "JSONRPCErrorResponse"
-        } else {
-            "JSONRPCError"
-        };
+        let response =
+            if self.rev.definition("JSONRPCErrorResponse").is_some() { "JSONRPCErrorResponse" } else { "JSONRPCError" };
         if message.get("id").is_some_and(Value::is_null) {
             let mut rest = message.clone();
             rest.as_object_mut().unwrap().remove("id");

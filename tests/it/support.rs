@@ -341,4 +341,3 @@ pub fn tempdir(label: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
-

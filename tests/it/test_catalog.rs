@@ -194,4 +194,3 @@ impl Catalog for TestCatalog {
         ["alpha", "beta", "alpine"].iter().filter(|v| v.starts_with(value)).map(|v| v.to_string()).collect()
     }
 }
-
