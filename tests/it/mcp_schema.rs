@@ -143,7 +143,7 @@ impl Judge<'_> {
                     if self.rev.matches(self.rev.resolve(branch), instance) {
                         let mut found = Vec::new();
                         self.strict(branch, instance, at, &mut found, top);
-                        if best.as_ref().is_none_or(|b| found.len() < b.len()) {
+                        if best.as_ref().map_or(true, |b| found.len() < b.len()) {
                             best = Some(found);
                         }
                     }
