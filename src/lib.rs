@@ -8,7 +8,9 @@
 #![deny(clippy::print_stdout)]
 
 pub mod audit;
+pub mod cancel;
 pub mod cli;
+pub mod clock;
 pub mod compose;
 pub mod config;
 pub mod jsonrpc;

@@ -4,7 +4,6 @@
 //! Arguments are validated against the published `input_schema` by the server before `call` runs, and schema
 //! `default`s are filled in, so handlers can rely on the shape.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -58,21 +57,8 @@ impl ToolOutput {
     }
 }
 
-/// A cooperative cancellation flag, set by `notifications/cancelled` (or Ctrl-C in `call`).
-#[derive(Clone, Debug, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
-
-impl CancelToken {
-    pub fn new() -> CancelToken {
-        CancelToken::default()
-    }
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst)
-    }
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+/// The cancellation token handlers receive (it lives in `crate::cancel`, below both `mcp` and `truenas`).
+pub use crate::cancel::CancelToken;
 
 /// Where a handler reports progress. The implementation drops values that do not strictly increase and
 /// everything sent after the response; without a `progressToken` it does nothing.

@@ -1,0 +1,164 @@
+//! Time as a dependency (ureq's `CurrentTime` idea): deadlines, keepalives, back-off and the tools' settle loops ask
+//! a [`Clock`] for the time and sleep through it, so tests can drive time instead of waiting for it.
+//! [`SystemClock`] is the real one; [`ManualClock`] is virtual time that moves only when a test advances it (or,
+//! in auto-advance mode, jumps to whatever deadline a sleeper waits for).
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::cancel::CancelToken;
+
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now(&self) -> Instant;
+
+    /// Sleep until `deadline` or until `cancel` is cancelled; true when cancelled.
+    fn sleep_until(&self, deadline: Instant, cancel: &CancelToken) -> bool;
+
+    /// The longest a blocking wait on something else (a socket, a channel) may last before the caller looks at
+    /// this clock again: unlimited for real time, short for virtual time that a test may advance meanwhile.
+    fn max_real_wait(&self) -> Option<Duration> {
+        None
+    }
+
+    fn sleep(&self, wait: Duration, cancel: &CancelToken) -> bool {
+        self.sleep_until(self.now() + wait, cancel)
+    }
+
+    fn elapsed_since(&self, earlier: Instant) -> Duration {
+        self.now().saturating_duration_since(earlier)
+    }
+}
+
+/// The shared handle everything holds.
+pub type SharedClock = Arc<dyn Clock>;
+
+/// The real clock.
+pub fn system() -> SharedClock {
+    Arc::new(SystemClock)
+}
+
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep_until(&self, deadline: Instant, cancel: &CancelToken) -> bool {
+        cancel.wait_timeout(deadline.saturating_duration_since(Instant::now()))
+    }
+}
+
+/// Virtual time: starts at the real "now" and moves only by [`ManualClock::advance`], or — when `auto_advance` —
+/// by jumping to the deadline of whoever sleeps (so a 10 s settle loop finishes in microseconds, in order).
+#[derive(Debug)]
+pub struct ManualClock {
+    start: Instant,
+    offset: Mutex<Duration>,
+    moved: Condvar,
+    auto_advance: bool,
+}
+
+/// How often a sleeper on a manual clock looks at its cancel token while it waits for time to be advanced.
+const MANUAL_POLL: Duration = Duration::from_millis(5);
+
+impl ManualClock {
+    pub fn new(auto_advance: bool) -> Arc<ManualClock> {
+        Arc::new(ManualClock {
+            start: Instant::now(),
+            offset: Mutex::new(Duration::ZERO),
+            moved: Condvar::new(),
+            auto_advance,
+        })
+    }
+
+    /// Move time forward by `by`, waking sleepers whose deadline has come.
+    pub fn advance(&self, by: Duration) {
+        *self.offset.lock().unwrap_or_else(|p| p.into_inner()) += by;
+        self.moved.notify_all();
+    }
+
+    /// How far virtual time has moved since the clock was made.
+    pub fn elapsed(&self) -> Duration {
+        *self.offset.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        self.start + self.elapsed()
+    }
+
+    fn sleep_until(&self, deadline: Instant, cancel: &CancelToken) -> bool {
+        let target = deadline.saturating_duration_since(self.start);
+        let mut offset = self.offset.lock().unwrap_or_else(|p| p.into_inner());
+        if self.auto_advance {
+            if *offset < target {
+                *offset = target;
+                self.moved.notify_all();
+            }
+            return cancel.is_cancelled();
+        }
+        while *offset < target {
+            if cancel.is_cancelled() {
+                return true;
+            }
+            offset = self.moved.wait_timeout(offset, MANUAL_POLL).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        cancel.is_cancelled()
+    }
+
+    fn max_real_wait(&self) -> Option<Duration> {
+        Some(MANUAL_POLL)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_time_moves_only_when_advanced() {
+        let clock = ManualClock::new(false);
+        let t0 = clock.now();
+        let sleeper = {
+            let clock = Arc::clone(&clock);
+            std::thread::spawn(move || {
+                let woke = clock.sleep_until(t0 + Duration::from_secs(3600), &CancelToken::new());
+                (woke, clock.now())
+            })
+        };
+        clock.advance(Duration::from_secs(1800));
+        clock.advance(Duration::from_secs(1800));
+        let (cancelled, woke_at) = sleeper.join().unwrap();
+        assert!(!cancelled);
+        assert_eq!(woke_at - t0, Duration::from_secs(3600));
+    }
+
+    #[test]
+    fn auto_advance_jumps_to_the_deadline_and_cancel_wakes_a_manual_sleeper() {
+        let clock = ManualClock::new(true);
+        let t0 = clock.now();
+        assert!(!clock.sleep(Duration::from_secs(10), &CancelToken::new()));
+        assert_eq!(clock.now() - t0, Duration::from_secs(10));
+        let manual = ManualClock::new(false);
+        let cancel = CancelToken::new();
+        let sleeper = {
+            let (manual, cancel) = (Arc::clone(&manual), cancel.clone());
+            std::thread::spawn(move || manual.sleep(Duration::from_secs(600), &cancel))
+        };
+        cancel.cancel();
+        assert!(sleeper.join().unwrap(), "the cancel woke it");
+    }
+
+    #[test]
+    fn the_system_clock_sleeps_until_cancelled() {
+        let cancel = CancelToken::new();
+        cancel.cancel();
+        assert!(SystemClock.sleep(Duration::from_secs(600), &cancel));
+        let t0 = SystemClock.now();
+        assert!(!SystemClock.sleep(Duration::from_millis(1), &CancelToken::new()));
+        assert!(SystemClock.elapsed_since(t0) >= Duration::from_millis(1));
+    }
+}
