@@ -6,6 +6,7 @@ mod faults;
 mod inspector;
 mod mcp;
 mod properties;
+mod secrets;
 mod sim;
 mod soak;
 mod support;

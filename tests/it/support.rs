@@ -95,12 +95,16 @@ impl McpPeer {
 
     /// The real binary with `args` (e.g. `--mock`), stdin/stdout piped, stderr inherited.
     pub fn spawn_binary(args: &[&str]) -> McpPeer {
-        let mut child = Command::new(binary())
-            .args(args)
-            .env_remove("RUST_LOG")
+        let mut command = Command::new(binary());
+        command.args(args).env_remove("RUST_LOG").stderr(Stdio::inherit());
+        McpPeer::spawn_command(command)
+    }
+
+    /// `command` (the binary with the caller's environment and stderr), stdin/stdout piped.
+    pub fn spawn_command(mut command: Command) -> McpPeer {
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn the truenas-mcp binary");
         let stdin: ChildStdin = child.stdin.take().unwrap();
