@@ -78,7 +78,12 @@ fn planted_secrets_reach_no_log_output_or_audit_line() {
     let good = compose("postgres:16");
     let r = call(&mut peer, 1, "validate_compose", json!({"compose_yaml": good, "env": env(), "app_name": "leak"}));
     assert_eq!(r["structuredContent"]["valid"], true, "{r}");
-    let r = call(&mut peer, 2, "deploy_custom_app", json!({"app_name": "leak", "compose_yaml": good, "env": env(), "dry_run": true}));
+    let r = call(
+        &mut peer,
+        2,
+        "deploy_custom_app",
+        json!({"app_name": "leak", "compose_yaml": good, "env": env(), "dry_run": true}),
+    );
     assert_eq!(r["structuredContent"]["status"], "dry_run", "{r}");
     let r = call(&mut peer, 3, "deploy_custom_app", json!({"app_name": "leak", "compose_yaml": good, "env": env()}));
     assert_eq!(r["isError"], false, "{r}");
@@ -89,9 +94,14 @@ fn planted_secrets_reach_no_log_output_or_audit_line() {
     let bad = good.replace("    deploy:", "    privileged: true\n    deploy:");
     let r = call(&mut peer, 5, "deploy_custom_app", json!({"app_name": "leak-bad", "compose_yaml": bad, "env": env()}));
     assert_eq!(r["isError"], true, "{r}");
-    let broken = format!("services:\n  db: [POSTGRES_PASSWORD: {NAMED}\n  url: postgres://app:{URL}@db/app {ENV_PLAIN}");
-    let r =
-        call(&mut peer, 6, "deploy_custom_app", json!({"app_name": "leak-broken", "compose_yaml": broken, "env": env()}));
+    let broken =
+        format!("services:\n  db: [POSTGRES_PASSWORD: {NAMED}\n  url: postgres://app:{URL}@db/app {ENV_PLAIN}");
+    let r = call(
+        &mut peer,
+        6,
+        "deploy_custom_app",
+        json!({"app_name": "leak-broken", "compose_yaml": broken, "env": env()}),
+    );
     assert_eq!(r["isError"], true, "{r}");
     let r = call(&mut peer, 7, "update_custom_app", json!({"app_name": "nope", "compose_yaml": good, "env": env()}));
     assert_eq!(r["isError"], true, "{r}");
@@ -105,10 +115,20 @@ fn planted_secrets_reach_no_log_output_or_audit_line() {
     assert!(r.get("result").is_some(), "{r}");
 
     let newer = compose("postgres:17");
-    let r = call(&mut peer, 11, "update_custom_app", json!({"app_name": "leak", "compose_yaml": newer, "env": env(), "dry_run": true}));
+    let r = call(
+        &mut peer,
+        11,
+        "update_custom_app",
+        json!({"app_name": "leak", "compose_yaml": newer, "env": env(), "dry_run": true}),
+    );
     assert_eq!(r["structuredContent"]["status"], "dry_run", "{r}");
     assert!(r["structuredContent"]["diff"].as_str().is_some_and(|d| d.contains("postgres:17")), "{r}");
-    let r = call(&mut peer, 12, "update_custom_app", json!({"app_name": "leak", "compose_yaml": newer, "env": env(), "wait": false}));
+    let r = call(
+        &mut peer,
+        12,
+        "update_custom_app",
+        json!({"app_name": "leak", "compose_yaml": newer, "env": env(), "wait": false}),
+    );
     assert_eq!(r["isError"], false, "{r}");
     let update_job = r["structuredContent"]["job_id"].as_i64().unwrap_or_else(|| panic!("no job id: {r}"));
     for (id, job) in [(13, create_job), (14, update_job)] {

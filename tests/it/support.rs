@@ -102,11 +102,8 @@ impl McpPeer {
 
     /// `command` (the binary with the caller's environment and stderr), stdin/stdout piped.
     pub fn spawn_command(mut command: Command) -> McpPeer {
-        let mut child = command
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn the truenas-mcp binary");
+        let mut child =
+            command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn the truenas-mcp binary");
         let stdin: ChildStdin = child.stdin.take().unwrap();
         let lines = spawn_line_reader(child.stdout.take().unwrap());
         McpPeer::new(Box::new(stdin), lines, Server::Process(child))
