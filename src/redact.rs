@@ -175,7 +175,7 @@ pub struct Secrets {
 }
 
 impl Secrets {
-    pub const CAPACITY: usize = 4096;
+    pub const CAPACITY: usize = 512;
 
     pub fn new() -> Secrets {
         Secrets::default()
