@@ -97,21 +97,15 @@ impl AuditLog {
     }
 }
 
-/// A copy of tool arguments safe to log: compose text becomes its size, `env` values become `***`.
+/// A copy of tool arguments safe to log: the log form of [`crate::redact::log_value`] (compose text becomes its
+/// size, `env` its variable names, secrets `***`), with other long strings also reduced to their size.
 pub fn redact_arguments(args: &Value) -> Value {
-    let Some(obj) = args.as_object() else { return json!({}) };
-    let mut out = Map::new();
-    for (k, v) in obj {
-        let redacted = match (k.as_str(), v) {
-            ("compose_yaml", Value::String(s)) => json!(format!("<{} bytes>", s.len())),
-            ("env", Value::Object(m)) => Value::Object(m.keys().map(|k| (k.clone(), json!("***"))).collect()),
-            ("env", _) => json!("***"),
-            (_, Value::String(s)) if s.len() > 200 => json!(format!("<{} bytes>", s.len())),
-            _ => v.clone(),
-        };
-        out.insert(k.clone(), redacted);
-    }
-    Value::Object(out)
+    let Value::Object(obj) = crate::redact::log_value(args) else { return json!({}) };
+    let shorten = |(k, v): (String, Value)| match v {
+        Value::String(s) if s.len() > 200 => (k, json!(format!("({} bytes)", s.len()))),
+        v => (k, v),
+    };
+    Value::Object(obj.into_iter().map(shorten).collect::<Map<String, Value>>())
 }
 
 /// RFC 3339 UTC text of a point in time, e.g. `2026-11-24T03:04:05.123Z`.
@@ -144,15 +138,17 @@ mod tests {
             "app_name": "web",
             "compose_yaml": "services:\n  db:\n    environment:\n      POSTGRES_PASSWORD: hunter2\n",
             "env": {"DB_PASSWORD": "hunter2", "TAG": "1.2"},
-            "dry_run": false
+            "dry_run": false,
+            "note": "x".repeat(201)
         });
         let r = redact_arguments(&args);
         let text = r.to_string();
         assert!(!text.contains("hunter2"), "{text}");
         assert_eq!(r["app_name"], "web");
-        assert_eq!(r["env"], json!({"DB_PASSWORD": "***", "TAG": "***"}));
-        assert_eq!(r["compose_yaml"], json!("<66 bytes>"));
+        assert_eq!(r["env"], json!({"keys": ["DB_PASSWORD", "TAG"]}));
+        assert_eq!(r["compose_yaml"], json!("(compose, 66 bytes)"));
         assert_eq!(r["dry_run"], false);
+        assert_eq!(r["note"], json!("(201 bytes)"));
     }
 
     #[test]

@@ -22,7 +22,7 @@ mod portals;
 mod ports;
 mod render;
 pub mod rules;
-mod secrets;
+pub mod secrets;
 mod volumes;
 
 pub use parse::MAX_INPUT_BYTES;
@@ -192,13 +192,15 @@ pub fn update_payload(app_name: &str, compose: &str) -> Result<Value, Finding> {
     payload::update_payload(app_name, compose)
 }
 
-/// A copy of a compose document (as JSON, e.g. from `app.config`) with secret-looking environment values masked.
+/// A copy of a compose document (as JSON, e.g. from `app.config`) with secret-looking environment values and URL
+/// passwords masked ([`crate::redact::mask_compose`]).
 pub fn mask_secrets(compose: &Value) -> Value {
     secrets::mask_secrets(compose)
 }
 
-/// [`Report::rendered`] for display: the same YAML with secret-looking environment values masked (the rendered
-/// text carries the env values substituted into it). `None` when the text does not parse.
+/// [`Report::rendered`] for display: the same YAML with secret-looking environment values and URL passwords
+/// masked. The values substituted from `env` are masked by the tool layer, which knows them. `None` when the text
+/// does not parse.
 pub fn mask_rendered(rendered: &str) -> Option<String> {
     let doc: serde_yaml::Value = serde_yaml::from_str(rendered).ok()?;
     let masked = secrets::mask_secrets(&serde_json::to_value(doc).ok()?);

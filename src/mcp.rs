@@ -6,7 +6,6 @@
 mod call;
 mod pool;
 mod protocol;
-mod redact;
 mod server;
 mod stdio;
 pub mod tool;

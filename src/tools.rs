@@ -15,6 +15,7 @@ mod job;
 mod lifecycle;
 mod logs;
 mod prompt;
+mod redacted;
 mod resources;
 mod settle;
 mod status;
@@ -31,6 +32,7 @@ use crate::mcp::tool::{
     CallContext, Catalog, CatalogError, PromptDef, PromptMessages, ResourceContents, ResourceDef, ResourceTemplateDef,
     ToolDef, ToolOutput,
 };
+use crate::redact::Secrets;
 use crate::truenas::apps::Apps;
 use crate::truenas::{Client, TnError};
 
@@ -47,6 +49,8 @@ pub struct Tools {
     client: OnceLock<Client>,
     audit: AuditLog,
     specs: Vec<ToolSpec>,
+    /// Every value passed through an `env` argument so far: masked in all later output of this server.
+    secrets: Arc<Secrets>,
 }
 
 /// What a write handler tells the audit log about the change it attempted.
@@ -62,7 +66,13 @@ pub struct Change {
 
 impl Tools {
     pub fn new(config: Config) -> Tools {
-        Tools { audit: AuditLog::new(&config.audit), specs: catalogue::specs(), config, client: OnceLock::new() }
+        Tools {
+            audit: AuditLog::new(&config.audit),
+            specs: catalogue::specs(),
+            config,
+            client: OnceLock::new(),
+            secrets: Arc::default(),
+        }
     }
 
     /// A catalogue that talks through `client` (tests that hold a simulator in-process).
@@ -104,7 +114,7 @@ impl Tools {
             job_id: change.job_id,
             duration_ms: started.elapsed().as_millis() as u64,
             arguments: redact_arguments(args),
-            detail: change.detail.clone(),
+            detail: change.detail.as_deref().map(|d| self.secrets.mask(d)),
         });
     }
 
@@ -137,8 +147,10 @@ impl Catalog for Tools {
         let Some(spec) = self.spec(name) else {
             return ToolOutput::error(format!("unknown tool '{name}' (tools/list shows the available tools)"));
         };
+        redacted::remember(&self.secrets, &args);
+        let ctx = &redacted::context(ctx, &self.secrets);
         if !spec.writes {
-            return (spec.handler)(self, &args, ctx, &mut Change::default());
+            return redacted::output((spec.handler)(self, &args, ctx, &mut Change::default()), &self.secrets);
         }
         let started = Instant::now();
         let mut change = Change::default();
@@ -147,7 +159,7 @@ impl Catalog for Tools {
             self.audit(name, &args, started, Outcome::Refused, &change);
             return ToolOutput::error(reason);
         }
-        let output = (spec.handler)(self, &args, ctx, &mut change);
+        let output = redacted::output((spec.handler)(self, &args, ctx, &mut change), &self.secrets);
         if !change.not_attempted && output.input_required.is_none() {
             let outcome = change.outcome.unwrap_or(if output.is_error { Outcome::Failed } else { Outcome::Succeeded });
             if change.detail.is_none() && output.is_error {
@@ -171,7 +183,11 @@ impl Catalog for Tools {
     }
 
     fn read_resource(&self, uri: &str) -> Result<Vec<ResourceContents>, CatalogError> {
-        resources::read(self, uri)
+        match resources::read(self, uri) {
+            Ok(contents) => Ok(redacted::resources(contents, &self.secrets)),
+            Err(CatalogError::Internal(why)) => Err(CatalogError::Internal(self.secrets.mask(&why))),
+            Err(e) => Err(e),
+        }
     }
 
     fn prompts(&self) -> Vec<PromptDef> {

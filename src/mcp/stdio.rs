@@ -8,7 +8,7 @@ use crossbeam_channel::{Receiver, Sender};
 use serde_json::Value;
 
 use crate::jsonrpc::{read_frame, ErrorObject, Frame};
-use crate::mcp::redact;
+use crate::redact;
 
 /// What the reader makes of one line.
 #[derive(Debug)]

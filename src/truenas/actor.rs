@@ -1313,7 +1313,7 @@ impl Actor {
 
     fn log_out(&self, text: &str) {
         if log_enabled!(Level::Debug) {
-            debug!("> {}", redacted(text));
+            debug!("> {}", crate::redact::frame_for_log(text));
         }
     }
 }
@@ -1332,7 +1332,7 @@ fn arguments_match(sent: &Value, reported: &Value) -> bool {
 
 fn log_in(text: &str) {
     if log_enabled!(Level::Debug) {
-        debug!("< {}", redacted(text));
+        debug!("< {}", crate::redact::frame_for_log(text));
     }
 }
 
@@ -1340,51 +1340,6 @@ fn timeout_of(kind: &ReqKind, default: Duration) -> Duration {
     match kind {
         ReqKind::Call { timeout, .. } | ReqKind::Subscribe { timeout, .. } => *timeout,
         _ => default,
-    }
-}
-
-/// A wire message for the debug log: secret-looking fields masked, long messages shortened.
-pub fn redacted(text: &str) -> String {
-    const MAX: usize = 2000;
-    let shown = match serde_json::from_str::<Value>(text) {
-        Ok(mut v) => {
-            redact_value(&mut v);
-            v.to_string()
-        }
-        Err(_) => text.to_string(),
-    };
-    if shown.len() > MAX {
-        let mut cut = MAX;
-        while !shown.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        format!("{}… ({} bytes)", &shown[..cut], shown.len())
-    } else {
-        shown
-    }
-}
-
-fn redact_value(v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            for (k, val) in map.iter_mut() {
-                let key = k.to_ascii_lowercase();
-                if key.contains("password")
-                    || key.contains("api_key")
-                    || key.contains("apikey")
-                    || key.contains("token")
-                    || key.contains("secret")
-                {
-                    if !val.is_null() {
-                        *val = Value::String("***".into());
-                    }
-                } else {
-                    redact_value(val);
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(redact_value),
-        _ => {}
     }
 }
 
@@ -1429,15 +1384,5 @@ mod tests {
         for (raw, v, t) in cases {
             assert_eq!(parse_version(raw), (v.to_string(), t), "for {raw}");
         }
-    }
-
-    #[test]
-    fn secrets_never_reach_the_debug_log() {
-        let text = r#"{"jsonrpc":"2.0","id":"x","method":"auth.login_ex","params":[{"mechanism":"API_KEY_PLAIN","username":"u","api_key":"1-SECRET","password":"hunter2","token":"tok","login_options":{"user_info":false}}]}"#;
-        let shown = redacted(text);
-        assert!(!shown.contains("SECRET") && !shown.contains("hunter2") && !shown.contains("tok\""), "{shown}");
-        assert!(shown.contains("API_KEY_PLAIN") && shown.contains("\"u\""), "{shown}");
-        let long = format!(r#"{{"result":"{}"}}"#, "é".repeat(3000));
-        assert!(redacted(&long).ends_with("bytes)"));
     }
 }

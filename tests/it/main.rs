@@ -6,6 +6,7 @@ mod faults;
 mod mcp;
 mod mcp_schema;
 mod properties;
+mod secrets;
 mod sim;
 mod soak;
 mod support;

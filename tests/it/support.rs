@@ -94,14 +94,15 @@ impl McpPeer {
 
     /// The real binary with `args` (e.g. `--mock`), stdin/stdout piped, stderr inherited.
     pub fn spawn_binary(args: &[&str]) -> McpPeer {
-        let mut child = Command::new(binary())
-            .args(args)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn the truenas-mcp binary");
+        let mut command = Command::new(binary());
+        command.args(args).env_remove("RUST_LOG").stderr(Stdio::inherit());
+        McpPeer::spawn_command(command)
+    }
+
+    /// `command` (the binary with the caller's environment and stderr), stdin/stdout piped.
+    pub fn spawn_command(mut command: Command) -> McpPeer {
+        let mut child =
+            command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn the truenas-mcp binary");
         let stdin: ChildStdin = child.stdin.take().unwrap();
         let lines = spawn_line_reader(child.stdout.take().unwrap());
         McpPeer::new(Box::new(stdin), lines, Server::Process(child))

@@ -685,7 +685,7 @@ fn policy_refusal() {
     assert_eq!(lines.len(), 1, "the dry run is not audited: {lines:#?}");
     assert_eq!(lines[0]["outcome"], "refused");
     assert!(lines[0]["detail"].as_str().unwrap().contains("privileged"), "{}", lines[0]);
-    assert_eq!(lines[0]["arguments"]["compose_yaml"], format!("<{} bytes>", DANGEROUS.len()));
+    assert_eq!(lines[0]["arguments"]["compose_yaml"], format!("(compose, {} bytes)", DANGEROUS.len()));
     check_wire(&nas);
 }
 
