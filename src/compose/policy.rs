@@ -10,13 +10,13 @@
 //!
 //! | level | change |
 //! |---|---|
-//! | `strict` | warnings become **errors** for `host-path-outside-roots`, `no-resource-limits`, `cap-add-network`, `network-mode-host`, `devices` and `host-namespace` (`uts: host`); infos become **warnings** for `user-root`, `image-unpinned`, `plaintext-secret` |
+//! | `strict` | warnings become **errors** for `no-resource-limits`, `cap-add-network`, `cap-add-host`, `volume-network-mount`, `network-mode-host`, `devices` and `host-namespace` (`uts: host`); infos become **warnings** for `user-root`, `image-unpinned`, `plaintext-secret` |
 //! | `standard` | nothing |
-//! | `permissive` | warnings become **info** for `host-path-outside-roots`, `no-resource-limits`, `cap-add-network`, `network-mode-host`, `devices`, `host-namespace` (`uts: host`), `port-privileged`, `container-name`, `external-network`; the error `unresolved-variable` becomes a **warning** (the variable becomes empty, as plain Compose would do) |
+//! | `permissive` | warnings become **info** for `no-resource-limits`, `cap-add-network`, `network-mode-host`, `devices`, `host-namespace` (`uts: host`), `port-privileged`, `container-name`, `external-network`; the errors `host-path-outside-roots` and `external-volume` become **warnings** (the operator trusts the model with data outside the roots and other apps' volumes), and so does `unresolved-variable` (the variable becomes empty, as plain Compose would do) |
 //!
 //! No level changes a security-critical error: `privileged`, `cap-add-dangerous`, `host-namespace` (pid, ipc,
-//! userns, cgroup), `security-opt-unconfined`, `docker-socket`, `sensitive-host-path` and `devices-dangerous`
-//! stay errors at every level, and so do the errors that mean the app cannot work on TrueNAS (`build-unsupported`,
+//! userns, cgroup), `security-opt-unconfined`, `seccomp-profile`, `joins-other-container`, `docker-socket`,
+//! `sensitive-host-path`, `volume-host-mount` and `devices-dangerous` stay errors at every level, and so do the errors that mean the app cannot work on TrueNAS (`build-unsupported`,
 //! `relative-host-path`, `env-file-unsupported`, `port-conflict`, `required-variable`, …). Only the operator's
 //! explicit `TRUENAS_COMPOSE_ALLOW=rule-id,…` downgrades a rule, any rule, to `info`, with the message saying so.
 //! The structural rules (`yaml-invalid`, `not-a-mapping`, `no-services`, `service-not-a-mapping`,
@@ -28,8 +28,20 @@
 //! Every host path (bind source, named volume `device`, `env_file`, `configs`/`secrets` `file`) is normalised
 //! (`..`, `.`, `//`, trailing `/`) and `~` read as `/root` before it is judged. A path is sensitive when it is one
 //! of the system paths, lies below one, or *contains* one (`/var` holds `/var/run/docker.sock`, `/mnt` holds
-//! `/mnt/.ix-apps`). Read-only `/etc/localtime` and `/etc/timezone` are allowed. `env_file` and `configs`/`secrets`
-//! files are read-only by nature.
+//! `/mnt/.ix-apps`). Read-only `/etc/localtime` and `/etc/timezone` are allowed, and so are `/dev/null`,
+//! `/dev/zero`, `/dev/random` and `/dev/urandom` (bound over a file to blank it). The system paths are a denylist and
+//! never complete (containerd's state, an admin's `~/.ssh`), so the allowed roots are an allowlist: any other path
+//! outside them is an error too. `env_file` and `configs`/`secrets` files are read-only by nature.
+//!
+//! # Other ways to the host
+//!
+//! A named volume is judged for what its local driver mounts (`volumes.rs`): a bind like a bind; a disk, a ZFS
+//! dataset, an overlay or an NFS/CIFS share of the NAS itself as `volume-host-mount`; a share on another machine as
+//! `volume-network-mount` (a warning: the NAS mounts it as root, but it reaches nothing a LAN client could not); an
+//! `external` volume or one named `ix-…` (TrueNAS's prefix for every app's volumes) as `external-volume`. Joining
+//! a service of the same document (`network_mode: service:x`, `volumes_from: [x]`) is fine: it is part of the app and
+//! judged itself; joining any other container (`container:<x>`, a `volumes_from` name that is no service here) is
+//! `joins-other-container`. `seccomp=<file>` is `seccomp-profile`: a profile we do not read can allow everything.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -151,9 +163,9 @@ pub fn judge(project: &Project, cx: &Context<'_>, published: &mut Vec<PublishedP
             }
             Some(VolumeBacking::RelativeBind { device, .. }) => out.push(relative(None, path, device, "named volume")),
             // Unused, it is still mounted if a later update uses it; judge it where it is declared.
-            Some(backing @ (VolumeBacking::HostMount { path: at, .. } | VolumeBacking::NetworkMount { path: at, .. })) => {
-                out.extend(mount_finding(None, at, name, backing))
-            }
+            Some(
+                backing @ (VolumeBacking::HostMount { path: at, .. } | VolumeBacking::NetworkMount { path: at, .. }),
+            ) => out.extend(mount_finding(None, at, name, backing)),
             _ => {}
         }
     }
@@ -259,7 +271,11 @@ fn judge_isolation(s: &Service, out: &mut Vec<Finding>) {
             out.push(rules::CAP_ADD_HOST.at(
                 svc,
                 &cap.path,
-                format!("`cap_add: {}` acts on the NAS itself, not only on the container ({})", cap.value, host_cap_effect(bare)),
+                format!(
+                    "`cap_add: {}` acts on the NAS itself, not only on the container ({})",
+                    cap.value,
+                    host_cap_effect(bare)
+                ),
                 "remove it unless the service's documentation requires it",
             ));
         } else if NETWORK_CAPS.contains(&bare) {

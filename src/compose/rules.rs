@@ -63,8 +63,11 @@ pub const SECURITY_OPT_UNCONFINED: Rule = rule(
     Error,
     "`security_opt` seccomp/apparmor unconfined, label disable, systempaths unconfined",
 );
-pub const SECCOMP_PROFILE: Rule =
-    rule("seccomp-profile", Error, "`security_opt: seccomp=<file>` (a profile from a file can allow every system call)");
+pub const SECCOMP_PROFILE: Rule = rule(
+    "seccomp-profile",
+    Error,
+    "`security_opt: seccomp=<file>` (a profile from a file can allow every system call)",
+);
 pub const JOINS_OTHER_CONTAINER: Rule = rule(
     "joins-other-container",
     Error,

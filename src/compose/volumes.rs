@@ -293,7 +293,10 @@ mod tests {
         let external = |name: &str, at: &str| VolumeBacking::External { name: name.into(), path: at.into() };
         assert_eq!(backing("{external: true}"), external("v", "volumes.v.external"));
         assert_eq!(backing("{external: {name: x}}"), external("x", "volumes.v.external"));
-        assert_eq!(backing("{external: true, name: y, driver_opts: {type: ext4}}"), external("y", "volumes.v.external"));
+        assert_eq!(
+            backing("{external: true, name: y, driver_opts: {type: ext4}}"),
+            external("y", "volumes.v.external")
+        );
         assert_eq!(backing("{name: ix-other_data}"), external("ix-other_data", "volumes.v.name"));
         assert_eq!(backing("{name: mine}"), VolumeBacking::Managed);
         assert_eq!(backing("{external: false}"), VolumeBacking::Managed);

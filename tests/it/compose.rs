@@ -1042,13 +1042,37 @@ fn named_volumes_that_mount_host_filesystems() {
         ("disk partition", with_volume("driver_opts: {type: ext4, device: /dev/sda1}"), host),
         ("disk by id", with_volume("driver_opts: {type: btrfs, device: /dev/disk/by-id/ata-x}"), host),
         ("zfs dataset", with_volume("driver_opts: {type: zfs, device: boot-pool/ROOT}"), host),
-        ("overlay of /etc", with_volume("driver_opts: {type: overlay, o: 'lowerdir=/etc,upperdir=/u,workdir=/w'}"), host),
-        ("nfs of the NAS itself", with_volume("driver_opts: {type: nfs, o: 'addr=127.0.0.1,rw', device: ':/mnt'}"), host),
+        (
+            "overlay of /etc",
+            with_volume("driver_opts: {type: overlay, o: 'lowerdir=/etc,upperdir=/u,workdir=/w'}"),
+            host,
+        ),
+        (
+            "nfs of the NAS itself",
+            with_volume("driver_opts: {type: nfs, o: 'addr=127.0.0.1,rw', device: ':/mnt'}"),
+            host,
+        ),
         ("tmpfs is memory", with_volume("driver_opts: {type: tmpfs, device: tmpfs, o: 'size=64m'}"), &[]),
-        ("bind outside the roots", with_volume("driver_opts: {type: none, o: bind, device: /srv/x}"), &["host-path-outside-roots"]),
-        ("bind of a system path", with_volume("driver_opts: {type: none, o: bind, device: /etc}"), &["sensitive-host-path"]),
-        ("nfs share", with_volume("driver_opts: {type: nfs, o: 'addr=10.0.0.2,rw', device: ':/export'}"), &["volume-network-mount"]),
-        ("cifs share", with_volume("driver_opts: {type: cifs, device: //server/share, o: 'username=u'}"), &["volume-network-mount"]),
+        (
+            "bind outside the roots",
+            with_volume("driver_opts: {type: none, o: bind, device: /srv/x}"),
+            &["host-path-outside-roots"],
+        ),
+        (
+            "bind of a system path",
+            with_volume("driver_opts: {type: none, o: bind, device: /etc}"),
+            &["sensitive-host-path"],
+        ),
+        (
+            "nfs share",
+            with_volume("driver_opts: {type: nfs, o: 'addr=10.0.0.2,rw', device: ':/export'}"),
+            &["volume-network-mount"],
+        ),
+        (
+            "cifs share",
+            with_volume("driver_opts: {type: cifs, device: //server/share, o: 'username=u'}"),
+            &["volume-network-mount"],
+        ),
         ("plain managed", with_volume("{}"), &[]),
     ]);
     // An unused volume still mounts when the app starts.
@@ -1125,8 +1149,16 @@ fn capabilities_that_reach_the_nas() {
         ("immutable files", svc("cap_add: [LINUX_IMMUTABLE]"), host),
         ("audit rules", svc("cap_add: [AUDIT_CONTROL]"), host),
         ("wake alarms", svc("cap_add: [WAKE_ALARM, BLOCK_SUSPEND]"), &["cap-add-host", "cap-add-host"]),
-        ("scheduling", svc("cap_add: [SYS_NICE, SYS_RESOURCE, IPC_LOCK]"), &["cap-add-host", "cap-add-host", "cap-add-host"]),
-        ("perf", svc("cap_add: [PERFMON, SYS_PACCT, SYS_TTY_CONFIG]"), &["cap-add-host", "cap-add-host", "cap-add-host"]),
+        (
+            "scheduling",
+            svc("cap_add: [SYS_NICE, SYS_RESOURCE, IPC_LOCK]"),
+            &["cap-add-host", "cap-add-host", "cap-add-host"],
+        ),
+        (
+            "perf",
+            svc("cap_add: [PERFMON, SYS_PACCT, SYS_TTY_CONFIG]"),
+            &["cap-add-host", "cap-add-host", "cap-add-host"],
+        ),
         ("already dangerous", svc("cap_add: [SYS_MODULE, SYS_BOOT, SYS_RAWIO, SYS_PTRACE]"), &["cap-add-dangerous"; 4]),
         ("in docker's default set", svc("cap_add: [MKNOD, CHOWN, KILL]"), &[]),
     ]);
@@ -1156,26 +1188,34 @@ fn reset_and_override_tags() {
     // A tag does not hide what it carries: an override of a dangerous value is judged.
     check(&svc("privileged: !override true"), &["privileged"]);
     check(&svc("volumes: !override [\"/etc:/e\"]"), &["sensitive-host-path"]);
-    let nested = "x-a: &a {image: nginx:1.25, mem_limit: 1g, cap_add: [SYS_ADMIN]}\nx-b: &b {<<: *a, cap_add: !reset null}\n\
+    let nested =
+        "x-a: &a {image: nginx:1.25, mem_limit: 1g, cap_add: [SYS_ADMIN]}\nx-b: &b {<<: *a, cap_add: !reset null}\n\
                   services:\n  web: {<<: *b}\n";
     check(nested, &[]);
 }
 
-/// The rule catalogue and the README's table say the same thing.
+/// The rule catalogue and the README's table (in its security section) say the same thing: every rule, in
+/// catalogue order, with its `standard` severity first and its summary.
 #[test]
 fn the_readme_rule_table_matches_the_catalogue() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let rows: Vec<(String, String)> = readme
+    let section = readme.split("\n## Security model\n").nth(1).unwrap().split("\n## ").next().unwrap();
+    let rows: Vec<(String, String, String)> = section
         .lines()
+        .map(str::trim)
         .filter(|l| l.starts_with("| `"))
-        .filter_map(|l| {
-            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-            Some((cells.get(1)?.trim_matches('`').to_string(), cells.get(2)?.to_string()))
+        .map(|l| {
+            let cells: Vec<&str> = l.split(" | ").map(|c| c.trim_matches(|c| c == '|' || c == ' ')).collect();
+            let severity = cells[1].split(' ').next().unwrap().to_string();
+            (cells[0].trim_matches('`').to_string(), severity, cells[2].to_string())
         })
         .collect();
-    let want: Vec<(String, String)> = compose::rules::ALL
+    let want: Vec<(String, String, String)> = compose::rules::ALL
         .iter()
-        .map(|r| (r.id.to_string(), serde_json::to_value(r.severity).unwrap().as_str().unwrap().to_string()))
+        .map(|r| {
+            let severity = serde_json::to_value(r.severity).unwrap().as_str().unwrap().to_string();
+            (r.id.to_string(), severity, r.summary.to_string())
+        })
         .collect();
     assert_eq!(rows, want);
 }
