@@ -153,7 +153,9 @@ pub fn volume_backing(name: &str, def: &Value, path: &str) -> VolumeBacking {
     }
     let Some(opts) = def.get("driver_opts").and_then(Value::as_mapping) else { return VolumeBacking::Managed };
     let opt = |key: &str| opts.get(key).and_then(scalar_text).map(|v| v.trim().to_string());
-    let driver = def.get("driver").and_then(scalar_text).unwrap_or_else(|| "local".to_string());
+    // Docker matches driver names exactly, but a spelling we misread must not skip the local driver's checks.
+    let driver = def.get("driver").and_then(scalar_text).map(|d| d.trim().to_ascii_lowercase());
+    let driver = driver.filter(|d| !d.is_empty()).unwrap_or_else(|| "local".to_string());
     let opts_path = format!("{path}.driver_opts");
     if driver != "local" {
         // Plugin drivers (local-persist and friends) take host paths under their own option names.
@@ -290,6 +292,10 @@ mod tests {
         );
         assert_eq!(backing("{driver_opts: {type: tmpfs, device: tmpfs, o: size=1m}}"), VolumeBacking::Managed);
         assert_eq!(backing("{driver_opts: {o: size=1m}}"), VolumeBacking::Managed);
+        assert!(matches!(
+            backing("{driver: ' Local', driver_opts: {type: zfs, device: boot-pool/ROOT}}"),
+            VolumeBacking::HostMount { .. }
+        ));
         let external = |name: &str, at: &str| VolumeBacking::External { name: name.into(), path: at.into() };
         assert_eq!(backing("{external: true}"), external("v", "volumes.v.external"));
         assert_eq!(backing("{external: {name: x}}"), external("x", "volumes.v.external"));
