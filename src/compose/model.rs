@@ -49,6 +49,8 @@ pub struct Service {
     /// `(key, value)` of `pid`, `ipc`, `uts`, `userns_mode`, `cgroup`.
     pub namespaces: Vec<Located<(&'static str, String)>>,
     pub network_mode: Option<Located<String>>,
+    /// `volumes_from:` entries as written (`service[:mode]` or `container:name[:mode]`).
+    pub volumes_from: Vec<Located<String>>,
     pub ports: Vec<Located<PortBinding>>,
     pub mounts: Vec<Located<Mount>>,
     /// Host side of each `devices:` entry (a path or a CDI name).
@@ -235,6 +237,7 @@ fn read_service(name: &str, path: &str, m: &Mapping, findings: &mut Vec<Finding>
     s.cap_add = list_of_text("cap_add", findings);
     s.security_opt = list_of_text("security_opt", findings);
     s.device_cgroup_rules = list_of_text("device_cgroup_rules", findings);
+    s.volumes_from = list_of_text("volumes_from", findings);
     for key in ["pid", "ipc", "uts", "userns_mode", "cgroup"] {
         if let Some(value) = m.get(key).and_then(scalar_text) {
             s.namespaces.push(Located { value: (key, value), path: field(key) });

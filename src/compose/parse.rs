@@ -68,6 +68,7 @@ pub fn parse(text: &str) -> Result<Value, Finding> {
             "merge keys (`<<`) must name a mapping or a list of mappings",
         ));
     }
+    resolve_compose_tags(&mut value, 0);
     Ok(value)
 }
 
@@ -304,6 +305,53 @@ pub fn resolve_merges(value: &mut Value, depth: usize) -> Result<(), String> {
     }
 }
 
+/// Resolve Compose's `!reset` and `!override` tags (after merge keys), so the policy judges the effective document
+/// and the text sent to TrueNAS has no tags its YAML loader cannot read. In one document, `key: !reset <anything>`
+/// means "back to the default": the key is removed, together with any value a merge key (`<<`) brought for it,
+/// because the tagged key already took that key's place. `key: !override <value>` means "this value, not a merge
+/// of it": merge keys are shallow, so the explicit value has already replaced the merged one and only the tag goes.
+/// In a list, a `!reset` item is dropped and an `!override` item keeps its value. Other tags are left alone.
+fn resolve_compose_tags(value: &mut Value, depth: usize) {
+    // parse() already refused anything deeper than MAX_DEPTH while building the tree.
+    if depth > MAX_DEPTH {
+        return;
+    }
+    let kind = |v: &Value| match v {
+        Value::Tagged(t) if t.tag == "reset" => Some(true),
+        Value::Tagged(t) if t.tag == "override" => Some(false),
+        _ => None,
+    };
+    match value {
+        Value::Mapping(mapping) => {
+            mapping.retain(|_, v| kind(v) != Some(true));
+            for (_, v) in mapping.iter_mut() {
+                strip_override(v);
+                resolve_compose_tags(v, depth + 1);
+            }
+        }
+        Value::Sequence(items) => {
+            items.retain(|v| kind(v) != Some(true));
+            for v in items.iter_mut() {
+                strip_override(v);
+                resolve_compose_tags(v, depth + 1);
+            }
+        }
+        Value::Tagged(tagged) => resolve_compose_tags(&mut tagged.value, depth + 1),
+        _ => {}
+    }
+}
+
+/// Replace `!override <value>` (any number of times nested) by `<value>`.
+fn strip_override(v: &mut Value) {
+    while let Value::Tagged(t) = v {
+        if t.tag != "override" {
+            return;
+        }
+        let inner = std::mem::take(&mut t.value);
+        *v = inner;
+    }
+}
+
 /// The mappings a resolved `<<` value merges, in precedence order.
 fn merge_sources(source: Value) -> Result<Vec<Mapping>, String> {
     match source {
@@ -402,8 +450,21 @@ mod tests {
     }
 
     #[test]
-    fn tags_are_kept() {
-        let v = rule_of("a: !reset []\n").unwrap();
-        assert!(matches!(&v["a"], Value::Tagged(t) if t.tag == "reset"));
+    fn reset_and_override_are_resolved_and_other_tags_kept() {
+        let v = rule_of(
+            "base: &b {a: 1, b: [1], c: {x: 1}, d: 4}\nz:\n  <<: *b\n  a: !reset null\n  b: !override [2]\n  \
+             c: !override {y: 2}\n  e: !reset\n  f: !custom x\n  g: [1, !reset 2, !override 3]\n",
+        )
+        .unwrap();
+        let z = v["z"].as_mapping().unwrap();
+        let keys: Vec<&str> = z.keys().filter_map(Value::as_str).collect();
+        assert_eq!(keys, vec!["b", "c", "d", "f", "g"], "a reset key drops the merged value too");
+        assert_eq!(v["z"]["b"], serde_yaml::from_str::<Value>("[2]").unwrap());
+        assert_eq!(v["z"]["c"], serde_yaml::from_str::<Value>("{y: 2}").unwrap(), "no deep merge under !override");
+        assert_eq!(v["z"]["g"], serde_yaml::from_str::<Value>("[1, 3]").unwrap());
+        assert!(matches!(&v["z"]["f"], Value::Tagged(t) if t.tag == "custom"));
+        let top = rule_of("services: !reset {}\nx: !override 1\n").unwrap();
+        assert!(top.get("services").is_none());
+        assert_eq!(top["x"], Value::Number(1.into()));
     }
 }

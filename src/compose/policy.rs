@@ -10,13 +10,13 @@
 //!
 //! | level | change |
 //! |---|---|
-//! | `strict` | warnings become **errors** for `host-path-outside-roots`, `no-resource-limits`, `cap-add-network`, `network-mode-host`, `devices` and `host-namespace` (`uts: host`); infos become **warnings** for `user-root`, `image-unpinned`, `plaintext-secret` |
+//! | `strict` | warnings become **errors** for `no-resource-limits`, `cap-add-network`, `cap-add-host`, `volume-network-mount`, `network-mode-host`, `devices` and `host-namespace` (`uts: host`); infos become **warnings** for `user-root`, `image-unpinned`, `plaintext-secret` |
 //! | `standard` | nothing |
-//! | `permissive` | warnings become **info** for `host-path-outside-roots`, `no-resource-limits`, `cap-add-network`, `network-mode-host`, `devices`, `host-namespace` (`uts: host`), `port-privileged`, `container-name`, `external-network`; the error `unresolved-variable` becomes a **warning** (the variable becomes empty, as plain Compose would do) |
+//! | `permissive` | warnings become **info** for `no-resource-limits`, `cap-add-network`, `network-mode-host`, `devices`, `host-namespace` (`uts: host`), `port-privileged`, `container-name`, `external-network`; the errors `host-path-outside-roots` and `external-volume` become **warnings** (the operator trusts the model with data outside the roots and other apps' volumes), and so does `unresolved-variable` (the variable becomes empty, as plain Compose would do) |
 //!
 //! No level changes a security-critical error: `privileged`, `cap-add-dangerous`, `host-namespace` (pid, ipc,
-//! userns, cgroup), `security-opt-unconfined`, `docker-socket`, `sensitive-host-path` and `devices-dangerous`
-//! stay errors at every level, and so do the errors that mean the app cannot work on TrueNAS (`build-unsupported`,
+//! userns, cgroup), `security-opt-unconfined`, `seccomp-profile`, `joins-other-container`, `docker-socket`,
+//! `sensitive-host-path`, `volume-host-mount` and `devices-dangerous` stay errors at every level, and so do the errors that mean the app cannot work on TrueNAS (`build-unsupported`,
 //! `relative-host-path`, `env-file-unsupported`, `port-conflict`, `required-variable`, …). Only the operator's
 //! explicit `TRUENAS_COMPOSE_ALLOW=rule-id,…` downgrades a rule, any rule, to `info`, with the message saying so.
 //! The structural rules (`yaml-invalid`, `not-a-mapping`, `no-services`, `service-not-a-mapping`,
@@ -28,8 +28,20 @@
 //! Every host path (bind source, named volume `device`, `env_file`, `configs`/`secrets` `file`) is normalised
 //! (`..`, `.`, `//`, trailing `/`) and `~` read as `/root` before it is judged. A path is sensitive when it is one
 //! of the system paths, lies below one, or *contains* one (`/var` holds `/var/run/docker.sock`, `/mnt` holds
-//! `/mnt/.ix-apps`). Read-only `/etc/localtime` and `/etc/timezone` are allowed. `env_file` and `configs`/`secrets`
-//! files are read-only by nature.
+//! `/mnt/.ix-apps`). Read-only `/etc/localtime` and `/etc/timezone` are allowed, and so are `/dev/null`,
+//! `/dev/zero`, `/dev/random` and `/dev/urandom` (bound over a file to blank it). The system paths are a denylist and
+//! never complete (containerd's state, an admin's `~/.ssh`), so the allowed roots are an allowlist: any other path
+//! outside them is an error too. `env_file` and `configs`/`secrets` files are read-only by nature.
+//!
+//! # Other ways to the host
+//!
+//! A named volume is judged for what its local driver mounts (`volumes.rs`): a bind like a bind; a disk, a ZFS
+//! dataset, an overlay or an NFS/CIFS share of the NAS itself as `volume-host-mount`; a share on another machine as
+//! `volume-network-mount` (a warning: the NAS mounts it as root, but it reaches nothing a LAN client could not); an
+//! `external` volume or one named `ix-…` (TrueNAS's prefix for every app's volumes) as `external-volume`. Joining
+//! a service of the same document (`network_mode: service:x`, `volumes_from: [x]`) is fine: it is part of the app and
+//! judged itself; joining any other container (`container:<x>`, a `volumes_from` name that is no service here) is
+//! `joins-other-container`. `seccomp=<file>` is `seccomp-profile`: a profile we do not read can allow everything.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -79,6 +91,26 @@ const DANGEROUS_CAPS: &[&str] = &[
     "BPF",
 ];
 const NETWORK_CAPS: &[&str] = &["NET_ADMIN", "NET_RAW"];
+/// Capabilities whose effect is not confined to the container: they act on the NAS's clock, kernel log, audit
+/// rules, power state, memory, scheduler or files. (MKNOD, CHOWN, KILL and the rest of Docker's default set are
+/// already granted, so adding them changes nothing; the device cgroup still decides which nodes can be opened.)
+const HOST_CAPS: &[&str] = &[
+    "SYS_TIME",
+    "SYSLOG",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "IPC_LOCK",
+    "LINUX_IMMUTABLE",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_CONTROL",
+    "AUDIT_READ",
+    "SYS_PACCT",
+    "SYS_TTY_CONFIG",
+    "PERFMON",
+];
+/// Device files that read as empty, zeros or randomness: binding one over a file blanks it and reaches nothing.
+const HARMLESS_DEVICE_FILES: &[&str] = &["/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"];
 /// Device names (below `/dev`) that give raw access to disks, memory or ZFS.
 const DANGEROUS_DEVICE_PREFIXES: &[&str] = &[
     "mem", "kmem", "port", "zfs", "sd", "hd", "vd", "xvd", "nvme", "zd", "dm-", "md", "loop", "nbd", "mmcblk", "sg",
@@ -115,7 +147,7 @@ pub fn judge(project: &Project, cx: &Context<'_>, published: &mut Vec<PublishedP
         ));
     }
     let backings: BTreeMap<&str, VolumeBacking> =
-        project.volumes.iter().map(|(name, def, path)| (name.as_str(), volume_backing(def, path))).collect();
+        project.volumes.iter().map(|(name, def, path)| (name.as_str(), volume_backing(name, def, path))).collect();
     let mut used_volumes = BTreeSet::new();
     for service in &project.services {
         judge_service(project, service, cx, &backings, &mut used_volumes, &mut out);
@@ -130,6 +162,10 @@ pub fn judge(project: &Project, cx: &Context<'_>, published: &mut Vec<PublishedP
                 judge_host_path(device, false, None, path, &what, cx.policy, &mut out);
             }
             Some(VolumeBacking::RelativeBind { device, .. }) => out.push(relative(None, path, device, "named volume")),
+            // Unused, it is still mounted if a later update uses it; judge it where it is declared.
+            Some(
+                backing @ (VolumeBacking::HostMount { path: at, .. } | VolumeBacking::NetworkMount { path: at, .. }),
+            ) => out.extend(mount_finding(None, at, name, backing)),
             _ => {}
         }
     }
@@ -157,6 +193,7 @@ fn judge_service(
 ) {
     judge_image(project, s, out);
     judge_isolation(s, out);
+    judge_joins(project, s, out);
     judge_storage(s, cx, backings, used_volumes, out);
     judge_process(s, cx, out);
 }
@@ -230,6 +267,17 @@ fn judge_isolation(s: &Service, out: &mut Vec<Finding>) {
                 format!("`cap_add: {}` gives the container root-equivalent power over the NAS", cap.value),
                 "remove it; if the image documents a narrower capability, add only that",
             ));
+        } else if HOST_CAPS.contains(&bare) {
+            out.push(rules::CAP_ADD_HOST.at(
+                svc,
+                &cap.path,
+                format!(
+                    "`cap_add: {}` acts on the NAS itself, not only on the container ({})",
+                    cap.value,
+                    host_cap_effect(bare)
+                ),
+                "remove it unless the service's documentation requires it",
+            ));
         } else if NETWORK_CAPS.contains(&bare) {
             out.push(rules::CAP_ADD_NETWORK.at(
                 svc,
@@ -267,6 +315,17 @@ fn judge_isolation(s: &Service, out: &mut Vec<Finding>) {
                 format!("`security_opt: {}` turns off {what}", opt.value),
                 "remove it; the default profiles work for almost every image",
             ));
+        } else if let Some(file) = seccomp_profile_file(&opt.value) {
+            out.push(rules::SECCOMP_PROFILE.at(
+                svc,
+                &opt.path,
+                format!(
+                    "`security_opt: {}` loads the seccomp profile `{file}`, which can allow every system call \
+                     (unconfined under another name) and is not checked here",
+                    opt.value
+                ),
+                "remove it; Docker's default profile works for almost every image",
+            ));
         }
     }
     if let Some(mode) = &s.network_mode {
@@ -278,6 +337,56 @@ fn judge_isolation(s: &Service, out: &mut Vec<Finding>) {
                 "publish the ports it needs with `ports:` instead",
             ));
         }
+    }
+}
+
+/// Namespaces and volumes joined from other containers. A service of the same document (`service:<name>`, a bare
+/// `volumes_from` name) is part of the app and judged itself; a container outside the app (`container:<x>`, or a
+/// `volumes_from` name that is no service here, which Compose reads as a container) belongs to another app or to
+/// the NAS, and joining it reaches whatever that container can.
+fn judge_joins(project: &Project, s: &Service, out: &mut Vec<Finding>) {
+    let svc = Some(s.name.as_str());
+    let joined = |key: &str, value: &str| -> Option<String> {
+        let target = value.trim().strip_prefix("container:")?;
+        Some(format!("`{key}: {value}` joins container `{target}`, which is not part of this app"))
+    };
+    let mut found: Vec<(String, &str)> = Vec::new();
+    if let Some(mode) = &s.network_mode {
+        found.extend(joined("network_mode", &mode.value).map(|m| (m, mode.path.as_str())));
+    }
+    for ns in &s.namespaces {
+        let (key, value) = &ns.value;
+        if matches!(*key, "pid" | "ipc") {
+            found.extend(joined(key, value).map(|m| (m, ns.path.as_str())));
+        }
+    }
+    for entry in &s.volumes_from {
+        let value = entry.value.trim();
+        let message = match value.strip_prefix("container:") {
+            Some(rest) => format!(
+                "`volumes_from: {value}` mounts every volume of container `{}`, which is not part of this app",
+                rest.split(':').next().unwrap_or_default()
+            ),
+            None => {
+                let service = value.split(':').next().unwrap_or_default();
+                if project.services.iter().any(|other| other.name == service) {
+                    continue;
+                }
+                format!(
+                    "`volumes_from: {value}` names no service of this app, so it would mount the volumes of a \
+                     container `{service}` outside it"
+                )
+            }
+        };
+        found.push((message, entry.path.as_str()));
+    }
+    for (message, path) in found {
+        out.push(rules::JOINS_OTHER_CONTAINER.at(
+            svc,
+            path,
+            message,
+            "share only with services of this document (`service:<name>`), or give the app its own volumes",
+        ));
     }
 }
 
@@ -317,6 +426,7 @@ fn judge_storage(
                         out.push(relative(svc, &m.path, device, &format!("named volume `{volume}`")))
                     }
                     Some(VolumeBacking::Managed) => {}
+                    Some(backing) => out.extend(mount_finding(svc, &m.path, volume, backing)),
                 }
             }
             MountSource::None => {}
@@ -476,6 +586,60 @@ fn relative(service: Option<&str>, path: &str, source: &str, what: &str) -> Find
     )
 }
 
+/// The finding for a named volume that mounts something of the NAS, another app's volume or a network share.
+fn mount_finding(service: Option<&str>, at: &str, volume: &str, backing: &VolumeBacking) -> Option<Finding> {
+    Some(match backing {
+        VolumeBacking::HostMount { detail, path } => rules::VOLUME_HOST_MOUNT.at(
+            service,
+            at,
+            format!(
+                "named volume `{volume}` is {detail} (declared at {path}): the NAS mounts it as root and the \
+                 container gets the NAS's own disk or files"
+            ),
+            "remove the `driver_opts`; bind a dataset under /mnt/<pool>/… instead",
+        ),
+        VolumeBacking::NetworkMount { detail, path } => rules::VOLUME_NETWORK_MOUNT.at(
+            service,
+            at,
+            format!("named volume `{volume}` is {detail} (declared at {path}), mounted by the NAS as root"),
+            "keep it only if the share is on another machine you trust",
+        ),
+        VolumeBacking::External { name, path } => rules::EXTERNAL_VOLUME.at(
+            service,
+            at,
+            format!(
+                "named volume `{volume}` is the existing volume `{name}` ({path}): it belongs to another app or to \
+                 the NAS, and the container could read or change its data"
+            ),
+            "let the app own its volume (drop `external` and `name`), or bind a dataset under /mnt/<pool>/…",
+        ),
+        _ => return None,
+    })
+}
+
+/// The file a `security_opt` loads a seccomp profile from, if it does.
+fn seccomp_profile_file(opt: &str) -> Option<String> {
+    let trimmed = opt.trim();
+    let split = trimmed.find([':', '='])?;
+    let (key, value) = (trimmed[..split].trim(), trimmed[split + 1..].trim());
+    let builtin = value.eq_ignore_ascii_case("unconfined") || value.eq_ignore_ascii_case("builtin");
+    (key.eq_ignore_ascii_case("seccomp") && !builtin).then(|| value.to_string())
+}
+
+fn host_cap_effect(cap: &str) -> &'static str {
+    match cap {
+        "SYS_TIME" => "it sets the NAS's clock, which breaks TLS, Kerberos/AD and ZFS snapshot schedules",
+        "SYSLOG" => "it reads and clears the NAS's kernel log",
+        "SYS_NICE" | "SYS_RESOURCE" | "IPC_LOCK" => "it can take CPU or memory from the NAS beyond normal limits",
+        "LINUX_IMMUTABLE" => "it sets immutable flags on files of bound datasets",
+        "WAKE_ALARM" | "BLOCK_SUSPEND" => "it controls the NAS's power state",
+        "AUDIT_CONTROL" | "AUDIT_READ" => "it changes or reads the NAS's audit system",
+        "SYS_PACCT" => "it switches process accounting of the whole NAS",
+        "SYS_TTY_CONFIG" => "it reconfigures the NAS's terminals",
+        _ => "it observes the NAS's kernel and every process",
+    }
+}
+
 fn under(path: &str, root: &str) -> bool {
     root == "/" || path == root || path.strip_prefix(root).is_some_and(|rest| rest.starts_with('/'))
 }
@@ -525,6 +689,9 @@ fn judge_host_path(
         return;
     }
     if read_only && READ_ONLY_EXCEPTIONS.contains(&path.as_str()) {
+        return;
+    }
+    if HARMLESS_DEVICE_FILES.contains(&path.as_str()) {
         return;
     }
     if let Some((system, contains)) = sensitive_match(&path) {
@@ -721,8 +888,9 @@ const NOT_ALLOWABLE: &[&str] = &[
     "app-name-invalid",
 ];
 const STRICT_TO_ERROR: &[&str] = &[
-    "host-path-outside-roots",
     "no-resource-limits",
+    "cap-add-host",
+    "volume-network-mount",
     "cap-add-network",
     "network-mode-host",
     "devices",
@@ -730,7 +898,6 @@ const STRICT_TO_ERROR: &[&str] = &[
 ];
 const STRICT_TO_WARNING: &[&str] = &["user-root", "image-unpinned", "plaintext-secret"];
 const PERMISSIVE_TO_INFO: &[&str] = &[
-    "host-path-outside-roots",
     "no-resource-limits",
     "cap-add-network",
     "network-mode-host",
@@ -740,7 +907,7 @@ const PERMISSIVE_TO_INFO: &[&str] = &[
     "container-name",
     "external-network",
 ];
-const PERMISSIVE_TO_WARNING: &[&str] = &["unresolved-variable"];
+const PERMISSIVE_TO_WARNING: &[&str] = &["unresolved-variable", "host-path-outside-roots", "external-volume"];
 
 /// Apply the operator's level and allow-list to findings that carry catalogue severities.
 pub fn apply_level(findings: &mut [Finding], policy: &PolicyConfig) {

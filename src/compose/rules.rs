@@ -54,6 +54,8 @@ pub const PRIVILEGED: Rule = rule("privileged", Error, "`privileged: true` in an
 pub const CAP_ADD_DANGEROUS: Rule =
     rule("cap-add-dangerous", Error, "`cap_add` of ALL, SYS_ADMIN, SYS_MODULE and other root-equivalent capabilities");
 pub const CAP_ADD_NETWORK: Rule = rule("cap-add-network", Warning, "`cap_add` of NET_ADMIN or NET_RAW");
+pub const CAP_ADD_HOST: Rule =
+    rule("cap-add-host", Warning, "`cap_add` of SYS_TIME and other capabilities that act on the NAS itself");
 pub const HOST_NAMESPACE: Rule =
     rule("host-namespace", Error, "`pid`/`ipc`/`userns_mode`/`cgroup: host` (error), `uts: host` (warning)");
 pub const SECURITY_OPT_UNCONFINED: Rule = rule(
@@ -61,15 +63,34 @@ pub const SECURITY_OPT_UNCONFINED: Rule = rule(
     Error,
     "`security_opt` seccomp/apparmor unconfined, label disable, systempaths unconfined",
 );
+pub const SECCOMP_PROFILE: Rule = rule(
+    "seccomp-profile",
+    Error,
+    "`security_opt: seccomp=<file>` (a profile from a file can allow every system call)",
+);
+pub const JOINS_OTHER_CONTAINER: Rule = rule(
+    "joins-other-container",
+    Error,
+    "`network_mode`/`pid`/`ipc: container:<x>` or `volumes_from` of a container outside the app",
+);
 pub const DOCKER_SOCKET: Rule = rule("docker-socket", Error, "a bind of `docker.sock` (root on the host)");
 pub const SENSITIVE_HOST_PATH: Rule =
     rule("sensitive-host-path", Error, "a bind of a system path (`/`, `/etc`, `/dev`, `/mnt/.ix-apps`, …)");
 pub const HOST_PATH_OUTSIDE_ROOTS: Rule =
-    rule("host-path-outside-roots", Warning, "a bind outside the allowed host-path roots (default `/mnt`)");
+    rule("host-path-outside-roots", Error, "a bind outside the allowed host-path roots (default `/mnt`)");
 pub const RELATIVE_HOST_PATH: Rule =
     rule("relative-host-path", Error, "a relative bind source (`./data`): a custom app has no project directory");
 pub const UNDECLARED_VOLUME: Rule =
     rule("undeclared-volume", Error, "a named volume not declared under top-level `volumes:`");
+pub const VOLUME_HOST_MOUNT: Rule = rule(
+    "volume-host-mount",
+    Error,
+    "a named volume whose `driver_opts` mount a disk, a ZFS dataset or another filesystem of the NAS",
+);
+pub const VOLUME_NETWORK_MOUNT: Rule =
+    rule("volume-network-mount", Warning, "a named volume whose `driver_opts` mount a network share (NFS, CIFS)");
+pub const EXTERNAL_VOLUME: Rule =
+    rule("external-volume", Error, "an `external` volume, or one named `ix-…`: it belongs to another app or the host");
 pub const DEVICES: Rule = rule("devices", Warning, "`devices:` mappings or `device_cgroup_rules`");
 pub const DEVICES_DANGEROUS: Rule =
     rule("devices-dangerous", Error, "raw disks, memory or all devices (`/dev/sda`, `/dev/mem`, `/dev`, `a *:* rwm`)");
@@ -110,13 +131,19 @@ pub const ALL: &[Rule] = &[
     PRIVILEGED,
     CAP_ADD_DANGEROUS,
     CAP_ADD_NETWORK,
+    CAP_ADD_HOST,
     HOST_NAMESPACE,
     SECURITY_OPT_UNCONFINED,
+    SECCOMP_PROFILE,
+    JOINS_OTHER_CONTAINER,
     DOCKER_SOCKET,
     SENSITIVE_HOST_PATH,
     HOST_PATH_OUTSIDE_ROOTS,
     RELATIVE_HOST_PATH,
     UNDECLARED_VOLUME,
+    VOLUME_HOST_MOUNT,
+    VOLUME_NETWORK_MOUNT,
+    EXTERNAL_VOLUME,
     DEVICES,
     DEVICES_DANGEROUS,
     NETWORK_MODE_HOST,

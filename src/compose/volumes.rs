@@ -111,50 +111,115 @@ fn classify(source: &str) -> (MountSource, bool) {
 /// What a top-level named volume really is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum VolumeBacking {
-    /// Docker-managed storage (or external, or a remote filesystem): nothing on the host to judge.
+    /// Docker-managed storage (or memory): nothing on the host to judge.
     Managed,
+    /// A volume the app does not own: `external`, or named like another app's volume (`ix-<app>_<volume>`).
+    /// `name` is the volume's real name; `path` where that was decided.
+    External { name: String, path: String },
     /// A bind of this host path (absolute, not yet normalised) declared at `path`.
     HostBind { device: String, path: String },
     /// A bind of a relative path.
     RelativeBind { device: String, path: String },
+    /// The NAS mounts one of its own disks, datasets or filesystems (`type: ext4`, `zfs`, `overlay`, an NFS mount
+    /// of the NAS itself); `detail` says what, `path` is the `driver_opts`.
+    HostMount { detail: String, path: String },
+    /// The NAS mounts a share from another machine (NFS, CIFS).
+    NetworkMount { detail: String, path: String },
 }
 
-/// Decide whether the top-level volume definition `def` (at `path`, e.g. `volumes.data`) binds a host path.
-pub fn volume_backing(def: &Value, path: &str) -> VolumeBacking {
+/// Filesystem types that fetch their data over the network.
+const NETWORK_FILESYSTEMS: &[&str] = &["nfs", "nfs4", "cifs", "smb", "smb3", "smbfs", "ceph", "glusterfs"];
+/// Filesystem types that live in memory only.
+const MEMORY_FILESYSTEMS: &[&str] = &["tmpfs", "ramfs"];
+
+/// Decide what the top-level volume definition `def` (at `path`, e.g. `volumes.data`) is backed by, for a volume
+/// declared as `name`.
+pub fn volume_backing(name: &str, def: &Value, path: &str) -> VolumeBacking {
     let Some(def) = def.as_mapping() else { return VolumeBacking::Managed };
+    let real_name = def.get("name").and_then(scalar_text);
+    match def.get("external") {
+        // Compose ignores every other attribute of an external volume.
+        Some(external) if external.is_mapping() || flag(external) => {
+            let legacy = external.get("name").and_then(scalar_text);
+            let name = real_name.or(legacy).unwrap_or_else(|| name.to_string());
+            return VolumeBacking::External { name, path: format!("{path}.external") };
+        }
+        // Compose reuses an existing volume of a fixed name, and TrueNAS names every app's volumes `ix-<app>_…`.
+        _ => {
+            if let Some(name) = real_name.filter(|n| n.starts_with("ix-")) {
+                return VolumeBacking::External { name, path: format!("{path}.name") };
+            }
+        }
+    }
     let Some(opts) = def.get("driver_opts").and_then(Value::as_mapping) else { return VolumeBacking::Managed };
     let opt = |key: &str| opts.get(key).and_then(scalar_text).map(|v| v.trim().to_string());
-    let driver = def.get("driver").and_then(scalar_text).unwrap_or_else(|| "local".to_string());
+    // Docker matches driver names exactly, but a spelling we misread must not skip the local driver's checks.
+    let driver = def.get("driver").and_then(scalar_text).map(|d| d.trim().to_ascii_lowercase());
+    let driver = driver.filter(|d| !d.is_empty()).unwrap_or_else(|| "local".to_string());
+    let opts_path = format!("{path}.driver_opts");
+    if driver != "local" {
+        // Plugin drivers (local-persist and friends) take host paths under their own option names.
+        let found = opts
+            .iter()
+            .filter_map(|(k, v)| Some((scalar_text(k)?, scalar_text(v)?)))
+            .find(|(_, v)| v.starts_with('/'))
+            .map(|(k, v)| (v, format!("{opts_path}.{k}")));
+        return match found {
+            Some((device, path)) => bind_of(device, path),
+            None => VolumeBacking::Managed,
+        };
+    }
+    // The local driver runs mount(8) on the NAS as root: `mount -t <type> -o <o> <device> <volume dir>`.
     let fs_type = opt("type").unwrap_or_default().to_ascii_lowercase();
-    if matches!(fs_type.as_str(), "nfs" | "nfs4" | "cifs" | "smb" | "smb3" | "ceph" | "glusterfs") {
+    let o = opt("o").unwrap_or_default();
+    let device = opt("device");
+    let binds = o.split(',').any(|o| matches!(o.trim(), "bind" | "rbind"));
+    if binds || fs_type == "none" || (fs_type.is_empty() && device.is_some()) {
+        return match device {
+            Some(device) => bind_of(device, format!("{opts_path}.device")),
+            None => VolumeBacking::Managed,
+        };
+    }
+    if fs_type.is_empty() || MEMORY_FILESYSTEMS.contains(&fs_type.as_str()) {
         return VolumeBacking::Managed;
     }
-    let binds = opt("o").is_some_and(|o| o.split(',').any(|o| matches!(o.trim(), "bind" | "rbind")));
-    let candidates: Vec<(String, String)> = if driver == "local" {
-        match opt("device") {
-            Some(device) if binds || fs_type == "none" || fs_type.is_empty() => {
-                vec![(device, format!("{path}.driver_opts.device"))]
+    let device = device.unwrap_or_default();
+    if NETWORK_FILESYSTEMS.contains(&fs_type.as_str()) {
+        let server = o
+            .split(',')
+            .find_map(|o| o.trim().strip_prefix("addr="))
+            .map(str::to_string)
+            .or_else(|| device.strip_prefix("//").map(|d| d.split('/').next().unwrap_or_default().to_string()))
+            .or_else(|| device.split_once(':').map(|(host, _)| host.to_string()))
+            .unwrap_or_default();
+        return if is_loopback(&server) {
+            VolumeBacking::HostMount {
+                detail: format!("a `{fs_type}` mount of the NAS itself (server `{server}`)"),
+                path: opts_path,
             }
-            _ => Vec::new(),
-        }
-    } else {
-        // Plugin drivers (local-persist and friends) take host paths under their own option names.
-        opts.iter()
-            .filter_map(|(k, v)| Some((scalar_text(k)?, scalar_text(v)?)))
-            .filter(|(_, v)| v.starts_with('/'))
-            .map(|(k, v)| (v, format!("{path}.driver_opts.{k}")))
-            .collect()
-    };
-    match candidates.into_iter().next() {
-        None => VolumeBacking::Managed,
-        Some((device, path)) => match classify(&device) {
-            (MountSource::Host(device), _) => VolumeBacking::HostBind { device, path },
-            (MountSource::Relative(device), _) | (MountSource::Volume(device), _) => {
-                VolumeBacking::RelativeBind { device, path }
-            }
-            (MountSource::None, _) => VolumeBacking::Managed,
-        },
+        } else {
+            VolumeBacking::NetworkMount { detail: format!("a `{fs_type}` mount of `{device}`"), path: opts_path }
+        };
     }
+    let what = if device.is_empty() { String::new() } else { format!(" of `{device}`") };
+    VolumeBacking::HostMount { detail: format!("a `{fs_type}` filesystem mount{what}"), path: opts_path }
+}
+
+fn bind_of(device: String, path: String) -> VolumeBacking {
+    match classify(&device) {
+        (MountSource::Host(device), _) => VolumeBacking::HostBind { device, path },
+        (MountSource::Relative(device), _) | (MountSource::Volume(device), _) => {
+            VolumeBacking::RelativeBind { device, path }
+        }
+        (MountSource::None, _) => VolumeBacking::Managed,
+    }
+}
+
+/// Whether a share's server is the NAS itself. Its own LAN address cannot be recognised here, but a share the NAS
+/// exports to the LAN is no more than any LAN client can mount.
+fn is_loopback(server: &str) -> bool {
+    let s = server.trim().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    s.is_empty() || s.starts_with("127.") || s == "localhost" || s == "::1" || s == "0.0.0.0" || s == "::"
 }
 
 #[cfg(test)]
@@ -198,16 +263,49 @@ mod tests {
 
     #[test]
     fn named_volumes_that_bind() {
-        let backing = |y: &str| volume_backing(&serde_yaml::from_str(y).unwrap(), "volumes.v");
+        let backing = |y: &str| volume_backing("v", &serde_yaml::from_str(y).unwrap(), "volumes.v");
         let bind = VolumeBacking::HostBind { device: "/etc".into(), path: "volumes.v.driver_opts.device".into() };
         assert_eq!(backing("{driver_opts: {type: none, o: bind, device: /etc}}"), bind);
         assert_eq!(backing("{driver: local, driver_opts: {o: 'rbind,ro', device: /etc}}"), bind);
-        assert_eq!(
+        assert!(matches!(
             backing("{driver_opts: {type: nfs, o: 'addr=1.2.3.4', device: ':/export'}}"),
-            VolumeBacking::Managed
+            VolumeBacking::NetworkMount { .. }
+        ));
+        assert!(matches!(
+            backing("{driver_opts: {type: cifs, device: //server/share}}"),
+            VolumeBacking::NetworkMount { .. }
+        ));
+        for itself in [
+            "{driver_opts: {type: nfs, o: 'addr=127.0.0.1', device: ':/mnt'}}",
+            "{driver_opts: {type: nfs4, device: 'localhost:/mnt'}}",
+            "{driver_opts: {type: cifs, device: '//[::1]/share'}}",
+            "{driver_opts: {type: nfs, device: ':/mnt'}}",
+        ] {
+            assert!(matches!(backing(itself), VolumeBacking::HostMount { .. }), "{itself}");
+        }
+        assert_eq!(
+            backing("{driver_opts: {type: ext4, device: /dev/sda1}}"),
+            VolumeBacking::HostMount {
+                detail: "a `ext4` filesystem mount of `/dev/sda1`".into(),
+                path: "volumes.v.driver_opts".into()
+            }
         );
-        assert_eq!(backing("{driver_opts: {type: cifs, device: //server/share}}"), VolumeBacking::Managed);
-        assert_eq!(backing("{external: true}"), VolumeBacking::Managed);
+        assert_eq!(backing("{driver_opts: {type: tmpfs, device: tmpfs, o: size=1m}}"), VolumeBacking::Managed);
+        assert_eq!(backing("{driver_opts: {o: size=1m}}"), VolumeBacking::Managed);
+        assert!(matches!(
+            backing("{driver: ' Local', driver_opts: {type: zfs, device: boot-pool/ROOT}}"),
+            VolumeBacking::HostMount { .. }
+        ));
+        let external = |name: &str, at: &str| VolumeBacking::External { name: name.into(), path: at.into() };
+        assert_eq!(backing("{external: true}"), external("v", "volumes.v.external"));
+        assert_eq!(backing("{external: {name: x}}"), external("x", "volumes.v.external"));
+        assert_eq!(
+            backing("{external: true, name: y, driver_opts: {type: ext4}}"),
+            external("y", "volumes.v.external")
+        );
+        assert_eq!(backing("{name: ix-other_data}"), external("ix-other_data", "volumes.v.name"));
+        assert_eq!(backing("{name: mine}"), VolumeBacking::Managed);
+        assert_eq!(backing("{external: false}"), VolumeBacking::Managed);
         assert_eq!(backing("null"), VolumeBacking::Managed);
         assert_eq!(
             backing("{driver: local-persist, driver_opts: {mountpoint: /etc}}"),

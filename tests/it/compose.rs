@@ -237,9 +237,9 @@ fn named_volumes_that_are_binds() {
             &["relative-host-path"],
         ),
         (
-            "nfs is remote",
+            "nfs is a network mount",
             with_volume("    driver_opts: {type: nfs, o: \"addr=10.0.0.2,rw\", device: \":/export\"}\n", "data:/data"),
-            &[],
+            &["volume-network-mount"],
         ),
         (
             "unused bind of / is still judged",
@@ -582,7 +582,7 @@ fn levels_and_operator_overrides() {
         standard,
         vec![
             ("devices", Warning),
-            ("host-path-outside-roots", Warning),
+            ("host-path-outside-roots", Error),
             ("privileged", Error),
             ("unresolved-variable", Error),
             ("user-root", Info)
@@ -604,7 +604,7 @@ fn levels_and_operator_overrides() {
         permissive,
         vec![
             ("devices", Info),
-            ("host-path-outside-roots", Info),
+            ("host-path-outside-roots", Warning),
             ("privileged", Error),
             ("unresolved-variable", Warning),
             ("user-root", Info)
@@ -986,4 +986,278 @@ proptest! {
     fn top_level_yamlish_never_panics(doc in yamlish()) {
         let _ = run(&doc, &BTreeMap::new(), &PolicyConfig::default(), None);
     }
+}
+
+fn severity_of(yaml: &str, policy: &PolicyConfig, rule: &str) -> Option<Severity> {
+    run(yaml, &BTreeMap::new(), policy, None).findings.iter().find(|f| f.rule == rule).map(|f| f.severity)
+}
+
+fn at_level(level: PolicyLevel) -> PolicyConfig {
+    PolicyConfig { level, ..PolicyConfig::default() }
+}
+
+/// The denylist of system paths is never complete, so the allowed roots are an allowlist: outside them is an error
+/// unless the operator chose `permissive` (a warning) or widened the roots.
+#[test]
+fn binds_outside_the_allowed_roots_are_errors() {
+    let doc = svc("volumes: [\"/srv/data:/data\"]");
+    let rule = "host-path-outside-roots";
+    assert_eq!(severity_of(&doc, &PolicyConfig::default(), rule), Some(Severity::Error));
+    assert_eq!(severity_of(&doc, &at_level(PolicyLevel::Strict), rule), Some(Severity::Error));
+    assert_eq!(severity_of(&doc, &at_level(PolicyLevel::Permissive), rule), Some(Severity::Warning));
+    let widened = PolicyConfig { allowed_host_paths: vec!["/mnt".into(), "/srv".into()], ..PolicyConfig::default() };
+    assert!(run(&doc, &BTreeMap::new(), &widened, None).findings.is_empty());
+    // Named-volume binds and files outside the roots are judged the same way.
+    let named = "services:\n  web:\n    image: nginx:1.25\n    mem_limit: 1g\n    volumes: [\"d:/d\"]\nvolumes:\n  d:\n    driver_opts: {type: none, o: bind, device: /home/admin/.ssh}\n";
+    assert_eq!(severity_of(named, &PolicyConfig::default(), rule), Some(Severity::Error));
+    // The system-path denylist still names what it found.
+    check(&svc("volumes: [\"/var/lib/containerd:/c\"]"), &[rule]);
+    check(&svc("volumes: [\"/var/lib/docker:/c\"]"), &["sensitive-host-path"]);
+}
+
+#[test]
+fn harmless_device_files_are_not_system_paths() {
+    table(&[
+        ("null", svc("volumes: [\"/dev/null:/app/config.js:ro\"]"), &[]),
+        ("zero", svc("volumes: [\"/dev/zero:/z\"]"), &[]),
+        ("urandom", svc("volumes:\n  - {type: bind, source: /dev/urandom, target: /dev/random}"), &[]),
+        ("random", svc("volumes: [\"/dev/random:/r:ro\"]"), &[]),
+        ("null via dot-dot", svc("volumes: [\"/dev/shm/../null:/x\"]"), &[]),
+        ("other device", svc("volumes: [\"/dev/sda:/x\"]"), &["sensitive-host-path"]),
+        ("shared memory", svc("volumes: [\"/dev/shm:/x\"]"), &["sensitive-host-path"]),
+        ("below null", svc("volumes: [\"/dev/null/x:/x\"]"), &["sensitive-host-path"]),
+        ("all of /dev", svc("volumes: [\"/dev:/dev\"]"), &["sensitive-host-path"]),
+    ]);
+}
+
+#[test]
+fn named_volumes_that_mount_host_filesystems() {
+    let with_volume = |def: &str| {
+        format!(
+            "services:\n  web:\n    image: nginx:1.25\n    mem_limit: 1g\n    volumes: [\"data:/data\"]\nvolumes:\n  data:\n    {def}\n"
+        )
+    };
+    let host = &["volume-host-mount"][..];
+    table(&[
+        ("disk partition", with_volume("driver_opts: {type: ext4, device: /dev/sda1}"), host),
+        ("disk by id", with_volume("driver_opts: {type: btrfs, device: /dev/disk/by-id/ata-x}"), host),
+        ("zfs dataset", with_volume("driver_opts: {type: zfs, device: boot-pool/ROOT}"), host),
+        (
+            "overlay of /etc",
+            with_volume("driver_opts: {type: overlay, o: 'lowerdir=/etc,upperdir=/u,workdir=/w'}"),
+            host,
+        ),
+        (
+            "nfs of the NAS itself",
+            with_volume("driver_opts: {type: nfs, o: 'addr=127.0.0.1,rw', device: ':/mnt'}"),
+            host,
+        ),
+        ("tmpfs is memory", with_volume("driver_opts: {type: tmpfs, device: tmpfs, o: 'size=64m'}"), &[]),
+        (
+            "bind outside the roots",
+            with_volume("driver_opts: {type: none, o: bind, device: /srv/x}"),
+            &["host-path-outside-roots"],
+        ),
+        (
+            "bind of a system path",
+            with_volume("driver_opts: {type: none, o: bind, device: /etc}"),
+            &["sensitive-host-path"],
+        ),
+        (
+            "nfs share",
+            with_volume("driver_opts: {type: nfs, o: 'addr=10.0.0.2,rw', device: ':/export'}"),
+            &["volume-network-mount"],
+        ),
+        (
+            "cifs share",
+            with_volume("driver_opts: {type: cifs, device: //server/share, o: 'username=u'}"),
+            &["volume-network-mount"],
+        ),
+        ("plain managed", with_volume("{}"), &[]),
+    ]);
+    // An unused volume still mounts when the app starts.
+    let unused = "services:\n  web:\n    image: nginx:1.25\n    mem_limit: 1g\nvolumes:\n  disk:\n    driver_opts: {type: xfs, device: /dev/nvme0n1p2}\n";
+    check(unused, &["volume-host-mount"]);
+    let report = run(unused, &BTreeMap::new(), &PolicyConfig::default(), None);
+    assert_eq!(report.findings[0].path, "volumes.disk.driver_opts");
+    assert_eq!(severity_of(unused, &at_level(PolicyLevel::Permissive), "volume-host-mount"), Some(Severity::Error));
+}
+
+#[test]
+fn seccomp_profiles_from_files() {
+    let profile = &["seccomp-profile"][..];
+    table(&[
+        ("equals", svc("security_opt: [\"seccomp=/mnt/tank/profile.json\"]"), profile),
+        ("colon", svc("security_opt: [\"seccomp:/mnt/tank/profile.json\"]"), profile),
+        ("relative", svc("security_opt: [\"seccomp=profile.json\"]"), profile),
+        ("unconfined stays its own rule", svc("security_opt: [\"seccomp=unconfined\"]"), &["security-opt-unconfined"]),
+        ("apparmor unconfined", svc("security_opt: [\"apparmor=unconfined\"]"), &["security-opt-unconfined"]),
+        ("a loaded apparmor profile", svc("security_opt: [\"apparmor=docker-default\"]"), &[]),
+    ]);
+}
+
+#[test]
+fn joining_other_containers() {
+    let join = &["joins-other-container"][..];
+    let two = |body: &str| {
+        format!(
+            "services:\n  vpn:\n    image: vpn:1\n    mem_limit: 1g\n  web:\n    image: nginx:1.25\n    mem_limit: 1g\n    {body}\n"
+        )
+    };
+    table(&[
+        ("network of a container", two("network_mode: \"container:ix-other-db-1\""), join),
+        ("pid of a container", two("pid: \"container:ix-other-db-1\""), join),
+        ("ipc of a container", two("ipc: container:abc123"), join),
+        ("volumes of a container", two("volumes_from: [\"container:ix-other-db-1:ro\"]"), join),
+        ("volumes of an unknown name", two("volumes_from: [nextcloud]"), join),
+        ("network of a service", two("network_mode: \"service:vpn\""), &[]),
+        ("pid of a service", two("pid: \"service:vpn\""), &[]),
+        ("volumes of a service", two("volumes_from: [vpn, \"vpn:ro\"]"), &[]),
+        ("ipc shareable", two("ipc: shareable"), &[]),
+    ]);
+}
+
+#[test]
+fn external_volumes_belong_to_someone_else() {
+    let mount = |def: &str| {
+        format!(
+            "services:\n  web:\n    image: nginx:1.25\n    mem_limit: 1g\n    volumes: [\"data:/data\"]\nvolumes:\n  data:\n    {def}\n"
+        )
+    };
+    let ext = &["external-volume"][..];
+    table(&[
+        ("external", mount("external: true"), ext),
+        ("external yes", mount("external: yes"), ext),
+        ("external with a name", mount("{external: true, name: ix-nextcloud_db}"), ext),
+        ("legacy external name", mount("external: {name: ix-nextcloud_db}"), ext),
+        ("another app's volume by name", mount("name: ix-nextcloud_db"), ext),
+        ("own volume with a name", mount("name: my-data"), &[]),
+        ("not external", mount("external: false"), &[]),
+    ]);
+    let doc = mount("external: true");
+    assert_eq!(severity_of(&doc, &PolicyConfig::default(), "external-volume"), Some(Severity::Error));
+    assert_eq!(severity_of(&doc, &at_level(PolicyLevel::Permissive), "external-volume"), Some(Severity::Warning));
+}
+
+#[test]
+fn capabilities_that_reach_the_nas() {
+    let host = &["cap-add-host"][..];
+    table(&[
+        ("clock", svc("cap_add: [SYS_TIME]"), host),
+        ("clock prefixed", svc("cap_add: [cap_sys_time]"), host),
+        ("kernel log", svc("cap_add: [SYSLOG]"), host),
+        ("immutable files", svc("cap_add: [LINUX_IMMUTABLE]"), host),
+        ("audit rules", svc("cap_add: [AUDIT_CONTROL]"), host),
+        ("wake alarms", svc("cap_add: [WAKE_ALARM, BLOCK_SUSPEND]"), &["cap-add-host", "cap-add-host"]),
+        (
+            "scheduling",
+            svc("cap_add: [SYS_NICE, SYS_RESOURCE, IPC_LOCK]"),
+            &["cap-add-host", "cap-add-host", "cap-add-host"],
+        ),
+        (
+            "perf",
+            svc("cap_add: [PERFMON, SYS_PACCT, SYS_TTY_CONFIG]"),
+            &["cap-add-host", "cap-add-host", "cap-add-host"],
+        ),
+        ("already dangerous", svc("cap_add: [SYS_MODULE, SYS_BOOT, SYS_RAWIO, SYS_PTRACE]"), &["cap-add-dangerous"; 4]),
+        ("in docker's default set", svc("cap_add: [MKNOD, CHOWN, KILL]"), &[]),
+    ]);
+    let doc = svc("cap_add: [SYS_TIME]");
+    assert_eq!(severity_of(&doc, &PolicyConfig::default(), "cap-add-host"), Some(Severity::Warning));
+    assert_eq!(severity_of(&doc, &at_level(PolicyLevel::Strict), "cap-add-host"), Some(Severity::Error));
+    assert_eq!(severity_of(&doc, &at_level(PolicyLevel::Permissive), "cap-add-host"), Some(Severity::Warning));
+}
+
+/// `!reset` and `!override` are resolved while parsing: judged on the effective document, sent without tags.
+#[test]
+fn reset_and_override_tags() {
+    let yaml = "x-base: &base\n  image: nginx:1.25\n  mem_limit: 1g\n  ports: [\"80:80\"]\n  privileged: true\n  \
+                environment:\n    DB_PASSWORD: hunter2\nservices:\n  web:\n    <<: *base\n    ports: !override [\"9090:80\"]\n    \
+                environment: !reset {}\n    privileged: !reset null\n    cap_add: !reset []\n";
+    let report = run(yaml, &BTreeMap::new(), &PolicyConfig::default(), None);
+    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    assert_eq!(report.published_ports.iter().map(|p| p.host_port).collect::<Vec<_>>(), vec![9090]);
+    let text = report.rendered.unwrap();
+    assert!(!text.contains('!'), "tags reached the rendered text:\n{text}");
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let web = &doc["services"]["web"];
+    assert_eq!(web["ports"], serde_yaml::from_str::<serde_yaml::Value>("[\"9090:80\"]").unwrap(), "{text}");
+    for gone in ["environment", "privileged", "cap_add"] {
+        assert!(web.get(gone).is_none(), "`{gone}` survived a reset:\n{text}");
+    }
+    // A tag does not hide what it carries: an override of a dangerous value is judged.
+    check(&svc("privileged: !override true"), &["privileged"]);
+    check(&svc("volumes: !override [\"/etc:/e\"]"), &["sensitive-host-path"]);
+    let nested =
+        "x-a: &a {image: nginx:1.25, mem_limit: 1g, cap_add: [SYS_ADMIN]}\nx-b: &b {<<: *a, cap_add: !reset null}\n\
+                  services:\n  web: {<<: *b}\n";
+    check(nested, &[]);
+}
+
+/// The rule catalogue and the README's table (in its security section) say the same thing: every rule, in
+/// catalogue order, with its `standard` severity first and its summary.
+#[test]
+fn the_readme_rule_table_matches_the_catalogue() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme.split("\n## Security model\n").nth(1).unwrap().split("\n## ").next().unwrap();
+    let rows: Vec<(String, String, String)> = section
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            let cells: Vec<&str> = l.split(" | ").map(|c| c.trim_matches(|c| c == '|' || c == ' ')).collect();
+            let severity = cells[1].split(' ').next().unwrap().to_string();
+            (cells[0].trim_matches('`').to_string(), severity, cells[2].to_string())
+        })
+        .collect();
+    let want: Vec<(String, String, String)> = compose::rules::ALL
+        .iter()
+        .map(|r| {
+            let severity = serde_json::to_value(r.severity).unwrap().as_str().unwrap().to_string();
+            (r.id.to_string(), severity, r.summary.to_string())
+        })
+        .collect();
+    assert_eq!(rows, want);
+}
+
+/// The new errors reach a client through the real binary: `truenas-mcp call validate_compose`.
+#[test]
+fn validate_compose_reports_the_new_errors_end_to_end() {
+    let yaml = "services:\n  web:\n    image: nginx:1.25\n    mem_limit: 1g\n    network_mode: \"container:ix-other-db-1\"\n    \
+                security_opt: [\"seccomp=/mnt/tank/p.json\"]\n    cap_add: [SYS_TIME]\n    volumes: [\"/srv/x:/x\", \"d:/d\", \"e:/e\"]\n    \
+                ports: !override [\"9090:80\"]\nvolumes:\n  d:\n    driver_opts: {type: ext4, device: /dev/sda1}\n  e:\n    external: true\n";
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_truenas-mcp"));
+    for s in truenas_mcp::config::SETTINGS {
+        cmd.env_remove(s.env);
+    }
+    let args = json!({"compose_yaml": yaml}).to_string();
+    let out = cmd
+        .env_remove("RUST_LOG")
+        .env("TRUENAS_AUDIT_LOG", "off")
+        .args(["call", "validate_compose", "--json", "--args", &args])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}\nstdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(v["valid"], false, "{v}");
+    let mut got: Vec<(String, String)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["rule"].as_str().unwrap().to_string(), f["severity"].as_str().unwrap().to_string()))
+        .collect();
+    got.sort();
+    let want: Vec<(String, String)> = [
+        ("cap-add-host", "warning"),
+        ("external-volume", "error"),
+        ("host-path-outside-roots", "error"),
+        ("joins-other-container", "error"),
+        ("seccomp-profile", "error"),
+        ("volume-host-mount", "error"),
+    ]
+    .iter()
+    .map(|(r, s)| (r.to_string(), s.to_string()))
+    .collect();
+    assert_eq!(got, want, "{v}");
 }
