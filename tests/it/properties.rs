@@ -574,7 +574,7 @@ fn deep_nesting_is_refused_without_recursion() {
     let answer = peer.recv();
     assert_eq!(answer["error"]["code"], -32700, "{answer:.300}");
 
-    let deep_yaml = format!("services:\n  web:\n    image: {}x{}\n", "[".repeat(100_000), "]".repeat(100_000));
+    let deep_yaml = format!("services:\n  web:\n    image: {}x{}\n", "[".repeat(20_000), "]".repeat(20_000));
     let deep_interpolation = format!("services:\n  web:\n    image: \"{}x{}\"\n", "${A:-".repeat(900), "}".repeat(900));
     for (i, compose) in [deep_yaml, deep_interpolation].into_iter().enumerate() {
         let id = json!(3 + i);
@@ -584,7 +584,7 @@ fn deep_nesting_is_refused_without_recursion() {
             json!({"name": "validate_compose", "arguments": {"compose_yaml": compose}}),
         );
         assert_bounded_answer(&answer, &id, "deep compose");
-        assert_eq!(answer["result"]["isError"], true, "{answer:.300}");
+        assert_eq!(answer["result"]["structuredContent"]["valid"], false, "{answer:.300}");
     }
     assert_pings(&mut peer, 9);
 }
@@ -669,37 +669,36 @@ fn every_tool_survives_long_strings_in_every_string_argument() {
         .collect();
     assert!(targets.len() >= 15, "the catalogue lost its string arguments: {}", targets.len());
     let next_id = RefCell::new(0i64);
-    let config = ProptestConfig { cases: 2, failure_persistence: None, ..ProptestConfig::default() };
-    let motif = prop::collection::vec(prop::sample::select(ALPHABET), 1..16);
-    proptest::test_runner::TestRunner::new(config)
-        .run(&motif, |motif| {
-            let mut peer = peer.borrow_mut();
-            for len in [1_000, 10_000, 100_000, 1_000_000] {
-                let text = long_string(&motif, len);
-                for (tool, arg, base) in &targets {
-                    let mut args = base.clone();
-                    args.insert(arg.clone(), json!(text));
-                    let id = {
-                        let mut n = next_id.borrow_mut();
-                        *n += 1;
-                        json!(*n)
-                    };
-                    let what = format!("{tool}.{arg} with {len} characters of {motif:?}");
-                    let answer = peer.request(id.clone(), "tools/call", json!({"name": tool, "arguments": args}));
-                    assert_bounded_answer(&answer, &id, &what);
-                    for other in peer.take_backlog() {
-                        prop_assert!(
-                            line_len(&other) <= MAX_ANSWER_LINE,
-                            "{}: a {}-byte notification",
-                            what,
-                            line_len(&other)
-                        );
-                    }
+    let drive = |motif: &[&str]| -> Result<(), TestCaseError> {
+        let mut peer = peer.borrow_mut();
+        for len in [1_000, 10_000, 100_000, 1_000_000] {
+            let text = long_string(motif, len);
+            for (tool, arg, base) in &targets {
+                let mut args = base.clone();
+                args.insert(arg.clone(), json!(text));
+                let id = {
+                    let mut n = next_id.borrow_mut();
+                    *n += 1;
+                    json!(*n)
+                };
+                let what = format!("{tool}.{arg} with {len} characters of {motif:?}");
+                let answer = peer.request(id.clone(), "tools/call", json!({"name": tool, "arguments": args}));
+                assert_bounded_answer(&answer, &id, &what);
+                for other in peer.take_backlog() {
+                    let len = line_len(&other);
+                    prop_assert!(len <= MAX_ANSWER_LINE, "{}: a {}-byte notification", what, len);
                 }
             }
-            let ping = peer.request(json!("ping"), "ping", json!({}));
-            prop_assert_eq!(ping, json!({"jsonrpc": "2.0", "id": "ping", "result": {}}));
-            Ok(())
-        })
-        .unwrap();
+        }
+        let ping = peer.request(json!("ping"), "ping", json!({}));
+        prop_assert_eq!(ping, json!({"jsonrpc": "2.0", "id": "ping", "result": {}}));
+        Ok(())
+    };
+    // Plain letters first: they pass every character class, so a pattern matcher sees the whole string (the
+    // backtracking one recursed once per letter). Then mixed alphabets chosen by proptest.
+    drive(&["a"]).unwrap();
+    drive(&["a", "-", "0"]).unwrap();
+    let mixed = prop::collection::vec(prop::sample::select(ALPHABET), 1..16);
+    let config = ProptestConfig { cases: 2, failure_persistence: None, ..ProptestConfig::default() };
+    proptest::test_runner::TestRunner::new(config).run(&mixed, |motif| drive(&motif)).unwrap();
 }
