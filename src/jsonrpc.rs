@@ -29,11 +29,16 @@ pub enum RequestId {
     Str(String),
 }
 
+/// Longest string id accepted. Every response echoes its id, so an unbounded id would make every answer as long
+/// as the request; real clients send numbers or UUIDs.
+pub const MAX_ID_BYTES: usize = 256;
+
 impl RequestId {
-    /// The id in `value`, if it is a valid one (a string or an integer that fits `i64`; never null or fractional).
+    /// The id in `value`, if it is a valid one (a string of at most [`MAX_ID_BYTES`] or an integer that fits
+    /// `i64`; never null or fractional).
     pub fn from_value(value: &Value) -> Option<RequestId> {
         match value {
-            Value::String(s) => Some(RequestId::Str(s.clone())),
+            Value::String(s) if s.len() <= MAX_ID_BYTES => Some(RequestId::Str(s.clone())),
             Value::Number(n) => n.as_i64().map(RequestId::Int),
             _ => None,
         }
@@ -185,7 +190,10 @@ impl Message {
                     Some(id) => Ok(Message::Request(Request { id, method, params })),
                     None => Err(InvalidMessage::new(
                         None,
-                        format!("the request id must be a string or an integer, got {}", clip(&raw.to_string())),
+                        format!(
+                            "the request id must be a string of at most {MAX_ID_BYTES} bytes or an integer, got {}",
+                            clip(&raw.to_string())
+                        ),
                     )),
                 },
             };
@@ -468,5 +476,6 @@ mod tests {
             assert_eq!(RequestId::from_value(&v).unwrap().to_value(), v);
         }
         assert_eq!(RequestId::from_value(&json!(u64::MAX)), None);
+        assert_eq!(RequestId::from_value(&json!("i".repeat(MAX_ID_BYTES + 1))), None);
     }
 }
