@@ -1,11 +1,25 @@
 //! JSON-RPC 2.0 building blocks shared by the MCP side and the TrueNAS side: ids, error objects, classification of
 //! incoming values into requests / notifications / responses, and newline framing with a hard length cap.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, BufRead};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+/// How many characters of client-sent text an error message may quote.
+pub const CLIP_CHARS: usize = 64;
+
+/// Client-sent text as quoted in an error, result or log line: unchanged when short, else its first
+/// [`CLIP_CHARS`] characters, `…` and its size, so no answer grows with what was sent (a 4 MiB method name must not
+/// come back as a 4 MiB error). Costs at most `CLIP_CHARS` characters of scanning.
+pub fn clip(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(CLIP_CHARS) {
+        None => Cow::Borrowed(text),
+        Some((cut, _)) => Cow::Owned(format!("{}… ({} bytes)", &text[..cut], text.len())),
+    }
+}
 
 /// A request id: an integer or a string, echoed verbatim (`7` and `"7"` are different ids).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -15,11 +29,16 @@ pub enum RequestId {
     Str(String),
 }
 
+/// Longest string id accepted. Every response echoes its id, so an unbounded id would make every answer as long
+/// as the request; real clients send numbers or UUIDs.
+pub const MAX_ID_BYTES: usize = 256;
+
 impl RequestId {
-    /// The id in `value`, if it is a valid one (a string or an integer that fits `i64`; never null or fractional).
+    /// The id in `value`, if it is a valid one (a string of at most [`MAX_ID_BYTES`] or an integer that fits
+    /// `i64`; never null or fractional).
     pub fn from_value(value: &Value) -> Option<RequestId> {
         match value {
-            Value::String(s) => Some(RequestId::Str(s.clone())),
+            Value::String(s) if s.len() <= MAX_ID_BYTES => Some(RequestId::Str(s.clone())),
             Value::Number(n) => n.as_i64().map(RequestId::Int),
             _ => None,
         }
@@ -37,7 +56,7 @@ impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RequestId::Int(i) => write!(f, "{i}"),
-            RequestId::Str(s) => write!(f, "{s:?}"),
+            RequestId::Str(s) => write!(f, "{:?}", clip(s)),
         }
     }
 }
@@ -72,7 +91,7 @@ impl ErrorObject {
         ErrorObject::new(INVALID_REQUEST, message)
     }
     pub fn method_not_found(method: &str) -> ErrorObject {
-        ErrorObject::new(METHOD_NOT_FOUND, format!("method '{method}' not found"))
+        ErrorObject::new(METHOD_NOT_FOUND, format!("method '{}' not found", clip(method)))
     }
     pub fn invalid_params(message: impl Into<String>) -> ErrorObject {
         ErrorObject::new(INVALID_PARAMS, message)
@@ -149,7 +168,10 @@ impl Message {
         match obj.get("jsonrpc") {
             Some(Value::String(v)) if v == "2.0" => {}
             Some(other) => {
-                return Err(InvalidMessage::new(id, format!("\"jsonrpc\" must be \"2.0\", got {other}")));
+                return Err(InvalidMessage::new(
+                    id,
+                    format!("\"jsonrpc\" must be \"2.0\", got {}", clip(&other.to_string())),
+                ));
             }
             None => return Err(InvalidMessage::new(id, "the \"jsonrpc\": \"2.0\" member is missing")),
         }
@@ -168,7 +190,10 @@ impl Message {
                     Some(id) => Ok(Message::Request(Request { id, method, params })),
                     None => Err(InvalidMessage::new(
                         None,
-                        format!("the request id must be a string or an integer, got {raw}"),
+                        format!(
+                            "the request id must be a string of at most {MAX_ID_BYTES} bytes or an integer, got {}",
+                            clip(&raw.to_string())
+                        ),
                     )),
                 },
             };
@@ -434,10 +459,23 @@ mod tests {
     }
 
     #[test]
+    fn clip_keeps_short_text_and_a_prefix_of_long_text() {
+        assert_eq!(clip("tools/call"), "tools/call");
+        let exact = "é".repeat(CLIP_CHARS);
+        assert!(matches!(clip(&exact), Cow::Borrowed(_)));
+        let long = format!("{exact}é");
+        assert_eq!(clip(&long), format!("{exact}… ({} bytes)", long.len()));
+        let huge = "x".repeat(4 << 20);
+        assert!(clip(&huge).len() < 100);
+        assert!(ErrorObject::method_not_found(&huge).message.len() < 120);
+    }
+
+    #[test]
     fn ids_round_trip_verbatim() {
         for v in [json!(7), json!("7"), json!(-1), json!("")] {
             assert_eq!(RequestId::from_value(&v).unwrap().to_value(), v);
         }
         assert_eq!(RequestId::from_value(&json!(u64::MAX)), None);
+        assert_eq!(RequestId::from_value(&json!("i".repeat(MAX_ID_BYTES + 1))), None);
     }
 }

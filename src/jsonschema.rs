@@ -9,6 +9,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::jsonrpc::clip;
+
 /// One validation failure: where (dotted path, `(root)` for the whole value) and why.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SchemaError {
@@ -23,13 +25,21 @@ impl std::fmt::Display for SchemaError {
     }
 }
 
-/// Deeper than this and the schema is treated as cyclic.
+/// Deeper than this and the schema is treated as cyclic. Recursion follows the schema, which is ours, and stops
+/// here whatever the value's depth.
 const MAX_DEPTH: usize = 64;
+/// Most failures reported: a value with a million unknown fields gets this many messages, not a million.
+pub const MAX_ERRORS: usize = 20;
 
-/// Validate `value` against `schema`; all failures found (the first of each branch).
+/// Validate `value` against `schema`; the failures found (the first of each branch), at most [`MAX_ERRORS`]
+/// of them plus a last one saying that more were left out.
 pub fn validate(schema: &Value, value: &Value) -> Result<(), Vec<SchemaError>> {
     let mut errors = Vec::new();
     Validator { root: schema }.check(schema, value, "", 0, &mut errors);
+    if errors.len() > MAX_ERRORS {
+        errors.truncate(MAX_ERRORS);
+        errors.push(SchemaError { path: String::new(), message: "further errors not listed".into() });
+    }
     if errors.is_empty() {
         Ok(())
     } else {
@@ -88,11 +98,12 @@ struct Validator<'a> {
     root: &'a Value,
 }
 
+/// The path of member `key` (clipped: keys are client text and paths end up in error messages).
 fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
-        key.to_string()
+        clip(key).into_owned()
     } else {
-        format!("{path}.{key}")
+        format!("{path}.{}", clip(key))
     }
 }
 
@@ -124,13 +135,9 @@ fn is_type(v: &Value, t: &str) -> bool {
     }
 }
 
+/// A value as quoted in an error: a short prefix of its JSON text, whatever was sent.
 fn short(v: &Value) -> String {
-    let s = v.to_string();
-    if s.chars().count() > 60 {
-        format!("{}…", s.chars().take(60).collect::<String>())
-    } else {
-        s
-    }
+    clip(&v.to_string()).into_owned()
 }
 
 impl Validator<'_> {
@@ -141,6 +148,9 @@ impl Validator<'_> {
         if depth > MAX_DEPTH {
             err(errors, "schema nesting too deep".into());
             return;
+        }
+        if errors.len() > MAX_ERRORS {
+            return; // enough to report; `validate` says more were left out
         }
         let obj = match schema {
             Value::Bool(true) => return,
@@ -232,24 +242,26 @@ impl Validator<'_> {
     }
 
     fn check_string(&self, obj: &Map<String, Value>, s: &str, path: &str, errors: &mut Vec<SchemaError>) {
-        let len = s.chars().count() as u64;
         let push = |errors: &mut Vec<SchemaError>, message: String| {
             errors.push(SchemaError { path: path.to_string(), message })
         };
-        if let Some(min) = obj.get("minLength").and_then(Value::as_u64) {
-            if len < min {
-                push(errors, format!("must be at least {min} characters long, got {len}"));
+        let min = obj.get("minLength").and_then(Value::as_u64);
+        let max = obj.get("maxLength").and_then(Value::as_u64);
+        if min.is_some() || max.is_some() {
+            // Lengths are in characters; one linear count, and none when no bound asks for it.
+            let len = s.chars().count() as u64;
+            // The first failing bound is the answer: a pattern check on text of the wrong length is wasted work.
+            if let Some(min) = min.filter(|&min| len < min) {
+                return push(errors, format!("must be at least {min} characters long, got {len}"));
             }
-        }
-        if let Some(max) = obj.get("maxLength").and_then(Value::as_u64) {
-            if len > max {
-                push(errors, format!("must be at most {max} characters long, got {len}"));
+            if let Some(max) = max.filter(|&max| len > max) {
+                return push(errors, format!("must be at most {max} characters long, got {len}"));
             }
         }
         if let Some(p) = obj.get("pattern").and_then(Value::as_str) {
-            match Regex::new(p) {
+            match compiled(p) {
                 Ok(re) if re.is_match(s) => {}
-                Ok(_) => push(errors, format!("must match the pattern {p}, got {}", short(&Value::String(s.into())))),
+                Ok(_) => push(errors, format!("must match the pattern {p}, got {:?}", clip(s))),
                 Err(e) => push(errors, format!("schema pattern {p} is not supported: {e}")),
             }
         }
@@ -309,6 +321,9 @@ impl Validator<'_> {
         }
         let prefix = obj.get("prefixItems").and_then(Value::as_array).map(Vec::as_slice).unwrap_or(&[]);
         for (i, item) in items.iter().enumerate() {
+            if errors.len() > MAX_ERRORS {
+                break;
+            }
             let p = format!("{path}[{i}]");
             if let Some(s) = prefix.get(i) {
                 self.check(s, item, &p, depth + 1, errors);
@@ -346,9 +361,12 @@ impl Validator<'_> {
         let pattern_props: Vec<(Regex, &Value)> = obj
             .get("patternProperties")
             .and_then(Value::as_object)
-            .map(|pp| pp.iter().filter_map(|(k, v)| Regex::new(k).ok().map(|r| (r, v))).collect())
+            .map(|pp| pp.iter().filter_map(|(k, v)| compiled(k).ok().map(|r| (r, v))).collect())
             .unwrap_or_default();
         for (key, v) in map {
+            if errors.len() > MAX_ERRORS {
+                break;
+            }
             let p = join(path, key);
             let mut matched = false;
             if let Some(s) = props.and_then(|pr| pr.get(key)) {
@@ -407,290 +425,45 @@ fn best_branch(branches: Vec<Vec<SchemaError>>, path: &str, kw: &str) -> Vec<Sch
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// A tiny backtracking regex engine for JSON Schema `pattern` (ECMA-262 subset: literals, `.`, classes with ranges
-// and negation, `\d \w \s \D \W \S`, escapes, groups `(...)` / `(?:...)`, `|`, `? * + {m} {m,} {m,n}`, `^ $`).
-// Unanchored search as the spec requires. A step budget guards against catastrophic backtracking.
-
-#[derive(Debug, Clone)]
-enum Node {
-    Char(char),
-    Any,
-    Class(bool, Vec<ClassItem>),
-    Group(Vec<Vec<Piece>>),
-    Start,
-    End,
-}
-
-#[derive(Debug, Clone)]
-enum ClassItem {
-    Range(char, char),
-    Digit(bool),
-    Word(bool),
-    Space(bool),
-}
-
-#[derive(Debug, Clone)]
-struct Piece {
-    node: Node,
-    min: usize,
-    max: usize,
-}
+// JSON Schema `pattern`: an unanchored search (ECMA-262 syntax; the subset our schemas and the TrueNAS models use
+// reads the same in `regex-lite`). The engine runs in time linear in the text and without recursion, so a long
+// string costs one pass, never stack depth.
 
 /// A compiled pattern.
 #[derive(Debug, Clone)]
-pub struct Regex {
-    alts: Vec<Vec<Piece>>,
-}
+pub struct Regex(regex_lite::Regex);
 
 impl Regex {
     pub fn new(pattern: &str) -> Result<Regex, String> {
-        let chars: Vec<char> = pattern.chars().collect();
-        let mut pos = 0;
-        let alts = parse_alts(&chars, &mut pos, 0)?;
-        if pos != chars.len() {
-            return Err(format!("unexpected ')' at {pos}"));
-        }
-        Ok(Regex { alts })
+        regex_lite::Regex::new(pattern).map(Regex).map_err(|e| e.to_string())
     }
 
     pub fn is_match(&self, text: &str) -> bool {
-        let t: Vec<char> = text.chars().collect();
-        let mut budget = 200_000usize;
-        (0..=t.len()).any(|start| match_alts(&self.alts, &t, start, &mut budget, &mut |_, _| true))
+        self.0.is_match(text)
     }
 }
 
-fn parse_alts(p: &[char], pos: &mut usize, depth: usize) -> Result<Vec<Vec<Piece>>, String> {
-    if depth > 32 {
-        return Err("pattern nests too deeply".into());
+/// Compiled patterns by source text. Patterns come from schemas (ours and the TrueNAS models), never from input,
+/// so the set is small. Compiling the app-name pattern costs about 36 µs (release build), ten times more than
+/// matching a name with it, and every tool call and every simulated TrueNAS call is validated.
+fn compiled(pattern: &str) -> Result<Regex, String> {
+    const MAX_CACHED: usize = 256;
+    thread_local! {
+        static CACHE: std::cell::RefCell<std::collections::HashMap<String, Result<Regex, String>>> =
+            std::cell::RefCell::default();
     }
-    let mut alts = vec![Vec::new()];
-    while *pos < p.len() {
-        let c = p[*pos];
-        match c {
-            ')' => break,
-            '|' => {
-                *pos += 1;
-                alts.push(Vec::new());
-                continue;
-            }
-            _ => {}
+    CACHE.with(|cache| {
+        if let Some(hit) = cache.borrow().get(pattern) {
+            return hit.clone();
         }
-        let node = match c {
-            '(' => {
-                *pos += 1;
-                if p.get(*pos) == Some(&'?') && p.get(*pos + 1) == Some(&':') {
-                    *pos += 2;
-                }
-                let inner = parse_alts(p, pos, depth + 1)?;
-                if p.get(*pos) != Some(&')') {
-                    return Err("unclosed group".into());
-                }
-                *pos += 1;
-                Node::Group(inner)
-            }
-            '[' => {
-                *pos += 1;
-                parse_class(p, pos)?
-            }
-            '.' => {
-                *pos += 1;
-                Node::Any
-            }
-            '^' => {
-                *pos += 1;
-                Node::Start
-            }
-            '$' => {
-                *pos += 1;
-                Node::End
-            }
-            '\\' => {
-                *pos += 1;
-                let e = *p.get(*pos).ok_or("trailing backslash")?;
-                *pos += 1;
-                match escape_class(e) {
-                    Some(item) => Node::Class(false, vec![item]),
-                    None => Node::Char(escape_char(e)),
-                }
-            }
-            '*' | '+' | '?' | '{' => return Err(format!("nothing to repeat at {}", *pos)),
-            _ => {
-                *pos += 1;
-                Node::Char(c)
-            }
-        };
-        let (min, max) = parse_quantifier(p, pos)?;
-        // A lazy marker changes nothing for a yes/no match.
-        if p.get(*pos) == Some(&'?') {
-            *pos += 1;
+        let regex = Regex::new(pattern);
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
         }
-        alts.last_mut().expect("at least one alternative").push(Piece { node, min, max });
-    }
-    Ok(alts)
-}
-
-fn parse_quantifier(p: &[char], pos: &mut usize) -> Result<(usize, usize), String> {
-    Ok(match p.get(*pos) {
-        Some('*') => {
-            *pos += 1;
-            (0, usize::MAX)
-        }
-        Some('+') => {
-            *pos += 1;
-            (1, usize::MAX)
-        }
-        Some('?') => {
-            *pos += 1;
-            (0, 1)
-        }
-        Some('{') => {
-            let close = p[*pos..].iter().position(|&c| c == '}').ok_or("unclosed {")? + *pos;
-            let body: String = p[*pos + 1..close].iter().collect();
-            let num = |s: &str| s.trim().parse::<usize>().map_err(|_| format!("bad repetition {{{body}}}"));
-            let r = match body.split_once(',') {
-                None => {
-                    let n = num(&body)?;
-                    (n, n)
-                }
-                Some((a, "")) => (num(a)?, usize::MAX),
-                Some((a, b)) => (num(a)?, num(b)?),
-            };
-            *pos = close + 1;
-            r
-        }
-        _ => (1, 1),
+        cache.insert(pattern.to_string(), regex.clone());
+        regex
     })
-}
-
-fn escape_class(e: char) -> Option<ClassItem> {
-    Some(match e {
-        'd' => ClassItem::Digit(true),
-        'D' => ClassItem::Digit(false),
-        'w' => ClassItem::Word(true),
-        'W' => ClassItem::Word(false),
-        's' => ClassItem::Space(true),
-        'S' => ClassItem::Space(false),
-        _ => return None,
-    })
-}
-
-fn escape_char(e: char) -> char {
-    match e {
-        'n' => '\n',
-        't' => '\t',
-        'r' => '\r',
-        other => other,
-    }
-}
-
-fn parse_class(p: &[char], pos: &mut usize) -> Result<Node, String> {
-    let mut negated = false;
-    if p.get(*pos) == Some(&'^') {
-        negated = true;
-        *pos += 1;
-    }
-    let mut items = Vec::new();
-    let mut first = true;
-    loop {
-        let c = *p.get(*pos).ok_or("unclosed [")?;
-        if c == ']' && !first {
-            *pos += 1;
-            break;
-        }
-        first = false;
-        *pos += 1;
-        let lo = if c == '\\' {
-            let e = *p.get(*pos).ok_or("trailing backslash")?;
-            *pos += 1;
-            if let Some(item) = escape_class(e) {
-                items.push(item);
-                continue;
-            }
-            escape_char(e)
-        } else {
-            c
-        };
-        if p.get(*pos) == Some(&'-') && p.get(*pos + 1).is_some_and(|&n| n != ']') {
-            let mut hi = p[*pos + 1];
-            *pos += 2;
-            if hi == '\\' {
-                hi = escape_char(*p.get(*pos).ok_or("trailing backslash")?);
-                *pos += 1;
-            }
-            items.push(ClassItem::Range(lo, hi));
-        } else {
-            items.push(ClassItem::Range(lo, lo));
-        }
-    }
-    Ok(Node::Class(negated, items))
-}
-
-fn class_has(items: &[ClassItem], c: char) -> bool {
-    items.iter().any(|i| match *i {
-        ClassItem::Range(a, b) => a <= c && c <= b,
-        ClassItem::Digit(pos) => c.is_ascii_digit() == pos,
-        ClassItem::Word(pos) => (c.is_ascii_alphanumeric() || c == '_') == pos,
-        ClassItem::Space(pos) => c.is_whitespace() == pos,
-    })
-}
-
-type Cont<'c> = dyn FnMut(usize, &mut usize) -> bool + 'c;
-
-fn match_alts(alts: &[Vec<Piece>], t: &[char], pos: usize, budget: &mut usize, k: &mut Cont<'_>) -> bool {
-    alts.iter().any(|seq| match_seq(seq, t, pos, budget, k))
-}
-
-fn match_seq(seq: &[Piece], t: &[char], pos: usize, budget: &mut usize, k: &mut Cont<'_>) -> bool {
-    if *budget == 0 {
-        return false;
-    }
-    *budget -= 1;
-    match seq.split_first() {
-        None => k(pos, budget),
-        Some((piece, rest)) => match_repeat(piece, 0, rest, t, pos, budget, k),
-    }
-}
-
-/// Greedy repetition of `piece` (already matched `count` times), then the rest of the sequence.
-fn match_repeat(
-    piece: &Piece,
-    count: usize,
-    rest: &[Piece],
-    t: &[char],
-    pos: usize,
-    budget: &mut usize,
-    k: &mut Cont<'_>,
-) -> bool {
-    if *budget == 0 {
-        return false;
-    }
-    *budget -= 1;
-    if count < piece.max {
-        let mut more = |next: usize, budget: &mut usize| {
-            if next == pos {
-                // An empty iteration satisfies any remaining minimum; repeating it again cannot make progress.
-                match_seq(rest, t, next, budget, k)
-            } else {
-                match_repeat(piece, count + 1, rest, t, next, budget, k)
-            }
-        };
-        if match_node(&piece.node, t, pos, budget, &mut more) {
-            return true;
-        }
-    }
-    count >= piece.min && match_seq(rest, t, pos, budget, k)
-}
-
-fn match_node(node: &Node, t: &[char], pos: usize, budget: &mut usize, k: &mut Cont<'_>) -> bool {
-    match node {
-        Node::Char(c) => t.get(pos) == Some(c) && k(pos + 1, budget),
-        Node::Any => t.get(pos).is_some_and(|&c| c != '\n') && k(pos + 1, budget),
-        Node::Class(neg, items) => t.get(pos).is_some_and(|&c| class_has(items, c) != *neg) && k(pos + 1, budget),
-        Node::Start => pos == 0 && k(pos, budget),
-        Node::End => pos == t.len() && k(pos, budget),
-        Node::Group(alts) => match_alts(alts, t, pos, budget, k),
-    }
 }
 
 #[cfg(test)]
@@ -724,6 +497,36 @@ mod tests {
         }
         assert!(Regex::new("(abc").is_err());
         assert!(Regex::new("*a").is_err());
+    }
+
+    /// Issue 10: a backtracking matcher recursed once per character and overflowed the stack on a 15 000-letter
+    /// name. Linear now, at any length, and the pattern is not even tried once a length bound failed.
+    #[test]
+    fn long_strings_are_matched_in_linear_time_and_lengths_come_first() {
+        let app = Regex::new("^[a-z]([-a-z0-9]*[a-z0-9])?$").unwrap();
+        let long = "a".repeat(100_000);
+        assert!(app.is_match(&long));
+        assert!(!app.is_match(&format!("{long}-")));
+        let schema = json!({"type": "string", "maxLength": 40, "pattern": "^[a-z]+$"});
+        let errs = validate(&schema, &json!(format!("{long}!"))).unwrap_err();
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].message, "must be at most 40 characters long, got 100001");
+        let errs = validate(&json!({"minLength": 2, "maxLength": 1}), &json!("x")).unwrap_err();
+        assert_eq!(errs.len(), 1, "the first failing bound only: {errs:?}");
+        let errs = validate(&json!({"pattern": "^[a-z]+$"}), &json!(format!("{long}!"))).unwrap_err();
+        assert!(errs[0].message.len() < 200, "the text is quoted briefly: {}", errs[0].message);
+    }
+
+    /// Many bad members give a bounded list of errors, and a long key is quoted briefly in the path.
+    #[test]
+    fn errors_are_capped_and_keys_clipped() {
+        let schema = json!({"type": "object", "additionalProperties": false, "properties": {"a": {}}});
+        let value = Value::Object((0..10_000).map(|i| (format!("k{i}"), json!(1))).collect());
+        let errs = validate(&schema, &value).unwrap_err();
+        assert_eq!(errs.len(), MAX_ERRORS + 1);
+        assert_eq!(errs[MAX_ERRORS].message, "further errors not listed");
+        let errs = validate(&schema, &json!({"k".repeat(100_000): 1})).unwrap_err();
+        assert!(errs[0].path.len() < 100, "{}", errs[0].path.len());
     }
 
     #[test]

@@ -9,6 +9,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 
 use crate::config::Config;
+use crate::jsonrpc::clip;
 use crate::mcp::tool::{CallContext, CancelToken, ProgressSink, ToolDef};
 
 /// The MCP `Tool` object for a definition (as `tools/list` publishes it in the newest revision).
@@ -115,20 +116,21 @@ pub fn parse_call_args(rest: &[String]) -> Result<(Map<String, Value>, bool)> {
             let v: Value = serde_json::from_str(&text).context("--args must be a JSON object")?;
             match v {
                 Value::Object(m) => args.extend(m),
-                _ => bail!("--args must be a JSON object, got {}", text),
+                _ => bail!("--args must be a JSON object, got {}", clip(&text)),
             }
         } else if let Some((k, v)) = a.split_once('=') {
             if k.is_empty() || k.starts_with('-') {
-                bail!("bad argument '{a}': expected key=value");
+                bail!("bad argument '{}': expected key=value", clip(a));
             }
             let value = if let Some(path) = v.strip_prefix('@') {
-                Value::String(std::fs::read_to_string(path).with_context(|| format!("cannot read {path} for {k}"))?)
+                let read = std::fs::read_to_string(path);
+                Value::String(read.with_context(|| format!("cannot read {} for {}", clip(path), clip(k)))?)
             } else {
                 serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()))
             };
             args.insert(k.to_string(), value);
         } else {
-            bail!("bad argument '{a}': expected key=value, --args JSON or --json (see call --help)");
+            bail!("bad argument '{}': expected key=value, --args JSON or --json (see call --help)", clip(a));
         }
         i += 1;
     }
@@ -183,7 +185,7 @@ pub fn run_call(config: &Config, rest: &[String]) -> Result<ExitCode> {
     let Some(tool) = tools.iter().find(|t| &t.name == name) else {
         let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
         let hint = if config.read_only { " (read-only mode hides write tools)" } else { "" };
-        bail!("unknown tool '{name}'{hint}; available: {}", names.join(", "));
+        bail!("unknown tool '{}'{hint}; available: {}", clip(name), names.join(", "));
     };
     let mut args = Value::Object(args);
     crate::jsonschema::apply_defaults(&tool.input_schema, &mut args);
@@ -250,5 +252,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("cannot read"));
+    }
+
+    #[test]
+    fn long_arguments_are_quoted_briefly() {
+        let long = "z".repeat(200_000);
+        for args in [vec![long.clone()], vec![format!("-{long}=1")], vec![format!("--args=\"{long}\"")]] {
+            let message = parse_call_args(&args).unwrap_err().to_string();
+            assert!(message.len() < 200 && message.contains(" bytes)"), "{}", &message[..200.min(message.len())]);
+        }
     }
 }

@@ -12,9 +12,11 @@
 //! `docker compose` on the stored file and would otherwise interpolate it a second time from the middleware's own
 //! environment.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use serde_yaml::Value;
+
+use crate::jsonrpc::clip;
 
 use super::parse::MAX_DEPTH;
 use super::rules;
@@ -26,15 +28,49 @@ const MAX_NESTING: usize = 16;
 /// 30 GB).
 pub const MAX_SUBSTITUTED_BYTES: usize = 4 * 1024 * 1024;
 
+/// Most unresolved names and findings one document reports. A 128 KiB file can name 15 000 variables; listing
+/// each (a finding with its path and fix, twice in a tool answer) made a 13 MB answer; the first 25 say what to fix.
+pub const MAX_REPORTED: usize = 25;
+/// Most substitutions one document reports (an entry is small; a real file rarely has more).
+pub const MAX_SUBSTITUTIONS: usize = 100;
+
 /// What interpolation did to a document.
 #[derive(Debug, Default)]
 pub struct Interpolation {
+    /// The first [`MAX_SUBSTITUTIONS`] substitutions.
     pub substitutions: Vec<Substitution>,
-    /// Variables with no value and no default, each once, in document order.
+    /// Variables with no value and no default, each once, in document order (the first [`MAX_REPORTED`]).
     pub unresolved: Vec<String>,
+    /// The first [`MAX_REPORTED`] findings, then one per rule that had more, counting them.
     pub findings: Vec<Finding>,
     /// Bytes of `env` values substituted so far.
     substituted_bytes: usize,
+    /// Every unresolved name seen (a set, so each occurrence costs O(1), not a scan of the list).
+    unresolved_seen: HashSet<String>,
+    /// Findings past the cap, by rule: the first one and how many.
+    dropped: BTreeMap<&'static str, (Finding, usize)>,
+}
+
+impl Interpolation {
+    fn push_finding(&mut self, finding: Finding) {
+        if self.findings.len() < MAX_REPORTED {
+            self.findings.push(finding);
+        } else {
+            self.dropped.entry(finding.rule).or_insert_with(|| (finding, 0)).1 += 1;
+        }
+    }
+
+    /// A name without a value, recorded once; whether it was new.
+    fn note_unresolved(&mut self, variable: &str) -> bool {
+        if self.unresolved_seen.contains(variable) {
+            return false;
+        }
+        self.unresolved_seen.insert(variable.to_string());
+        if self.unresolved.len() < MAX_REPORTED {
+            self.unresolved.push(variable.to_string());
+        }
+        true
+    }
 }
 
 /// Interpolate every string value of `value` in place.
@@ -42,6 +78,12 @@ pub fn interpolate_tree(value: &mut Value, env: &BTreeMap<String, String>) -> In
     let mut out = Interpolation::default();
     let mut path = String::new();
     walk(value, env, &mut path, None, 0, &mut out);
+    // Past the cap, each rule that fired again is reported once more, with a count, so the severity the
+    // operator's policy gives that rule still decides the outcome.
+    for (_, (mut finding, n)) in std::mem::take(&mut out.dropped) {
+        finding.message = format!("{n} more like this not listed, the first: {}", finding.message);
+        out.findings.push(finding);
+    }
     out
 }
 
@@ -74,7 +116,8 @@ fn walk(
         Value::Mapping(map) => {
             let in_services = depth == 1 && path == "services";
             for (k, v) in map.iter_mut() {
-                let key = key_text(k);
+                // Paths are copied into every finding and substitution below them: a long key is clipped once.
+                let key = clip(&key_text(k)).into_owned();
                 let len = path.len();
                 if !path.is_empty() {
                     path.push('.');
@@ -130,18 +173,19 @@ impl Scope<'_> {
     }
 
     fn record(&mut self, variable: &str, source: &'static str) {
-        self.out.substitutions.push(Substitution {
-            variable: variable.to_string(),
-            source,
-            path: self.path.to_string(),
-        });
+        if self.out.substitutions.len() < MAX_SUBSTITUTIONS {
+            self.out.substitutions.push(Substitution {
+                variable: clip(variable).into_owned(),
+                source,
+                path: self.path.to_string(),
+            });
+        }
     }
 
     fn unresolved(&mut self, variable: &str) {
-        if !self.out.unresolved.iter().any(|v| v == variable) {
-            self.out.unresolved.push(variable.to_string());
-        }
-        self.out.findings.push(rules::UNRESOLVED_VARIABLE.at(
+        self.out.note_unresolved(variable);
+        let variable = clip(variable);
+        self.out.push_finding(rules::UNRESOLVED_VARIABLE.at(
             self.service,
             self.path,
             format!(
@@ -153,11 +197,10 @@ impl Scope<'_> {
     }
 
     fn required(&mut self, variable: &str, message: &str) {
-        if !self.out.unresolved.iter().any(|v| v == variable) {
-            self.out.unresolved.push(variable.to_string());
-        }
-        let why = if message.is_empty() { "it is marked required".to_string() } else { message.to_string() };
-        self.out.findings.push(rules::REQUIRED_VARIABLE.at(
+        self.out.note_unresolved(variable);
+        let variable = clip(variable);
+        let why = if message.is_empty() { "it is marked required".to_string() } else { clip(message).into_owned() };
+        self.out.push_finding(rules::REQUIRED_VARIABLE.at(
             self.service,
             self.path,
             format!("`{variable}` has no value: {why}"),
@@ -166,20 +209,12 @@ impl Scope<'_> {
     }
 
     fn invalid(&mut self, text: &str, why: &str) {
-        self.out.findings.push(rules::INTERPOLATION_INVALID.at(
+        self.out.push_finding(rules::INTERPOLATION_INVALID.at(
             self.service,
             self.path,
             format!("invalid interpolation `{}`: {why}", clip(text)),
             "write `${NAME}`, `${NAME:-default}` or `$$` for a literal dollar sign",
         ));
-    }
-}
-
-fn clip(text: &str) -> String {
-    if text.chars().count() <= 60 {
-        text.to_string()
-    } else {
-        format!("{}…", text.chars().take(60).collect::<String>())
     }
 }
 
@@ -427,6 +462,33 @@ mod tests {
         let text = format!("{}x{}", "${A:-".repeat(10_000), "}".repeat(10_000));
         let (_, out) = run(&text, &[]);
         assert!(out.findings.iter().any(|f| f.rule == "interpolation-invalid"));
+    }
+
+    /// 15 000 unset variables: one set lookup each (the list scan was quadratic), and a bounded report.
+    #[test]
+    fn many_variables_are_reported_up_to_a_cap() {
+        let text: String = (0..15_000).map(|i| format!("$V{i} ${{W{i}?}} ")).collect();
+        let (_, out) = run(&text, &[]);
+        assert_eq!(out.unresolved.len(), MAX_REPORTED);
+        assert_eq!(out.findings.len(), MAX_REPORTED + 2, "one summary per rule past the cap");
+        let summaries: Vec<&str> = out.findings[MAX_REPORTED..].iter().map(|f| f.message.as_str()).collect();
+        assert!(
+            summaries[0].starts_with("14988 more like this not listed, the first: `W12` has no value"),
+            "{summaries:?}"
+        );
+        assert!(summaries[1].starts_with("14987 more like this not listed, the first: `V13`"), "{summaries:?}");
+        let env = [("A", "x")];
+        let (_, out) = run(&"$A".repeat(10_000), &env);
+        assert_eq!(out.substitutions.len(), MAX_SUBSTITUTIONS);
+    }
+
+    /// A long key or variable name is quoted briefly in paths and messages (paths are copied into every finding).
+    #[test]
+    fn long_names_are_clipped() {
+        let key = "k".repeat(100_000);
+        let mut doc: Value = serde_yaml::from_str(&format!("? {key}\n: ${}", "V".repeat(100_000))).unwrap();
+        let out = interpolate_tree(&mut doc, &BTreeMap::new());
+        assert!(out.findings[0].path.len() < 100 && out.findings[0].message.len() < 300, "{:?}", out.findings[0]);
     }
 
     #[test]

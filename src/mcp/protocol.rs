@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::jsonrpc::ErrorObject;
+use crate::jsonrpc::{clip, ErrorObject};
 use crate::mcp::tool::LogLevel;
 
 /// `-32022`: the request's protocol version (modern `_meta`) is not one we serve.
@@ -161,16 +161,17 @@ pub fn unsupported_version(requested: &str) -> ErrorObject {
              envelope takes {}",
             Revision::V2026_07_28.as_str()
         ),
-        _ => format!("unsupported protocol version '{requested}' (supported: {})", names.join(", ")),
+        _ => format!("unsupported protocol version '{}' (supported: {})", clip(requested), names.join(", ")),
     };
     ErrorObject::new(UNSUPPORTED_PROTOCOL_VERSION, message)
-        .with_data(json!({"supported": supported_versions(), "requested": requested}))
+        .with_data(json!({"supported": supported_versions(), "requested": clip(requested)}))
 }
 
 /// A log level name from the wire; `-32602` listing the valid names otherwise.
 pub fn parse_log_level(value: &Value) -> Result<LogLevel, ErrorObject> {
     value.as_str().and_then(LogLevel::parse).ok_or_else(|| {
         let names: Vec<&str> = LogLevel::ALL.iter().map(|l| l.as_str()).collect();
+        let value = clip(&value.to_string()).into_owned();
         ErrorObject::invalid_params(format!("invalid log level {value} (expected one of: {})", names.join(", ")))
     })
 }
@@ -186,8 +187,12 @@ impl Cursor {
 
     /// The offset encoded in `cursor`, checked against the current list; `-32602` for anything else.
     pub fn decode(cursor: &str, fingerprint: u64, len: usize) -> Result<usize, ErrorObject> {
-        let bad =
-            || ErrorObject::invalid_params(format!("invalid cursor '{cursor}' (use nextCursor from a previous page)"));
+        let bad = || {
+            ErrorObject::invalid_params(format!(
+                "invalid cursor '{}' (use nextCursor from a previous page)",
+                clip(cursor)
+            ))
+        };
         let (offset, print) = cursor.strip_prefix('p').and_then(|c| c.split_once('.')).ok_or_else(bad)?;
         let offset = usize::from_str_radix(offset, 16).map_err(|_| bad())?;
         let print = u64::from_str_radix(print, 16).map_err(|_| bad())?;
@@ -220,7 +225,12 @@ pub fn page<T: Clone>(
     let start = match cursor {
         None | Some(Value::Null) => 0,
         Some(Value::String(c)) => Cursor::decode(c, fingerprint, items.len())?,
-        Some(other) => return Err(ErrorObject::invalid_params(format!("cursor must be a string, got {other}"))),
+        Some(other) => {
+            return Err(ErrorObject::invalid_params(format!(
+                "cursor must be a string, got {}",
+                clip(&other.to_string())
+            )))
+        }
     };
     let end = (start + page_size.max(1)).min(items.len());
     let next = (end < items.len()).then(|| Cursor::encode(end, fingerprint));

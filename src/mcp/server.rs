@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender};
 use serde_json::{json, Map, Value};
 
-use crate::jsonrpc::{self, ErrorObject, Message, Notification, Request, RequestId, Response};
+use crate::jsonrpc::{self, clip, ErrorObject, Message, Notification, Request, RequestId, Response};
 use crate::jsonschema::{self, SchemaError};
 use crate::mcp::call::{Ask, CallNotifier, LegacyElicitor, LogThreshold, ModernElicitor, SessionLogLevel};
 use crate::mcp::pool::{Job, Outcome, Pool};
@@ -410,7 +410,11 @@ impl Server {
         let outcome = match request.method.as_str() {
             "ping" | "logging/setLevel" if modern => Err(ErrorObject::new(
                 jsonrpc::METHOD_NOT_FOUND,
-                format!("method '{}' does not exist in protocol revision {}", request.method, env.revision.as_str()),
+                format!(
+                    "method '{}' does not exist in protocol revision {}",
+                    clip(&request.method),
+                    env.revision.as_str()
+                ),
             )),
             "ping" => Ok(json!({})),
             "logging/setLevel" => self.set_level(params),
@@ -525,15 +529,20 @@ impl Server {
             return self.reply(origin, Some(&id), Err(error));
         };
         let Some(&index) = self.tool_index.get(name) else {
-            let error =
-                ErrorObject::invalid_params(format!("unknown tool '{name}' (tools/list shows the available ones)"));
+            let error = ErrorObject::invalid_params(format!(
+                "unknown tool '{}' (tools/list shows the available ones)",
+                clip(name)
+            ));
             return self.reply(origin, Some(&id), Err(error));
         };
         let args = match params.get("arguments") {
             None | Some(Value::Null) => json!({}),
             Some(args @ Value::Object(_)) => args.clone(),
             Some(other) => {
-                let error = ErrorObject::invalid_params(format!("params.arguments must be an object, got {other}"));
+                let error = ErrorObject::invalid_params(format!(
+                    "params.arguments must be an object, got {}",
+                    clip(&other.to_string())
+                ));
                 return self.reply(origin, Some(&id), Err(error));
             }
         };
@@ -576,7 +585,7 @@ impl Server {
         let catalog = Arc::clone(&self.catalog);
         let params = request.params.unwrap_or_else(|| json!({}));
         let page_size = self.opts.page_size;
-        let label = format!("'{}'", request.method);
+        let label = format!("'{}'", clip(&request.method));
         let run = Box::new(move || work(catalog.as_ref(), &env, &params, page_size).map(|r| wire::finish(&env, r)));
         self.submit(key, request.id, origin, label, CancelToken::new(), None, run);
     }
@@ -642,6 +651,7 @@ fn catalog_error(error: CatalogError) -> ErrorObject {
     match error {
         CatalogError::InvalidParams(message) => ErrorObject::invalid_params(message),
         CatalogError::ResourceNotFound(uri) => {
+            let uri = clip(&uri);
             ErrorObject::new(RESOURCE_NOT_FOUND, format!("resource not found: {uri}")).with_data(json!({"uri": uri}))
         }
         CatalogError::Internal(message) => ErrorObject::internal(message),
@@ -703,7 +713,10 @@ fn get_prompt(catalog: &dyn Catalog, _: &Envelope, params: &Value, _: usize) -> 
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(args)) => args.clone(),
         Some(other) => {
-            return Err(ErrorObject::invalid_params(format!("params.arguments must be an object, got {other}")))
+            return Err(ErrorObject::invalid_params(format!(
+                "params.arguments must be an object, got {}",
+                clip(&other.to_string())
+            )))
         }
     };
     let rendered = catalog.get_prompt(name, &arguments).map_err(catalog_error)?;

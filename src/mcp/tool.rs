@@ -269,7 +269,7 @@ pub trait Catalog: Send + Sync + 'static {
         Vec::new()
     }
     fn get_prompt(&self, name: &str, _args: &serde_json::Map<String, Value>) -> Result<PromptMessages, CatalogError> {
-        Err(CatalogError::InvalidParams(format!("unknown prompt '{name}'")))
+        Err(CatalogError::InvalidParams(format!("unknown prompt '{}'", crate::jsonrpc::clip(name))))
     }
     /// `completion/complete`: `reference` is the `ref` object (`{"type":"ref/resource","uri":…}` or
     /// `{"type":"ref/prompt","name":…}`), `argument` the name being completed, `value` its prefix.

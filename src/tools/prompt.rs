@@ -45,7 +45,10 @@ pub fn prompts() -> Vec<PromptDef> {
 
 pub fn get(name: &str, args: &Map<String, Value>) -> Result<PromptMessages, CatalogError> {
     if name != DEPLOY_PROMPT {
-        return Err(CatalogError::InvalidParams(format!("unknown prompt '{name}' (available: {DEPLOY_PROMPT})")));
+        return Err(CatalogError::InvalidParams(format!(
+            "unknown prompt '{}' (available: {DEPLOY_PROMPT})",
+            crate::jsonrpc::clip(name)
+        )));
     }
     let arg = |k: &str| -> Result<&str, CatalogError> {
         args.get(k)
@@ -56,7 +59,10 @@ pub fn get(name: &str, args: &Map<String, Value>) -> Result<PromptMessages, Cata
     let app = arg("app_name")?;
     let compose = arg("compose_yaml")?;
     if let Some(why) = crate::compose::app_name_error(app) {
-        return Err(CatalogError::InvalidParams(format!("app_name '{app}' is not a valid TrueNAS app name: {why}")));
+        return Err(CatalogError::InvalidParams(format!(
+            "app_name '{}' is not a valid TrueNAS app name: {why}",
+            crate::jsonrpc::clip(app)
+        )));
     }
     let text = format!(
         "Deploy the Docker Compose file below to TrueNAS as the Custom App \"{app}\". Follow these steps in order \

@@ -1,24 +1,29 @@
-//! Integration tests: properties (owned by the proof helper).
+//! Integration tests: properties.
 //!
 //! Property tests (proptest) of the two parsers that face untrusted input: the MCP line reader + dispatcher with
 //! the real tool catalogue (mock mode), fed arbitrary bytes, JSON-ish values and well-formed requests mixed; and the
-//! TrueNAS frame codecs of both protocols, whose well-formed messages must decode to exactly what was sent. The
+//! TrueNAS frame codecs of both protocols, whose well-formed messages must decode to exactly what was sent. Then
+//! bounded work per input byte: every tool driven through the real binary with strings of 10^3 to 10^6
+//! characters, deep nesting, and client text that must never be echoed at length. The
 //! compose parser/policy/interpolation properties live in `compose.rs` (compose helper) and the never-panics
 //! properties of the codecs in `src/truenas/codec.rs`; they are not repeated here. Case counts are modest on purpose
 //! (CI budget); crashers found are kept below as explicit regression cases.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::io::{Cursor, Write};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use truenas_mcp::config::Config;
 use truenas_mcp::mcp::{serve_io, ServeOptions};
 use truenas_mcp::truenas::codec::{Codec, DdpCodec, EventKind, Incoming, JsonRpcCodec};
 use truenas_mcp::truenas::ejson;
+
+use crate::support::{binary, McpPeer};
 
 // ----- the MCP server ---------------------------------------------------------------------------------------------
 
@@ -411,4 +416,291 @@ proptest! {
         prop_assert!(when.len() >= 20 && when.contains('T'), "{}", when);
         prop_assert_eq!(&decoded["inner"][1], &json!([1, 2]));
     }
+}
+
+// ----- bounded work per input byte ---------------------------------------------------------------------------------
+
+/// The most one response line may take when a request carried long client text. Inputs reach 8 MiB (the line
+/// limit); an answer that echoes them could reach the same, while everything a tool answers about a long argument
+/// (a validation error with a short prefix of it, the simulator's small app data, a compose finding list) fits in a
+/// few KiB. 64 KiB leaves room for the largest honest answer and is still far below the 10^5- and 10^6-character
+/// strings sent, so an echo cannot hide under it.
+const MAX_ANSWER_LINE: usize = 64 * 1024;
+
+/// The compact JSON length of a message (what the server wrote: it writes compact JSON, one message a line).
+fn line_len(message: &Value) -> usize {
+    serde_json::to_string(message).unwrap().len()
+}
+
+fn mock_peer() -> McpPeer {
+    let mut peer = McpPeer::spawn_binary(&["--mock"]);
+    peer.initialize("2025-06-18", json!({}));
+    peer
+}
+
+fn assert_pings(peer: &mut McpPeer, id: i64) {
+    let answer = peer.request(json!(id), "ping", json!({}));
+    assert_eq!(answer, json!({"jsonrpc": "2.0", "id": id, "result": {}}), "the server stopped answering");
+    assert!(peer.child_status().is_none(), "the server exited: {:?}", peer.child_status());
+}
+
+/// A valid JSON-RPC response to `id`: version, the id echoed, exactly one of result and error, bounded size.
+fn assert_bounded_answer(response: &Value, id: &Value, what: &str) {
+    assert_eq!(response["jsonrpc"], "2.0", "{what}");
+    assert_eq!(&response["id"], id, "{what}");
+    assert!(response.get("result").is_some() != response.get("error").is_some(), "{what}: {response}");
+    if let Some(error) = response.get("error") {
+        assert!(error["code"].is_i64() && error["message"].is_string(), "{what}: {error}");
+    }
+    let len = line_len(response);
+    assert!(len <= MAX_ANSWER_LINE, "{what}: a {len}-byte answer: {:.300}", response.to_string());
+}
+
+/// Issue 10, item 1: a 15 000-letter app name used to overflow the stack in the pattern matcher (exit 134).
+#[test]
+fn a_15000_letter_app_name_is_refused_and_the_server_lives_on() {
+    let mut peer = mock_peer();
+    let name = "a".repeat(15_000);
+    let answer =
+        peer.request(json!(1), "tools/call", json!({"name": "get_custom_app_status", "arguments": {"app_name": name}}));
+    assert_eq!(answer["result"]["isError"], true, "{answer:.300}");
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(text.contains("app_name: must be at most 40 characters long, got 15000"), "{text:.300}");
+    assert!(!text.contains("pattern"), "the pattern is not checked once a length bound failed: {text:.300}");
+    assert!(text.len() < 1024, "{} bytes of error text", text.len());
+    assert_pings(&mut peer, 2);
+}
+
+/// The same through `truenas-mcp call`: a clean exit 2 with a short error, not an abort.
+#[test]
+fn call_with_a_130k_letter_app_name_exits_2_with_a_short_error() {
+    let arg = format!("app_name={}", "b".repeat(130_000));
+    let out = Command::new(binary())
+        .args(["call", "get_custom_app_status", &arg])
+        .env("MOCK_TRUENAS", "true")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{:?}: {stderr:.300}", out.status);
+    assert!(stderr.contains("must be at most 40 characters long, got 130000"), "{stderr:.300}");
+    assert!(stderr.len() < 1024, "{} bytes on stderr: {stderr:.300}", stderr.len());
+    assert!(out.stdout.is_empty());
+}
+
+/// `call` echoes a bad argument or an unknown tool name only as a short prefix.
+#[test]
+fn call_never_echoes_a_long_argument() {
+    let long = "c".repeat(100_000);
+    for args in [
+        vec![long.clone()],
+        vec!["list_custom_apps".into(), long.clone()],
+        vec!["list_custom_apps".into(), format!("--args=\"{long}\"")],
+    ] {
+        let out = Command::new(binary()).arg("call").args(&args).env("MOCK_TRUENAS", "true").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr:.300}");
+        assert!(stderr.len() < 2048, "{} bytes on stderr: {stderr:.300}", stderr.len());
+        assert!(stderr.contains(" bytes)"), "the error says how much was sent: {stderr:.300}");
+    }
+}
+
+/// Every place that names client text in an error keeps it to a short prefix (a 4 MiB method name used to come
+/// back as a 4 MiB error line).
+#[test]
+fn client_text_is_echoed_only_as_a_short_prefix() {
+    let mut peer = mock_peer();
+    let long = "x".repeat(4 * 1024 * 1024);
+    let mid = "y".repeat(200_000);
+    let modern_meta = |version: &str| {
+        json!({"io.modelcontextprotocol/protocolVersion": version,
+               "io.modelcontextprotocol/clientCapabilities": {}})
+    };
+    let cases: Vec<(&str, &str, Value)> = vec![
+        ("unknown method", long.as_str(), json!({})),
+        ("unknown tool", "tools/call", json!({"name": long, "arguments": {}})),
+        ("arguments not an object", "tools/call", json!({"name": "list_custom_apps", "arguments": [mid]})),
+        ("unknown resource", "resources/read", json!({"uri": format!("truenas://apps/{long}")})),
+        ("unknown prompt", "prompts/get", json!({"name": long})),
+        ("prompt argument", "prompts/get", json!({"name": "deploy-compose-app", "arguments": {"app_name": mid}})),
+        ("bad cursor", "tools/list", json!({"cursor": long})),
+        ("cursor not a string", "tools/list", json!({"cursor": [mid]})),
+        ("bad log level", "logging/setLevel", json!({"level": long})),
+        ("bad modern version", "tools/list", json!({"_meta": modern_meta(&mid)})),
+        (
+            "completion",
+            "completion/complete",
+            json!({"ref": {"type": "ref/resource", "uri": long}, "argument": {"name": "app_name", "value": mid}}),
+        ),
+    ];
+    for (i, (what, method, params)) in cases.into_iter().enumerate() {
+        let id = json!(10 + i);
+        let answer = peer.request(id.clone(), method, params);
+        assert_bounded_answer(&answer, &id, what);
+        assert!(line_len(&answer) < 4096, "{what}: {} bytes", line_len(&answer));
+    }
+    // Malformed envelopes: the offending value is named briefly.
+    let malformed = [
+        json!({"jsonrpc": mid, "id": 1, "method": "ping"}),
+        json!({"jsonrpc": "2.0", "id": [mid], "method": "ping"}),
+        // Every answer echoes its id: an id as long as the request is refused, not echoed.
+        json!({"jsonrpc": "2.0", "id": mid, "method": "ping"}),
+    ];
+    for (i, line) in malformed.iter().enumerate() {
+        peer.send(line);
+        let answer = peer.recv();
+        assert!(answer["error"]["code"] == -32600, "{answer:.300}");
+        assert!(line_len(&answer) < 4096, "malformed envelope {i}: {} bytes", line_len(&answer));
+    }
+    assert_pings(&mut peer, 99);
+}
+
+/// Nesting that follows input length is refused at a fixed depth, never recursed into: 100 000 `[` on a line, a
+/// deeply nested tool argument, and deep YAML and `${…}` nesting inside a compose file.
+#[test]
+fn deep_nesting_is_refused_without_recursion() {
+    let mut peer = mock_peer();
+    let mut line = "[".repeat(100_000).into_bytes();
+    line.push(b'\n');
+    peer.send_raw(&line);
+    let answer = peer.recv();
+    assert_eq!(answer["error"]["code"], -32700, "{answer:.300}");
+    assert!(line_len(&answer) < 4096);
+
+    let nested_object = format!(
+        r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"validate_compose","arguments":{{"env":{}1{}}}}}}}"#,
+        r#"{"a":"#.repeat(100_000),
+        "}".repeat(100_000)
+    );
+    peer.send_raw(format!("{nested_object}\n").as_bytes());
+    let answer = peer.recv();
+    assert_eq!(answer["error"]["code"], -32700, "{answer:.300}");
+
+    let deep_yaml = format!("services:\n  web:\n    image: {}x{}\n", "[".repeat(20_000), "]".repeat(20_000));
+    let deep_interpolation = format!("services:\n  web:\n    image: \"{}x{}\"\n", "${A:-".repeat(900), "}".repeat(900));
+    for (i, compose) in [deep_yaml, deep_interpolation].into_iter().enumerate() {
+        let id = json!(3 + i);
+        let answer = peer.request(
+            id.clone(),
+            "tools/call",
+            json!({"name": "validate_compose", "arguments": {"compose_yaml": compose}}),
+        );
+        assert_bounded_answer(&answer, &id, "deep compose");
+        assert_eq!(answer["result"]["structuredContent"]["valid"], false, "{answer:.300}");
+    }
+    assert_pings(&mut peer, 9);
+}
+
+/// A compose file that names 15 000 different unset variables (as many as fit the compose size limit): linear
+/// work and a bounded answer.
+#[test]
+fn many_unresolved_variables_give_a_bounded_answer() {
+    let mut peer = mock_peer();
+    let vars: String = (0..15_000).map(|i| format!("$V{i} ")).collect();
+    let compose = format!("services:\n  web:\n    image: nginx\n    command: \"{vars}\"\n");
+    let answer = peer.request(
+        json!(1),
+        "tools/call",
+        json!({"name": "validate_compose", "arguments": {"compose_yaml": compose}}),
+    );
+    assert_bounded_answer(&answer, &json!(1), "many unresolved variables");
+    assert_pings(&mut peer, 2);
+}
+
+/// Pieces of the strings the property below sends: every alphabet a parser or an echo could trip over.
+const ALPHABET: &[&str] = &[
+    "a", "Z", "7", "-", "_", ".", " ", "$", "{", "}", "${", "(", ")", "[", "]", "\\", "\n", "\r\n", "\t", ":", "'",
+    "\"", "#", "&", "*", "!", "%", "é", "日本", "🦀", "\u{2028}", "\u{0}", "\u{feff}",
+];
+
+/// `len` characters cycling through `motif`.
+fn long_string(motif: &[&str], len: usize) -> String {
+    let mut out = String::new();
+    let mut n = 0;
+    for piece in motif.iter().cycle() {
+        for c in piece.chars() {
+            if n == len {
+                return out;
+            }
+            out.push(c);
+            n += 1;
+        }
+    }
+    out
+}
+
+/// Arguments that let each tool get past validation (so a long string in one argument reaches the tool's own
+/// code): the first enum value, a real app, a small compose file, and `dry_run` where a tool writes.
+fn baseline_arguments(schema: &Value) -> Map<String, Value> {
+    let mut args = Map::new();
+    for (name, property) in schema["properties"].as_object().into_iter().flatten() {
+        let value = match (name.as_str(), property["type"].as_str()) {
+            (_, Some("string")) if property["enum"].is_array() => property["enum"][0].clone(),
+            ("app_name", _) => json!("whoami"),
+            ("compose_yaml", _) => json!("services:\n  web:\n    image: nginx:1.27\n"),
+            ("dry_run", _) => json!(true),
+            _ => continue,
+        };
+        args.insert(name.clone(), value);
+    }
+    args
+}
+
+/// Every tool of the catalogue, every string argument in turn, strings of 10^3 to 10^6 characters: the server
+/// stays alive, answers each call with valid JSON-RPC, and no line it writes exceeds [`MAX_ANSWER_LINE`].
+#[test]
+fn every_tool_survives_long_strings_in_every_string_argument() {
+    let peer = RefCell::new(mock_peer());
+    let listed = peer.borrow_mut().request(json!("list"), "tools/list", json!({}));
+    let targets: Vec<(String, String, Map<String, Value>)> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|tool| {
+            let schema = &tool["inputSchema"];
+            let name = tool["name"].as_str().unwrap().to_string();
+            let base = baseline_arguments(schema);
+            schema["properties"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(_, p)| p["type"] == "string")
+                .map(move |(arg, _)| (name.clone(), arg.clone(), base.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(targets.len() >= 15, "the catalogue lost its string arguments: {}", targets.len());
+    let next_id = RefCell::new(0i64);
+    let drive = |motif: &[&str]| -> Result<(), TestCaseError> {
+        let mut peer = peer.borrow_mut();
+        for len in [1_000, 10_000, 100_000, 1_000_000] {
+            let text = long_string(motif, len);
+            for (tool, arg, base) in &targets {
+                let mut args = base.clone();
+                args.insert(arg.clone(), json!(text));
+                let id = {
+                    let mut n = next_id.borrow_mut();
+                    *n += 1;
+                    json!(*n)
+                };
+                let what = format!("{tool}.{arg} with {len} characters of {motif:?}");
+                let answer = peer.request(id.clone(), "tools/call", json!({"name": tool, "arguments": args}));
+                assert_bounded_answer(&answer, &id, &what);
+                for other in peer.take_backlog() {
+                    let len = line_len(&other);
+                    prop_assert!(len <= MAX_ANSWER_LINE, "{}: a {}-byte notification", what, len);
+                }
+            }
+        }
+        let ping = peer.request(json!("ping"), "ping", json!({}));
+        prop_assert_eq!(ping, json!({"jsonrpc": "2.0", "id": "ping", "result": {}}));
+        Ok(())
+    };
+    // Plain letters first: they pass every character class, so a pattern matcher sees the whole string (the
+    // backtracking one recursed once per letter). Then mixed alphabets chosen by proptest.
+    drive(&["a"]).unwrap();
+    drive(&["a", "-", "0"]).unwrap();
+    let mixed = prop::collection::vec(prop::sample::select(ALPHABET), 1..16);
+    let config = ProptestConfig { cases: 2, failure_persistence: None, ..ProptestConfig::default() };
+    proptest::test_runner::TestRunner::new(config).run(&mixed, |motif| drive(&motif)).unwrap();
 }
