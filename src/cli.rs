@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Result};
 
@@ -160,8 +161,13 @@ fn run(argv: &[String]) -> Result<ExitCode> {
     init_logging(&config);
     match args.command.as_str() {
         "serve" => {
-            let catalog = crate::tools::catalog(&config);
-            crate::mcp::serve(catalog, TOOL_WORKERS)
+            let tools = Arc::new(crate::tools::Tools::new(config.clone()));
+            tools.audit().open().map_err(anyhow::Error::msg)?;
+            let code = crate::mcp::serve(tools.clone(), TOOL_WORKERS);
+            // Every way serve ends (input closed and drained or not, output closed) comes back here while workers
+            // may still run a change: record those as unknown before the process ends.
+            tools.audit().close();
+            code
         }
         "tools" => call::run_tools(&config, &args.rest),
         "call" => call::run_call(&config, &args.rest),

@@ -314,7 +314,7 @@ pub const SETTINGS: &[Setting] = &[
         flag: "--audit-log",
         switch: false,
         default: "$XDG_STATE_HOME/truenas-mcp/audit.jsonl",
-        help: "JSON Lines log of every change attempted; off disables",
+        help: "JSON Lines log of every change, before and after it; off disables; mock mode adds .mock",
         secret: false,
     },
     Setting {
@@ -407,6 +407,16 @@ fn default_audit_path(lookup: &dyn Fn(&str) -> Option<String>) -> AuditTarget {
         Some(b) => AuditTarget::File(b.join("truenas-mcp").join("audit.jsonl")),
         None => AuditTarget::Off,
     }
+}
+
+/// The mock-mode sibling of an audit path: `.mock` before the extension (`audit.jsonl` → `audit.mock.jsonl`).
+fn mock_audit_path(path: &std::path::Path) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.mock.{}", ext.to_string_lossy()),
+        None => format!("{stem}.mock"),
+    };
+    path.with_file_name(name)
 }
 
 impl Config {
@@ -510,10 +520,16 @@ impl Config {
                 ports
             }
         };
+        let mock = flag("MOCK_TRUENAS")?;
         let audit = match nonempty("TRUENAS_AUDIT_LOG") {
             None => default_audit_path(lookup),
             Some(v) if v.eq_ignore_ascii_case("off") || v.eq_ignore_ascii_case("none") => AuditTarget::Off,
             Some(v) => AuditTarget::File(PathBuf::from(v)),
+        };
+        // Changes to the simulator never land among the real ones, whatever path the environment names.
+        let audit = match audit {
+            AuditTarget::File(p) if mock => AuditTarget::File(mock_audit_path(&p)),
+            other => other,
         };
 
         Ok(Config {
@@ -533,7 +549,7 @@ impl Config {
             connect_timeout: seconds("TRUENAS_CONNECT_TIMEOUT", 10)?,
             job_timeout: seconds("TRUENAS_JOB_TIMEOUT", 1200)?,
             debug: flag("DEBUG_MODE")?,
-            mock: flag("MOCK_TRUENAS")?,
+            mock,
             read_only: flag("TRUENAS_READ_ONLY")?,
             writable_apps: nonempty("TRUENAS_WRITABLE_APPS").map(|v| split_list(&v)).unwrap_or_default(),
             audit,
@@ -729,6 +745,18 @@ mod tests {
         assert_eq!(normalize_path("//etc//"), "/etc");
         assert_eq!(normalize_path("/"), "/");
         assert_eq!(normalize_path("/../.."), "/");
+    }
+
+    #[test]
+    fn mock_mode_audits_to_its_own_file() {
+        let c = cfg(&[("TRUENAS_AUDIT_LOG", "/var/log/tn/audit.jsonl"), ("MOCK_TRUENAS", "true")]).unwrap();
+        assert_eq!(c.audit, AuditTarget::File(PathBuf::from("/var/log/tn/audit.mock.jsonl")));
+        let c = cfg(&[("TRUENAS_AUDIT_LOG", "/var/log/tn/audit"), ("MOCK_TRUENAS", "true")]).unwrap();
+        assert_eq!(c.audit, AuditTarget::File(PathBuf::from("/var/log/tn/audit.mock")));
+        let c = cfg(&[("TRUENAS_AUDIT_LOG", "off"), ("MOCK_TRUENAS", "true")]).unwrap();
+        assert_eq!(c.audit, AuditTarget::Off);
+        let c = cfg(&[("TRUENAS_AUDIT_LOG", "/var/log/tn/audit.jsonl")]).unwrap();
+        assert_eq!(c.audit, AuditTarget::File(PathBuf::from("/var/log/tn/audit.jsonl")));
     }
 
     #[test]
