@@ -727,6 +727,55 @@ mod tests {
         assert_eq!(c.password.as_ref().unwrap().expose(), "hunter2");
     }
 
+    /// A file in a fresh temp directory holding `content`.
+    fn secret_file(tag: &str, content: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("truenas-mcp-config-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("secret");
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    #[test]
+    fn secrets_come_from_files_with_the_trailing_newline_trimmed() {
+        let pw = secret_file("pw", "  hunter2 with spaces \n");
+        let key = secret_file("key", "1-abcdef\r\n");
+        let c = cfg(&[
+            ("TRUENAS_PASSWORD_FILE", pw.to_str().unwrap()),
+            ("TRUENAS_API_KEY_FILE", key.to_str().unwrap()),
+        ])
+        .unwrap();
+        assert_eq!(c.password.as_ref().unwrap().expose(), "  hunter2 with spaces ");
+        assert_eq!(c.api_key.as_ref().unwrap().expose(), "1-abcdef");
+        let shown = format!("{c:?} {:?}", c.effective());
+        assert!(!shown.contains("hunter2") && !shown.contains("abcdef"), "{shown}");
+        assert!(c.effective().contains(&("TRUENAS_PASSWORD_FILE", pw.display().to_string())));
+        let _ = std::fs::remove_dir_all(pw.parent().unwrap());
+        let _ = std::fs::remove_dir_all(key.parent().unwrap());
+    }
+
+    #[test]
+    fn secret_files_fail_precisely_and_never_print_the_secret() {
+        let pw = secret_file("both", "hunter2\n");
+        let pw_path = pw.to_str().unwrap();
+        let err = cfg(&[("TRUENAS_PASSWORD", "hunter2"), ("TRUENAS_PASSWORD_FILE", pw_path)]).unwrap_err().to_string();
+        assert_eq!(err, "set TRUENAS_PASSWORD or TRUENAS_PASSWORD_FILE, not both");
+        let err = cfg(&[("TRUENAS_API_KEY", "1-abc"), ("TRUENAS_API_KEY_FILE", pw_path)]).unwrap_err().to_string();
+        assert_eq!(err, "set TRUENAS_API_KEY or TRUENAS_API_KEY_FILE, not both");
+
+        let missing = pw.with_file_name("missing");
+        let err = cfg(&[("TRUENAS_PASSWORD_FILE", missing.to_str().unwrap())]).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("cannot read TRUENAS_PASSWORD_FILE '{}': ", missing.display())),
+            "{err}"
+        );
+        let empty = secret_file("empty", "\n");
+        let err = cfg(&[("TRUENAS_API_KEY_FILE", empty.to_str().unwrap())]).unwrap_err().to_string();
+        assert_eq!(err, format!("TRUENAS_API_KEY_FILE '{}' is empty", empty.display()));
+        let _ = std::fs::remove_dir_all(pw.parent().unwrap());
+        let _ = std::fs::remove_dir_all(empty.parent().unwrap());
+    }
+
     #[test]
     fn base_url_names_the_missing_variable() {
         let err = cfg(&[]).unwrap().base_url().unwrap_err().to_string();
