@@ -211,7 +211,9 @@ impl AuditLog {
         let record = self.record(id.clone(), tool, app.clone(), Outcome::Attempted, arguments.clone());
         self.write(&mut state, &record)?;
         if self.is_enabled() {
-            state.pending.insert(id.clone(), Pending { tool: tool.to_string(), app, arguments, started: Instant::now() });
+            state
+                .pending
+                .insert(id.clone(), Pending { tool: tool.to_string(), app, arguments, started: Instant::now() });
         }
         Ok(Attempt { log: self, id, finished: false })
     }

@@ -141,6 +141,15 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// One warning per secret given as a flag: any user of the machine can read it in the process list.
+fn secret_flag_warnings(args: &Args) -> Vec<String> {
+    SETTINGS
+        .iter()
+        .filter(|s| s.secret && args.overrides.contains_key(s.env))
+        .map(|s| format!("{} puts the secret in the process list; use {}-file or {}_FILE", s.flag, s.flag, s.env))
+        .collect()
+}
+
 /// Tool calls that run at once. TrueNAS executes 10 calls per connection at a time and the client keeps up to
 /// `truenas::actor::MAX_ON_WIRE` (16) on the wire; with fewer workers than that, concurrent tool calls wait for a
 /// worker instead of for the NAS (4 workers measured 3.7× the ideal time in `cargo bench --bench system --
@@ -156,6 +165,9 @@ fn run(argv: &[String]) -> Result<ExitCode> {
     if args.help {
         out(&usage())?;
         return Ok(ExitCode::SUCCESS);
+    }
+    for warning in secret_flag_warnings(&args) {
+        eprintln!("truenas-mcp: warning: {warning}");
     }
     let config = Config::from_sources(&|k| std::env::var(k).ok(), &args.overrides)?;
     init_logging(&config);
@@ -210,5 +222,20 @@ mod tests {
         assert!(parse_args(&argv("frobnicate")).unwrap_err().to_string().contains("unknown command 'frobnicate'"));
         assert!(parse_args(&argv("--bogus")).unwrap_err().to_string().contains("unknown option '--bogus'"));
         assert!(parse_args(&argv("serve --help")).unwrap().help);
+    }
+
+    #[test]
+    fn secret_flags_are_warned_about_without_the_secret() {
+        let a = parse_args(&argv("--password hunter2 --api-key=1-abc --host nas")).unwrap();
+        let warnings = secret_flag_warnings(&a);
+        assert_eq!(
+            warnings,
+            [
+                "--password puts the secret in the process list; use --password-file or TRUENAS_PASSWORD_FILE",
+                "--api-key puts the secret in the process list; use --api-key-file or TRUENAS_API_KEY_FILE",
+            ]
+        );
+        let a = parse_args(&argv("--password-file /run/secrets/tn --host nas")).unwrap();
+        assert!(secret_flag_warnings(&a).is_empty());
     }
 }
