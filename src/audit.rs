@@ -245,7 +245,7 @@ impl AuditLog {
         for (id, p) in &pending {
             let mut record = self.record(id.clone(), &p.tool, p.app.clone(), Outcome::Unknown, p.arguments.clone());
             record.duration_ms = p.started.elapsed().as_millis() as u64;
-            record.detail = Some("the server exited before the change finished; check the app on the NAS".into());
+            record.detail = Some("the process ended before the change finished; check the app on the NAS".into());
             let _ = self.write(&mut state, &record);
         }
         if !pending.is_empty() {
