@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{bail, Result};
 
@@ -140,6 +141,15 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// One warning per secret given as a flag: any user of the machine can read it in the process list.
+fn secret_flag_warnings(args: &Args) -> Vec<String> {
+    SETTINGS
+        .iter()
+        .filter(|s| s.secret && args.overrides.contains_key(s.env))
+        .map(|s| format!("{} puts the secret in the process list; use {}-file or {}_FILE", s.flag, s.flag, s.env))
+        .collect()
+}
+
 /// Tool calls that run at once. TrueNAS executes 10 calls per connection at a time and the client keeps up to
 /// `truenas::actor::MAX_ON_WIRE` (16) on the wire; with fewer workers than that, concurrent tool calls wait for a
 /// worker instead of for the NAS (4 workers measured 3.7× the ideal time in `cargo bench --bench system --
@@ -156,12 +166,20 @@ fn run(argv: &[String]) -> Result<ExitCode> {
         out(&usage())?;
         return Ok(ExitCode::SUCCESS);
     }
+    for warning in secret_flag_warnings(&args) {
+        eprintln!("truenas-mcp: warning: {warning}");
+    }
     let config = Config::from_sources(&|k| std::env::var(k).ok(), &args.overrides)?;
     init_logging(&config);
     match args.command.as_str() {
         "serve" => {
-            let catalog = crate::tools::catalog(&config);
-            crate::mcp::serve(catalog, TOOL_WORKERS)
+            let tools = Arc::new(crate::tools::Tools::new(config.clone()));
+            tools.audit().open().map_err(anyhow::Error::msg)?;
+            let code = crate::mcp::serve(tools.clone(), TOOL_WORKERS);
+            // Every way serve ends (input closed and drained or not, output closed) comes back here while workers
+            // may still run a change: record those as unknown before the process ends.
+            tools.audit().close();
+            code
         }
         "tools" => call::run_tools(&config, &args.rest),
         "call" => call::run_call(&config, &args.rest),
@@ -204,5 +222,20 @@ mod tests {
         assert!(parse_args(&argv("frobnicate")).unwrap_err().to_string().contains("unknown command 'frobnicate'"));
         assert!(parse_args(&argv("--bogus")).unwrap_err().to_string().contains("unknown option '--bogus'"));
         assert!(parse_args(&argv("serve --help")).unwrap().help);
+    }
+
+    #[test]
+    fn secret_flags_are_warned_about_without_the_secret() {
+        let a = parse_args(&argv("--password hunter2 --api-key=1-abc --host nas")).unwrap();
+        let warnings = secret_flag_warnings(&a);
+        assert_eq!(
+            warnings,
+            [
+                "--password puts the secret in the process list; use --password-file or TRUENAS_PASSWORD_FILE",
+                "--api-key puts the secret in the process list; use --api-key-file or TRUENAS_API_KEY_FILE",
+            ]
+        );
+        let a = parse_args(&argv("--password-file /run/secrets/tn --host nas")).unwrap();
+        assert!(secret_flag_warnings(&a).is_empty());
     }
 }

@@ -119,8 +119,14 @@ pub struct Config {
     pub username: String,
     /// Whether `TRUENAS_USERNAME` was set explicitly (an API key without a username uses `auth.login_with_api_key`).
     pub username_explicit: bool,
+    /// `TRUENAS_PASSWORD`, or the content of `TRUENAS_PASSWORD_FILE`.
     pub password: Option<Secret>,
+    /// `TRUENAS_PASSWORD_FILE`: where the password was read from (shown by `check`).
+    pub password_file: Option<PathBuf>,
+    /// `TRUENAS_API_KEY`, or the content of `TRUENAS_API_KEY_FILE`.
     pub api_key: Option<Secret>,
+    /// `TRUENAS_API_KEY_FILE`.
+    pub api_key_file: Option<PathBuf>,
     /// `TRUENAS_PORT`, default 443.
     pub port: u16,
     /// `TRUENAS_PROTOCOL`, default `wss`.
@@ -198,12 +204,28 @@ pub const SETTINGS: &[Setting] = &[
         secret: true,
     },
     Setting {
+        env: "TRUENAS_PASSWORD_FILE",
+        flag: "--password-file",
+        switch: false,
+        default: "(none)",
+        help: "file holding the password (trailing newline trimmed); the recommended way",
+        secret: false,
+    },
+    Setting {
         env: "TRUENAS_API_KEY",
         flag: "--api-key",
         switch: false,
         default: "(none)",
         help: "API key (used when no password is set; only over wss://)",
         secret: true,
+    },
+    Setting {
+        env: "TRUENAS_API_KEY_FILE",
+        flag: "--api-key-file",
+        switch: false,
+        default: "(none)",
+        help: "file holding the API key (trailing newline trimmed)",
+        secret: false,
     },
     Setting {
         env: "TRUENAS_PORT",
@@ -314,7 +336,7 @@ pub const SETTINGS: &[Setting] = &[
         flag: "--audit-log",
         switch: false,
         default: "$XDG_STATE_HOME/truenas-mcp/audit.jsonl",
-        help: "JSON Lines log of every change attempted; off disables",
+        help: "JSON Lines log of every change, before and after it; off disables; mock mode adds .mock",
         secret: false,
     },
     Setting {
@@ -398,6 +420,34 @@ pub fn normalize_path(path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// A secret given either as a value (`value_env`) or as a file holding it (`file_env`), never both. `trim` is how
+/// the value is cleaned; a file additionally loses its trailing newline (what `echo` and editors leave). Errors
+/// name the setting and the path, never the content.
+fn secret_setting(
+    get: &dyn Fn(&str) -> Option<String>,
+    value_env: &str,
+    file_env: &str,
+    trim: fn(&str) -> &str,
+) -> Result<(Option<Secret>, Option<PathBuf>)> {
+    let value = get(value_env).filter(|v| !trim(v).is_empty());
+    let file = get(file_env).map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).map(PathBuf::from);
+    match (value, file) {
+        (Some(_), Some(_)) => bail!("set {value_env} or {file_env}, not both"),
+        (Some(v), None) => Ok((Some(Secret::new(trim(&v))), None)),
+        (None, None) => Ok((None, None)),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("cannot read {file_env} '{}': {e}", path.display()))?;
+            let line = text.strip_suffix('\n').unwrap_or(&text);
+            let line = trim(line.strip_suffix('\r').unwrap_or(line));
+            if line.is_empty() {
+                bail!("{file_env} '{}' is empty", path.display());
+            }
+            Ok((Some(Secret::new(line)), Some(path)))
+        }
+    }
+}
+
 fn default_audit_path(lookup: &dyn Fn(&str) -> Option<String>) -> AuditTarget {
     let base = lookup("XDG_STATE_HOME")
         .filter(|s| !s.is_empty())
@@ -407,6 +457,16 @@ fn default_audit_path(lookup: &dyn Fn(&str) -> Option<String>) -> AuditTarget {
         Some(b) => AuditTarget::File(b.join("truenas-mcp").join("audit.jsonl")),
         None => AuditTarget::Off,
     }
+}
+
+/// The mock-mode sibling of an audit path: `.mock` before the extension (`audit.jsonl` → `audit.mock.jsonl`).
+fn mock_audit_path(path: &std::path::Path) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.mock.{}", ext.to_string_lossy()),
+        None => format!("{stem}.mock"),
+    };
+    path.with_file_name(name)
 }
 
 impl Config {
@@ -510,10 +570,19 @@ impl Config {
                 ports
             }
         };
+        // A password is taken as typed (spaces may belong to it); an API key never contains whitespace.
+        let (password, password_file) = secret_setting(&get, "TRUENAS_PASSWORD", "TRUENAS_PASSWORD_FILE", |v| v)?;
+        let (api_key, api_key_file) = secret_setting(&get, "TRUENAS_API_KEY", "TRUENAS_API_KEY_FILE", str::trim)?;
+        let mock = flag("MOCK_TRUENAS")?;
         let audit = match nonempty("TRUENAS_AUDIT_LOG") {
             None => default_audit_path(lookup),
             Some(v) if v.eq_ignore_ascii_case("off") || v.eq_ignore_ascii_case("none") => AuditTarget::Off,
             Some(v) => AuditTarget::File(PathBuf::from(v)),
+        };
+        // Changes to the simulator never land among the real ones, whatever path the environment names.
+        let audit = match audit {
+            AuditTarget::File(p) if mock => AuditTarget::File(mock_audit_path(&p)),
+            other => other,
         };
 
         Ok(Config {
@@ -521,8 +590,10 @@ impl Config {
             url,
             username: nonempty("TRUENAS_USERNAME").unwrap_or_else(|| "mcp-service".to_string()),
             username_explicit: nonempty("TRUENAS_USERNAME").is_some(),
-            password: get("TRUENAS_PASSWORD").filter(|v| !v.is_empty()).map(Secret::new),
-            api_key: get("TRUENAS_API_KEY").filter(|v| !v.trim().is_empty()).map(|v| Secret::new(v.trim())),
+            password,
+            password_file,
+            api_key,
+            api_key_file,
             port,
             protocol,
             ssl_verify,
@@ -533,7 +604,7 @@ impl Config {
             connect_timeout: seconds("TRUENAS_CONNECT_TIMEOUT", 10)?,
             job_timeout: seconds("TRUENAS_JOB_TIMEOUT", 1200)?,
             debug: flag("DEBUG_MODE")?,
-            mock: flag("MOCK_TRUENAS")?,
+            mock,
             read_only: flag("TRUENAS_READ_ONLY")?,
             writable_apps: nonempty("TRUENAS_WRITABLE_APPS").map(|v| split_list(&v)).unwrap_or_default(),
             audit,
@@ -583,19 +654,20 @@ impl Config {
     pub fn effective(&self) -> Vec<(&'static str, String)> {
         let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(not set)".to_string());
         let secret = |v: &Option<Secret>| if v.is_some() { "*** (set)".to_string() } else { "(not set)".to_string() };
+        let path =
+            |v: &Option<PathBuf>| v.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(not set)".into());
         vec![
             ("TRUENAS_HOST", opt(&self.host)),
             ("TRUENAS_URL", opt(&self.url)),
             ("TRUENAS_USERNAME", self.username.clone()),
             ("TRUENAS_PASSWORD", secret(&self.password)),
+            ("TRUENAS_PASSWORD_FILE", path(&self.password_file)),
             ("TRUENAS_API_KEY", secret(&self.api_key)),
+            ("TRUENAS_API_KEY_FILE", path(&self.api_key_file)),
             ("TRUENAS_PORT", self.port.to_string()),
             ("TRUENAS_PROTOCOL", self.protocol.as_str().to_string()),
             ("TRUENAS_SSL_VERIFY", self.ssl_verify.to_string()),
-            (
-                "TRUENAS_CA_CERT",
-                self.ca_cert.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(not set)".into()),
-            ),
+            ("TRUENAS_CA_CERT", path(&self.ca_cert)),
             ("TRUENAS_API", format!("{:?}", self.api).to_ascii_lowercase()),
             ("TRUENAS_ALLOW_INSECURE_API_KEY", self.allow_insecure_api_key.to_string()),
             ("TRUENAS_TIMEOUT", self.call_timeout.as_secs_f64().to_string()),
@@ -711,6 +783,50 @@ mod tests {
         assert_eq!(c.password.as_ref().unwrap().expose(), "hunter2");
     }
 
+    /// A file in a fresh temp directory holding `content`.
+    fn secret_file(tag: &str, content: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("truenas-mcp-config-{}-{tag}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("secret");
+        std::fs::write(&path, content).unwrap();
+        path
+    }
+
+    #[test]
+    fn secrets_come_from_files_with_the_trailing_newline_trimmed() {
+        let pw = secret_file("pw", "  hunter2 with spaces \n");
+        let key = secret_file("key", "1-abcdef\r\n");
+        let c =
+            cfg(&[("TRUENAS_PASSWORD_FILE", pw.to_str().unwrap()), ("TRUENAS_API_KEY_FILE", key.to_str().unwrap())])
+                .unwrap();
+        assert_eq!(c.password.as_ref().unwrap().expose(), "  hunter2 with spaces ");
+        assert_eq!(c.api_key.as_ref().unwrap().expose(), "1-abcdef");
+        let shown = format!("{c:?} {:?}", c.effective());
+        assert!(!shown.contains("hunter2") && !shown.contains("abcdef"), "{shown}");
+        assert!(c.effective().contains(&("TRUENAS_PASSWORD_FILE", pw.display().to_string())));
+        let _ = std::fs::remove_dir_all(pw.parent().unwrap());
+        let _ = std::fs::remove_dir_all(key.parent().unwrap());
+    }
+
+    #[test]
+    fn secret_files_fail_precisely_and_never_print_the_secret() {
+        let pw = secret_file("both", "hunter2\n");
+        let pw_path = pw.to_str().unwrap();
+        let err = cfg(&[("TRUENAS_PASSWORD", "hunter2"), ("TRUENAS_PASSWORD_FILE", pw_path)]).unwrap_err().to_string();
+        assert_eq!(err, "set TRUENAS_PASSWORD or TRUENAS_PASSWORD_FILE, not both");
+        let err = cfg(&[("TRUENAS_API_KEY", "1-abc"), ("TRUENAS_API_KEY_FILE", pw_path)]).unwrap_err().to_string();
+        assert_eq!(err, "set TRUENAS_API_KEY or TRUENAS_API_KEY_FILE, not both");
+
+        let missing = pw.with_file_name("missing");
+        let err = cfg(&[("TRUENAS_PASSWORD_FILE", missing.to_str().unwrap())]).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("cannot read TRUENAS_PASSWORD_FILE '{}': ", missing.display())), "{err}");
+        let empty = secret_file("empty", "\n");
+        let err = cfg(&[("TRUENAS_API_KEY_FILE", empty.to_str().unwrap())]).unwrap_err().to_string();
+        assert_eq!(err, format!("TRUENAS_API_KEY_FILE '{}' is empty", empty.display()));
+        let _ = std::fs::remove_dir_all(pw.parent().unwrap());
+        let _ = std::fs::remove_dir_all(empty.parent().unwrap());
+    }
+
     #[test]
     fn base_url_names_the_missing_variable() {
         let err = cfg(&[]).unwrap().base_url().unwrap_err().to_string();
@@ -729,6 +845,18 @@ mod tests {
         assert_eq!(normalize_path("//etc//"), "/etc");
         assert_eq!(normalize_path("/"), "/");
         assert_eq!(normalize_path("/../.."), "/");
+    }
+
+    #[test]
+    fn mock_mode_audits_to_its_own_file() {
+        let c = cfg(&[("TRUENAS_AUDIT_LOG", "/var/log/tn/audit.jsonl"), ("MOCK_TRUENAS", "true")]).unwrap();
+        assert_eq!(c.audit, AuditTarget::File(PathBuf::from("/var/log/tn/audit.mock.jsonl")));
+        let c = cfg(&[("TRUENAS_AUDIT_LOG", "/var/log/tn/audit"), ("MOCK_TRUENAS", "true")]).unwrap();
+        assert_eq!(c.audit, AuditTarget::File(PathBuf::from("/var/log/tn/audit.mock")));
+        let c = cfg(&[("TRUENAS_AUDIT_LOG", "off"), ("MOCK_TRUENAS", "true")]).unwrap();
+        assert_eq!(c.audit, AuditTarget::Off);
+        let c = cfg(&[("TRUENAS_AUDIT_LOG", "/var/log/tn/audit.jsonl")]).unwrap();
+        assert_eq!(c.audit, AuditTarget::File(PathBuf::from("/var/log/tn/audit.jsonl")));
     }
 
     #[test]

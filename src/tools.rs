@@ -3,8 +3,9 @@
 //! [`catalog`] is the entry point the CLI uses. [`Tools`] owns what every handler shares: the operator's
 //! configuration (read-only mode, writable apps, compose policy), the lazily built TrueNAS client and the audit
 //! log. The safety controls live here, in front of the handlers, so no handler can forget them: write tools are
-//! hidden and refused in read-only mode, app names outside `TRUENAS_WRITABLE_APPS` are refused, and every change
-//! attempted is written to the audit log with its outcome and job id.
+//! hidden and refused in read-only mode, app names outside `TRUENAS_WRITABLE_APPS` (or no app name at all) are
+//! refused, and every change is written to the audit log ahead of the handler (`attempted`) and again with its
+//! outcome and job id when the handler returns.
 
 mod catalogue;
 mod connection;
@@ -22,11 +23,10 @@ mod status;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
-use std::time::{Instant, SystemTime};
 
 use serde_json::{Map, Value};
 
-use crate::audit::{redact_arguments, AuditLog, AuditRecord, Outcome};
+use crate::audit::{AuditLog, Outcome};
 use crate::config::Config;
 use crate::mcp::tool::{
     CallContext, Catalog, CatalogError, PromptDef, PromptMessages, ResourceContents, ResourceDef, ResourceTemplateDef,
@@ -41,6 +41,17 @@ pub use catalogue::ToolSpec;
 /// The real catalogue for `config` (read-only mode, writable apps, policy, mock mode all come from it).
 pub fn catalog(config: &Config) -> Arc<dyn Catalog> {
     Arc::new(Tools::new(config.clone()))
+}
+
+/// What audit records call the NAS of `config`: its host, or `simulator` in mock mode.
+pub fn nas_label(config: &Config) -> String {
+    if config.mock {
+        return "simulator".into();
+    }
+    match config.base_url().ok().and_then(|u| crate::truenas::transport::Endpoint::parse(&u).ok()) {
+        Some(e) => e.host,
+        None => "(not configured)".into(),
+    }
 }
 
 /// Everything the handlers share.
@@ -60,19 +71,14 @@ pub struct Change {
     /// Set when the output's `is_error` alone does not say it (refused, declined, cancelled, unknown, started).
     pub outcome: Option<Outcome>,
     pub detail: Option<String>,
-    /// Nothing was attempted (dry run, a question sent back to the user): no audit line.
+    /// Nothing was sent to the NAS (dry run, identical compose, a question sent back to the user).
     pub not_attempted: bool,
 }
 
 impl Tools {
     pub fn new(config: Config) -> Tools {
-        Tools {
-            audit: AuditLog::new(&config.audit),
-            specs: catalogue::specs(),
-            config,
-            client: OnceLock::new(),
-            secrets: Arc::default(),
-        }
+        let audit = AuditLog::new(&config.audit, nas_label(&config));
+        Tools { audit, specs: catalogue::specs(), config, client: OnceLock::new(), secrets: Arc::default() }
     }
 
     /// A catalogue that talks through `client` (tests that hold a simulator in-process).
@@ -84,6 +90,11 @@ impl Tools {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The audit log (opened at start-up by `serve` and `call`, closed by them at exit).
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
     }
 
     /// The client, built on first use (no I/O until a call needs the NAS).
@@ -105,19 +116,6 @@ impl Tools {
         self.specs.iter().find(|s| s.def.name == name)
     }
 
-    fn audit(&self, tool: &str, args: &Value, started: Instant, outcome: Outcome, change: &Change) {
-        self.audit.append(&AuditRecord {
-            time: crate::audit::rfc3339(SystemTime::now()),
-            tool: tool.to_string(),
-            app: args.get("app_name").and_then(Value::as_str).map(str::to_string),
-            outcome,
-            job_id: change.job_id,
-            duration_ms: started.elapsed().as_millis() as u64,
-            arguments: redact_arguments(args),
-            detail: change.detail.as_deref().map(|d| self.secrets.mask(d)),
-        });
-    }
-
     /// The safety gate in front of every write tool: `None` when the call may go ahead.
     fn refuse_write(&self, tool: &str, args: &Value) -> Option<String> {
         if self.config.read_only {
@@ -126,7 +124,13 @@ impl Tools {
                  the operator must turn read-only off to allow changes"
             ));
         }
-        let app = args.get("app_name").and_then(Value::as_str)?;
+        // Fail closed: a write whose app the gate cannot name is not checked against the writable apps, not audited
+        // by app, and not allowed.
+        let Some(app) = args.get("app_name").and_then(Value::as_str) else {
+            return Some(format!(
+                "{tool} refused: it needs app_name (a string) naming the app it changes; nothing was changed"
+            ));
+        };
         if !self.config.app_is_writable(app) {
             return Some(format!(
                 "{tool} refused: app '{app}' is not in the writable apps the operator allowed \
@@ -152,20 +156,45 @@ impl Catalog for Tools {
         if !spec.writes {
             return redacted::output((spec.handler)(self, &args, ctx, &mut Change::default()), &self.secrets);
         }
-        let started = Instant::now();
-        let mut change = Change::default();
+        let app = args.get("app_name").and_then(Value::as_str);
         if let Some(reason) = self.refuse_write(name, &args) {
-            change.detail = Some(reason.clone());
-            self.audit(name, &args, started, Outcome::Refused, &change);
+            self.audit.single(name, app, &args, Outcome::Refused, Some(reason.clone()));
             return ToolOutput::error(reason);
         }
-        let output = redacted::output((spec.handler)(self, &args, ctx, &mut change), &self.secrets);
-        if !change.not_attempted && output.input_required.is_none() {
-            let outcome = change.outcome.unwrap_or(if output.is_error { Outcome::Failed } else { Outcome::Succeeded });
-            if change.detail.is_none() && output.is_error {
-                change.detail = Some(output.text.lines().next().unwrap_or("").chars().take(300).collect());
+        // A dry run never reaches the NAS, so it is not an attempt; every other call is recorded before the handler
+        // can send anything, and refused when that record cannot be written.
+        let dry_run = spec.def.input_schema.pointer("/properties/dry_run").is_some()
+            && args.get("dry_run").and_then(Value::as_bool) == Some(true);
+        let attempt = if dry_run {
+            None
+        } else {
+            match self.audit.attempt(name, app, &args) {
+                Ok(a) => Some(a),
+                Err(why) => {
+                    return ToolOutput::error(format!(
+                        "{name} refused: the change cannot be recorded in the audit log ({why}); nothing was changed"
+                    ))
+                }
             }
-            self.audit(name, &args, started, outcome, &change);
+        };
+        let mut change = Change::default();
+        let output = redacted::output((spec.handler)(self, &args, ctx, &mut change), &self.secrets);
+        let outcome = if change.not_attempted || output.input_required.is_some() {
+            Outcome::NoChange
+        } else {
+            change.outcome.unwrap_or(if output.is_error { Outcome::Failed } else { Outcome::Succeeded })
+        };
+        if change.detail.is_none() && output.is_error {
+            change.detail = Some(output.text.lines().next().unwrap_or("").chars().take(300).collect());
+        }
+        let detail = change.detail.as_deref().map(|d| self.secrets.mask(d));
+        match attempt {
+            Some(a) => a.finish(outcome, change.job_id, detail),
+            // A dry run that (against its contract) did more than plan still leaves a record.
+            None if outcome != Outcome::NoChange => {
+                self.audit.single(name, app, &args, outcome, detail);
+            }
+            None => {}
         }
         output
     }
@@ -251,7 +280,7 @@ mod tests {
         let out = tools.call("stop_custom_app", json!({"app_name": "web"}), &CallContext::detached());
         assert!(out.is_error && out.text.contains("TRUENAS_READ_ONLY"), "{}", out.text);
         let line: Value = serde_json::from_str(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
-        assert_eq!(line["outcome"], "refused");
+        assert_eq!(line["outcome"], "refused", "a refusal by the gate is one record, no attempt");
         assert_eq!(line["tool"], "stop_custom_app");
         assert_eq!(line["app"], "web");
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
@@ -269,6 +298,26 @@ mod tests {
             assert!(refusal.is_some_and(|r| r.contains("test-*")), "{name}");
             assert!(tools.refuse_write(name, &json!({"app_name": "test-web"})).is_none(), "{name}");
         }
+    }
+
+    #[test]
+    fn the_gate_fails_closed_without_an_app_name() {
+        let path = audit_file("noapp");
+        let mut config = Config::for_tests();
+        config.audit = AuditTarget::File(path.clone());
+        let tools = Tools::new(config);
+        for spec in tools.specs.iter().filter(|s| s.writes) {
+            let name = &spec.def.name;
+            for args in [json!({}), json!({"app_name": 7}), json!({"app_name": null})] {
+                let refusal = tools.refuse_write(name, &args);
+                assert!(refusal.as_deref().is_some_and(|r| r.contains("needs app_name")), "{name} {args}");
+            }
+        }
+        let out = tools.call("delete_custom_app", json!({"confirm": true}), &CallContext::detached());
+        assert!(out.is_error && out.text.contains("needs app_name"), "{}", out.text);
+        let line: Value = serde_json::from_str(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
+        assert_eq!(line["outcome"], "refused");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::Config;
 use crate::jsonrpc::clip;
-use crate::mcp::tool::{CallContext, CancelToken, ProgressSink, ToolDef};
+use crate::mcp::tool::{CallContext, CancelToken, Catalog, ProgressSink, ToolDef};
 
 /// The MCP `Tool` object for a definition (as `tools/list` publishes it in the newest revision).
 pub fn tool_json(t: &ToolDef) -> Value {
@@ -180,7 +180,8 @@ pub fn run_call(config: &Config, rest: &[String]) -> Result<ExitCode> {
     }
     let name = &rest[0];
     let (args, as_json) = parse_call_args(&rest[1..])?;
-    let catalog = crate::tools::catalog(config);
+    let catalog = Arc::new(crate::tools::Tools::new(config.clone()));
+    catalog.audit().open().map_err(anyhow::Error::msg)?;
     let tools = catalog.tools();
     let Some(tool) = tools.iter().find(|t| &t.name == name) else {
         let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
@@ -194,7 +195,7 @@ pub fn run_call(config: &Config, rest: &[String]) -> Result<ExitCode> {
         bail!("invalid arguments for {name}:\n{}", list.join("\n"));
     }
     let cancel = CancelToken::new();
-    install_interrupt(cancel.clone());
+    install_interrupt(cancel.clone(), catalog.clone());
     let tty = std::io::stderr().is_terminal();
     let mut ctx = CallContext::detached();
     ctx.cancel = cancel;
@@ -212,10 +213,12 @@ pub fn run_call(config: &Config, rest: &[String]) -> Result<ExitCode> {
     Ok(if output.is_error { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
-/// Ctrl-C sets the cancel flag (the tool aborts its TrueNAS job); a second Ctrl-C exits at once.
-fn install_interrupt(cancel: CancelToken) {
+/// Ctrl-C sets the cancel flag (the tool aborts its TrueNAS job); a second Ctrl-C exits at once, recording the
+/// change still in flight as unknown.
+fn install_interrupt(cancel: CancelToken, tools: Arc<crate::tools::Tools>) {
     let result = ctrlc::set_handler(move || {
         if cancel.is_cancelled() {
+            tools.audit().close();
             std::process::exit(130);
         }
         eprintln!("\ninterrupted: aborting the running job (Ctrl-C again to quit at once)");

@@ -11,7 +11,8 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use super::certificate;
-use crate::config::{Config, Protocol};
+use crate::audit::AuditLog;
+use crate::config::{AuditTarget, Config, Protocol};
 use crate::truenas::transport::{tls_connector, Endpoint};
 use crate::truenas::Client;
 
@@ -126,6 +127,15 @@ fn diagnose(config: &Config) -> Report {
     r.note("settings in effect:");
     for (k, v) in config.effective() {
         r.note(format!("  {k:<32} {v}"));
+    }
+    // The same start-up check serve and call make: they refuse to start without a writable audit log.
+    match &config.audit {
+        AuditTarget::Off => r.ok("audit log", "off (TRUENAS_AUDIT_LOG=off): changes are not recorded"),
+        AuditTarget::File(path) => match AuditLog::new(&config.audit, "").open() {
+            Ok(()) => r.ok("audit log", format!("{} (writable)", path.display())),
+            // The message names the setting and the fix.
+            Err(e) => r.fail("audit log", e, ""),
+        },
     }
     let credential = if config.password.is_some() {
         "a password"

@@ -515,3 +515,68 @@ fn run_mcp_sh_builds_when_missing_rebuilds_in_the_background_and_keeps_stdout_cl
     assert_eq!(builds(), 2, "a source newer than the binary triggers a rebuild");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---- secrets from files, not from the command line --------------------------------------------------------------
+
+/// A secret given as a flag sits in the process list: the program says so once on stderr (without the secret) and
+/// names the file variants; the file variants are silent and work.
+#[test]
+fn secret_flags_warn_and_secret_files_work() {
+    let (_sim, server) = sim(SimOptions::default());
+    let dir = crate::support::tempdir("secret-files");
+    let file = dir.join("password");
+    std::fs::write(&file, "mock-password\n").unwrap();
+    let port = server.addr.port().to_string();
+    let base = ["--host", "127.0.0.1", "--port", port.as_str(), "--protocol", "ws"];
+
+    for (flag, value, file_flag, file_env) in [
+        ("--password", "mock-password", "--password-file", "TRUENAS_PASSWORD_FILE"),
+        ("--api-key", "1-flag-secret-key", "--api-key-file", "TRUENAS_API_KEY_FILE"),
+    ] {
+        let out = binary(&[]).args(base).args([flag, value, "check"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let warning =
+            format!("truenas-mcp: warning: {flag} puts the secret in the process list; use {file_flag} or {file_env}");
+        assert_eq!(stderr.matches(&warning).count(), 1, "{stderr}");
+        assert!(!stderr.contains(value) && !stdout.contains(value), "the secret was printed:\n{stderr}\n{stdout}");
+    }
+
+    let out = binary(&[]).args(base).args(["--password-file", file.to_str().unwrap(), "check"]).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert!(line(&stdout, "login").starts_with("✓ login: mcp-service"), "{stdout}");
+    assert!(!stdout.contains("mock-password"), "{stdout}");
+
+    let file_text = file.display().to_string();
+    let (code, out) = check_ws(&server, &[("TRUENAS_PASSWORD_FILE", file_text.as_str())]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("TRUENAS_PASSWORD_FILE            {file_text}")), "{out}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A secret file that cannot be read, or is set together with the value, stops the program with exit 2 and a
+/// message naming the setting, never the secret.
+#[test]
+fn bad_secret_files_are_refused_precisely() {
+    let dir = crate::support::tempdir("secret-bad");
+    let missing = dir.join("missing");
+    let out = binary(&[("TRUENAS_PASSWORD_FILE", missing.to_str().unwrap())]).arg("tools").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!("truenas-mcp: cannot read TRUENAS_PASSWORD_FILE '{}': ", missing.display())),
+        "{stderr}"
+    );
+    let file = dir.join("key");
+    std::fs::write(&file, "1-file-secret\n").unwrap();
+    let out = binary(&[("TRUENAS_API_KEY", "1-env-secret")])
+        .args(["--api-key-file", file.to_str().unwrap(), "tools"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim(), "truenas-mcp: set TRUENAS_API_KEY or TRUENAS_API_KEY_FILE, not both");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -60,7 +60,7 @@ fn client(server: &SimServer) -> Client {
     client_with(config_for(server.addr), Duration::from_secs(25))
 }
 
-fn compose(image: &str) -> String {
+pub(crate) fn compose(image: &str) -> String {
     format!("services:\n  web:\n    image: {image}\n")
 }
 
@@ -68,7 +68,7 @@ fn create_params(app: &str) -> Value {
     json!([{"app_name": app, "custom_app": true, "custom_compose_config_string": compose("nginx:1.27")}])
 }
 
-fn count_calls(sim: &Simulator, method: &str) -> usize {
+pub(crate) fn count_calls(sim: &Simulator, method: &str) -> usize {
     sim.call_log().iter().filter(|(m, _)| m == method).count()
 }
 
@@ -88,7 +88,7 @@ fn next_calls_work(sim: &Simulator, c: &Client, app: &str) {
 }
 
 /// Poll `ready` until it holds; a hang becomes a failure naming `what` after `HANG`.
-fn wait_until(what: &str, ready: impl Fn() -> bool) {
+pub(crate) fn wait_until(what: &str, ready: impl Fn() -> bool) {
     let deadline = Instant::now() + HANG;
     while !ready() {
         assert!(Instant::now() < deadline, "{what}");

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area. Everything talks real protocols on loopback or pipes.
 
+mod audit;
 mod cli;
 mod compose;
 mod faults;

@@ -224,12 +224,18 @@ impl Server {
         Called { text, structured, is_error }
     }
 
-    fn audit_lines(&self) -> Vec<Value> {
+    /// Every audit record, `attempted` ones included.
+    fn audit_records(&self) -> Vec<Value> {
         std::fs::read_to_string(&self.audit)
             .unwrap_or_default()
             .lines()
             .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
             .collect()
+    }
+
+    /// The outcome records (the write-ahead `attempted` records left out; tests/it/audit.rs covers those).
+    fn audit_lines(&self) -> Vec<Value> {
+        self.audit_records().into_iter().filter(|r| r["outcome"] != "attempted").collect()
     }
 
     fn progress(&self) -> Vec<Value> {
@@ -606,6 +612,12 @@ fn lifecycle_of_a_new_app() {
         assert_eq!(lines[0]["app"], "demo-web");
         assert_eq!(lines[8]["outcome"], "started");
         assert!(lines.iter().all(|l| l["time"].as_str().unwrap().ends_with('Z') && l["duration_ms"].is_u64()));
+        // Write-ahead: every change that got past the gate has its attempted record first, with the same id.
+        let records = server.audit_records();
+        for (i, l) in records.iter().enumerate().filter(|(_, l)| l["outcome"] != "attempted") {
+            let attempted = records[..i].iter().filter(|a| a["outcome"] == "attempted" && a["id"] == l["id"]).count();
+            assert_eq!(attempted, 1, "{l}");
+        }
         let raw = std::fs::read_to_string(&server.audit).unwrap();
         assert!(!raw.contains("s3cr3t-value") && !raw.contains(r#""TZ":"UTC""#), "secret in audit log: {raw}");
 
@@ -1105,7 +1117,8 @@ fn delete_confirmation_modern_era() {
     assert_eq!(ask["method"], "elicitation/create", "{r}");
     assert!(ask["params"]["message"].as_str().unwrap().contains("down -v"), "{r}");
     assert!(nas.sim.call_log().iter().all(|(m, _)| m != "app.delete"));
-    assert!(server.audit_lines().is_empty(), "a question is not a change");
+    let outcomes: Vec<Value> = server.audit_lines().iter().map(|l| l["outcome"].clone()).collect();
+    assert_eq!(outcomes, [json!("no_change")], "a question is not a change");
 
     let r = server.request(
         "tools/call",
@@ -1115,7 +1128,7 @@ fn delete_confirmation_modern_era() {
     let c = server.check_result("delete_custom_app", r);
     assert!(!c.is_error, "{}", c.text);
     assert_eq!(c.structured.unwrap()["status"], "deleted");
-    assert_eq!(server.audit_lines()[0]["outcome"], "succeeded");
+    assert_eq!(server.audit_lines()[1]["outcome"], "succeeded");
     check_wire(&nas);
 }
 
