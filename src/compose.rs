@@ -22,7 +22,7 @@ mod portals;
 mod ports;
 mod render;
 pub mod rules;
-mod secrets;
+pub(crate) mod secrets;
 mod volumes;
 
 pub use parse::MAX_INPUT_BYTES;
