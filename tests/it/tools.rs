@@ -875,7 +875,7 @@ fn resources_completion_and_prompt() {
     assert_eq!(c["mimeType"], "application/yaml");
     assert!(c["text"].as_str().unwrap().contains("services"), "{r}");
     let r = server.request("resources/read", json!({"uri": format!("truenas://apps/{running}/logs")}));
-    assert!(r["result"]["contents"][0]["text"].as_str().unwrap().contains("---"), "{r}");
+    assert!(r["result"]["contents"][0]["text"].as_str().unwrap().contains("<<untrusted output from the NAS"), "{r}");
     let r = server.request("resources/read", json!({"uri": "truenas://apps/no-such-app/compose"}));
     assert!(r.get("error").is_some(), "{r}");
 
@@ -1307,10 +1307,12 @@ fn a_mask_without_a_deployed_value_is_refused() {
         .as_str()
         .unwrap()
         .to_string();
-    let edited = shown.replace("TZ: UTC", "TZ: UTC\n      NEW_SECRET: '***'").replace("TZ=UTC", "TZ=UTC\n    - REDIS_PASS=***");
+    let edited =
+        shown.replace("TZ: UTC", "TZ: UTC\n      NEW_SECRET: '***'").replace("TZ=UTC", "TZ=UTC\n    - REDIS_PASS=***");
     assert!(edited.contains("NEW_SECRET") && edited.contains("REDIS_PASS"), "{edited}");
     for dry_run in [true, false] {
-        let r = server.call("update_custom_app", json!({"app_name": "vault", "compose_yaml": edited, "dry_run": dry_run}));
+        let r =
+            server.call("update_custom_app", json!({"app_name": "vault", "compose_yaml": edited, "dry_run": dry_run}));
         assert!(r.is_error, "{}", r.text);
         assert!(r.text.contains("NEW_SECRET") && r.text.contains("REDIS_PASS"), "{}", r.text);
         assert_eq!(r.structured.unwrap()["status"], "refused");
