@@ -1269,6 +1269,9 @@ fn secrets_survive_the_edit_round_trip() {
     assert!(!r.is_error, "{}", r.text);
     let shown = r.structured.unwrap()["compose_yaml"].as_str().unwrap().to_string();
     assert!(shown.contains("***") && !shown.contains("hunter2-real") && !shown.contains("list-key-real"), "{shown}");
+    // Sent back untouched, the masked compose is the deployed one: nothing to do.
+    let r = server.call("update_custom_app", json!({"app_name": "vault", "compose_yaml": shown}));
+    assert_eq!(r.structured.unwrap()["status"], "unchanged", "{}", r.text);
     let edited = shown.replace("nginx:1.27", "nginx:1.28");
 
     let r = server.call("update_custom_app", json!({"app_name": "vault", "compose_yaml": edited, "dry_run": true}));
