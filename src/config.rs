@@ -153,6 +153,8 @@ pub struct Config {
     pub read_only: bool,
     /// `TRUENAS_WRITABLE_APPS`: globs of app names the server may change; empty = all.
     pub writable_apps: Vec<String>,
+    /// `TRUENAS_REVEAL_SECRETS`: `get_custom_app_config` shows secret values in clear (each reveal is audited).
+    pub reveal_secrets: bool,
     /// `TRUENAS_AUDIT_LOG`.
     pub audit: AuditTarget,
     /// `TRUENAS_COMPOSE_POLICY`, `TRUENAS_ALLOWED_HOST_PATHS`, `TRUENAS_COMPOSE_ALLOW`, `TRUENAS_RESERVED_PORTS`.
@@ -329,6 +331,14 @@ pub const SETTINGS: &[Setting] = &[
         switch: false,
         default: "(all)",
         help: "comma-separated globs of app names that may be created, changed or deleted",
+        secret: false,
+    },
+    Setting {
+        env: "TRUENAS_REVEAL_SECRETS",
+        flag: "--reveal-secrets",
+        switch: true,
+        default: "false",
+        help: "get_custom_app_config shows secret values in clear; every reveal is audited",
         secret: false,
     },
     Setting {
@@ -607,6 +617,7 @@ impl Config {
             mock,
             read_only: flag("TRUENAS_READ_ONLY")?,
             writable_apps: nonempty("TRUENAS_WRITABLE_APPS").map(|v| split_list(&v)).unwrap_or_default(),
+            reveal_secrets: flag("TRUENAS_REVEAL_SECRETS")?,
             audit,
             policy: PolicyConfig {
                 level,
@@ -680,6 +691,7 @@ impl Config {
                 "TRUENAS_WRITABLE_APPS",
                 if self.writable_apps.is_empty() { "(all)".into() } else { self.writable_apps.join(",") },
             ),
+            ("TRUENAS_REVEAL_SECRETS", self.reveal_secrets.to_string()),
             (
                 "TRUENAS_AUDIT_LOG",
                 match &self.audit {
@@ -746,7 +758,9 @@ mod tests {
         assert!(c.ssl_verify);
         assert!(c.host.is_none());
         assert!(!c.mock);
+        assert!(!c.reveal_secrets);
         assert_eq!(c.policy.allowed_host_paths, vec!["/mnt"]);
+        assert!(cfg(&[("TRUENAS_REVEAL_SECRETS", "true")]).unwrap().reveal_secrets);
     }
 
     #[test]

@@ -267,6 +267,11 @@ impl Simulator {
         self.mw.state().log_lines.insert(app.to_string(), lines);
     }
 
+    /// Make `line` the newest log line of every container of `app` (what a hostile container could print).
+    pub fn plant_log_line(&self, app: &str, line: &str) {
+        self.mw.state().planted_log.insert(app.to_string(), line.to_string());
+    }
+
     /// Images of `app` the update cache flags (drives `image_updates_available`, `app.outdated_docker_images`).
     pub fn set_outdated_images(&self, app: &str, images: Vec<String>) {
         if let Some(a) = self.mw.state().apps.get_mut(app) {

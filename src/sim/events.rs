@@ -188,7 +188,7 @@ fn log_follow(mw: &Middleware, source: &SourceInstance, args: &Value) -> Option<
         Some(Value::Null) => None,
         Some(v) => v.as_u64(),
     };
-    let (service, total) = {
+    let (service, total, planted) = {
         let st = mw.state();
         let Some(app) = st.apps.get(&app_name).filter(|_| st.docker_pool.is_some()) else {
             return Some(Some(Failure::not_found(format!("App {app_name} does not exist"))));
@@ -203,11 +203,14 @@ fn log_follow(mw: &Middleware, source: &SourceInstance, args: &Value) -> Option<
             )));
         };
         let total = st.log_lines.get(&app_name).copied().unwrap_or(mw.opts.log_lines);
-        (c.service_name.clone(), total)
+        (c.service_name.clone(), total, st.planted_log.get(&app_name).cloned())
     };
     let start = tail.map(|t| total.saturating_sub(t)).unwrap_or(0);
     for i in start..total {
-        let (data, ts) = log_line(&app_name, &service, i);
+        let (mut data, ts) = log_line(&app_name, &service, i);
+        if let Some(line) = planted.as_ref().filter(|_| i + 1 == total) {
+            data = format!("{line}\n");
+        }
         if !source.emit(&json!({"data": data, "timestamp": ts})) {
             return None;
         }

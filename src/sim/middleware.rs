@@ -44,6 +44,8 @@ pub(crate) struct State {
     pub docker_pool: Option<String>,
     /// Synthetic log length per app (lines per container).
     pub log_lines: HashMap<String, u64>,
+    /// A line a test planted as the newest log line of every container of an app.
+    pub planted_log: HashMap<String, String>,
     /// Running event sources by full `name:args`.
     pub sources: HashMap<String, Arc<events::SourceInstance>>,
 }
@@ -166,6 +168,7 @@ impl Middleware {
                 tokens: HashMap::new(),
                 docker_pool: opts.docker_pool.clone(),
                 log_lines: HashMap::new(),
+                planted_log: HashMap::new(),
                 sources: HashMap::new(),
             }),
             opts,

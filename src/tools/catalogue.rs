@@ -488,16 +488,10 @@ pub fn specs() -> Vec<ToolSpec> {
             "get_custom_app_config",
             "Get an app's compose",
             "The deployed compose file of a Custom App as YAML, as TrueNAS stores it (comments are gone and keys \
-             sorted). Secret-looking environment values (passwords, tokens, keys) are masked unless reveal_secrets \
-             is true. Use it before update_custom_app to start from what is deployed.",
-            input(
-                json!({
-                    "app_name": app_name("The app whose compose to return."),
-                    "reveal_secrets": flag("Show secret-looking environment values in clear text. Only when the \
-                        user asked for them.", false),
-                }),
-                &["app_name"],
-            ),
+             sorted). Secret values (passwords, tokens, keys) are masked as *** unless the operator turned on \
+             TRUENAS_REVEAL_SECRETS. Use it before update_custom_app to start from what is deployed: a value sent \
+             back still masked keeps its deployed value.",
+            input(json!({"app_name": app_name("The app whose compose to return.")}), &["app_name"]),
             output(
                 json!({
                     "app_name": {"type": "string"},

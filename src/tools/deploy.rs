@@ -9,15 +9,18 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::diff;
-use super::failure::{apps_service_down, change_failed, existing_app, read_failed};
+use super::failure::{apps_service_down, change_failed, existing_app, fence, read_failed};
 use super::job::run_job;
 use super::logs;
 use super::settle::{self, Settled};
 use super::{Args, Change, Tools};
 use crate::audit::Outcome;
+use crate::compose::secrets::MASK;
 use crate::compose::{self, Report, Severity, ValidateInput};
 use crate::mcp::tool::{CallContext, ToolOutput};
 use crate::truenas::apps::{AppJob, AppState, Apps};
+
+mod masked;
 
 /// How long an update of a running app waits for the recreated containers to come up.
 const UPDATE_SETTLE_WAIT: Duration = Duration::from_secs(30);
@@ -75,6 +78,31 @@ fn render_findings(findings: &Value) -> String {
         ));
     }
     text
+}
+
+/// The rendered compose as a document (the rendered text always parses; `None` when there is none).
+fn rendered_value(report: &Report) -> Option<Value> {
+    report.rendered.as_deref().and_then(|r| serde_yaml::from_str::<Value>(r).ok())
+}
+
+/// A `masked-secret` error when `compose` still carries the mask where a secret goes: sent, it would replace the
+/// secret on the NAS with the literal mask text. `update`: the deployed app had no value to keep there.
+fn masked_secret_finding(compose: &Value, update: bool) -> Option<Value> {
+    let names = masked::masks_left(compose);
+    if names.is_empty() {
+        return None;
+    }
+    let list = names.join(", ");
+    let why = if update { " and the deployed app has no value to keep for them" } else { "" };
+    Some(tool_finding(
+        "masked-secret",
+        "compose_yaml",
+        format!(
+            "{list}: the value is the mask {MASK} shown in place of a secret{why}; sending it would set the secret \
+             to the text {MASK}"
+        ),
+        format!("write the real value of {list} (or pass it through env), or leave it out"),
+    ))
 }
 
 fn has_errors(findings: &Value) -> bool {
@@ -216,6 +244,7 @@ pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
     ctx.progress.report(2.0, Some(100.0), Some("validating the compose"));
     let report = validate(tools, yaml, &env, Some(&used));
     let mut extra = Vec::new();
+    extra.extend(rendered_value(&report).and_then(|v| masked_secret_finding(&v, false)));
     if let Some(app) = &existing {
         extra.push(tool_finding(
             "app-exists",
@@ -244,9 +273,7 @@ pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
                 change,
                 base,
                 findings,
-                format!(
-                    "Deploy of '{name}' REFUSED: the compose breaks the policy; fix every error below and try again."
-                ),
+                format!("Deploy of '{name}' REFUSED: fix every error below and try again."),
             )
         }
     };
@@ -432,19 +459,40 @@ pub fn update(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
     };
     let own = app.host_ports();
     used.retain(|p| !own.contains(p));
-    let report = validate(tools, yaml, &env, Some(&used));
+    let mut report = validate(tools, yaml, &env, Some(&used));
+    // Values sent back masked (the get_custom_app_config → edit → update round trip) keep their deployed values;
+    // the restored document is validated again, as it is what will be sent.
+    let mut kept = Vec::new();
+    if let Some(restored) = rendered_value(&report).map(|v| masked::restore(&v, &deployed)) {
+        if !restored.kept.is_empty() {
+            if let Ok(text) = serde_yaml::to_string(&restored.compose) {
+                let mut again = validate(tools, &text, &BTreeMap::new(), Some(&used));
+                again.substitutions = std::mem::take(&mut report.substitutions);
+                again.unresolved = std::mem::take(&mut report.unresolved);
+                report = again;
+                kept = restored.kept;
+            }
+        }
+    }
+    let new_value = rendered_value(&report);
     let mut extra = Vec::new();
+    extra.extend(new_value.as_ref().and_then(|v| masked_secret_finding(v, true)));
     let payload = payload_for(&report, &mut extra, |rendered| compose::update_payload(name, rendered));
     let findings = findings_json(&report, &extra);
-    let new_value: Option<Value> = report.rendered.as_deref().and_then(|r| serde_yaml::from_str::<Value>(r).ok());
     let changed = new_value.as_ref() != Some(&deployed);
-    let mut diff_text = match &new_value {
+    let mut diff_only = match &new_value {
         Some(v) => diff::unified(&comparable_yaml(&deployed), &comparable_yaml(v), "deployed", "new"),
         None => String::new(),
     };
-    if changed && diff_text.is_empty() && new_value.is_some() {
-        diff_text = "(only masked secret values differ)\n".into();
+    if changed && diff_only.is_empty() && new_value.is_some() {
+        diff_only = "(only secret values differ; they are masked here)\n".into();
     }
+    let kept_note = if kept.is_empty() {
+        String::new()
+    } else {
+        format!("(kept the deployed values of {} (sent masked))\n", kept.join(", "))
+    };
+    let diff_text = format!("{diff_only}{kept_note}");
     let previous = app.app_state();
     let stays_stopped = previous == AppState::Stopped;
     let base = json!({
@@ -463,7 +511,7 @@ pub fn update(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
                 change,
                 base,
                 findings,
-                format!("Update of '{name}' REFUSED: the new compose breaks the policy; nothing was changed."),
+                format!("Update of '{name}' REFUSED: fix every error below; nothing was changed."),
             )
         }
     };
@@ -472,7 +520,12 @@ pub fn update(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
     } else {
         String::new()
     };
-    let diff_block = if diff_text.is_empty() { "\n(no changes)".to_string() } else { format!("\n{diff_text}") };
+    // The diff shows the stored compose, which the app's author wrote: fenced like any other NAS text.
+    let diff_block = if diff_only.is_empty() {
+        format!("\n(no changes)\n{kept_note}")
+    } else {
+        format!("\n{}\n{kept_note}", fence(&format!("compose diff of {name}, deployed → new"), &diff_only))
+    };
     if !changed {
         change.not_attempted = true;
         let message = format!("The new compose of '{name}' is identical to the deployed one; nothing was changed (redeploy_custom_app recreates the containers).");

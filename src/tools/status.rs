@@ -4,9 +4,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::failure::{apps_service_down, connect_to_app, missing_app, read_failed};
+use super::failure::{apps_service_down, connect_to_app, fence, missing_app, read_failed};
 use super::logs::{self, ContainerLog};
 use super::{Args, Change, Tools};
+use crate::audit::Outcome;
 use crate::mcp::tool::{CallContext, CancelToken, ToolOutput};
 use crate::truenas::apps::{AppEntry, AppState, Apps};
 use crate::truenas::SubEvent;
@@ -83,10 +84,11 @@ pub fn list_custom_apps(tools: &Tools, args: &Value, _ctx: &CallContext, _change
     } else {
         format!("{} {kind}:", items.len())
     };
+    let mut lines = Vec::new();
     for a in &items {
         let ports = port_text(a["ports"].as_array().map(Vec::as_slice).unwrap_or_default());
         let mut line = format!(
-            "\n- {} [{}] {} container(s)",
+            "- {} [{}] {} container(s)",
             a["name"].as_str().unwrap_or(""),
             a["state"].as_str().unwrap_or(""),
             a["containers"]
@@ -101,7 +103,12 @@ pub fn list_custom_apps(tools: &Tools, args: &Value, _ctx: &CallContext, _change
         if a["image_updates_available"] == true {
             line.push_str(", image updates available (pull_custom_app_images)");
         }
-        text.push_str(&line);
+        lines.push(line);
+    }
+    if !lines.is_empty() {
+        // Portal URLs come from the apps' compose files.
+        text.push('\n');
+        text.push_str(&fence("the app list", &lines.join("\n")));
     }
     ToolOutput::ok(text, list)
 }
@@ -148,19 +155,23 @@ pub fn get_custom_app_status(tools: &Tools, args: &Value, ctx: &CallContext, _ch
     };
     let mut text = format!("App {} is {}", app.name, app.state);
     text.push_str(if app.custom_app { " (Custom App)." } else { " (catalogue app)." });
-    for c in &w.container_details {
-        text.push_str(&format!("\n- {} ({}): {}", c.service_name, c.image, c.state));
-    }
     let ports = ports(&app);
     if !ports.is_empty() {
         text.push_str(&format!("\nPorts: {}", port_text(&ports).join(", ")));
     }
+    // Container and image names, portal URLs and notes all come from the app's compose: fenced as NAS data.
+    let mut reported: Vec<String> =
+        w.container_details.iter().map(|c| format!("- {} ({}): {}", c.service_name, c.image, c.state)).collect();
     if let Some(portals) = app.portals.as_ref().filter(|p| !p.is_empty()) {
         let urls: Vec<String> = portals.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-        text.push_str(&format!("\nPortals: {}", urls.join(", ")));
+        reported.push(format!("Portals: {}", urls.join(", ")));
     }
     if let Some(n) = app.notes.as_deref().filter(|n| !n.is_empty()) {
-        text.push_str(&format!("\nNotes: {n}"));
+        reported.push(format!("Notes: {n}"));
+    }
+    if !reported.is_empty() {
+        text.push('\n');
+        text.push_str(&fence(&format!("containers, portals and notes of {}", app.name), &reported.join("\n")));
     }
     text.push_str(&logs::render(&crash_logs));
     if let Some(h) = &hint {
@@ -190,9 +201,9 @@ pub fn deployed_compose_yaml(apps: &Apps, name: &str, reveal: bool) -> Result<St
 }
 
 pub fn get_custom_app_config(tools: &Tools, args: &Value, _ctx: &CallContext, _change: &mut Change) -> ToolOutput {
-    let args = Args(args);
-    let name = args.app_name();
-    let reveal = args.bool("reveal_secrets", false);
+    let name = Args(args).app_name();
+    // The operator's setting alone decides: a model cannot ask for secrets.
+    let reveal = tools.config().reveal_secrets;
     let apps = match tools.apps() {
         Ok(a) => a,
         Err(e) => return read_failed("connecting to TrueNAS", &e),
@@ -209,9 +220,23 @@ pub fn get_custom_app_config(tools: &Tools, args: &Value, _ctx: &CallContext, _c
     }
     match deployed_compose_yaml(&apps, name, reveal) {
         Ok(yaml) => {
-            let note = if reveal { "" } else { " (secret-looking values masked as ***)" };
+            if reveal {
+                tools.audit().single(
+                    "get_custom_app_config",
+                    Some(name),
+                    args,
+                    Outcome::Succeeded,
+                    Some("secrets revealed".into()),
+                );
+            }
+            let note = if reveal {
+                " (secret values in clear: the operator set TRUENAS_REVEAL_SECRETS)"
+            } else {
+                " (secret-looking values masked as ***; update_custom_app keeps the deployed value of a value sent \
+                 back masked)"
+            };
             ToolOutput::ok(
-                format!("Deployed compose of {name}{note}:\n{yaml}"),
+                format!("Deployed compose of {name}{note}:\n{}", fence(&format!("stored compose of {name}"), &yaml)),
                 json!({"app_name": name, "compose_yaml": yaml, "secrets_masked": !reveal}),
             )
         }
@@ -332,11 +357,17 @@ pub fn get_job_status(tools: &Tools, args: &Value, _ctx: &CallContext, _change: 
     if let Some(p) = job["progress"]["percent"].as_f64() {
         text.push_str(&format!(", {p:.0}%"));
     }
+    // Progress descriptions and errors carry Docker's output (image names, container messages).
+    let mut reported = Vec::new();
     if let Some(d) = job["progress"]["description"].as_str().filter(|d| !d.is_empty()) {
-        text.push_str(&format!(": {d}"));
+        reported.push(format!("Progress: {d}"));
     }
     if let Some(e) = &error {
-        text.push_str(&format!("\nError: {e}"));
+        reported.push(format!("Error: {e}"));
+    }
+    if !reported.is_empty() {
+        text.push('\n');
+        text.push_str(&fence(&format!("progress and error of job {id}"), &reported.join("\n")));
     }
     ToolOutput::ok(text, structured)
 }
