@@ -142,7 +142,8 @@ fn planted_secrets_reach_no_log_output_or_audit_line() {
     assert!(peer.wait_exit(Duration::from_secs(20)).is_some(), "the server did not exit");
     let stdout: String = peer.transcript.iter().map(|m| format!("{}\n", m.message)).collect();
     let stderr = std::fs::read_to_string(&stderr_path).unwrap();
-    let audit_text = std::fs::read_to_string(&audit).unwrap_or_default();
+    // Mock mode audits to its own file beside the configured one.
+    let audit_text = std::fs::read_to_string(dir.join("audit.mock.jsonl")).unwrap_or_default();
     // The paths were really taken: wire frames were logged, progress was reported, changes were audited.
     assert!(stderr.contains("app.create") && stderr.contains("app.update"), "debug logs are missing:\n{stderr}");
     assert!(stdout.contains("notifications/progress"), "no progress was reported");
