@@ -175,6 +175,7 @@ fn run(argv: &[String]) -> Result<ExitCode> {
         "serve" => {
             let tools = Arc::new(crate::tools::Tools::new(config.clone()));
             tools.audit().open().map_err(anyhow::Error::msg)?;
+            install_termination(tools.clone());
             let code = crate::mcp::serve(tools.clone(), TOOL_WORKERS);
             // Every way serve ends (input closed and drained or not, output closed) comes back here while workers
             // may still run a change: record those as unknown before the process ends.
@@ -193,6 +194,19 @@ fn run(argv: &[String]) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         other => bail!("'{other}' is not available yet"),
+    }
+}
+
+/// MCP clients end a stdio server with SIGTERM (after closing its input): record the changes still in flight as
+/// unknown before the process goes, exactly as the other ways `serve` ends do.
+fn install_termination(tools: Arc<crate::tools::Tools>) {
+    let result = ctrlc::set_handler(move || {
+        let pending = tools.audit().close();
+        log::warn!("terminated by a signal with {pending} change(s) in flight");
+        std::process::exit(143);
+    });
+    if let Err(e) = result {
+        log::debug!("cannot install the termination handler: {e}");
     }
 }
 
