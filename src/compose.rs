@@ -158,10 +158,38 @@ pub fn validate(input: &ValidateInput<'_>) -> Report {
     finish(report, findings, input.policy)
 }
 
+/// Most findings one report lists. A 128 KiB document can hold thousands of services, each with findings; an answer
+/// must stay bounded (every finding is read by a model), and the first ones say what to fix.
+pub const MAX_FINDINGS: usize = 50;
+
 fn finish(mut report: Report, mut findings: Vec<Finding>, policy: &PolicyConfig) -> Report {
     policy::apply_level(&mut findings, policy);
-    report.findings = findings;
+    report.findings = cap_findings(findings);
     report
+}
+
+/// The most severe findings first (document order within a severity), at most [`MAX_FINDINGS`]; past the cap each
+/// rule that fired again is reported once more with a count, so the verdict (and the rule ids) stay complete.
+fn cap_findings(mut findings: Vec<Finding>) -> Vec<Finding> {
+    if findings.len() <= MAX_FINDINGS {
+        return findings;
+    }
+    findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    let rest = findings.split_off(MAX_FINDINGS);
+    let mut dropped: std::collections::BTreeMap<&'static str, (Finding, usize)> = Default::default();
+    for f in rest {
+        dropped.entry(f.rule).or_insert_with(|| (f, 0)).1 += 1;
+    }
+    let mut summaries: Vec<Finding> = dropped
+        .into_values()
+        .map(|(mut f, n)| {
+            f.message = format!("{n} more like this not listed, the first: {}", f.message);
+            f
+        })
+        .collect();
+    summaries.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    findings.extend(summaries);
+    findings
 }
 
 fn describe(v: &serde_yaml::Value) -> &'static str {

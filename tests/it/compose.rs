@@ -1261,3 +1261,23 @@ fn validate_compose_reports_the_new_errors_end_to_end() {
     .collect();
     assert_eq!(got, want, "{v}");
 }
+
+/// Thousands of services with findings give a bounded report: the errors first, at most `MAX_FINDINGS`, then one
+/// counted summary per rule that fired again, so the verdict and every rule id survive the cap.
+#[test]
+fn a_document_with_thousands_of_findings_gives_a_bounded_report() {
+    let mut yaml = String::from("services:\n");
+    for i in 0..2000 {
+        yaml.push_str(&format!("  s{i}:\n    image: alpine\n    privileged: true\n"));
+    }
+    let report = run(&yaml, &env(&[]), &PolicyConfig::default(), None);
+    let limit = truenas_mcp::compose::MAX_FINDINGS;
+    assert!(report.findings.len() <= limit + 10, "{} findings", report.findings.len());
+    assert!(report.has_errors());
+    assert!(report.findings[..limit].iter().all(|f| f.severity == truenas_mcp::compose::Severity::Error));
+    let summary = report.findings.iter().find(|f| f.rule == "privileged" && f.message.contains("more like this"));
+    assert!(summary.is_some_and(|f| f.message.starts_with("1950 more")), "{:?}", report.findings.last());
+    for rule in ["image-unpinned", "no-resource-limits"] {
+        assert!(report.findings.iter().any(|f| f.rule == rule), "{rule} lost to the cap");
+    }
+}
