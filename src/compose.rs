@@ -228,8 +228,12 @@ pub fn mask_secrets(compose: &Value) -> Value {
 
 /// [`Report::rendered`] for display: the same YAML with secret-looking environment values and URL passwords
 /// masked. The values substituted from `env` are masked by the tool layer, which knows them. `None` when the text
-/// does not parse.
+/// does not parse, or is larger than one TrueNAS frame: such a rendering cannot be deployed (a finding says so), and
+/// showing it would let a small document with anchors make a multi-megabyte answer.
 pub fn mask_rendered(rendered: &str) -> Option<String> {
+    if rendered.len() > FRAME_LIMIT {
+        return None;
+    }
     let doc: serde_yaml::Value = serde_yaml::from_str(rendered).ok()?;
     let masked = secrets::mask_secrets(&serde_json::to_value(doc).ok()?);
     render::render(&serde_yaml::to_value(masked).ok()?).ok()

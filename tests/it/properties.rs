@@ -704,3 +704,23 @@ fn every_tool_survives_long_strings_in_every_string_argument() {
     let config = ProptestConfig { cases: 2, failure_persistence: None, ..ProptestConfig::default() };
     proptest::test_runner::TestRunner::new(config).run(&mixed, |motif| drive(&motif)).unwrap();
 }
+
+/// A small document whose anchors expand to megabytes is refused as too large, and the answer stays small: the
+/// rendering of something that cannot be deployed is not shown.
+#[test]
+fn an_anchor_expansion_does_not_inflate_the_answer() {
+    let items: Vec<String> = (0..1000).map(|i| format!("  - VAR{i}=value-number-{i}-{}", "x".repeat(40))).collect();
+    let mut yaml = format!("x-env: &e\n{}\nservices:\n", items.join("\n"));
+    for i in 0..60 {
+        yaml.push_str(&format!("  s{i}:\n    image: alpine:3\n    environment: *e\n"));
+    }
+    assert!(yaml.len() < 100_000);
+    let out = std::process::Command::new(crate::support::binary())
+        .args(["call", "validate_compose", "--json", &format!("compose_yaml={yaml}")])
+        .env("TRUENAS_AUDIT_LOG", "off")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.len() < 64 * 1024, "{} bytes answer for a {} bytes document", stdout.len(), yaml.len());
+    assert!(stdout.contains("too large") || stdout.contains("too-large") || stdout.contains("payload"), "{stdout}");
+}
