@@ -144,8 +144,8 @@ pub fn main() -> ExitCode {
 /// What `serve` says when a person, not an MCP client, runs it: one line on stderr (stdout is the protocol's).
 fn terminal_hint(stdin_is_terminal: bool) -> Option<&'static str> {
     stdin_is_terminal.then_some(
-        "truenas-mcp: this is an MCP server for TrueNAS Custom Apps; it speaks MCP (JSON-RPC) on stdin/stdout for an \
-         MCP client. To try it by hand: truenas-mcp call list_custom_apps --mock, or truenas-mcp tools. Ctrl-D leaves",
+        "truenas-mcp: an MCP server for TrueNAS Custom Apps, waiting for an MCP client on stdin/stdout (JSON-RPC). \
+         To try it by hand: `truenas-mcp call list_custom_apps --mock` or `truenas-mcp tools`; Ctrl-D quits",
     )
 }
 
@@ -248,6 +248,16 @@ mod tests {
         assert!(parse_args(&argv("frobnicate")).unwrap_err().to_string().contains("unknown command 'frobnicate'"));
         assert!(parse_args(&argv("--bogus")).unwrap_err().to_string().contains("unknown option '--bogus'"));
         assert!(parse_args(&argv("serve --help")).unwrap().help);
+    }
+
+    #[test]
+    fn serve_explains_itself_only_to_a_terminal() {
+        let hint = terminal_hint(true).unwrap();
+        for part in ["MCP server", "stdin/stdout", "truenas-mcp call list_custom_apps --mock", "Ctrl-D"] {
+            assert!(hint.contains(part), "{hint}");
+        }
+        assert!(!hint.contains('\n'));
+        assert_eq!(terminal_hint(false), None);
     }
 
     #[test]

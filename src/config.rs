@@ -306,7 +306,8 @@ pub const SETTINGS: &[Setting] = &[
         help: "file holding the password (trailing newline trimmed); the recommended way",
         secret: false,
         parse: |c, v| {
-            let (secret, path) = secret_file(c.password.is_some(), "TRUENAS_PASSWORD", "TRUENAS_PASSWORD_FILE", v, |s| s)?;
+            let (secret, path) =
+                secret_file(c.password.is_some(), "TRUENAS_PASSWORD", "TRUENAS_PASSWORD_FILE", v, |s| s)?;
             (c.password, c.password_file) = (Some(secret), Some(path));
             Ok(())
         },
@@ -825,6 +826,39 @@ mod tests {
         assert!(!c.reveal_secrets);
         assert_eq!(c.policy.allowed_host_paths, vec!["/mnt"]);
         assert!(cfg(&[("TRUENAS_REVEAL_SECRETS", "true")]).unwrap().reveal_secrets);
+    }
+
+    /// The default each definition documents (`--help`, README) is the typed default the program uses.
+    #[test]
+    fn documented_defaults_are_the_typed_defaults() {
+        let state = |k: &str| (k == "XDG_STATE_HOME").then(|| "/state".to_string());
+        let typed = Config::from_sources(&state, &BTreeMap::new()).unwrap();
+        for s in SETTINGS {
+            let shown = (s.show)(&typed);
+            let documented = s.default.replace("$XDG_STATE_HOME", "/state");
+            let same = shown == documented || (documented == "(none)" && shown == NOT_SET);
+            assert!(same, "{}: documented default {documented:?}, typed default shows {shown:?}", s.env);
+        }
+        let mut flags: Vec<&str> = SETTINGS.iter().flat_map(|s| [s.env, s.flag]).collect();
+        flags.sort();
+        flags.dedup();
+        assert_eq!(flags.len(), 2 * SETTINGS.len(), "every env name and flag is defined once");
+    }
+
+    /// Every definition parses what it shows: `check` prints values a person can paste back.
+    #[test]
+    fn every_setting_reads_back_what_it_shows() {
+        let c = cfg(&[("TRUENAS_HOST", "nas.local"), ("TRUENAS_TIMEOUT", "2.5"), ("TRUENAS_WRITABLE_APPS", "a-*,b")])
+            .unwrap();
+        for s in SETTINGS.iter().filter(|s| !s.secret && !s.env.ends_with("_FILE") && s.env != "TRUENAS_CA_CERT") {
+            let shown = (s.show)(&c);
+            if shown == NOT_SET {
+                continue;
+            }
+            let mut again = Config::default();
+            (s.parse)(&mut again, &shown).unwrap_or_else(|e| panic!("{}={shown}: {e}", s.env));
+            assert_eq!((s.show)(&again), shown, "{}", s.env);
+        }
     }
 
     #[test]
