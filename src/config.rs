@@ -2,6 +2,11 @@
 //!
 //! Settings come from the environment (the names of the original Python server are kept) and are overridden by
 //! flags. Secrets are wrapped in [`Secret`] so that `Debug`, `Display` and logs print `***`.
+//!
+//! Each setting is defined once in [`SETTINGS`] (as ripgrep's `flags/defs.rs`): names, documented default, help,
+//! parser and display. Parsing, `--help`, `check` and the README table (checked by a test) all read that table,
+//! which is why this file is long: about half of it is the table, one entry per setting, kept together on purpose.
+//! Rule ids in `TRUENAS_COMPOSE_ALLOW` are kept as given; the compose layer checks them at start-up.
 
 use std::collections::BTreeMap;
 use std::fmt;
