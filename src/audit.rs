@@ -181,7 +181,7 @@ impl AuditLog {
 
     fn record(&self, id: String, tool: &str, app: Option<String>, outcome: Outcome, arguments: Value) -> AuditRecord {
         AuditRecord {
-            time: rfc3339(SystemTime::now()),
+            time: crate::clock::rfc3339(SystemTime::now()),
             id,
             nas: self.nas.clone(),
             tool: tool.to_string(),
@@ -284,29 +284,9 @@ pub fn redact_arguments(args: &Value) -> Value {
     Value::Object(obj.into_iter().map(shorten).collect::<Map<String, Value>>())
 }
 
-/// RFC 3339 UTC text of a point in time, e.g. `2026-11-24T03:04:05.123Z`.
-pub fn rfc3339(t: SystemTime) -> String {
-    let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    crate::truenas::ejson::rfc3339_from_millis(since.as_millis() as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        let cases = [
-            (0, "1970-01-01T00:00:00.000Z"),
-            (951_782_400, "2000-02-29T00:00:00.000Z"),
-            (1_795_489_445, "2026-11-24T03:04:05.000Z"),
-            (4_107_542_399, "2100-02-28T23:59:59.000Z"),
-        ];
-        for (secs, want) in cases {
-            assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(secs)), want);
-        }
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_234)), "1970-01-01T00:00:01.234Z");
-    }
 
     #[test]
     fn redaction_keeps_names_and_drops_values() {

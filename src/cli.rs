@@ -1,7 +1,7 @@
 //! Command line: `serve` (default), `check`, `tools`, `call`, `simulate`; flags mirror the environment.
 
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -141,6 +141,14 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// What `serve` says when a person, not an MCP client, runs it: one line on stderr (stdout is the protocol's).
+fn terminal_hint(stdin_is_terminal: bool) -> Option<&'static str> {
+    stdin_is_terminal.then_some(
+        "truenas-mcp: an MCP server for TrueNAS Custom Apps, waiting for an MCP client on stdin/stdout (JSON-RPC). \
+         To try it by hand: `truenas-mcp call list_custom_apps --mock` or `truenas-mcp tools`; Ctrl-D quits",
+    )
+}
+
 /// One warning per secret given as a flag: any user of the machine can read it in the process list.
 fn secret_flag_warnings(args: &Args) -> Vec<String> {
     SETTINGS
@@ -170,9 +178,13 @@ fn run(argv: &[String]) -> Result<ExitCode> {
         eprintln!("truenas-mcp: warning: {warning}");
     }
     let config = Config::from_sources(&|k| std::env::var(k).ok(), &args.overrides)?;
+    crate::compose::rules::check_allowed(&config.policy.allow_rules).map_err(anyhow::Error::msg)?;
     init_logging(&config);
     match args.command.as_str() {
         "serve" => {
+            if let Some(hint) = terminal_hint(std::io::stdin().is_terminal()) {
+                eprintln!("{hint}");
+            }
             let tools = Arc::new(crate::tools::Tools::new(config.clone()));
             tools.audit().open().map_err(anyhow::Error::msg)?;
             install_termination(tools.clone());
@@ -236,6 +248,16 @@ mod tests {
         assert!(parse_args(&argv("frobnicate")).unwrap_err().to_string().contains("unknown command 'frobnicate'"));
         assert!(parse_args(&argv("--bogus")).unwrap_err().to_string().contains("unknown option '--bogus'"));
         assert!(parse_args(&argv("serve --help")).unwrap().help);
+    }
+
+    #[test]
+    fn serve_explains_itself_only_to_a_terminal() {
+        let hint = terminal_hint(true).unwrap();
+        for part in ["MCP server", "stdin/stdout", "truenas-mcp call list_custom_apps --mock", "Ctrl-D"] {
+            assert!(hint.contains(part), "{hint}");
+        }
+        assert!(!hint.contains('\n'));
+        assert_eq!(terminal_hint(false), None);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! in auto-advance mode, jumps to whatever deadline a sleeper waits for).
 
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cancel::CancelToken;
 
@@ -114,9 +114,59 @@ impl Clock for ManualClock {
     }
 }
 
+/// RFC 3339 UTC text of a point in time, e.g. `2026-11-24T03:04:05.123Z` (the audit log's and `check`'s clock).
+pub fn rfc3339(t: SystemTime) -> String {
+    let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    rfc3339_from_millis(since.as_millis() as i64)
+}
+
+/// `2025-01-01T12:00:00.123Z` from milliseconds since the Unix epoch (UTC), as TrueNAS sends dates (`$date`).
+pub fn rfc3339_from_millis(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+}
+
+/// Proleptic Gregorian date from days since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let cases = [
+            (0, "1970-01-01T00:00:00.000Z"),
+            (951_782_400, "2000-02-29T00:00:00.000Z"),
+            (1_795_489_445, "2026-11-24T03:04:05.000Z"),
+            (4_107_542_399, "2100-02-28T23:59:59.000Z"),
+        ];
+        for (secs, want) in cases {
+            assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(secs)), want);
+        }
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_millis(1_234)), "1970-01-01T00:00:01.234Z");
+        assert_eq!(rfc3339_from_millis(1_571_300_596_053), "2019-10-17T08:23:16.053Z");
+    }
+
+    #[test]
+    fn negative_millis_are_before_the_epoch() {
+        assert_eq!(rfc3339_from_millis(-1), "1969-12-31T23:59:59.999Z");
+    }
 
     #[test]
     fn manual_time_moves_only_when_advanced() {

@@ -2,6 +2,11 @@
 //!
 //! Settings come from the environment (the names of the original Python server are kept) and are overridden by
 //! flags. Secrets are wrapped in [`Secret`] so that `Debug`, `Display` and logs print `***`.
+//!
+//! Each setting is defined once in [`SETTINGS`] (as ripgrep's `flags/defs.rs`): names, documented default, help,
+//! parser and display. Parsing, `--help`, `check` and the README table (checked by a test) all read that table,
+//! which is why this file is long: about half of it is the table, one entry per setting, kept together on purpose.
+//! Rule ids in `TRUENAS_COMPOSE_ALLOW` are kept as given; the compose layer checks them at start-up.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -161,17 +166,80 @@ pub struct Config {
     pub policy: PolicyConfig,
 }
 
-/// One documented setting: used by `--help`, `check` and the README table test.
+impl Default for Config {
+    /// The typed default of every setting; `documented_defaults_are_the_typed_defaults` checks each against the
+    /// default its [`Setting`] documents. The audit log's default depends on the environment (`$XDG_STATE_HOME`),
+    /// so [`Config::from_sources`] resolves it; here it is off.
+    fn default() -> Self {
+        Config {
+            host: None,
+            url: None,
+            username: "mcp-service".to_string(),
+            username_explicit: false,
+            password: None,
+            password_file: None,
+            api_key: None,
+            api_key_file: None,
+            port: 443,
+            protocol: Protocol::Wss,
+            ssl_verify: true,
+            ca_cert: None,
+            api: ApiMode::Auto,
+            allow_insecure_api_key: false,
+            call_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            job_timeout: Duration::from_secs(1200),
+            debug: false,
+            mock: false,
+            read_only: false,
+            writable_apps: Vec::new(),
+            reveal_secrets: false,
+            audit: AuditTarget::Off,
+            policy: PolicyConfig::default(),
+        }
+    }
+}
+
+/// The definition of one setting (as ripgrep's `flags/defs.rs`): its names, its documented default, how a value
+/// is read into a [`Config`] and how the value in effect is shown. `--help`, `check`, the README table (checked by
+/// a test) and [`Config::from_sources`] all come from [`SETTINGS`], so they cannot disagree.
 pub struct Setting {
     pub env: &'static str,
     pub flag: &'static str,
     /// Whether the flag takes no value (`--mock`).
     pub switch: bool,
+    /// The default as `--help` and the README show it; the typed default is in `Config::default()`.
     pub default: &'static str,
     pub help: &'static str,
+    /// A secret given as a flag is warned about (the process list shows it).
     pub secret: bool,
+    /// Reads a value from the environment or a flag into the config; never called with a blank value (blank
+    /// means unset). Gets the value untrimmed: a password may begin or end with spaces.
+    parse: fn(&mut Config, &str) -> Result<()>,
+    /// The value in effect, as `check` prints it (secrets masked).
+    show: fn(&Config) -> String,
 }
 
+const NOT_SET: &str = "(not set)";
+
+fn show_opt(v: &Option<String>) -> String {
+    v.clone().unwrap_or_else(|| NOT_SET.into())
+}
+
+fn show_path(v: &Option<PathBuf>) -> String {
+    v.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| NOT_SET.into())
+}
+
+fn show_secret(v: &Option<Secret>) -> String {
+    if v.is_some() { "*** (set)" } else { NOT_SET }.to_string()
+}
+
+fn show_seconds(d: Duration) -> String {
+    d.as_secs_f64().to_string()
+}
+
+/// The settings in the order of `--help`, `check` and the README table. A secret's file comes after the secret:
+/// reading the file refuses a secret already given.
 pub const SETTINGS: &[Setting] = &[
     Setting {
         env: "TRUENAS_HOST",
@@ -180,6 +248,15 @@ pub const SETTINGS: &[Setting] = &[
         default: "(none)",
         help: "TrueNAS hostname or IP address",
         secret: false,
+        parse: |c, v| {
+            let h = v.trim();
+            if h.contains('/') || h.contains(char::is_whitespace) {
+                bail!("TRUENAS_HOST must be a hostname or IP address without scheme or path, got '{h}' (use TRUENAS_URL for a full URL)");
+            }
+            c.host = Some(h.to_string());
+            Ok(())
+        },
+        show: |c| show_opt(&c.host),
     },
     Setting {
         env: "TRUENAS_URL",
@@ -188,6 +265,15 @@ pub const SETTINGS: &[Setting] = &[
         default: "(none)",
         help: "full URL such as wss://nas.local:443 (replaces protocol, host and port)",
         secret: false,
+        parse: |c, v| {
+            let u = v.trim();
+            if !(u.starts_with("ws://") || u.starts_with("wss://")) {
+                bail!("TRUENAS_URL must start with ws:// or wss://, got '{u}'");
+            }
+            c.url = Some(u.to_string());
+            Ok(())
+        },
+        show: |c| show_opt(&c.url),
     },
     Setting {
         env: "TRUENAS_USERNAME",
@@ -196,6 +282,12 @@ pub const SETTINGS: &[Setting] = &[
         default: "mcp-service",
         help: "user to log in as (owner of the API key when one is used)",
         secret: false,
+        parse: |c, v| {
+            c.username = v.trim().to_string();
+            c.username_explicit = true;
+            Ok(())
+        },
+        show: |c| c.username.clone(),
     },
     Setting {
         env: "TRUENAS_PASSWORD",
@@ -204,6 +296,12 @@ pub const SETTINGS: &[Setting] = &[
         default: "(none)",
         help: "password (preferred authentication)",
         secret: true,
+        // Taken as typed: spaces may belong to a password.
+        parse: |c, v| {
+            c.password = Some(Secret::new(v));
+            Ok(())
+        },
+        show: |c| show_secret(&c.password),
     },
     Setting {
         env: "TRUENAS_PASSWORD_FILE",
@@ -212,6 +310,13 @@ pub const SETTINGS: &[Setting] = &[
         default: "(none)",
         help: "file holding the password (trailing newline trimmed); the recommended way",
         secret: false,
+        parse: |c, v| {
+            let (secret, path) =
+                secret_file(c.password.is_some(), "TRUENAS_PASSWORD", "TRUENAS_PASSWORD_FILE", v, |s| s)?;
+            (c.password, c.password_file) = (Some(secret), Some(path));
+            Ok(())
+        },
+        show: |c| show_path(&c.password_file),
     },
     Setting {
         env: "TRUENAS_API_KEY",
@@ -220,6 +325,12 @@ pub const SETTINGS: &[Setting] = &[
         default: "(none)",
         help: "API key (used when no password is set; only over wss://)",
         secret: true,
+        // An API key never contains whitespace.
+        parse: |c, v| {
+            c.api_key = Some(Secret::new(v.trim()));
+            Ok(())
+        },
+        show: |c| show_secret(&c.api_key),
     },
     Setting {
         env: "TRUENAS_API_KEY_FILE",
@@ -228,6 +339,13 @@ pub const SETTINGS: &[Setting] = &[
         default: "(none)",
         help: "file holding the API key (trailing newline trimmed)",
         secret: false,
+        parse: |c, v| {
+            let (secret, path) =
+                secret_file(c.api_key.is_some(), "TRUENAS_API_KEY", "TRUENAS_API_KEY_FILE", v, str::trim)?;
+            (c.api_key, c.api_key_file) = (Some(secret), Some(path));
+            Ok(())
+        },
+        show: |c| show_path(&c.api_key_file),
     },
     Setting {
         env: "TRUENAS_PORT",
@@ -236,6 +354,14 @@ pub const SETTINGS: &[Setting] = &[
         default: "443",
         help: "WebSocket port",
         secret: false,
+        parse: |c, v| {
+            c.port = match v.trim().parse::<u16>() {
+                Ok(p) if p > 0 => p,
+                _ => bail!("TRUENAS_PORT must be 1-65535, got '{}'", v.trim()),
+            };
+            Ok(())
+        },
+        show: |c| c.port.to_string(),
     },
     Setting {
         env: "TRUENAS_PROTOCOL",
@@ -244,6 +370,15 @@ pub const SETTINGS: &[Setting] = &[
         default: "wss",
         help: "ws or wss",
         secret: false,
+        parse: |c, v| {
+            c.protocol = match v.trim().to_ascii_lowercase().as_str() {
+                "wss" => Protocol::Wss,
+                "ws" => Protocol::Ws,
+                other => bail!("TRUENAS_PROTOCOL must be ws or wss, got '{other}'"),
+            };
+            Ok(())
+        },
+        show: |c| c.protocol.as_str().to_string(),
     },
     Setting {
         env: "TRUENAS_SSL_VERIFY",
@@ -252,6 +387,11 @@ pub const SETTINGS: &[Setting] = &[
         default: "true",
         help: "verify the TLS certificate (prefer TRUENAS_CA_CERT to false)",
         secret: false,
+        parse: |c, v| {
+            c.ssl_verify = parse_bool("TRUENAS_SSL_VERIFY", v)?;
+            Ok(())
+        },
+        show: |c| c.ssl_verify.to_string(),
     },
     Setting {
         env: "TRUENAS_CA_CERT",
@@ -260,6 +400,15 @@ pub const SETTINGS: &[Setting] = &[
         default: "(none)",
         help: "PEM file of a CA (or the self-signed certificate) to trust",
         secret: false,
+        parse: |c, v| {
+            let p = PathBuf::from(v.trim());
+            if !p.is_file() {
+                bail!("TRUENAS_CA_CERT must name a readable PEM file, got '{}' (not found)", p.display());
+            }
+            c.ca_cert = Some(p);
+            Ok(())
+        },
+        show: |c| show_path(&c.ca_cert),
     },
     Setting {
         env: "TRUENAS_API",
@@ -268,6 +417,16 @@ pub const SETTINGS: &[Setting] = &[
         default: "auto",
         help: "auto, jsonrpc (/api/current, 25.04+) or legacy (/websocket, 24.10)",
         secret: false,
+        parse: |c, v| {
+            c.api = match v.trim().to_ascii_lowercase().as_str() {
+                "auto" => ApiMode::Auto,
+                "jsonrpc" | "json-rpc" => ApiMode::JsonRpc,
+                "legacy" | "ddp" => ApiMode::Legacy,
+                other => bail!("TRUENAS_API must be auto, jsonrpc or legacy, got '{other}'"),
+            };
+            Ok(())
+        },
+        show: |c| format!("{:?}", c.api).to_ascii_lowercase(),
     },
     Setting {
         env: "TRUENAS_ALLOW_INSECURE_API_KEY",
@@ -276,6 +435,11 @@ pub const SETTINGS: &[Setting] = &[
         default: "false",
         help: "send an API key over plain ws:// to a non-loopback host (TrueNAS 25.04+ revokes it)",
         secret: false,
+        parse: |c, v| {
+            c.allow_insecure_api_key = parse_bool("TRUENAS_ALLOW_INSECURE_API_KEY", v)?;
+            Ok(())
+        },
+        show: |c| c.allow_insecure_api_key.to_string(),
     },
     Setting {
         env: "TRUENAS_TIMEOUT",
@@ -284,6 +448,11 @@ pub const SETTINGS: &[Setting] = &[
         default: "30",
         help: "seconds one ordinary call may take",
         secret: false,
+        parse: |c, v| {
+            c.call_timeout = parse_seconds("TRUENAS_TIMEOUT", v.trim())?;
+            Ok(())
+        },
+        show: |c| show_seconds(c.call_timeout),
     },
     Setting {
         env: "TRUENAS_CONNECT_TIMEOUT",
@@ -292,6 +461,11 @@ pub const SETTINGS: &[Setting] = &[
         default: "10",
         help: "seconds for TCP, TLS and WebSocket handshakes",
         secret: false,
+        parse: |c, v| {
+            c.connect_timeout = parse_seconds("TRUENAS_CONNECT_TIMEOUT", v.trim())?;
+            Ok(())
+        },
+        show: |c| show_seconds(c.connect_timeout),
     },
     Setting {
         env: "TRUENAS_JOB_TIMEOUT",
@@ -300,6 +474,11 @@ pub const SETTINGS: &[Setting] = &[
         default: "1200",
         help: "seconds a TrueNAS job (deploy, pull) may take",
         secret: false,
+        parse: |c, v| {
+            c.job_timeout = parse_seconds("TRUENAS_JOB_TIMEOUT", v.trim())?;
+            Ok(())
+        },
+        show: |c| show_seconds(c.job_timeout),
     },
     Setting {
         env: "DEBUG_MODE",
@@ -308,6 +487,11 @@ pub const SETTINGS: &[Setting] = &[
         default: "false",
         help: "debug logging to stderr (RUST_LOG overrides)",
         secret: false,
+        parse: |c, v| {
+            c.debug = parse_bool("DEBUG_MODE", v)?;
+            Ok(())
+        },
+        show: |c| c.debug.to_string(),
     },
     Setting {
         env: "MOCK_TRUENAS",
@@ -316,6 +500,11 @@ pub const SETTINGS: &[Setting] = &[
         default: "false",
         help: "use the embedded TrueNAS simulator instead of a NAS",
         secret: false,
+        parse: |c, v| {
+            c.mock = parse_bool("MOCK_TRUENAS", v)?;
+            Ok(())
+        },
+        show: |c| c.mock.to_string(),
     },
     Setting {
         env: "TRUENAS_READ_ONLY",
@@ -324,6 +513,11 @@ pub const SETTINGS: &[Setting] = &[
         default: "false",
         help: "hide and refuse every tool that changes the NAS",
         secret: false,
+        parse: |c, v| {
+            c.read_only = parse_bool("TRUENAS_READ_ONLY", v)?;
+            Ok(())
+        },
+        show: |c| c.read_only.to_string(),
     },
     Setting {
         env: "TRUENAS_WRITABLE_APPS",
@@ -332,6 +526,11 @@ pub const SETTINGS: &[Setting] = &[
         default: "(all)",
         help: "comma-separated globs of app names that may be created, changed or deleted",
         secret: false,
+        parse: |c, v| {
+            c.writable_apps = split_list(v);
+            Ok(())
+        },
+        show: |c| if c.writable_apps.is_empty() { "(all)".into() } else { c.writable_apps.join(",") },
     },
     Setting {
         env: "TRUENAS_REVEAL_SECRETS",
@@ -340,6 +539,11 @@ pub const SETTINGS: &[Setting] = &[
         default: "false",
         help: "get_custom_app_config shows secret values in clear; every reveal is audited",
         secret: false,
+        parse: |c, v| {
+            c.reveal_secrets = parse_bool("TRUENAS_REVEAL_SECRETS", v)?;
+            Ok(())
+        },
+        show: |c| c.reveal_secrets.to_string(),
     },
     Setting {
         env: "TRUENAS_AUDIT_LOG",
@@ -348,6 +552,16 @@ pub const SETTINGS: &[Setting] = &[
         default: "$XDG_STATE_HOME/truenas-mcp/audit.jsonl",
         help: "JSON Lines log of every change, before and after it; off disables; mock mode adds .mock",
         secret: false,
+        parse: |c, v| {
+            let v = v.trim();
+            let off = v.eq_ignore_ascii_case("off") || v.eq_ignore_ascii_case("none");
+            c.audit = if off { AuditTarget::Off } else { AuditTarget::File(PathBuf::from(v)) };
+            Ok(())
+        },
+        show: |c| match &c.audit {
+            AuditTarget::Off => "off".into(),
+            AuditTarget::File(p) => p.display().to_string(),
+        },
     },
     Setting {
         env: "TRUENAS_COMPOSE_POLICY",
@@ -356,6 +570,16 @@ pub const SETTINGS: &[Setting] = &[
         default: "standard",
         help: "strict, standard or permissive",
         secret: false,
+        parse: |c, v| {
+            c.policy.level = match v.trim().to_ascii_lowercase().as_str() {
+                "standard" => PolicyLevel::Standard,
+                "strict" => PolicyLevel::Strict,
+                "permissive" => PolicyLevel::Permissive,
+                other => bail!("TRUENAS_COMPOSE_POLICY must be strict, standard or permissive, got '{other}'"),
+            };
+            Ok(())
+        },
+        show: |c| c.policy.level.as_str().to_string(),
     },
     Setting {
         env: "TRUENAS_ALLOWED_HOST_PATHS",
@@ -364,6 +588,18 @@ pub const SETTINGS: &[Setting] = &[
         default: "/mnt",
         help: "comma-separated host-path roots binds may use",
         secret: false,
+        parse: |c, v| {
+            let mut roots = Vec::new();
+            for p in split_list(v) {
+                if !p.starts_with('/') {
+                    bail!("TRUENAS_ALLOWED_HOST_PATHS entries must be absolute paths, got '{p}'");
+                }
+                roots.push(normalize_path(&p));
+            }
+            c.policy.allowed_host_paths = roots;
+            Ok(())
+        },
+        show: |c| c.policy.allowed_host_paths.join(","),
     },
     Setting {
         env: "TRUENAS_COMPOSE_ALLOW",
@@ -372,6 +608,13 @@ pub const SETTINGS: &[Setting] = &[
         default: "(none)",
         help: "comma-separated policy rule ids the operator allows (downgraded to info)",
         secret: false,
+        // The ids are checked against the rule catalogue by the compose layer at start-up
+        // (`compose::rules::check_allowed`): configuration sits below compose and does not know its rules.
+        parse: |c, v| {
+            c.policy.allow_rules = split_list(v);
+            Ok(())
+        },
+        show: |c| if c.policy.allow_rules.is_empty() { "(none)".into() } else { c.policy.allow_rules.join(",") },
     },
     Setting {
         env: "TRUENAS_RESERVED_PORTS",
@@ -380,6 +623,18 @@ pub const SETTINGS: &[Setting] = &[
         default: "22,80,111,443,445,2049,6000",
         help: "host ports the NAS itself serves",
         secret: false,
+        parse: |c, v| {
+            let mut ports = Vec::new();
+            for p in split_list(v) {
+                match p.parse::<u16>() {
+                    Ok(n) if n > 0 => ports.push(n),
+                    _ => bail!("TRUENAS_RESERVED_PORTS entries must be ports 1-65535, got '{p}'"),
+                }
+            }
+            c.policy.reserved_ports = ports;
+            Ok(())
+        },
+        show: |c| c.policy.reserved_ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
     },
 ];
 
@@ -403,18 +658,6 @@ fn split_list(value: &str) -> Vec<String> {
     value.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
 }
 
-/// `TRUENAS_COMPOSE_ALLOW`: rule ids of the compose policy; a typo must not silently allow nothing.
-fn compose_allow(value: Option<String>) -> Result<Vec<String>> {
-    let ids: Vec<String> = value.map(|v| split_list(&v)).unwrap_or_default();
-    for id in &ids {
-        if crate::compose::rules::find(&id.to_ascii_lowercase()).is_none() {
-            let known: Vec<&str> = crate::compose::rules::ALL.iter().map(|r| r.id).collect();
-            bail!("TRUENAS_COMPOSE_ALLOW has an unknown rule id '{id}' (known: {})", known.join(", "));
-        }
-    }
-    Ok(ids)
-}
-
 /// Normalise an absolute path lexically: `//` collapsed, `.` dropped, `..` applied, no trailing `/` (except `/`).
 pub fn normalize_path(path: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
@@ -430,32 +673,28 @@ pub fn normalize_path(path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// A secret given either as a value (`value_env`) or as a file holding it (`file_env`), never both. `trim` is how
-/// the value is cleaned; a file additionally loses its trailing newline (what `echo` and editors leave). Errors
-/// name the setting and the path, never the content.
-fn secret_setting(
-    get: &dyn Fn(&str) -> Option<String>,
+/// A secret read from the file `value` names (`file_env`), refused when the secret itself (`value_env`) is also
+/// given. `trim` is how the secret is cleaned; the file additionally loses its trailing newline (what `echo` and
+/// editors leave). Errors name the setting and the path, never the content.
+fn secret_file(
+    already_given: bool,
     value_env: &str,
     file_env: &str,
+    value: &str,
     trim: fn(&str) -> &str,
-) -> Result<(Option<Secret>, Option<PathBuf>)> {
-    let value = get(value_env).filter(|v| !trim(v).is_empty());
-    let file = get(file_env).map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).map(PathBuf::from);
-    match (value, file) {
-        (Some(_), Some(_)) => bail!("set {value_env} or {file_env}, not both"),
-        (Some(v), None) => Ok((Some(Secret::new(trim(&v))), None)),
-        (None, None) => Ok((None, None)),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| anyhow::anyhow!("cannot read {file_env} '{}': {e}", path.display()))?;
-            let line = text.strip_suffix('\n').unwrap_or(&text);
-            let line = trim(line.strip_suffix('\r').unwrap_or(line));
-            if line.is_empty() {
-                bail!("{file_env} '{}' is empty", path.display());
-            }
-            Ok((Some(Secret::new(line)), Some(path)))
-        }
+) -> Result<(Secret, PathBuf)> {
+    if already_given {
+        bail!("set {value_env} or {file_env}, not both");
     }
+    let path = PathBuf::from(value.trim());
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("cannot read {file_env} '{}': {e}", path.display()))?;
+    let line = text.strip_suffix('\n').unwrap_or(&text);
+    let line = trim(line.strip_suffix('\r').unwrap_or(line));
+    if line.is_empty() {
+        bail!("{file_env} '{}' is empty", path.display());
+    }
+    Ok((Secret::new(line), path))
 }
 
 fn default_audit_path(lookup: &dyn Fn(&str) -> Option<String>) -> AuditTarget {
@@ -485,154 +724,31 @@ impl Config {
         Config::from_sources(&|k| std::env::var(k).ok(), &BTreeMap::new())
     }
 
-    /// Settings from `lookup` (the environment) overridden by `overrides` (flags, keyed by env name).
+    /// Settings from `lookup` (the environment) overridden by `overrides` (flags, keyed by env name): the typed
+    /// defaults, then every [`Setting`] given a value that is not blank, in table order.
     pub fn from_sources(
         lookup: &dyn Fn(&str) -> Option<String>,
         overrides: &BTreeMap<String, String>,
     ) -> Result<Config> {
-        let get = |k: &str| -> Option<String> { overrides.get(k).cloned().or_else(|| lookup(k)) };
-        let nonempty = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-
-        let port = match nonempty("TRUENAS_PORT") {
-            None => 443,
-            Some(v) => match v.parse::<u16>() {
-                Ok(p) if p > 0 => p,
-                _ => bail!("TRUENAS_PORT must be 1-65535, got '{v}'"),
-            },
-        };
-        let protocol = match nonempty("TRUENAS_PROTOCOL").as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("wss") => Protocol::Wss,
-            Some("ws") => Protocol::Ws,
-            Some(other) => bail!("TRUENAS_PROTOCOL must be ws or wss, got '{other}'"),
-        };
-        let api = match nonempty("TRUENAS_API").as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("auto") => ApiMode::Auto,
-            Some("jsonrpc") | Some("json-rpc") => ApiMode::JsonRpc,
-            Some("legacy") | Some("ddp") => ApiMode::Legacy,
-            Some(other) => bail!("TRUENAS_API must be auto, jsonrpc or legacy, got '{other}'"),
-        };
-        let level = match nonempty("TRUENAS_COMPOSE_POLICY").as_deref().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("standard") => PolicyLevel::Standard,
-            Some("strict") => PolicyLevel::Strict,
-            Some("permissive") => PolicyLevel::Permissive,
-            Some(other) => bail!("TRUENAS_COMPOSE_POLICY must be strict, standard or permissive, got '{other}'"),
-        };
-        let flag = |k: &str| -> Result<bool> {
-            match get(k) {
-                None => Ok(false),
-                Some(v) => parse_bool(k, &v),
-            }
-        };
-        let ssl_verify = match get("TRUENAS_SSL_VERIFY") {
-            None => true,
-            Some(v) if v.trim().is_empty() => true,
-            Some(v) => parse_bool("TRUENAS_SSL_VERIFY", &v)?,
-        };
-        let seconds = |k: &str, default: u64| -> Result<Duration> {
-            match nonempty(k) {
-                None => Ok(Duration::from_secs(default)),
-                Some(v) => parse_seconds(k, &v),
-            }
-        };
-
-        let host = nonempty("TRUENAS_HOST");
-        if let Some(h) = &host {
-            if h.contains('/') || h.contains(char::is_whitespace) {
-                bail!("TRUENAS_HOST must be a hostname or IP address without scheme or path, got '{h}' (use TRUENAS_URL for a full URL)");
+        let mut config = Config { audit: default_audit_path(lookup), ..Config::default() };
+        for s in SETTINGS {
+            let value = overrides.get(s.env).cloned().or_else(|| lookup(s.env));
+            if let Some(v) = value.filter(|v| !v.trim().is_empty()) {
+                (s.parse)(&mut config, &v)?;
             }
         }
-        let url = nonempty("TRUENAS_URL");
-        if let Some(u) = &url {
-            if !(u.starts_with("ws://") || u.starts_with("wss://")) {
-                bail!("TRUENAS_URL must start with ws:// or wss://, got '{u}'");
-            }
-        }
-        let ca_cert = nonempty("TRUENAS_CA_CERT").map(PathBuf::from);
-        if let Some(p) = &ca_cert {
-            if !p.is_file() {
-                bail!("TRUENAS_CA_CERT must name a readable PEM file, got '{}' (not found)", p.display());
-            }
-        }
-
-        let allowed_host_paths = match nonempty("TRUENAS_ALLOWED_HOST_PATHS") {
-            None => vec!["/mnt".to_string()],
-            Some(v) => {
-                let mut roots = Vec::new();
-                for p in split_list(&v) {
-                    if !p.starts_with('/') {
-                        bail!("TRUENAS_ALLOWED_HOST_PATHS entries must be absolute paths, got '{p}'");
-                    }
-                    roots.push(normalize_path(&p));
-                }
-                roots
-            }
-        };
-        let reserved_ports = match nonempty("TRUENAS_RESERVED_PORTS") {
-            None => PolicyConfig::default().reserved_ports,
-            Some(v) => {
-                let mut ports = Vec::new();
-                for p in split_list(&v) {
-                    match p.parse::<u16>() {
-                        Ok(n) if n > 0 => ports.push(n),
-                        _ => bail!("TRUENAS_RESERVED_PORTS entries must be ports 1-65535, got '{p}'"),
-                    }
-                }
-                ports
-            }
-        };
-        // A password is taken as typed (spaces may belong to it); an API key never contains whitespace.
-        let (password, password_file) = secret_setting(&get, "TRUENAS_PASSWORD", "TRUENAS_PASSWORD_FILE", |v| v)?;
-        let (api_key, api_key_file) = secret_setting(&get, "TRUENAS_API_KEY", "TRUENAS_API_KEY_FILE", str::trim)?;
-        let mock = flag("MOCK_TRUENAS")?;
-        let audit = match nonempty("TRUENAS_AUDIT_LOG") {
-            None => default_audit_path(lookup),
-            Some(v) if v.eq_ignore_ascii_case("off") || v.eq_ignore_ascii_case("none") => AuditTarget::Off,
-            Some(v) => AuditTarget::File(PathBuf::from(v)),
-        };
         // Changes to the simulator never land among the real ones, whatever path the environment names.
-        let audit = match audit {
-            AuditTarget::File(p) if mock => AuditTarget::File(mock_audit_path(&p)),
-            other => other,
-        };
-
-        Ok(Config {
-            host,
-            url,
-            username: nonempty("TRUENAS_USERNAME").unwrap_or_else(|| "mcp-service".to_string()),
-            username_explicit: nonempty("TRUENAS_USERNAME").is_some(),
-            password,
-            password_file,
-            api_key,
-            api_key_file,
-            port,
-            protocol,
-            ssl_verify,
-            ca_cert,
-            api,
-            allow_insecure_api_key: flag("TRUENAS_ALLOW_INSECURE_API_KEY")?,
-            call_timeout: seconds("TRUENAS_TIMEOUT", 30)?,
-            connect_timeout: seconds("TRUENAS_CONNECT_TIMEOUT", 10)?,
-            job_timeout: seconds("TRUENAS_JOB_TIMEOUT", 1200)?,
-            debug: flag("DEBUG_MODE")?,
-            mock,
-            read_only: flag("TRUENAS_READ_ONLY")?,
-            writable_apps: nonempty("TRUENAS_WRITABLE_APPS").map(|v| split_list(&v)).unwrap_or_default(),
-            reveal_secrets: flag("TRUENAS_REVEAL_SECRETS")?,
-            audit,
-            policy: PolicyConfig {
-                level,
-                allowed_host_paths,
-                allow_rules: compose_allow(nonempty("TRUENAS_COMPOSE_ALLOW"))?,
-                reserved_ports,
-            },
-        })
+        if let AuditTarget::File(p) = &config.audit {
+            if config.mock {
+                config.audit = AuditTarget::File(mock_audit_path(p));
+            }
+        }
+        Ok(config)
     }
 
     /// A config for tests and mock mode: no NAS, defaults everywhere, audit off.
     pub fn for_tests() -> Config {
-        let mut c = Config::from_sources(&|_| None, &BTreeMap::new()).expect("defaults are valid");
-        c.audit = AuditTarget::Off;
-        c
+        Config::default()
     }
 
     /// The WebSocket base URL (`wss://host:443`) without a path, or an error naming the variable to set.
@@ -663,53 +779,7 @@ impl Config {
 
     /// The settings in effect as `(env name, display value)` pairs, secrets masked.
     pub fn effective(&self) -> Vec<(&'static str, String)> {
-        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "(not set)".to_string());
-        let secret = |v: &Option<Secret>| if v.is_some() { "*** (set)".to_string() } else { "(not set)".to_string() };
-        let path =
-            |v: &Option<PathBuf>| v.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(not set)".into());
-        vec![
-            ("TRUENAS_HOST", opt(&self.host)),
-            ("TRUENAS_URL", opt(&self.url)),
-            ("TRUENAS_USERNAME", self.username.clone()),
-            ("TRUENAS_PASSWORD", secret(&self.password)),
-            ("TRUENAS_PASSWORD_FILE", path(&self.password_file)),
-            ("TRUENAS_API_KEY", secret(&self.api_key)),
-            ("TRUENAS_API_KEY_FILE", path(&self.api_key_file)),
-            ("TRUENAS_PORT", self.port.to_string()),
-            ("TRUENAS_PROTOCOL", self.protocol.as_str().to_string()),
-            ("TRUENAS_SSL_VERIFY", self.ssl_verify.to_string()),
-            ("TRUENAS_CA_CERT", path(&self.ca_cert)),
-            ("TRUENAS_API", format!("{:?}", self.api).to_ascii_lowercase()),
-            ("TRUENAS_ALLOW_INSECURE_API_KEY", self.allow_insecure_api_key.to_string()),
-            ("TRUENAS_TIMEOUT", self.call_timeout.as_secs_f64().to_string()),
-            ("TRUENAS_CONNECT_TIMEOUT", self.connect_timeout.as_secs_f64().to_string()),
-            ("TRUENAS_JOB_TIMEOUT", self.job_timeout.as_secs_f64().to_string()),
-            ("DEBUG_MODE", self.debug.to_string()),
-            ("MOCK_TRUENAS", self.mock.to_string()),
-            ("TRUENAS_READ_ONLY", self.read_only.to_string()),
-            (
-                "TRUENAS_WRITABLE_APPS",
-                if self.writable_apps.is_empty() { "(all)".into() } else { self.writable_apps.join(",") },
-            ),
-            ("TRUENAS_REVEAL_SECRETS", self.reveal_secrets.to_string()),
-            (
-                "TRUENAS_AUDIT_LOG",
-                match &self.audit {
-                    AuditTarget::Off => "off".into(),
-                    AuditTarget::File(p) => p.display().to_string(),
-                },
-            ),
-            ("TRUENAS_COMPOSE_POLICY", self.policy.level.as_str().to_string()),
-            ("TRUENAS_ALLOWED_HOST_PATHS", self.policy.allowed_host_paths.join(",")),
-            (
-                "TRUENAS_COMPOSE_ALLOW",
-                if self.policy.allow_rules.is_empty() { "(none)".into() } else { self.policy.allow_rules.join(",") },
-            ),
-            (
-                "TRUENAS_RESERVED_PORTS",
-                self.policy.reserved_ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(","),
-            ),
-        ]
+        SETTINGS.iter().map(|s| (s.env, (s.show)(self))).collect()
     }
 }
 
@@ -761,6 +831,39 @@ mod tests {
         assert!(!c.reveal_secrets);
         assert_eq!(c.policy.allowed_host_paths, vec!["/mnt"]);
         assert!(cfg(&[("TRUENAS_REVEAL_SECRETS", "true")]).unwrap().reveal_secrets);
+    }
+
+    /// The default each definition documents (`--help`, README) is the typed default the program uses.
+    #[test]
+    fn documented_defaults_are_the_typed_defaults() {
+        let state = |k: &str| (k == "XDG_STATE_HOME").then(|| "/state".to_string());
+        let typed = Config::from_sources(&state, &BTreeMap::new()).unwrap();
+        for s in SETTINGS {
+            let shown = (s.show)(&typed);
+            let documented = s.default.replace("$XDG_STATE_HOME", "/state");
+            let same = shown == documented || (documented == "(none)" && shown == NOT_SET);
+            assert!(same, "{}: documented default {documented:?}, typed default shows {shown:?}", s.env);
+        }
+        let mut flags: Vec<&str> = SETTINGS.iter().flat_map(|s| [s.env, s.flag]).collect();
+        flags.sort();
+        flags.dedup();
+        assert_eq!(flags.len(), 2 * SETTINGS.len(), "every env name and flag is defined once");
+    }
+
+    /// Every definition parses what it shows: `check` prints values a person can paste back.
+    #[test]
+    fn every_setting_reads_back_what_it_shows() {
+        let c = cfg(&[("TRUENAS_HOST", "nas.local"), ("TRUENAS_TIMEOUT", "2.5"), ("TRUENAS_WRITABLE_APPS", "a-*,b")])
+            .unwrap();
+        for s in SETTINGS.iter().filter(|s| !s.secret && !s.env.ends_with("_FILE") && s.env != "TRUENAS_CA_CERT") {
+            let shown = (s.show)(&c);
+            if shown == NOT_SET {
+                continue;
+            }
+            let mut again = Config::default();
+            (s.parse)(&mut again, &shown).unwrap_or_else(|e| panic!("{}={shown}: {e}", s.env));
+            assert_eq!((s.show)(&again), shown, "{}", s.env);
+        }
     }
 
     #[test]

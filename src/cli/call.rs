@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use crate::config::Config;
 use crate::jsonrpc::clip;
-use crate::mcp::tool::{CallContext, CancelToken, Catalog, ProgressSink, ToolDef};
+use crate::mcp::tool::{CallContext, CancelToken, Catalog, ProgressSink, ToolDef, ToolOutput};
 
 /// The MCP `Tool` object for a definition (as `tools/list` publishes it in the newest revision).
 pub fn tool_json(t: &ToolDef) -> Value {
@@ -93,7 +93,8 @@ Run one tool with the same validation, policy and audit as over MCP.
   --args JSON   all arguments as one JSON object
   --json        print the structured result as JSON instead of text
 Progress of long TrueNAS jobs is drawn on stderr; Ctrl-C aborts the running job.
-Exit codes: 0 success, 1 the tool reported an error, 2 bad usage or configuration.
+Exit codes: 0 the tool succeeded, 1 it reported an error or a refusal (validate_compose of a refused compose),
+2 bad usage or configuration, 130 interrupted (Ctrl-C).
 ";
 
 /// Parse `key=value` / `--args JSON` into an argument object.
@@ -210,7 +211,21 @@ pub fn run_call(config: &Config, rest: &[String]) -> Result<ExitCode> {
     } else {
         super::out(&format!("{}\n", output.text.trim_end()))?;
     }
-    Ok(if output.is_error { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(ExitCode::from(exit_code(&output, ctx.cancel.is_cancelled())))
+}
+
+/// The exit code of `call`, one rule for every tool (README "Commands", `CALL_HELP`): 0 the tool succeeded; 1 the
+/// tool reported an error or a negative verdict (`valid: false`: `validate_compose` of a compose that would be
+/// refused); 130 the call was interrupted (Ctrl-C). Bad usage and configuration exit 2 before any tool runs.
+fn exit_code(output: &ToolOutput, interrupted: bool) -> u8 {
+    let refused = output.structured.as_ref().and_then(|s| s.get("valid")) == Some(&Value::Bool(false));
+    if interrupted {
+        130
+    } else if output.is_error || refused {
+        1
+    } else {
+        0
+    }
 }
 
 /// Ctrl-C sets the cancel flag (the tool aborts its TrueNAS job); a second Ctrl-C exits at once, recording the
@@ -255,6 +270,18 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("cannot read"));
+    }
+
+    #[test]
+    fn exit_codes_follow_one_rule_for_every_tool() {
+        let refused = ToolOutput::ok("refused", json!({"valid": false, "findings": []}));
+        let valid = ToolOutput::ok("valid", json!({"valid": true}));
+        assert_eq!(exit_code(&ToolOutput::ok("done", json!({"apps": []})), false), 0);
+        assert_eq!(exit_code(&valid, false), 0);
+        assert_eq!(exit_code(&refused, false), 1);
+        assert_eq!(exit_code(&ToolOutput::error("app not found"), false), 1);
+        assert_eq!(exit_code(&ToolOutput::error("aborted"), true), 130);
+        assert_eq!(exit_code(&valid, true), 130);
     }
 
     #[test]

@@ -120,7 +120,7 @@ pub fn summarize(der: &[u8]) -> Option<CertSummary> {
 
 /// The current UTC time as YYYYMMDDhhmmss, comparable with `CertSummary::not_after_key`.
 pub fn now_key() -> String {
-    let text = crate::audit::rfc3339(std::time::SystemTime::now());
+    let text = crate::clock::rfc3339(std::time::SystemTime::now());
     text.chars().filter(char::is_ascii_digit).take(14).collect()
 }
 

@@ -169,3 +169,15 @@ pub const ALL: &[Rule] = &[
 pub fn find(id: &str) -> Option<&'static Rule> {
     ALL.iter().find(|r| r.id == id)
 }
+
+/// Check the rule ids an operator allows (`TRUENAS_COMPOSE_ALLOW`) against the catalogue: a typo must not silently
+/// allow nothing. The CLI calls this at start-up; configuration sits below compose and keeps the ids as given.
+pub fn check_allowed(ids: &[String]) -> Result<(), String> {
+    match ids.iter().find(|id| find(&id.to_ascii_lowercase()).is_none()) {
+        None => Ok(()),
+        Some(id) => {
+            let known: Vec<&str> = ALL.iter().map(|r| r.id).collect();
+            Err(format!("TRUENAS_COMPOSE_ALLOW has an unknown rule id '{id}' (known: {})", known.join(", ")))
+        }
+    }
+}

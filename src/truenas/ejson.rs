@@ -20,7 +20,7 @@ fn decode_object(map: Map<String, Value>) -> Value {
         match (key.as_str(), inner) {
             ("$date", Value::Number(n)) => {
                 if let Some(ms) = n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)) {
-                    return Value::String(rfc3339_from_millis(ms));
+                    return Value::String(crate::clock::rfc3339_from_millis(ms));
                 }
             }
             ("$set", Value::Array(_)) => {
@@ -41,30 +41,6 @@ fn decode_object(map: Map<String, Value>) -> Value {
         }
     }
     Value::Object(map.into_iter().map(|(k, v)| (k, decode(v))).collect())
-}
-
-/// `2025-01-01T12:00:00.123Z` from milliseconds since the Unix epoch (UTC).
-pub fn rfc3339_from_millis(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
-}
-
-/// Proleptic Gregorian date from days since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -95,10 +71,5 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(decode(input.clone()), want, "for {input}");
         }
-    }
-
-    #[test]
-    fn negative_millis_are_before_the_epoch() {
-        assert_eq!(rfc3339_from_millis(-1), "1969-12-31T23:59:59.999Z");
     }
 }

@@ -47,6 +47,74 @@ fn help_and_version() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("truenas-mcp {}\n", env!("CARGO_PKG_VERSION")));
 }
 
+/// `--help` shows every setting's flag, environment variable, default and help on one line, as defined.
+#[test]
+fn help_shows_every_setting_with_its_default() {
+    let out = Command::new(env!("CARGO_BIN_EXE_truenas-mcp")).arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for s in SETTINGS {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{} ", s.flag)))
+            .unwrap_or_else(|| panic!("--help has no line for {}:\n{help}", s.flag));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = if s.switch { 1 } else { 2 };
+        assert_eq!(words.get(at - 1), Some(&if s.switch { s.flag } else { "<v>" }), "{line}");
+        assert_eq!(words[at], s.env, "{line}");
+        assert_eq!(words[at + 1], s.default, "{line}");
+        assert_eq!(words[at + 2..].join(" "), s.help, "{line}");
+    }
+}
+
+/// An unknown rule id in `TRUENAS_COMPOSE_ALLOW` stops every command at start-up with the list of known ids: a typo
+/// must not silently allow nothing.
+#[test]
+fn unknown_compose_allow_rule_ids_are_refused_at_start_up() {
+    for command in ["tools", "serve"] {
+        let out = binary(&[("TRUENAS_COMPOSE_ALLOW", "privileged, no-such-rule")]).arg(command).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        let want = "truenas-mcp: TRUENAS_COMPOSE_ALLOW has an unknown rule id 'no-such-rule' (known: yaml-invalid, ";
+        assert!(stderr.starts_with(want) && stderr.contains(", privileged, "), "{command}: {stderr}");
+    }
+    let out = binary(&[("TRUENAS_COMPOSE_ALLOW", "Privileged,docker-socket")]).arg("tools").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `serve` run by a person at a terminal says in one stderr line what it is, how to try it and how to leave; run
+/// by an MCP client (stdin a pipe) it says nothing. The terminal is a real pseudo-terminal (util-linux `script`).
+#[test]
+fn serve_at_a_terminal_says_what_it_is() {
+    use std::io::Write;
+    let bin = env!("CARGO_BIN_EXE_truenas-mcp");
+    let mut script = Command::new("script");
+    for s in SETTINGS {
+        script.env_remove(s.env);
+    }
+    let mut child = script
+        .env_remove("RUST_LOG")
+        .env("TRUENAS_AUDIT_LOG", "off")
+        .args(["-qec", &format!("'{bin}' --mock"), "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("util-linux `script` runs the server under a pseudo-terminal");
+    // Ctrl-D, as the hint says, ends the session.
+    child.stdin.take().unwrap().write_all(b"\x04").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let terminal = String::from_utf8_lossy(&out.stdout);
+    let hints: Vec<&str> = terminal.lines().filter(|l| l.contains("MCP server")).collect();
+    assert_eq!(hints.len(), 1, "{terminal}");
+    for part in ["stdin/stdout", "truenas-mcp call list_custom_apps --mock", "truenas-mcp tools", "Ctrl-D"] {
+        assert!(hints[0].contains(part), "{terminal}");
+    }
+    assert_eq!(out.status.code(), Some(0), "{terminal}");
+
+    let out = binary(&[("MOCK_TRUENAS", "true")]).stdin(std::process::Stdio::null()).output().unwrap();
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("MCP server"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// A bad setting stops the program with the precise message and exit code 2, before anything else happens.
 #[test]
 fn bad_settings_are_refused_precisely() {
@@ -313,6 +381,24 @@ fn call_refuses_a_dangerous_compose_with_exit_code_1() {
     assert!(!sim.call_log().iter().any(|(m, _)| m == "app.create"), "nothing may reach the NAS");
 }
 
+/// One exit-code rule for every tool: a compose that validates exits 0, one that would be refused exits 1 (the
+/// tool's verdict, though the validation itself worked), bad usage exits 2.
+#[test]
+fn call_validate_compose_exits_1_when_the_compose_would_be_refused() {
+    let mock = [("MOCK_TRUENAS", "true".to_string())];
+    let good = "compose_yaml=services: {web: {image: 'nginx:1.27', mem_limit: 256m}}";
+    let (code, out, err) = call(&mock, &["validate_compose", good]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let refused = "compose_yaml=services: {root: {image: 'alpine:3', privileged: true}}";
+    for json in [&[][..], &["--json"][..]] {
+        let (code, out, err) = call(&mock, &[&["validate_compose", refused][..], json].concat());
+        assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+        assert!(out.contains("REFUSED") || out.contains("\"valid\": false"), "{out}");
+    }
+    let (code, _, _) = call(&mock, &["validate_compose", "compose_yaml=1", "unknown=1"]);
+    assert_eq!(code, 2);
+}
+
 #[test]
 fn call_reports_bad_arguments_before_connecting() {
     let (code, _, err) = call(&[], &["get_app_logs", "app_name=Bad_Name", "lines=0"]);
@@ -436,7 +522,7 @@ fn readme_commands_work() {
     }
 }
 
-/// Ctrl-C during `call` aborts the running TrueNAS job (not just the local process) and exits non-zero.
+/// Ctrl-C during `call` aborts the running TrueNAS job (not just the local process) and exits 130 (interrupted).
 #[test]
 fn call_ctrl_c_aborts_the_job() {
     let (sim, server) = sim(SimOptions::default());
@@ -460,7 +546,7 @@ fn call_ctrl_c_aborts_the_job() {
     assert!(status.success());
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(130), "stdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted: aborting the running job"));
     let job = sim.jobs().into_iter().find(|j| j["method"] == "app.create").unwrap();
     assert_eq!(job["state"], "ABORTED", "{job}");
