@@ -1,6 +1,9 @@
 //! The main loop: one thread owns all protocol state (session, calls in flight, batches, server→client requests)
 //! and reacts to typed messages from its [`Connection`] and a closed set of internal [`Event`]s. Cheap methods are
 //! answered inline; catalogue work goes to the pool. It does not know what carries the messages.
+//!
+//! Longer than our usual file: it is one owner of one state, and splitting its methods would spread that state's
+//! invariants (a call's books, its batch, its pending asks) across files.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
