@@ -21,12 +21,23 @@ pub fn clip(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// A request id: an integer or a string, echoed verbatim (`7` and `"7"` are different ids).
+/// A request id: an integer or a string, echoed verbatim (`7` and `"7"` are different ids). The representation is
+/// private so every string id went through [`RequestId::from_value`] and its length cap.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RequestId(IdRepr);
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum RequestId {
+enum IdRepr {
     Int(i64),
     Str(String),
+}
+
+impl From<i64> for RequestId {
+    fn from(id: i64) -> RequestId {
+        RequestId(IdRepr::Int(id))
+    }
 }
 
 /// Longest string id accepted. Every response echoes its id, so an unbounded id would make every answer as long
@@ -38,25 +49,25 @@ impl RequestId {
     /// `i64`; never null or fractional).
     pub fn from_value(value: &Value) -> Option<RequestId> {
         match value {
-            Value::String(s) if s.len() <= MAX_ID_BYTES => Some(RequestId::Str(s.clone())),
-            Value::Number(n) => n.as_i64().map(RequestId::Int),
+            Value::String(s) if s.len() <= MAX_ID_BYTES => Some(RequestId(IdRepr::Str(s.clone()))),
+            Value::Number(n) => n.as_i64().map(RequestId::from),
             _ => None,
         }
     }
 
     pub fn to_value(&self) -> Value {
-        match self {
-            RequestId::Int(i) => Value::from(*i),
-            RequestId::Str(s) => Value::from(s.as_str()),
+        match &self.0 {
+            IdRepr::Int(i) => Value::from(*i),
+            IdRepr::Str(s) => Value::from(s.as_str()),
         }
     }
 }
 
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RequestId::Int(i) => write!(f, "{i}"),
-            RequestId::Str(s) => write!(f, "{:?}", clip(s)),
+        match &self.0 {
+            IdRepr::Int(i) => write!(f, "{i}"),
+            IdRepr::Str(s) => write!(f, "{:?}", clip(s)),
         }
     }
 }
@@ -309,12 +320,12 @@ mod tests {
         let cases: &[(&str, Result<Message, Option<RequestId>>)] = &[
             (
                 r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#,
-                Ok(Message::Request(Request { id: RequestId::Int(7), method: "ping".into(), params: None })),
+                Ok(Message::Request(Request { id: RequestId::from(7), method: "ping".into(), params: None })),
             ),
             (
                 r#"{"jsonrpc":"2.0","id":"7","method":"ping","params":{}}"#,
                 Ok(Message::Request(Request {
-                    id: RequestId::Str("7".into()),
+                    id: RequestId::from_value(&json!("7")).unwrap(),
                     method: "ping".into(),
                     params: Some(json!({})),
                 })),
@@ -326,19 +337,19 @@ mod tests {
             (
                 r#"{"jsonrpc":"2.0","id":3,"result":{"action":"accept"}}"#,
                 Ok(Message::Response(Response {
-                    id: Some(RequestId::Int(3)),
+                    id: Some(RequestId::from(3)),
                     outcome: Ok(json!({"action":"accept"})),
                 })),
             ),
-            (r#"{"jsonrpc":"1.0","id":4,"method":"ping"}"#, Err(Some(RequestId::Int(4)))),
-            (r#"{"id":4,"method":"ping"}"#, Err(Some(RequestId::Int(4)))),
+            (r#"{"jsonrpc":"1.0","id":4,"method":"ping"}"#, Err(Some(RequestId::from(4)))),
+            (r#"{"id":4,"method":"ping"}"#, Err(Some(RequestId::from(4)))),
             (r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#, Err(None)),
             (r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#, Err(None)),
             (r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#, Err(None)),
-            (r#"{"jsonrpc":"2.0","id":5,"method":3}"#, Err(Some(RequestId::Int(5)))),
-            (r#"{"jsonrpc":"2.0","id":5,"method":"x","params":3}"#, Err(Some(RequestId::Int(5)))),
-            (r#"{"jsonrpc":"2.0","id":5}"#, Err(Some(RequestId::Int(5)))),
-            (r#"{"jsonrpc":"2.0","id":5,"result":1,"error":{"code":1,"message":"x"}}"#, Err(Some(RequestId::Int(5)))),
+            (r#"{"jsonrpc":"2.0","id":5,"method":3}"#, Err(Some(RequestId::from(5)))),
+            (r#"{"jsonrpc":"2.0","id":5,"method":"x","params":3}"#, Err(Some(RequestId::from(5)))),
+            (r#"{"jsonrpc":"2.0","id":5}"#, Err(Some(RequestId::from(5)))),
+            (r#"{"jsonrpc":"2.0","id":5,"result":1,"error":{"code":1,"message":"x"}}"#, Err(Some(RequestId::from(5)))),
             (r#"[]"#, Err(None)),
             (r#"42"#, Err(None)),
             (r#""ping""#, Err(None)),

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use crossbeam_channel::Sender;
 use serde_json::{json, Map, Value};
 
-use crate::jsonrpc::{self, ErrorObject};
+use crate::jsonrpc::ErrorObject;
+use crate::mcp::msg::Message;
 use crate::mcp::protocol::Envelope;
-use crate::mcp::stdio::Outbox;
 use crate::mcp::tool::{Elicitation, Elicitor, LogLevel, LogSink, ProgressSink, ToolOutput};
 
 /// The legacy session's log threshold, shared with every call (`logging/setLevel` changes it mid-flight).
@@ -38,14 +38,14 @@ pub enum LogThreshold {
 }
 
 struct NotifierState {
-    closed: bool,
+    /// `None` once closed: dropping the sender then lets the connection close even while a handler still runs.
+    out: Option<Sender<Message>>,
     last_progress: Option<f64>,
 }
 
 /// Sends a call's `notifications/progress` and `notifications/message`; [`CallNotifier::close`] silences it
 /// before the response is written, so nothing about a call ever follows its response.
 pub struct CallNotifier {
-    outbox: Outbox,
     progress_token: Option<Value>,
     progress_message: bool,
     logs: LogThreshold,
@@ -53,19 +53,23 @@ pub struct CallNotifier {
 }
 
 impl CallNotifier {
-    pub fn new(outbox: Outbox, env: &Envelope, progress_token: Option<Value>, logs: LogThreshold) -> CallNotifier {
+    pub fn new(
+        out: Sender<Message>,
+        env: &Envelope,
+        progress_token: Option<Value>,
+        logs: LogThreshold,
+    ) -> CallNotifier {
         CallNotifier {
-            outbox,
             progress_token,
             progress_message: env.revision.has_progress_message(),
             logs,
-            state: Mutex::new(NotifierState { closed: false, last_progress: None }),
+            state: Mutex::new(NotifierState { out: Some(out), last_progress: None }),
         }
     }
 
     /// No more messages for this call. Returns once any message being sent concurrently is queued.
     pub fn close(&self) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).closed = true;
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).out = None;
     }
 }
 
@@ -76,7 +80,7 @@ impl ProgressSink for CallNotifier {
             return;
         }
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.closed || state.last_progress.is_some_and(|last| progress <= last) {
+        if state.out.is_none() || state.last_progress.is_some_and(|last| progress <= last) {
             return;
         }
         state.last_progress = Some(progress);
@@ -87,7 +91,9 @@ impl ProgressSink for CallNotifier {
         if let (Some(message), true) = (message, self.progress_message) {
             params["message"] = Value::from(message);
         }
-        self.outbox.send(&jsonrpc::notification("notifications/progress", params));
+        if let Some(out) = &state.out {
+            let _ = out.send(Message::notification("notifications/progress", params));
+        }
     }
 }
 
@@ -101,11 +107,9 @@ impl LogSink for CallNotifier {
             return;
         }
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.closed {
-            return;
-        }
+        let Some(out) = &state.out else { return };
         let params = json!({"level": level.as_str(), "logger": logger, "data": data});
-        self.outbox.send(&jsonrpc::notification("notifications/message", params));
+        let _ = out.send(Message::notification("notifications/message", params));
     }
 }
 

@@ -1,5 +1,9 @@
 //! The main loop: one thread owns all protocol state (session, calls in flight, batches, server→client requests)
-//! and reacts to a closed set of [`Event`]s. Cheap methods are answered inline; catalogue work goes to the pool.
+//! and reacts to typed messages from its [`Connection`] and a closed set of internal [`Event`]s. Cheap methods are
+//! answered inline; catalogue work goes to the pool. It does not know what carries the messages.
+//!
+//! Longer than our usual file: it is one owner of one state, and splitting its methods would spread that state's
+//! invariants (a call's books, its batch, its pending asks) across files.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -10,12 +14,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{select, Receiver, Sender};
 use serde_json::{json, Map, Value};
 
-use crate::jsonrpc::{self, clip, ErrorObject, Message, Notification, Request, RequestId, Response};
+use crate::jsonrpc::{self, clip, ErrorObject, Notification, Request, RequestId, Response};
 use crate::jsonschema::{self, SchemaError};
 use crate::mcp::call::{Ask, CallNotifier, LegacyElicitor, LogThreshold, ModernElicitor, SessionLogLevel};
+use crate::mcp::connection::Connection;
+use crate::mcp::msg::Message;
 use crate::mcp::pool::{Job, Outcome, Pool};
 use crate::mcp::protocol::{self, fingerprint, modern_envelope, Envelope, Revision, RESOURCE_NOT_FOUND};
-use crate::mcp::stdio::{spawn_reader, spawn_writer, Incoming, Outbox};
+use crate::mcp::stdio;
 use crate::mcp::tool::{
     CallContext, CancelToken, Catalog, CatalogError, Elicitor, LogLevel, Offers, ToolDef, ToolOutput,
 };
@@ -48,22 +54,19 @@ impl Default for ServeOptions {
     }
 }
 
-/// Everything the main loop reacts to.
+/// What the main loop hears from its own threads (the client speaks through the [`Connection`]).
 pub enum Event {
-    /// A line from the reader.
-    Input(Incoming),
-    /// The input reached EOF (or failed).
-    Eof,
-    /// The writer could not write (e.g. the client went away).
-    OutputClosed,
     /// A worker finished a job.
     Done(u64, Outcome),
     /// A worker needs a server→client request answered.
     Ask(Ask),
 }
 
-/// Run a server over `input`/`output` until the input closes (and in-flight work finished, bounded by
-/// `drain_timeout`) or the output closes. Both are clean exits.
+/// How long the exit waits for the writer to flush what is queued.
+const FINAL_FLUSH: Duration = Duration::from_secs(2);
+
+/// Run a server over `input`/`output` (through the stdio threads) until the input closes (and in-flight work
+/// finished, bounded by `drain_timeout`) or the output closes. Both are clean exits.
 pub fn serve_io(
     catalog: Arc<dyn Catalog>,
     input: impl Read + Send + 'static,
@@ -86,19 +89,22 @@ pub(crate) fn run(
     output: impl Write + Send + 'static,
     opts: ServeOptions,
 ) -> anyhow::Result<ExitCode> {
-    // Bounded input: a client that floods us is slowed down at the pipe, not buffered in memory.
-    let (input_tx, input_rx) = crossbeam_channel::bounded::<Event>(64);
-    let (events_tx, events_rx) = crossbeam_channel::unbounded::<Event>();
-    let (outbox, writer_done) = spawn_writer(output, 1024, events_tx.clone(), Event::OutputClosed)?;
-    let pool = Pool::start(opts.workers, opts.queue, events_tx.clone(), Event::Done)?;
-    spawn_reader(input, opts.max_line, input_tx, Event::Input, Event::Eof)?;
-    let mut server = Server::new(catalog, opts, outbox.clone(), events_tx, pool);
-    server.run(&input_rx, &events_rx);
-    drop(server);
-    outbox.close();
-    // The writer never sends on `writer_done`; it disconnects once everything queued is flushed.
-    let _ = writer_done.recv_timeout(Duration::from_secs(2));
+    let (connection, io) = stdio::connect(input, output, opts.max_line)?;
+    serve_connection(catalog, connection, opts)?;
+    io.finish(FINAL_FLUSH);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serve `catalog` on `connection` until its input disconnects (and in-flight work finished, bounded by
+/// `drain_timeout`) or sending fails. On return every sender this server held is dropped, so the other end sees
+/// the connection close once the handlers it still runs are told to stop.
+pub fn serve_connection(catalog: Arc<dyn Catalog>, connection: Connection, opts: ServeOptions) -> anyhow::Result<()> {
+    let (events_tx, events_rx) = crossbeam_channel::unbounded::<Event>();
+    let pool = Pool::start(opts.workers, opts.queue, events_tx.clone(), Event::Done)?;
+    let Connection { sender, receiver } = connection;
+    let mut server = Server::new(catalog, opts, sender, events_tx, pool);
+    server.run(&receiver, &events_rx);
+    Ok(())
 }
 
 /// Where a response goes: straight out, or into a batch answer.
@@ -119,7 +125,7 @@ struct Call {
 struct Batch {
     /// Replies still to come (plus one while the batch itself is being read).
     pending: usize,
-    replies: Vec<Value>,
+    replies: Vec<Message>,
 }
 
 struct PendingAsk {
@@ -142,7 +148,10 @@ struct Server {
     features: Offers,
     instructions: Option<String>,
     opts: ServeOptions,
-    outbox: Outbox,
+    /// The connection's outgoing side; call notifiers hold clones until their call ends.
+    out: Sender<Message>,
+    /// Set when sending failed: nobody hears us any more.
+    output_closed: bool,
     events: Sender<Event>,
     pool: Pool,
     session: Session,
@@ -158,7 +167,13 @@ struct Server {
 type CatalogWork = fn(&dyn Catalog, &Envelope, &Value, usize) -> Outcome;
 
 impl Server {
-    fn new(catalog: Arc<dyn Catalog>, opts: ServeOptions, outbox: Outbox, events: Sender<Event>, pool: Pool) -> Server {
+    fn new(
+        catalog: Arc<dyn Catalog>,
+        opts: ServeOptions,
+        out: Sender<Message>,
+        events: Sender<Event>,
+        pool: Pool,
+    ) -> Server {
         let tools: Vec<Arc<ToolDef>> = catalog.tools().into_iter().map(Arc::new).collect();
         let tool_index = tools.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
         let tools_fingerprint = fingerprint(tools.iter().map(|t| t.name.as_str()));
@@ -171,7 +186,8 @@ impl Server {
             tools_fingerprint,
             features,
             opts,
-            outbox,
+            out,
+            output_closed: false,
             events,
             pool,
             session: Session {
@@ -188,16 +204,19 @@ impl Server {
         }
     }
 
-    fn run(&mut self, input: &Receiver<Event>, internal: &Receiver<Event>) {
+    fn run(&mut self, input: &Receiver<Message>, internal: &Receiver<Event>) {
         let mut drain_until: Option<Instant> = None;
         loop {
-            let event = match drain_until {
+            match drain_until {
                 None => select! {
-                    recv(input) -> e => e.unwrap_or(Event::Eof),
-                    recv(internal) -> e => match e { Ok(e) => e, Err(_) => break },
+                    recv(input) -> message => match message {
+                        Ok(message) => self.on_input(message),
+                        Err(_) => drain_until = Some(self.on_input_closed()),
+                    },
+                    recv(internal) -> event => match event { Ok(event) => self.on_event(event), Err(_) => break },
                 },
                 Some(deadline) => match internal.recv_deadline(deadline) {
-                    Ok(e) => e,
+                    Ok(event) => self.on_event(event),
                     Err(_) => {
                         log::warn!(
                             "{} request(s) still running {:?} after the input closed; exiting without them",
@@ -207,28 +226,45 @@ impl Server {
                         break;
                     }
                 },
-            };
-            match event {
-                Event::Input(incoming) => self.on_input(incoming),
-                Event::Eof => {
-                    if !self.input_closed {
-                        log::debug!("input closed; finishing {} request(s) in flight", self.calls.len());
-                        self.input_closed = true;
-                        self.abort_asks(|_| true, "the client closed its input");
-                        drain_until = Some(Instant::now() + self.opts.drain_timeout);
-                    }
-                }
-                Event::OutputClosed => break,
-                Event::Done(key, outcome) => self.on_done(key, outcome),
-                Event::Ask(ask) => self.on_ask(ask),
+            }
+            if self.output_closed {
+                log::debug!("the output closed; stopping with {} request(s) in flight", self.calls.len());
+                break;
             }
             if self.input_closed && self.calls.is_empty() {
                 break;
             }
         }
-        // Whatever still runs will never be answered: ask cooperative handlers to stop.
+        // Whatever still runs will never be answered: ask cooperative handlers to stop, and silence them so their
+        // clones of the outgoing sender go and the connection can close.
         for call in self.calls.values() {
             call.cancel.cancel();
+            if let Some(notifier) = &call.notifier {
+                notifier.close();
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Done(key, outcome) => self.on_done(key, outcome),
+            Event::Ask(ask) => self.on_ask(ask),
+        }
+    }
+
+    /// The input disconnected: stop asking the client anything and give the calls in flight until the returned
+    /// deadline.
+    fn on_input_closed(&mut self) -> Instant {
+        log::debug!("input closed; finishing {} request(s) in flight", self.calls.len());
+        self.input_closed = true;
+        self.abort_asks(|_| true, "the client closed its input");
+        Instant::now() + self.opts.drain_timeout
+    }
+
+    /// Queue `message` for the client; a failure means the other end is gone, and the loop stops after this event.
+    fn send(&mut self, message: impl Into<Message>) {
+        if self.out.send(message.into()).is_err() {
+            self.output_closed = true;
         }
     }
 
@@ -239,25 +275,24 @@ impl Server {
 
     // ---- input ----------------------------------------------------------------------------------------------
 
-    fn on_input(&mut self, incoming: Incoming) {
-        match incoming {
-            Incoming::Malformed(error) => self.outbox.send(&jsonrpc::error_response(None, &error)),
-            Incoming::Json(Value::Array(items)) => self.on_batch(items),
-            Incoming::Json(value) => self.on_message(value, Origin::Single),
+    fn on_input(&mut self, message: Message) {
+        match message {
+            Message::Batch(items) => self.on_batch(items),
+            message => self.on_message(message, Origin::Single),
         }
     }
 
-    fn on_batch(&mut self, items: Vec<Value>) {
+    fn on_batch(&mut self, items: Vec<Message>) {
         if !self.session.revision.is_some_and(Revision::allows_batches) {
             let error = ErrorObject::invalid_request(
                 "invalid request: JSON-RPC batches (arrays) are only part of protocol revision 2025-03-26; \
                  send one message per line",
             );
-            return self.outbox.send(&jsonrpc::error_response(None, &error));
+            return self.reply(Origin::Single, None, Err(error));
         }
         if items.is_empty() {
             let error = ErrorObject::invalid_request("invalid request: empty batch");
-            return self.outbox.send(&jsonrpc::error_response(None, &error));
+            return self.reply(Origin::Single, None, Err(error));
         }
         let key = self.next_key();
         self.batches.insert(key, Batch { pending: 1, replies: Vec::new() });
@@ -273,30 +308,30 @@ impl Server {
         if batch.pending == 0 {
             let batch = self.batches.remove(&key).expect("batch present");
             if !batch.replies.is_empty() {
-                self.outbox.send(&Value::Array(batch.replies));
+                self.send(Message::Batch(batch.replies));
             }
         }
     }
 
-    fn on_message(&mut self, value: Value, origin: Origin) {
-        match Message::from_value(value) {
-            Err(invalid) => self.reply(origin, invalid.id.as_ref(), Err(invalid.to_error())),
-            Ok(Message::Request(request)) => self.on_request(request, origin),
-            Ok(Message::Notification(notification)) => self.on_notification(notification),
-            Ok(Message::Response(response)) => self.on_response(response),
+    fn on_message(&mut self, message: Message, origin: Origin) {
+        match message {
+            Message::Invalid { id, error } => self.reply(origin, id.as_ref(), Err(error)),
+            Message::Request(request) => self.on_request(request, origin),
+            Message::Notification(notification) => self.on_notification(notification),
+            Message::Response(response) => self.on_response(response),
+            // Readers never nest batches; a batch sent inside one over a memory connection is an item that is not a
+            // message object, answered like a nested array.
+            Message::Batch(_) => self.on_message(Message::from_item(Value::Array(Vec::new())), origin),
         }
     }
 
     fn reply(&mut self, origin: Origin, id: Option<&RequestId>, outcome: Outcome) {
-        let message = match outcome {
-            Ok(result) => match id {
-                Some(id) => jsonrpc::response(id, result),
-                None => return,
-            },
-            Err(error) => jsonrpc::error_response(id, &error),
-        };
+        if outcome.is_ok() && id.is_none() {
+            return;
+        }
+        let message = Message::Response(Response { id: id.cloned(), outcome });
         match origin {
-            Origin::Single => self.outbox.send(&message),
+            Origin::Single => self.send(message),
             Origin::Batch(key) => {
                 if let Some(batch) = self.batches.get_mut(&key) {
                     batch.replies.push(message);
@@ -350,7 +385,7 @@ impl Server {
                 let _ = ask.reply.send(Err(ErrorObject::internal(reason)));
                 if !self.input_closed {
                     let params = json!({"requestId": id.to_value(), "reason": reason});
-                    self.outbox.send(&jsonrpc::notification("notifications/cancelled", params));
+                    self.send(Message::notification("notifications/cancelled", params));
                 }
             }
         }
@@ -362,8 +397,8 @@ impl Server {
             let _ = ask.reply.send(Err(ErrorObject::internal("the request is no longer active")));
             return;
         }
-        let id = RequestId::Int(self.next_key() as i64);
-        self.outbox.send(&jsonrpc::request(&id, ask.method, ask.params));
+        let id = RequestId::from(self.next_key() as i64);
+        self.send(Request { id: id.clone(), method: ask.method.to_string(), params: Some(ask.params) });
         self.asks.insert(id, PendingAsk { call: ask.call, reply: ask.reply });
     }
 
@@ -557,7 +592,7 @@ impl Server {
             LogThreshold::Session(self.session.log_level.clone())
         };
         let key = self.next_key();
-        let notifier = Arc::new(CallNotifier::new(self.outbox.clone(), &env, progress_token, logs));
+        let notifier = Arc::new(CallNotifier::new(self.out.clone(), &env, progress_token, logs));
         let elicitor: Arc<dyn Elicitor> = if env.is_modern() {
             let input_responses = params.get("inputResponses").and_then(Value::as_object).cloned().unwrap_or_default();
             Arc::new(ModernElicitor { env: env.clone(), input_responses })

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::{json, Value};
-use truenas_mcp::mcp::ServeOptions;
+use truenas_mcp::jsonrpc::{ErrorObject, Notification, Request, RequestId, Response};
+use truenas_mcp::mcp::{serve_connection, Connection, Message, ServeOptions};
 
 use crate::support::{McpPeer, PATIENCE};
 use crate::test_catalog::TestCatalog;
@@ -1021,4 +1022,135 @@ fn overlapping_calls_and_cancellations_keep_the_books_straight() {
         }
     }
     peer.assert_schema_valid();
+}
+
+// ---- in memory: the server loop over `Connection::memory()`, typed messages, no bytes -----------------------
+
+/// A server on one end of a memory connection; `done` yields its result once `serve_connection` returns.
+struct MemoryServer {
+    sender: Sender<Message>,
+    receiver: Receiver<Message>,
+    events: Receiver<String>,
+    done: Receiver<anyhow::Result<()>>,
+}
+
+fn memory_server() -> MemoryServer {
+    let (tx, events) = crossbeam_channel::unbounded();
+    let catalog = Arc::new(TestCatalog { events: Mutex::new(tx), gate: None });
+    let (server, Connection { sender, receiver }) = Connection::memory();
+    let (done_tx, done) = crossbeam_channel::bounded(1);
+    thread::spawn(move || done_tx.send(serve_connection(catalog, server, ServeOptions::default())));
+    MemoryServer { sender, receiver, events, done }
+}
+
+fn typed_request(id: i64, method: &str, params: Value) -> Message {
+    Request { id: RequestId::from(id), method: method.into(), params: Some(params) }.into()
+}
+
+fn typed_notification(method: &str, params: Value) -> Message {
+    Notification { method: method.into(), params: Some(params) }.into()
+}
+
+impl MemoryServer {
+    fn send(&self, message: Message) {
+        self.sender.send(message).expect("the server is listening");
+    }
+
+    fn recv(&self) -> Message {
+        self.receiver.recv_timeout(PATIENCE).expect("no message from the server within 10 s")
+    }
+
+    /// Send a request and return its result, with the messages that came before the response.
+    fn call(&self, id: i64, method: &str, params: Value) -> (Value, Vec<Message>) {
+        self.send(typed_request(id, method, params));
+        let mut before = Vec::new();
+        loop {
+            match self.recv() {
+                Message::Response(Response { id: Some(got), outcome }) if got == RequestId::from(id) => {
+                    return (outcome.unwrap_or_else(|e| panic!("request {id} failed: {e}")), before)
+                }
+                other => before.push(other),
+            }
+        }
+    }
+
+    /// Close the input (drop the client's sender), wait for the server to return, and collect everything it sent
+    /// until its end disconnected.
+    fn finish(self) -> Vec<Message> {
+        let MemoryServer { sender, receiver, done, .. } = self;
+        drop(sender);
+        let result = done.recv_timeout(PATIENCE).expect("the server did not stop after its input closed");
+        result.expect("the server ended with an error");
+        receiver.iter().collect()
+    }
+}
+
+#[test]
+fn a_memory_connection_serves_initialize_tools_list_and_a_call() {
+    let server = memory_server();
+    let (init, _) = server.call(0, "initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}}));
+    assert_eq!(init["protocolVersion"], "2025-06-18");
+    assert_eq!(init["instructions"], "Test server.");
+    server.send(Notification { method: "notifications/initialized".into(), params: None }.into());
+
+    let (list, _) = server.call(1, "tools/list", json!({}));
+    let names: Vec<&str> = list["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["echo", "slow", "boom", "progress", "log", "confirm"]);
+
+    let (call, _) = server.call(2, "tools/call", json!({"name": "echo", "arguments": {"message": "hi", "times": 2}}));
+    assert_eq!(call["structuredContent"], json!({"echo": "hihi"}));
+
+    // What a reader makes of an unreadable line reaches the loop as `Invalid` and is answered with its error.
+    let error = ErrorObject::new(-32700, "parse error: made up by the test");
+    server.send(Message::Invalid { id: None, error: error.clone() });
+    assert_eq!(server.recv(), Message::Response(Response { id: None, outcome: Err(error) }));
+
+    // Dropping the client's sender is the end of the input: the server returns, and nothing else was sent.
+    assert_eq!(server.finish(), []);
+}
+
+#[test]
+fn a_memory_connection_carries_cancellation_and_progress() {
+    let server = memory_server();
+    server.call(0, "initialize", json!({"protocolVersion": "2025-06-18", "capabilities": {}}));
+    server.send(typed_request(5, "tools/call", json!({"name": "slow", "arguments": {"ms": 60000}})));
+    wait_event(&server.events, "slow started");
+    server.send(typed_notification("notifications/cancelled", json!({"requestId": 5, "reason": "user"})));
+    wait_event(&server.events, "slow cancelled");
+
+    let params = json!({"name": "progress", "arguments": {}, "_meta": {"progressToken": "tok"}});
+    let (result, before) = server.call(6, "tools/call", params);
+    assert_eq!(result["content"][0]["text"], "progress done");
+    let progress: Vec<f64> = before
+        .iter()
+        .map(|m| match m {
+            Message::Notification(n) if n.method == "notifications/progress" => {
+                let params = n.params.as_ref().unwrap();
+                assert_eq!((&params["progressToken"], &params["total"]), (&json!("tok"), &json!(3.0)));
+                params["progress"].as_f64().unwrap()
+            }
+            other => panic!("only progress precedes the response, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(progress, [1.0, 2.0, 3.0]);
+    wait_event(&server.events, "late progress reported"); // after the response: dropped by the closed notifier
+
+    let (pong, _) = server.call(7, "ping", json!({}));
+    assert_eq!(pong, json!({}));
+    // The cancelled call was never answered, and nothing followed the ping.
+    assert_eq!(server.finish(), []);
+}
+
+#[test]
+fn a_memory_connection_whose_receiver_is_gone_stops_the_server_and_its_calls() {
+    let server = memory_server();
+    server.send(typed_request(1, "tools/call", json!({"name": "slow", "arguments": {"ms": 60000}})));
+    wait_event(&server.events, "slow started");
+    let MemoryServer { sender, receiver, events, done } = server;
+    drop(receiver); // the client stops listening; the input stays open
+    sender.send(typed_request(2, "ping", json!({}))).unwrap();
+    // The answer to the ping cannot be delivered, so the server stops without waiting for the call, and asks it to.
+    let result = done.recv_timeout(PATIENCE).expect("the server did not stop when its output went away");
+    result.expect("a closed output is a clean stop");
+    wait_event(&events, "slow cancelled");
 }
