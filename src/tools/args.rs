@@ -14,9 +14,12 @@ use crate::mcp::tool::CallContext;
 /// A call whose arguments are parsed, ready to run.
 pub type Prepared = Box<dyn FnOnce(&Tools, &CallContext) -> Outcome>;
 
+/// Parse a call's arguments into the handler's struct; `Err` says why they do not fit.
+type Prepare = dyn Fn(&Value) -> Result<Prepared, String> + Send + Sync;
+
 /// A tool's handler with its argument type erased: parse, then run.
 pub struct Handler {
-    prepare: Box<dyn Fn(&Value) -> Result<Prepared, String> + Send + Sync>,
+    prepare: Box<Prepare>,
     /// The argument struct's field names (for the agreement test).
     #[cfg(test)]
     pub(super) fields: fn() -> &'static [&'static str],
@@ -128,7 +131,9 @@ mod tests {
             without.as_object_mut().unwrap().remove(name);
             match (needed, parse(without).is_ok()) {
                 // A default of the struct's own (or an Option) would restate or contradict the schema's.
-                (true, true) => problems.push(format!("{name}: the schema requires or defaults it, the struct does not")),
+                (true, true) => {
+                    problems.push(format!("{name}: the schema requires or defaults it, the struct does not"))
+                }
                 (false, false) => problems.push(format!("{name}: optional in the schema, required by the struct")),
                 _ => {}
             }

@@ -299,7 +299,9 @@ fn deploy_app(tools: &Tools, args: DeployArgs, ctx: &CallContext) -> Outcome {
     });
     let payload = match payload {
         Some(p) if !has_errors(&findings) => p,
-        _ => return refused(base, findings, format!("Deploy of '{name}' REFUSED: fix every error below and try again.")),
+        _ => {
+            return refused(base, findings, format!("Deploy of '{name}' REFUSED: fix every error below and try again."))
+        }
     };
     if dry_run {
         let mut text = format!(
@@ -531,7 +533,11 @@ fn update_app(tools: &Tools, args: UpdateArgs, ctx: &CallContext) -> Outcome {
     let payload = match payload {
         Some(p) if !has_errors(&findings) => p,
         _ => {
-            return refused(base, findings, format!("Update of '{name}' REFUSED: fix every error below; nothing was changed."))
+            return refused(
+                base,
+                findings,
+                format!("Update of '{name}' REFUSED: fix every error below; nothing was changed."),
+            )
         }
     };
     let stopped_note = if stays_stopped {
@@ -586,8 +592,7 @@ fn update_app(tools: &Tools, args: UpdateArgs, ctx: &CallContext) -> Outcome {
     if let Err(e) = ran.result {
         return change_failed(job_id, &e, &format!("updating '{name}'"), name);
     }
-    let (state, crash_logs) =
-        settle::state_after(&apps, name, ctx, tools.clock(), !stays_stopped, UPDATE_SETTLE_WAIT);
+    let (state, crash_logs) = settle::state_after(&apps, name, ctx, tools.clock(), !stays_stopped, UPDATE_SETTLE_WAIT);
     let mut message = format!(
         "Updated '{name}' (job {}); it is now {}.{stopped_note}",
         job_id.map(|j| j.to_string()).unwrap_or_else(|| "?".into()),

@@ -10,6 +10,7 @@ use crate::truenas::error::TnError;
 use super::Outcome;
 
 /// Connect and read the app `name`; on failure, the answer to give (connection, missing app, apps service down).
+#[allow(clippy::result_large_err)] // the error is the call's whole answer, built once on a cold path
 pub fn connect_to_app(tools: &super::Tools, name: &str) -> Result<(Apps, AppEntry), Outcome> {
     let apps = tools.apps().map_err(|e| read_failed("connecting to TrueNAS", &e))?;
     let app = existing_app(&apps, name)?;
@@ -17,6 +18,7 @@ pub fn connect_to_app(tools: &super::Tools, name: &str) -> Result<(Apps, AppEntr
 }
 
 /// The app `name`, or the answer to give when it is missing (or the apps service is down) or cannot be read.
+#[allow(clippy::result_large_err)] // the error is the call's whole answer, built once on a cold path
 pub fn existing_app(apps: &Apps, name: &str) -> Result<AppEntry, Outcome> {
     match apps.get(name) {
         Ok(Some(a)) => Ok(a),

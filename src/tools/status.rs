@@ -263,6 +263,7 @@ const STATS_POLL: Duration = Duration::from_millis(250);
 
 /// One `app.stats` event (a list of per-app samples); the subscription ends when this returns. The deadline is
 /// measured on `clock`.
+#[allow(clippy::result_large_err)] // the error is the call's whole answer, built once on a cold path
 fn first_stats_sample(apps: &Apps, clock: &dyn Clock, cancel: &CancelToken) -> Result<Value, Outcome> {
     let sub = apps.stats(2).map_err(|e| read_failed("subscribing to app.stats", &e))?;
     let deadline = clock.now() + STATS_DEADLINE;
