@@ -332,4 +332,19 @@ mod tests {
         assert_eq!(line["outcome"], "refused");
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
+
+    #[test]
+    fn arguments_that_do_not_fit_the_schema_never_reach_a_handler() {
+        let path = audit_file("badargs");
+        let mut config = Config::for_tests();
+        config.audit = AuditTarget::File(path.clone());
+        let tools = Tools::new(config);
+        let out = tools.call("get_job_status", json!({"job_id": "seven"}), &CallContext::detached());
+        assert!(out.is_error && out.text.starts_with("invalid arguments for tool 'get_job_status'"), "{}", out.text);
+        let out = tools.call("stop_custom_app", json!({"app_name": "web", "wait": "yes"}), &CallContext::detached());
+        assert!(out.is_error && out.text.contains("wait"), "{}", out.text);
+        let line: Value = serde_json::from_str(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
+        assert_eq!(line["outcome"], "refused", "a write refused for its arguments is one record, no attempt");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
 }
