@@ -7,6 +7,7 @@
 //! refused, and every change is written to the audit log ahead of the handler (`attempted`) and again with its
 //! outcome and job id when the handler returns.
 
+mod args;
 mod catalogue;
 mod connection;
 mod deploy;
@@ -15,18 +16,19 @@ mod failure;
 mod job;
 mod lifecycle;
 mod logs;
+mod outcome;
 mod prompt;
 mod redacted;
 mod resources;
 mod settle;
 mod status;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
 
-use crate::audit::{AuditLog, Outcome};
+use crate::audit::{AuditLog, Outcome as AuditOutcome};
+use crate::clock::{Clock, SharedClock};
 use crate::config::Config;
 use crate::mcp::tool::{
     CallContext, Catalog, CatalogError, PromptDef, PromptMessages, ResourceContents, ResourceDef, ResourceTemplateDef,
@@ -37,6 +39,7 @@ use crate::truenas::apps::Apps;
 use crate::truenas::{Client, TnError};
 
 pub use catalogue::ToolSpec;
+pub use outcome::Outcome;
 
 /// The real catalogue for `config` (read-only mode, writable apps, policy, mock mode all come from it).
 pub fn catalog(config: &Config) -> Arc<dyn Catalog> {
@@ -62,23 +65,32 @@ pub struct Tools {
     specs: Vec<ToolSpec>,
     /// Every value passed through an `env` argument so far: masked in all later output of this server.
     secrets: Arc<Secrets>,
-}
-
-/// What a write handler tells the audit log about the change it attempted.
-#[derive(Debug, Default)]
-pub struct Change {
-    pub job_id: Option<i64>,
-    /// Set when the output's `is_error` alone does not say it (refused, declined, cancelled, unknown, started).
-    pub outcome: Option<Outcome>,
-    pub detail: Option<String>,
-    /// Nothing was sent to the NAS (dry run, identical compose, a question sent back to the user).
-    pub not_attempted: bool,
+    /// The time the settle, health and log loops wait on (a virtual clock in tests).
+    clock: SharedClock,
 }
 
 impl Tools {
     pub fn new(config: Config) -> Tools {
         let audit = AuditLog::new(&config.audit, nas_label(&config));
-        Tools { audit, specs: catalogue::specs(), config, client: OnceLock::new(), secrets: Arc::default() }
+        Tools {
+            audit,
+            specs: catalogue::specs(),
+            config,
+            client: OnceLock::new(),
+            secrets: Arc::default(),
+            clock: crate::clock::system(),
+        }
+    }
+
+    /// The same catalogue waiting on `clock` instead of the system clock (tests drive time instead of waiting).
+    pub fn with_clock(mut self, clock: SharedClock) -> Tools {
+        self.clock = clock;
+        self
+    }
+
+    /// The clock the handlers' waits use.
+    pub fn clock(&self) -> &dyn Clock {
+        &*self.clock
     }
 
     /// A catalogue that talks through `client` (tests that hold a simulator in-process).
@@ -147,19 +159,39 @@ impl Catalog for Tools {
         self.specs.iter().filter(|s| !(s.writes && self.config.read_only)).map(|s| s.def.clone()).collect()
     }
 
-    fn call(&self, name: &str, args: Value, ctx: &CallContext) -> ToolOutput {
+    fn call(&self, name: &str, mut args: Value, ctx: &CallContext) -> ToolOutput {
         let Some(spec) = self.spec(name) else {
             return ToolOutput::error(format!("unknown tool '{name}' (tools/list shows the available tools)"));
         };
         redacted::remember(&self.secrets, &args);
         let ctx = &redacted::context(ctx, &self.secrets);
-        if !spec.writes {
-            return redacted::output((spec.handler)(self, &args, ctx, &mut Change::default()), &self.secrets);
+        let app = args.get("app_name").and_then(Value::as_str).map(str::to_string);
+        let app = app.as_deref();
+        if spec.writes {
+            if let Some(reason) = self.refuse_write(name, &args) {
+                self.audit.single(name, app, &args, AuditOutcome::Refused, Some(reason.clone()));
+                return ToolOutput::error(reason);
+            }
         }
-        let app = args.get("app_name").and_then(Value::as_str);
-        if let Some(reason) = self.refuse_write(name, &args) {
-            self.audit.single(name, app, &args, Outcome::Refused, Some(reason.clone()));
-            return ToolOutput::error(reason);
+        // The server validated and defaulted the arguments already; `Tools` is also called directly (`call`,
+        // tests), so the schema's defaults and checks are applied here too before the one typed parse.
+        let run = match typed_arguments(spec, &mut args) {
+            Ok(run) => run,
+            Err(reason) => {
+                if spec.writes {
+                    self.audit.single(name, app, &args, AuditOutcome::Refused, Some(reason.clone()));
+                }
+                return ToolOutput::error(reason);
+            }
+        };
+        if !spec.writes {
+            let outcome = run(self, ctx);
+            // A read with something to record (secrets revealed) leaves one record.
+            if let Some(audited) = outcome.audit {
+                let detail = outcome.audit_detail().map(|d| self.secrets.mask(&d));
+                self.audit.single(name, app, &args, audited, detail);
+            }
+            return redacted::output(outcome.into_output(), &self.secrets);
         }
         // A dry run never reaches the NAS, so it is not an attempt; every other call is recorded before the handler
         // can send anything, and refused when that record cannot be written.
@@ -177,22 +209,16 @@ impl Catalog for Tools {
                 }
             }
         };
-        let mut change = Change::default();
-        let output = redacted::output((spec.handler)(self, &args, ctx, &mut change), &self.secrets);
-        let outcome = if change.not_attempted || output.input_required.is_some() {
-            Outcome::NoChange
-        } else {
-            change.outcome.unwrap_or(if output.is_error { Outcome::Failed } else { Outcome::Succeeded })
-        };
-        if change.detail.is_none() && output.is_error {
-            change.detail = Some(output.text.lines().next().unwrap_or("").chars().take(300).collect());
-        }
-        let detail = change.detail.as_deref().map(|d| self.secrets.mask(d));
+        let outcome = run(self, ctx);
+        let audited = outcome.audit_outcome();
+        let detail = outcome.audit_detail().map(|d| self.secrets.mask(&d));
+        let job_id = outcome.job_id;
+        let output = redacted::output(outcome.into_output(), &self.secrets);
         match attempt {
-            Some(a) => a.finish(outcome, change.job_id, detail),
+            Some(a) => a.finish(audited, job_id, detail),
             // A dry run that (against its contract) did more than plan still leaves a record.
-            None if outcome != Outcome::NoChange => {
-                self.audit.single(name, app, &args, outcome, detail);
+            None if audited != AuditOutcome::NoChange => {
+                self.audit.single(name, app, &args, audited, detail);
             }
             None => {}
         }
@@ -232,29 +258,16 @@ impl Catalog for Tools {
     }
 }
 
-/// Typed access to already validated arguments (defaults applied by the server; re-applied here for `call`).
-pub(crate) struct Args<'a>(&'a Value);
-
-impl<'a> Args<'a> {
-    pub fn str(&self, key: &str) -> Option<&'a str> {
-        self.0.get(key).and_then(Value::as_str)
+/// The schema's defaults filled into `args`, the schema checked, and the arguments parsed into the handler's
+/// struct: the call to run, or why the arguments do not fit.
+fn typed_arguments(spec: &ToolSpec, args: &mut Value) -> Result<args::Prepared, String> {
+    let name = &spec.def.name;
+    crate::jsonschema::apply_defaults(&spec.def.input_schema, args);
+    if let Err(errors) = crate::jsonschema::validate(&spec.def.input_schema, args) {
+        let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        return Err(format!("invalid arguments for tool '{name}': {}", list.join("; ")));
     }
-    pub fn app_name(&self) -> &'a str {
-        self.str("app_name").unwrap_or("")
-    }
-    pub fn bool(&self, key: &str, default: bool) -> bool {
-        self.0.get(key).and_then(Value::as_bool).unwrap_or(default)
-    }
-    pub fn u64(&self, key: &str, default: u64) -> u64 {
-        self.0.get(key).and_then(Value::as_u64).unwrap_or(default)
-    }
-    pub fn env(&self) -> BTreeMap<String, String> {
-        self.0
-            .get("env")
-            .and_then(Value::as_object)
-            .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
-            .unwrap_or_default()
-    }
+    spec.handler.prepare(args).map_err(|why| format!("invalid arguments for tool '{name}': {why}"))
 }
 
 #[cfg(test)]
@@ -321,14 +334,17 @@ mod tests {
     }
 
     #[test]
-    fn arguments_read_with_defaults() {
-        let v = json!({"app_name": "web", "lines": 5, "env": {"A": "1", "B": 2}, "dry_run": true});
-        let a = Args(&v);
-        assert_eq!(a.app_name(), "web");
-        assert_eq!(a.u64("lines", 100), 5);
-        assert_eq!(a.u64("missing", 100), 100);
-        assert!(a.bool("dry_run", false));
-        assert!(a.bool("wait", true));
-        assert_eq!(a.env(), BTreeMap::from([("A".to_string(), "1".to_string())]));
+    fn arguments_that_do_not_fit_the_schema_never_reach_a_handler() {
+        let path = audit_file("badargs");
+        let mut config = Config::for_tests();
+        config.audit = AuditTarget::File(path.clone());
+        let tools = Tools::new(config);
+        let out = tools.call("get_job_status", json!({"job_id": "seven"}), &CallContext::detached());
+        assert!(out.is_error && out.text.starts_with("invalid arguments for tool 'get_job_status'"), "{}", out.text);
+        let out = tools.call("stop_custom_app", json!({"app_name": "web", "wait": "yes"}), &CallContext::detached());
+        assert!(out.is_error && out.text.contains("wait"), "{}", out.text);
+        let line: Value = serde_json::from_str(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
+        assert_eq!(line["outcome"], "refused", "a write refused for its arguments is one record, no attempt");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }

@@ -5,10 +5,9 @@
 
 use serde_json::{json, Value};
 
-use super::{connection, deploy, lifecycle, logs, status, Change, Tools};
-use crate::mcp::tool::{Annotations, CallContext, ToolDef, ToolOutput};
-
-pub type Handler = fn(&Tools, &Value, &CallContext, &mut Change) -> ToolOutput;
+pub use super::args::Handler;
+use super::{connection, deploy, lifecycle, logs, status};
+use crate::mcp::tool::{Annotations, ToolDef};
 
 /// One tool of the catalogue.
 pub struct ToolSpec {
@@ -211,7 +210,7 @@ pub fn specs() -> Vec<ToolSpec> {
                 &["connected", "problems"],
             ),
             READ,
-            connection::test_connection,
+            Handler::typed(connection::test_connection),
         ),
         tool(
             "list_custom_apps",
@@ -243,7 +242,7 @@ pub fn specs() -> Vec<ToolSpec> {
                 &["apps", "count", "docker_status"],
             ),
             READ,
-            status::list_custom_apps,
+            Handler::typed(status::list_custom_apps),
         ),
         tool(
             "get_custom_app_status",
@@ -271,7 +270,7 @@ pub fn specs() -> Vec<ToolSpec> {
                 &["name", "state", "custom_app", "containers", "ports", "mounts", "portals"],
             ),
             READ,
-            status::get_custom_app_status,
+            Handler::typed(status::get_custom_app_status),
         ),
         tool(
             "start_custom_app",
@@ -282,7 +281,7 @@ pub fn specs() -> Vec<ToolSpec> {
             input(json!({"app_name": app_name("The app to start."), "wait": wait()}), &["app_name"]),
             lifecycle_output(),
             Annotations { read_only: false, destructive: false, idempotent: true, open_world: false },
-            lifecycle::start,
+            Handler::typed(lifecycle::start),
         ),
         tool(
             "stop_custom_app",
@@ -293,7 +292,7 @@ pub fn specs() -> Vec<ToolSpec> {
             input(json!({"app_name": app_name("The app to stop."), "wait": wait()}), &["app_name"]),
             lifecycle_output(),
             Annotations { read_only: false, destructive: false, idempotent: true, open_world: false },
-            lifecycle::stop,
+            Handler::typed(lifecycle::stop),
         ),
         tool(
             "deploy_custom_app",
@@ -345,7 +344,7 @@ pub fn specs() -> Vec<ToolSpec> {
                 &["status", "app_name", "findings", "message"],
             ),
             Annotations { read_only: false, destructive: false, idempotent: false, open_world: false },
-            deploy::deploy,
+            Handler::typed(deploy::deploy),
         ),
         tool(
             "update_custom_app",
@@ -383,7 +382,7 @@ pub fn specs() -> Vec<ToolSpec> {
                 &["status", "app_name", "findings", "message"],
             ),
             Annotations { read_only: false, destructive: true, idempotent: true, open_world: false },
-            deploy::update,
+            Handler::typed(deploy::update),
         ),
         tool(
             "delete_custom_app",
@@ -418,7 +417,7 @@ pub fn specs() -> Vec<ToolSpec> {
                 &["status", "app_name", "will_be_lost", "survives", "message"],
             ),
             Annotations { read_only: false, destructive: true, idempotent: true, open_world: false },
-            lifecycle::delete,
+            Handler::typed(lifecycle::delete),
         ),
         tool(
             "validate_compose",
@@ -454,7 +453,7 @@ pub fn specs() -> Vec<ToolSpec> {
                 &["valid", "findings", "substitutions", "unresolved", "services", "published_ports", "port_check"],
             ),
             READ,
-            deploy::validate_compose,
+            Handler::typed(deploy::validate_compose),
         ),
         tool(
             "get_app_logs",
@@ -482,7 +481,7 @@ pub fn specs() -> Vec<ToolSpec> {
                 &["app_name", "state", "containers", "line_count"],
             ),
             READ,
-            logs::get_app_logs,
+            Handler::typed(logs::get_app_logs),
         ),
         tool(
             "get_custom_app_config",
@@ -501,7 +500,7 @@ pub fn specs() -> Vec<ToolSpec> {
                 &["app_name", "compose_yaml", "secrets_masked"],
             ),
             READ,
-            status::get_custom_app_config,
+            Handler::typed(status::get_custom_app_config),
         ),
         tool(
             "redeploy_custom_app",
@@ -513,7 +512,7 @@ pub fn specs() -> Vec<ToolSpec> {
             input(json!({"app_name": app_name("The app to redeploy."), "wait": wait()}), &["app_name"]),
             lifecycle_output(),
             Annotations { read_only: false, destructive: false, idempotent: false, open_world: false },
-            lifecycle::redeploy,
+            Handler::typed(lifecycle::redeploy),
         ),
         tool(
             "pull_custom_app_images",
@@ -531,7 +530,7 @@ pub fn specs() -> Vec<ToolSpec> {
             ),
             lifecycle_output(),
             Annotations { read_only: false, destructive: false, idempotent: false, open_world: false },
-            lifecycle::pull_images,
+            Handler::typed(lifecycle::pull_images),
         ),
         tool(
             "get_app_stats",
@@ -554,7 +553,7 @@ pub fn specs() -> Vec<ToolSpec> {
                 &["apps"],
             ),
             READ,
-            status::get_app_stats,
+            Handler::typed(status::get_app_stats),
         ),
         tool(
             "get_job_status",
@@ -580,7 +579,7 @@ pub fn specs() -> Vec<ToolSpec> {
                 &["job_id", "state", "finished"],
             ),
             READ,
-            status::get_job_status,
+            Handler::typed(status::get_job_status),
         ),
     ]
 }

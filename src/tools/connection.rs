@@ -1,19 +1,25 @@
 //! `test_connection`: connect, log in, and say what works and what to fix.
 
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::json;
 
 use super::failure::apps_service_fix;
-use super::{Change, Tools};
-use crate::mcp::tool::{CallContext, ToolOutput};
+use super::{Outcome, Tools};
+use crate::mcp::tool::CallContext;
 use crate::truenas::error::{AuthFailure, TnError};
 use crate::truenas::WireProtocol;
 
-pub fn test_connection(tools: &Tools, _args: &Value, _ctx: &CallContext, _change: &mut Change) -> ToolOutput {
+/// `test_connection` takes no arguments.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+pub fn test_connection(tools: &Tools, _args: NoArgs, _ctx: &CallContext) -> Outcome {
     if !tools.nas_configured() {
         let problem = "no TrueNAS is configured";
         let fix = "set TRUENAS_HOST (and TRUENAS_PASSWORD or TRUENAS_API_KEY), or start the server with --mock to \
                    try the built-in simulator";
-        return ToolOutput::error_with(
+        return Outcome::error_with(
             format!("{problem}: {fix}"),
             json!({"connected": false, "problems": [{"problem": problem, "fix": fix}]}),
         );
@@ -23,7 +29,7 @@ pub fn test_connection(tools: &Tools, _args: &Value, _ctx: &CallContext, _change
         Err(e) => {
             let fix = fix_for(&e);
             let problem = e.to_string();
-            return ToolOutput::error_with(
+            return Outcome::error_with(
                 format!("cannot connect to TrueNAS: {problem}\nfix: {fix}"),
                 json!({"connected": false, "problems": [{"problem": problem, "fix": fix}]}),
             );
@@ -101,7 +107,7 @@ pub fn test_connection(tools: &Tools, _args: &Value, _ctx: &CallContext, _change
         "docker": docker,
         "problems": problems.iter().map(|(p, f)| json!({"problem": p, "fix": f})).collect::<Vec<_>>(),
     });
-    ToolOutput::ok(text, structured)
+    Outcome::ok(text, structured)
 }
 
 fn is_loopback(endpoint: &str) -> bool {

@@ -3,9 +3,11 @@
 //! Deploy and update run exactly the validation `validate_compose` runs, with the live ports of the NAS, and refuse
 //! on any error finding; nothing a caller passes can weaken the operator's policy.
 
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::diff;
@@ -13,11 +15,11 @@ use super::failure::{apps_service_down, change_failed, existing_app, fence, read
 use super::job::run_job;
 use super::logs;
 use super::settle::{self, Settled};
-use super::{Args, Change, Tools};
-use crate::audit::Outcome;
+use super::{Outcome, Tools};
+use crate::audit::Outcome as AuditOutcome;
 use crate::compose::secrets::MASK;
-use crate::compose::{self, Report, Severity, ValidateInput};
-use crate::mcp::tool::{CallContext, ToolOutput};
+use crate::compose::{self, Finding, Report, Severity, ValidateInput};
+use crate::mcp::tool::CallContext;
 use crate::truenas::apps::{AppJob, AppState, Apps};
 
 mod masked;
@@ -33,51 +35,61 @@ fn validate(tools: &Tools, yaml: &str, env: &BTreeMap<String, String>, used_port
 /// The TrueNAS payload of a clean report, or `None` (a `too-large` finding joins `extra`) when it cannot be sent.
 fn payload_for(
     report: &compose::Report,
-    extra: &mut Vec<Value>,
-    build: impl FnOnce(&str) -> Result<Value, compose::Finding>,
+    extra: &mut Vec<Finding>,
+    build: impl FnOnce(&str) -> Result<Value, Finding>,
 ) -> Option<Value> {
     let rendered = report.rendered.as_deref().filter(|_| !report.has_errors())?;
     match build(rendered) {
         Ok(p) => Some(p),
         Err(f) => {
-            extra.push(serde_json::to_value(&f).unwrap_or(Value::Null));
+            extra.push(f);
             None
         }
     }
 }
 
-fn findings_json(report: &Report, extra: &[Value]) -> Value {
-    let mut all: Vec<Value> = report.findings.iter().filter_map(|f| serde_json::to_value(f).ok()).collect();
-    all.extend(extra.iter().cloned());
-    Value::Array(all)
+/// The report's findings followed by the ones the tool added.
+fn all_findings(report: &Report, extra: Vec<Finding>) -> Vec<Finding> {
+    let mut all = report.findings.clone();
+    all.extend(extra);
+    all
 }
 
-/// A finding the tools add themselves (name taken, payload too large), in the compose engine's shape.
-fn tool_finding(rule: &str, path: &str, message: String, fix: String) -> Value {
-    json!({"rule": rule, "severity": "error", "service": null, "path": path, "message": message, "fix": fix})
+/// A finding the tools add themselves (name taken, mask left in place), in the compose engine's shape.
+fn tool_finding(rule: &'static str, path: &str, message: String, fix: String) -> Finding {
+    Finding { rule, severity: Severity::Error, service: None, path: path.into(), message, fix }
+}
+
+/// The upper-case label of a severity in text answers.
+fn severity_label(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Error => "ERROR",
+        Severity::Warning => "WARNING",
+        Severity::Info => "INFO",
+    }
 }
 
 /// Findings as readable lines, errors first.
-fn render_findings(findings: &Value) -> String {
-    let mut items: Vec<&Value> = findings.as_array().map(|a| a.iter().collect()).unwrap_or_default();
-    let rank = |f: &Value| match f["severity"].as_str() {
-        Some("error") => 0,
-        Some("warning") => 1,
-        _ => 2,
-    };
-    items.sort_by_key(|f| rank(f));
+fn render_findings<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> String {
+    let mut items: Vec<&Finding> = findings.into_iter().collect();
+    items.sort_by_key(|f| Reverse(f.severity));
     let mut text = String::new();
     for f in items {
         text.push_str(&format!(
             "\n- {} [{}] {}: {}\n  fix: {}",
-            f["severity"].as_str().unwrap_or("").to_uppercase(),
-            f["rule"].as_str().unwrap_or(""),
-            f["path"].as_str().unwrap_or(""),
-            f["message"].as_str().unwrap_or(""),
-            f["fix"].as_str().unwrap_or(""),
+            severity_label(f.severity),
+            f.rule,
+            f.path,
+            f.message,
+            f.fix,
         ));
     }
     text
+}
+
+/// The findings a successful answer repeats in its text: warnings and errors, not the informational ones.
+fn render_warnings(findings: &[Finding]) -> String {
+    render_findings(findings.iter().filter(|f| f.severity != Severity::Info))
 }
 
 /// The rendered compose as a document (the rendered text always parses; `None` when there is none).
@@ -87,7 +99,7 @@ fn rendered_value(report: &Report) -> Option<Value> {
 
 /// A `masked-secret` error when `compose` still carries the mask where a secret goes: sent, it would replace the
 /// secret on the NAS with the literal mask text. `update`: the deployed app had no value to keep there.
-fn masked_secret_finding(compose: &Value, update: bool) -> Option<Value> {
+fn masked_secret_finding(compose: &Value, update: bool) -> Option<Finding> {
     let names = masked::masks_left(compose);
     if names.is_empty() {
         return None;
@@ -105,15 +117,23 @@ fn masked_secret_finding(compose: &Value, update: bool) -> Option<Value> {
     ))
 }
 
-fn has_errors(findings: &Value) -> bool {
-    findings.as_array().into_iter().flatten().any(|f| f["severity"] == "error")
+fn has_errors(findings: &[Finding]) -> bool {
+    findings.iter().any(|f| f.severity == Severity::Error)
 }
 
-pub fn validate_compose(tools: &Tools, args: &Value, _ctx: &CallContext, _change: &mut Change) -> ToolOutput {
-    let args = Args(args);
-    let yaml = args.str("compose_yaml").unwrap_or("");
-    let env = args.env();
-    let app_name = args.str("app_name");
+/// `validate_compose` arguments (schema and defaults: `catalogue.rs`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateArgs {
+    compose_yaml: String,
+    env: BTreeMap<String, String>,
+    app_name: Option<String>,
+}
+
+pub fn validate_compose(tools: &Tools, args: ValidateArgs, _ctx: &CallContext) -> Outcome {
+    let ValidateArgs { compose_yaml, env, app_name } = args;
+    let yaml = compose_yaml.as_str();
+    let app_name = app_name.as_deref();
     let mut app_exists: Option<bool> = None;
     let (used, port_detail): (Option<Vec<u16>>, String) = if !tools.nas_configured() {
         (
@@ -145,7 +165,6 @@ pub fn validate_compose(tools: &Tools, args: &Value, _ctx: &CallContext, _change
         }
     };
     let report = validate(tools, yaml, &env, used.as_deref());
-    let findings = findings_json(&report, &[]);
     let valid = !report.has_errors();
     let errors = report.findings.iter().filter(|f| f.severity == Severity::Error).count();
     let warnings = report.findings.iter().filter(|f| f.severity == Severity::Warning).count();
@@ -163,14 +182,13 @@ pub fn validate_compose(tools: &Tools, args: &Value, _ctx: &CallContext, _change
         (Some(n), Some(false)) => text.push_str(&format!("\nThe name '{n}' is free.")),
         _ => {}
     }
-    text.push_str(&render_findings(&findings));
+    text.push_str(&render_findings(&report.findings));
     if !report.substitutions.is_empty() {
         let vars: Vec<&str> = report.substitutions.iter().map(|s| s.variable.as_str()).collect();
         text.push_str(&format!("\nSubstituted: {}", vars.join(", ")));
     }
     let structured = json!({
         "valid": valid,
-        "findings": findings,
         "substitutions": report.substitutions,
         "unresolved": report.unresolved,
         "services": report.services,
@@ -180,58 +198,71 @@ pub fn validate_compose(tools: &Tools, args: &Value, _ctx: &CallContext, _change
         // What would be sent, with secret-looking values masked: tool output never carries secrets.
         "rendered_compose": report.rendered.as_deref().and_then(compose::mask_rendered),
     });
-    ToolOutput::ok(text, structured)
+    Outcome::ok(text, structured).findings(report.findings)
 }
 
 /// Refuse a write because of findings: error result whose structured content still matches the tool's schema.
-fn refused(change: &mut Change, base: Value, findings: Value, headline: String) -> ToolOutput {
-    change.outcome = Some(Outcome::Refused);
-    let rules: Vec<&str> = findings
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|f| f["severity"] == "error")
-        .filter_map(|f| f["rule"].as_str())
-        .collect();
-    change.detail = Some(format!("refused by policy: {}", rules.join(", ")));
+fn refused(base: Value, findings: Vec<Finding>, headline: String) -> Outcome {
+    let rules: Vec<&str> = findings.iter().filter(|f| f.severity == Severity::Error).map(|f| f.rule).collect();
+    let detail = format!("refused by policy: {}", rules.join(", "));
     let text = format!("{headline}{}", render_findings(&findings));
     let mut out = base;
     out["status"] = json!("refused");
-    out["findings"] = findings;
     out["message"] = json!(headline);
-    ToolOutput::error_with(text, out)
+    Outcome::error_with(text, out).findings(findings).audit(AuditOutcome::Refused).detail(detail)
 }
 
-fn docker_gate(apps: &Apps) -> Option<ToolOutput> {
+fn docker_gate(apps: &Apps) -> Option<Outcome> {
     match apps.docker_status() {
-        Ok(s) if !s.is_running() => Some(ToolOutput::error(apps_service_down(&s.status, s.description.as_deref()))),
+        Ok(s) if !s.is_running() => Some(Outcome::error(apps_service_down(&s.status, s.description.as_deref()))),
         Ok(_) => None,
         Err(e) => Some(read_failed("reading the apps service status", &e)),
     }
 }
 
-pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change) -> ToolOutput {
-    let args = Args(args);
-    let name = args.app_name();
-    let yaml = args.str("compose_yaml").unwrap_or("");
-    let env = args.env();
-    let dry_run = args.bool("dry_run", false);
-    let auto_start = args.bool("auto_start", true);
-    let wait_healthy = args.bool("wait_until_healthy", true);
-    let wait = args.bool("wait", true);
-    let timeout = Duration::from_secs(args.u64("timeout_seconds", 300).clamp(10, 3600));
-    change.not_attempted = dry_run;
+/// `deploy_custom_app` arguments (schema and defaults: `catalogue.rs`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployArgs {
+    app_name: String,
+    compose_yaml: String,
+    env: BTreeMap<String, String>,
+    auto_start: bool,
+    wait_until_healthy: bool,
+    timeout_seconds: u64,
+    dry_run: bool,
+    wait: bool,
+}
+
+/// A dry run sends nothing to the NAS, whatever its answer: the audit log records no change.
+fn planned_only(dry_run: bool, out: Outcome) -> Outcome {
+    if dry_run {
+        out.audit(AuditOutcome::NoChange)
+    } else {
+        out
+    }
+}
+
+pub fn deploy(tools: &Tools, args: DeployArgs, ctx: &CallContext) -> Outcome {
+    let dry_run = args.dry_run;
+    planned_only(dry_run, deploy_app(tools, args, ctx))
+}
+
+fn deploy_app(tools: &Tools, args: DeployArgs, ctx: &CallContext) -> Outcome {
+    let name = args.app_name.as_str();
+    let yaml = args.compose_yaml.as_str();
+    let env = &args.env;
+    let (dry_run, auto_start, wait_healthy, wait) = (args.dry_run, args.auto_start, args.wait_until_healthy, args.wait);
+    let timeout = Duration::from_secs(args.timeout_seconds);
     if let Some(why) = compose::app_name_error(name) {
-        change.outcome = Some(Outcome::Refused);
-        return ToolOutput::error(format!("invalid app name '{name}': {why}"));
+        return Outcome::error(format!("invalid app name '{name}': {why}")).audit(AuditOutcome::Refused);
     }
     let apps = match tools.apps() {
         Ok(a) => a,
         Err(e) => return read_failed("connecting to TrueNAS", &e),
     };
     if let Some(out) = docker_gate(&apps) {
-        change.outcome = Some(Outcome::Refused);
-        return out;
+        return out.audit(AuditOutcome::Refused);
     }
     let existing = match apps.get(name) {
         Ok(e) => e,
@@ -242,7 +273,7 @@ pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
         Err(e) => return read_failed("reading the ports used by other apps", &e),
     };
     ctx.progress.report(2.0, Some(100.0), Some("validating the compose"));
-    let report = validate(tools, yaml, &env, Some(&used));
+    let report = validate(tools, yaml, env, Some(&used));
     let mut extra = Vec::new();
     extra.extend(rendered_value(&report).and_then(|v| masked_secret_finding(&v, false)));
     if let Some(app) = &existing {
@@ -254,7 +285,7 @@ pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
         ));
     }
     let payload = payload_for(&report, &mut extra, |rendered| compose::create_payload(name, rendered));
-    let findings = findings_json(&report, &extra);
+    let findings = all_findings(&report, extra);
     let compose_bytes = report.rendered.as_ref().map(|r| r.len()).unwrap_or(0);
     let base = json!({
         "app_name": name,
@@ -269,12 +300,7 @@ pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
     let payload = match payload {
         Some(p) if !has_errors(&findings) => p,
         _ => {
-            return refused(
-                change,
-                base,
-                findings,
-                format!("Deploy of '{name}' REFUSED: fix every error below and try again."),
-            )
+            return refused(base, findings, format!("Deploy of '{name}' REFUSED: fix every error below and try again."))
         }
     };
     if dry_run {
@@ -289,75 +315,66 @@ pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
         text.push_str(&format!("\nRendered compose (secret values masked):\n{shown}"));
         let mut out = base;
         out["status"] = json!("dry_run");
-        out["findings"] = findings;
         out["message"] = json!(format!("dry run: '{name}' would be created; call again without dry_run to deploy"));
-        return ToolOutput::ok(text, out);
+        return Outcome::ok(text, out).findings(findings);
     }
     let job = AppJob::create(payload);
     if !wait {
         return match apps.start(&job) {
             Ok(id) => {
-                change.job_id = Some(id);
-                change.outcome = Some(Outcome::Started);
                 let message =
                     format!("Creation of '{name}' started as TrueNAS job {id}; follow it with get_job_status.");
                 let mut out = base;
                 out["status"] = json!("started");
-                out["findings"] = findings;
                 out["job_id"] = json!(id);
                 out["message"] = json!(message);
-                ToolOutput::ok(message, out)
+                Outcome::ok(message, out).findings(findings).audit(AuditOutcome::Started).job(Some(id))
             }
-            Err(e) => change_failed(change, &e, &format!("creating '{name}'"), name),
+            Err(e) => change_failed(None, &e, &format!("creating '{name}'"), name),
         };
     }
-    if let Err(e) = run_job(&apps, &job, ctx, change, (5.0, 85.0), None) {
-        return change_failed(change, &e, &format!("creating '{name}'"), name);
+    let created = run_job(&apps, &job, ctx, (5.0, 85.0), None);
+    // The audit line and the answer name the job that created the app.
+    let job_id = created.job_id;
+    if let Err(e) = created.result {
+        return change_failed(job_id, &e, &format!("creating '{name}'"), name);
     }
     let mut out = base;
-    out["findings"] = findings.clone();
-    out["job_id"] = json!(change.job_id);
-    let warnings = render_findings(&json!(findings
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|f| f["severity"] != "info")
-        .cloned()
-        .collect::<Vec<_>>()));
+    out["job_id"] = json!(job_id);
+    let warnings = render_warnings(&findings);
+    // Every answer from here on is about the created app: its findings and the creating job.
+    let answer = |out: Outcome| out.findings(findings.clone()).job(job_id);
     if !auto_start {
         let stop = AppJob::stop(name);
-        let create_job = change.job_id;
-        if let Err(e) = run_job(&apps, &stop, ctx, change, (85.0, 95.0), None) {
+        let stopped = run_job(&apps, &stop, ctx, (85.0, 95.0), None);
+        if let Err(e) = stopped.result {
             return change_failed(
-                change,
+                stopped.job_id.or(job_id),
                 &e,
                 &format!("stopping '{name}' after creating it (auto_start: false)"),
                 name,
             );
         }
-        // The audit line and the answer name the job that created the app.
-        change.job_id = create_job;
-        out["job_id"] = json!(create_job);
         let message = format!("Created '{name}' and stopped it (auto_start: false); start it with start_custom_app.");
         out["status"] = json!("stopped");
         out["state"] = json!("STOPPED");
         out["message"] = json!(message);
-        return ToolOutput::ok(format!("{message}{warnings}"), out);
+        return answer(Outcome::ok(format!("{message}{warnings}"), out));
     }
     if !wait_healthy {
         let state = apps.get(name).ok().flatten().map(|a| a.state);
         let message = format!(
             "Created '{name}' (job {}); it is {} — get_custom_app_status shows when it is RUNNING.",
-            change.job_id.map(|j| j.to_string()).unwrap_or_else(|| "?".into()),
+            job_id.map(|j| j.to_string()).unwrap_or_else(|| "?".into()),
             state.as_deref().unwrap_or("starting")
         );
         out["status"] = json!("created");
         out["state"] = json!(state);
         out["message"] = json!(message);
-        return ToolOutput::ok(format!("{message}{warnings}"), out);
+        return answer(Outcome::ok(format!("{message}{warnings}"), out));
     }
     // Wait until RUNNING or CRASHED; an unhealthy container keeps an app DEPLOYING, so the timeout matters.
-    let (last_state, cancelled) = match settle::wait(&apps, name, ctx, timeout, (85.0, 99.0)) {
+    let (last_state, cancelled) = match settle::wait(&apps, name, ctx, tools.clock(), timeout, (85.0, 99.0)) {
         Settled::Running(app) => {
             let portals: Vec<String> = app.portals.clone().unwrap_or_default().into_values().collect();
             let message = format!(
@@ -368,20 +385,20 @@ pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
             out["status"] = json!("running");
             out["state"] = json!("RUNNING");
             out["message"] = json!(message);
-            return ToolOutput::ok(format!("{message}{warnings}"), out);
+            return answer(Outcome::ok(format!("{message}{warnings}"), out));
         }
         Settled::Crashed(app) => {
-            let crash = logs::crashed_container_logs(&apps, &app, 50, &ctx.cancel);
+            let crash = logs::crashed_container_logs(&apps, &app, 50, tools.clock(), &ctx.cancel);
             let message = format!(
                 "'{name}' was created but CRASHED: a container exited with an error. Its last log lines are \
                  below; fix the compose and apply it with update_custom_app (or delete_custom_app to start over)."
             );
-            change.detail = Some("created, then crashed".into());
             out["status"] = json!("crashed");
             out["state"] = json!("CRASHED");
             out["crash_logs"] = logs::to_json(&crash);
             out["message"] = json!(message);
-            return ToolOutput::error_with(format!("{message}{}", logs::render(&crash)), out);
+            return answer(Outcome::error_with(format!("{message}{}", logs::render(&crash)), out))
+                .detail("created, then crashed");
         }
         Settled::Failed(output) => {
             // The create job succeeded; only reading the app afterwards failed (e.g. the connection dropped). Saying
@@ -389,13 +406,13 @@ pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
             let message = format!(
                 "Created '{name}' (job {}), but its state could not be read afterwards ({}); check \
                  get_custom_app_status for {name} instead of deploying again.",
-                change.job_id.map(|j| j.to_string()).unwrap_or_else(|| "?".into()),
+                job_id.map(|j| j.to_string()).unwrap_or_else(|| "?".into()),
                 output.text
             );
             out["status"] = json!("created");
             out["state"] = Value::Null;
             out["message"] = json!(message);
-            return ToolOutput::ok(format!("{message}{warnings}"), out);
+            return answer(Outcome::ok(format!("{message}{warnings}"), out));
         }
         Settled::Unsettled { state, cancelled } => (state, cancelled),
     };
@@ -411,7 +428,7 @@ pub fn deploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
     out["status"] = json!(if last_state == "STOPPED" { "stopped" } else { "deploying" });
     out["state"] = json!(last_state);
     out["message"] = json!(message);
-    ToolOutput::ok(format!("{message}{warnings}"), out)
+    answer(Outcome::ok(format!("{message}{warnings}"), out))
 }
 
 /// YAML for the diff: both sides go through the same JSON → YAML serialiser with secrets masked, so the diff shows
@@ -420,34 +437,43 @@ fn comparable_yaml(compose: &Value) -> String {
     serde_yaml::to_string(&compose::mask_secrets(compose)).unwrap_or_default()
 }
 
-pub fn update(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change) -> ToolOutput {
-    let args = Args(args);
-    let name = args.app_name();
-    let yaml = args.str("compose_yaml").unwrap_or("");
-    let env = args.env();
-    let dry_run = args.bool("dry_run", false);
-    let wait = args.bool("wait", true);
-    change.not_attempted = dry_run;
+/// `update_custom_app` arguments (schema and defaults: `catalogue.rs`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateArgs {
+    app_name: String,
+    compose_yaml: String,
+    env: BTreeMap<String, String>,
+    dry_run: bool,
+    wait: bool,
+}
+
+pub fn update(tools: &Tools, args: UpdateArgs, ctx: &CallContext) -> Outcome {
+    let dry_run = args.dry_run;
+    planned_only(dry_run, update_app(tools, args, ctx))
+}
+
+fn update_app(tools: &Tools, args: UpdateArgs, ctx: &CallContext) -> Outcome {
+    let name = args.app_name.as_str();
+    let yaml = args.compose_yaml.as_str();
+    let env = &args.env;
+    let (dry_run, wait) = (args.dry_run, args.wait);
     let apps = match tools.apps() {
         Ok(a) => a,
         Err(e) => return read_failed("connecting to TrueNAS", &e),
     };
     if let Some(out) = docker_gate(&apps) {
-        change.outcome = Some(Outcome::Refused);
-        return out;
+        return out.audit(AuditOutcome::Refused);
     }
     let app = match existing_app(&apps, name) {
         Ok(a) => a,
-        Err(out) => {
-            change.outcome = Some(Outcome::Failed);
-            return out;
-        }
+        Err(out) => return out.audit(AuditOutcome::Failed),
     };
     if !app.custom_app {
-        change.outcome = Some(Outcome::Refused);
-        return ToolOutput::error(format!(
+        return Outcome::error(format!(
             "'{name}' is a catalogue app, not a Custom App: change it in the TrueNAS web UI"
-        ));
+        ))
+        .audit(AuditOutcome::Refused);
     }
     let deployed = match apps.config(name) {
         Ok(c) => c,
@@ -459,7 +485,7 @@ pub fn update(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
     };
     let own = app.host_ports();
     used.retain(|p| !own.contains(p));
-    let mut report = validate(tools, yaml, &env, Some(&used));
+    let mut report = validate(tools, yaml, env, Some(&used));
     // Values sent back masked (the get_custom_app_config → edit → update round trip) keep their deployed values;
     // the restored document is validated again, as it is what will be sent.
     let mut kept = Vec::new();
@@ -478,7 +504,7 @@ pub fn update(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
     let mut extra = Vec::new();
     extra.extend(new_value.as_ref().and_then(|v| masked_secret_finding(v, true)));
     let payload = payload_for(&report, &mut extra, |rendered| compose::update_payload(name, rendered));
-    let findings = findings_json(&report, &extra);
+    let findings = all_findings(&report, extra);
     let changed = new_value.as_ref() != Some(&deployed);
     let mut diff_only = match &new_value {
         Some(v) => diff::unified(&comparable_yaml(&deployed), &comparable_yaml(v), "deployed", "new"),
@@ -508,7 +534,6 @@ pub fn update(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
         Some(p) if !has_errors(&findings) => p,
         _ => {
             return refused(
-                change,
                 base,
                 findings,
                 format!("Update of '{name}' REFUSED: fix every error below; nothing was changed."),
@@ -527,13 +552,11 @@ pub fn update(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
         format!("\n{}\n{kept_note}", fence(&format!("compose diff of {name}, deployed → new"), &diff_only))
     };
     if !changed {
-        change.not_attempted = true;
         let message = format!("The new compose of '{name}' is identical to the deployed one; nothing was changed (redeploy_custom_app recreates the containers).");
         let mut out = base;
         out["status"] = json!("unchanged");
-        out["findings"] = findings;
         out["message"] = json!(message);
-        return ToolOutput::ok(message, out);
+        return Outcome::ok(message, out).findings(findings).audit(AuditOutcome::NoChange);
     }
     if dry_run {
         let message =
@@ -541,37 +564,38 @@ pub fn update(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
         let text = format!("{message}{}{diff_block}", render_findings(&findings));
         let mut out = base;
         out["status"] = json!("dry_run");
-        out["findings"] = findings;
         out["message"] = json!(message);
-        return ToolOutput::ok(text, out);
+        return Outcome::ok(text, out).findings(findings);
     }
     let job = AppJob::update(name, payload);
     if !wait {
         return match apps.start(&job) {
             Ok(id) => {
-                change.job_id = Some(id);
-                change.outcome = Some(Outcome::Started);
                 let message = format!(
                     "Update of '{name}' started as TrueNAS job {id}; follow it with get_job_status.{stopped_note}"
                 );
                 let mut out = base;
                 out["status"] = json!("started");
-                out["findings"] = findings;
                 out["job_id"] = json!(id);
                 out["message"] = json!(message);
-                ToolOutput::ok(format!("{message}{diff_block}"), out)
+                Outcome::ok(format!("{message}{diff_block}"), out)
+                    .findings(findings)
+                    .audit(AuditOutcome::Started)
+                    .job(Some(id))
             }
-            Err(e) => change_failed(change, &e, &format!("updating '{name}'"), name),
+            Err(e) => change_failed(None, &e, &format!("updating '{name}'"), name),
         };
     }
     let job_span = if stays_stopped { (0.0, 100.0) } else { (0.0, 80.0) };
-    if let Err(e) = run_job(&apps, &job, ctx, change, job_span, None) {
-        return change_failed(change, &e, &format!("updating '{name}'"), name);
+    let ran = run_job(&apps, &job, ctx, job_span, None);
+    let job_id = ran.job_id;
+    if let Err(e) = ran.result {
+        return change_failed(job_id, &e, &format!("updating '{name}'"), name);
     }
-    let (state, crash_logs) = settle::state_after(&apps, name, ctx, !stays_stopped, UPDATE_SETTLE_WAIT);
+    let (state, crash_logs) = settle::state_after(&apps, name, ctx, tools.clock(), !stays_stopped, UPDATE_SETTLE_WAIT);
     let mut message = format!(
         "Updated '{name}' (job {}); it is now {}.{stopped_note}",
-        change.job_id.map(|j| j.to_string()).unwrap_or_else(|| "?".into()),
+        job_id.map(|j| j.to_string()).unwrap_or_else(|| "?".into()),
         state.as_deref().unwrap_or("unknown")
     );
     match state.as_deref() {
@@ -588,14 +612,16 @@ pub fn update(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
     }
     let mut out = base;
     out["status"] = json!("updated");
-    out["findings"] = findings.clone();
     out["state"] = json!(state);
-    out["job_id"] = json!(change.job_id);
+    out["job_id"] = json!(job_id);
     out["message"] = json!(message);
     if !crash_logs.is_empty() {
         out["crash_logs"] = logs::to_json(&crash_logs);
-        change.detail = Some("updated, but the app crashed".into());
-        return ToolOutput::error_with(format!("{message}{}{diff_block}", logs::render(&crash_logs)), out);
+        return Outcome::error_with(format!("{message}{}{diff_block}", logs::render(&crash_logs)), out)
+            .findings(findings)
+            .job(job_id)
+            .detail("updated, but the app crashed");
     }
-    ToolOutput::ok(format!("{message}{}{diff_block}", render_findings(&findings)), out)
+    let text = format!("{message}{}{diff_block}", render_findings(&findings));
+    Outcome::ok(text, out).findings(findings).job(job_id)
 }

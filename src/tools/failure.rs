@@ -3,22 +3,23 @@
 //! The one rule that matters most: a change whose outcome is unknown (the connection dropped while it was in
 //! flight) is reported as unknown, with the exact tool call that tells whether it happened.
 
-use crate::audit::Outcome;
-use crate::mcp::tool::ToolOutput;
+use crate::audit::Outcome as AuditOutcome;
 use crate::truenas::apps::{AppEntry, Apps};
 use crate::truenas::error::TnError;
 
-use super::Change;
+use super::Outcome;
 
 /// Connect and read the app `name`; on failure, the answer to give (connection, missing app, apps service down).
-pub fn connect_to_app(tools: &super::Tools, name: &str) -> Result<(Apps, AppEntry), ToolOutput> {
+#[allow(clippy::result_large_err)] // the error is the call's whole answer, built once on a cold path
+pub fn connect_to_app(tools: &super::Tools, name: &str) -> Result<(Apps, AppEntry), Outcome> {
     let apps = tools.apps().map_err(|e| read_failed("connecting to TrueNAS", &e))?;
     let app = existing_app(&apps, name)?;
     Ok((apps, app))
 }
 
 /// The app `name`, or the answer to give when it is missing (or the apps service is down) or cannot be read.
-pub fn existing_app(apps: &Apps, name: &str) -> Result<AppEntry, ToolOutput> {
+#[allow(clippy::result_large_err)] // the error is the call's whole answer, built once on a cold path
+pub fn existing_app(apps: &Apps, name: &str) -> Result<AppEntry, Outcome> {
     match apps.get(name) {
         Ok(Some(a)) => Ok(a),
         Ok(None) => Err(missing_app(apps, name)),
@@ -27,8 +28,8 @@ pub fn existing_app(apps: &Apps, name: &str) -> Result<AppEntry, ToolOutput> {
 }
 
 /// A failed read: the error with the tool to run when it is about connection or login.
-pub fn read_failed(what: &str, e: &TnError) -> ToolOutput {
-    ToolOutput::error(format!("{what} failed: {e}{}", connection_hint(e)))
+pub fn read_failed(what: &str, e: &TnError) -> Outcome {
+    Outcome::error(format!("{what} failed: {e}{}", connection_hint(e)))
 }
 
 fn connection_hint(e: &TnError) -> &'static str {
@@ -42,24 +43,26 @@ fn connection_hint(e: &TnError) -> &'static str {
     }
 }
 
-/// A failed change: records the audit outcome and says plainly whether the NAS was changed.
-pub fn change_failed(change: &mut Change, e: &TnError, what: &str, app: &str) -> ToolOutput {
+/// A failed change: the audit outcome, and an answer that says plainly whether the NAS was changed. `job_id`: the
+/// job the change ran as, when known.
+pub fn change_failed(job_id: Option<i64>, e: &TnError, what: &str, app: &str) -> Outcome {
     let check = format!("call get_custom_app_status for {app}");
+    let (mut audit, mut job) = (None, job_id);
     // The audit log (the operator's file) gets the job's error plainly, without the fence the model sees.
     let mut plain_detail = None;
     let text = match e {
         TnError::ConnectionLost { outcome_unknown: true, detail } => {
-            change.outcome = Some(Outcome::Unknown);
-            let job = change.job_id.map(|j| format!(" (or get_job_status for job {j})")).unwrap_or_default();
+            audit = Some(AuditOutcome::Unknown);
+            let follow = job.map(|j| format!(" (or get_job_status for job {j})")).unwrap_or_default();
             format!(
                 "OUTCOME UNKNOWN: the connection to TrueNAS dropped while {what} was in flight ({detail}), so it may \
-                 or may not have happened; it was not retried. To find out, {check}{job}"
+                 or may not have happened; it was not retried. To find out, {check}{follow}"
             )
         }
         TnError::Cancelled { job_id } => {
-            change.outcome = Some(Outcome::Cancelled);
+            audit = Some(AuditOutcome::Cancelled);
             if job_id.is_some() {
-                change.job_id = *job_id;
+                job = *job_id;
             }
             match job_id {
                 Some(j) => format!(
@@ -69,7 +72,7 @@ pub fn change_failed(change: &mut Change, e: &TnError, what: &str, app: &str) ->
             }
         }
         TnError::JobFailed { job_id, error } => {
-            change.job_id = Some(*job_id);
+            job = Some(*job_id);
             plain_detail = Some(format!("{what} failed: TrueNAS job {job_id} ended with: {error}"));
             // The job's error carries Docker Compose's output, which the app's containers and images influence.
             format!(
@@ -78,26 +81,26 @@ pub fn change_failed(change: &mut Change, e: &TnError, what: &str, app: &str) ->
             )
         }
         TnError::JobAborted { job_id } => {
-            change.job_id = Some(*job_id);
-            change.outcome = Some(Outcome::Cancelled);
+            job = Some(*job_id);
+            audit = Some(AuditOutcome::Cancelled);
             format!("{what} was aborted on the NAS (job {job_id}); {check}")
         }
         TnError::Timeout { .. } => {
-            change.outcome = Some(Outcome::Unknown);
-            let job = change.job_id.map(|j| format!(" or get_job_status for job {j}")).unwrap_or_default();
-            format!("{what} did not finish in time ({e}); it may still be running on the NAS: {check}{job}")
+            audit = Some(AuditOutcome::Unknown);
+            let follow = job.map(|j| format!(" or get_job_status for job {j}")).unwrap_or_default();
+            format!("{what} did not finish in time ({e}); it may still be running on the NAS: {check}{follow}")
         }
         _ => format!("{what} failed: {e}{}", connection_hint(e)),
     };
-    change.detail = Some(plain_detail.as_deref().unwrap_or(&text).chars().take(300).collect());
-    ToolOutput::error(text)
+    let detail: String = plain_detail.as_deref().unwrap_or(&text).chars().take(300).collect();
+    Outcome { audit, job_id: job, ..Outcome::error(text).detail(detail) }
 }
 
 /// An app that `app.query` did not return: missing, or the apps service is down (then every app looks missing).
-pub fn missing_app(apps: &Apps, app: &str) -> ToolOutput {
+pub fn missing_app(apps: &Apps, app: &str) -> Outcome {
     match apps.docker_status() {
-        Ok(s) if !s.is_running() => ToolOutput::error(apps_service_down(&s.status, s.description.as_deref())),
-        _ => ToolOutput::error(format!(
+        Ok(s) if !s.is_running() => Outcome::error(apps_service_down(&s.status, s.description.as_deref())),
+        _ => Outcome::error(format!(
             "app '{app}' does not exist on the NAS; call list_custom_apps to see the apps (names are lowercase)"
         )),
     }

@@ -1,12 +1,11 @@
 //! Running a TrueNAS job for a tool call: job progress becomes MCP progress, MCP cancellation aborts the job, and
-//! the job id is kept for the audit log and the answer.
+//! the job id is returned with the result for the audit log and the answer.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::Change;
 use crate::mcp::tool::{CallContext, LogLevel};
 use crate::truenas::apps::{AppJob, Apps};
 use crate::truenas::error::TnError;
@@ -46,29 +45,26 @@ fn job_options(
     }
 }
 
-/// Run a job of `apps` with progress and cancellation, recording the job id into `change`.
-pub fn run_job(
-    apps: &Apps,
-    job: &AppJob,
-    ctx: &CallContext,
-    change: &mut Change,
-    span: (f64, f64),
-    timeout: Option<Duration>,
-) -> Result<Value, TnError> {
+/// A job that ran: its id when TrueNAS gave one, and how it ended.
+pub struct Ran {
+    pub job_id: Option<i64>,
+    pub result: Result<Value, TnError>,
+}
+
+/// Run a job of `apps` with progress and cancellation.
+pub fn run_job(apps: &Apps, job: &AppJob, ctx: &CallContext, span: (f64, f64), timeout: Option<Duration>) -> Ran {
     let seen = Arc::new(Mutex::new(None));
     let mut opts = job_options(ctx, job.method, &seen, span.0, span.1);
     opts.timeout = timeout;
     let result = apps.run(job, opts);
-    if let Some(id) = *seen.lock().unwrap_or_else(|p| p.into_inner()) {
-        change.job_id = Some(id);
-    }
+    let mut job_id = *seen.lock().unwrap_or_else(|p| p.into_inner());
     if let Err(
-        TnError::JobFailed { job_id, .. }
-        | TnError::JobAborted { job_id }
-        | TnError::Cancelled { job_id: Some(job_id) },
+        TnError::JobFailed { job_id: id, .. }
+        | TnError::JobAborted { job_id: id }
+        | TnError::Cancelled { job_id: Some(id) },
     ) = &result
     {
-        change.job_id = Some(*job_id);
+        job_id = Some(*id);
     }
-    result
+    Ran { job_id, result }
 }

@@ -1,5 +1,6 @@
 //! Write tools on an existing app: start, stop, redeploy, pull images, delete (with confirmation).
 
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use std::time::Duration;
@@ -8,9 +9,9 @@ use super::failure::{change_failed, connect_to_app};
 use super::job::run_job;
 use super::logs;
 use super::settle;
-use super::{Args, Change, Tools};
-use crate::audit::Outcome;
-use crate::mcp::tool::{CallContext, Elicitation, ToolOutput};
+use super::{Outcome, Tools};
+use crate::audit::Outcome as AuditOutcome;
+use crate::mcp::tool::{CallContext, Elicitation};
 use crate::truenas::apps::{AppEntry, AppJob, AppState, Apps, DeleteOptions};
 
 /// How long start, redeploy and pull wait for the containers to come up before answering.
@@ -56,33 +57,43 @@ impl Action {
     }
 }
 
-pub fn start(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change) -> ToolOutput {
-    lifecycle(tools, args, ctx, change, Action::Start)
+/// The arguments of start, stop and redeploy (schema and defaults: `catalogue.rs`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppJobArgs {
+    app_name: String,
+    wait: bool,
 }
 
-pub fn stop(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change) -> ToolOutput {
-    lifecycle(tools, args, ctx, change, Action::Stop)
+/// `pull_custom_app_images` arguments.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PullArgs {
+    app_name: String,
+    redeploy: bool,
+    wait: bool,
 }
 
-pub fn redeploy(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change) -> ToolOutput {
-    lifecycle(tools, args, ctx, change, Action::Redeploy)
+pub fn start(tools: &Tools, args: AppJobArgs, ctx: &CallContext) -> Outcome {
+    lifecycle(tools, &args.app_name, args.wait, ctx, Action::Start)
 }
 
-pub fn pull_images(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change) -> ToolOutput {
-    let redeploy = Args(args).bool("redeploy", true);
-    lifecycle(tools, args, ctx, change, Action::PullImages { redeploy })
+pub fn stop(tools: &Tools, args: AppJobArgs, ctx: &CallContext) -> Outcome {
+    lifecycle(tools, &args.app_name, args.wait, ctx, Action::Stop)
 }
 
-fn lifecycle(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change, action: Action) -> ToolOutput {
-    let args = Args(args);
-    let name = args.app_name();
-    let wait = args.bool("wait", true);
+pub fn redeploy(tools: &Tools, args: AppJobArgs, ctx: &CallContext) -> Outcome {
+    lifecycle(tools, &args.app_name, args.wait, ctx, Action::Redeploy)
+}
+
+pub fn pull_images(tools: &Tools, args: PullArgs, ctx: &CallContext) -> Outcome {
+    lifecycle(tools, &args.app_name, args.wait, ctx, Action::PullImages { redeploy: args.redeploy })
+}
+
+fn lifecycle(tools: &Tools, name: &str, wait: bool, ctx: &CallContext, action: Action) -> Outcome {
     let (apps, app) = match connect_to_app(tools, name) {
         Ok(found) => found,
-        Err(out) => {
-            change.outcome = Some(Outcome::Failed);
-            return out;
-        }
+        Err(out) => return out.audit(AuditOutcome::Failed),
     };
     let previous = app.app_state();
     let base = json!({"app_name": name, "action": action.name(), "previous_state": app.state});
@@ -94,8 +105,7 @@ fn lifecycle(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change
         out["job_id"] = Value::Null;
         out["waited"] = json!(false);
         out["message"] = json!(message);
-        change.detail = Some(why.to_string());
-        return ToolOutput::ok(message, out);
+        return Outcome::ok(message, out).detail(why);
     }
     let outdated = match action {
         Action::PullImages { .. } => apps.outdated_images(name).unwrap_or_default(),
@@ -105,8 +115,6 @@ fn lifecycle(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change
     if !wait {
         return match apps.start(&job) {
             Ok(id) => {
-                change.job_id = Some(id);
-                change.outcome = Some(Outcome::Started);
                 let message = format!(
                     "Started {} of {name} as TrueNAS job {id}; follow it with get_job_status (job_id {id}).",
                     action.name()
@@ -117,19 +125,21 @@ fn lifecycle(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change
                 out["job_id"] = json!(id);
                 out["waited"] = json!(false);
                 out["message"] = json!(message);
-                ToolOutput::ok(message, out)
+                Outcome::ok(message, out).audit(AuditOutcome::Started).job(Some(id))
             }
-            Err(e) => change_failed(change, &e, &format!("{} of '{name}'", action.name()), name),
+            Err(e) => change_failed(None, &e, &format!("{} of '{name}'", action.name()), name),
         };
     }
     let starts_containers = action.starts_containers();
     let job_span = if starts_containers { (0.0, 80.0) } else { (0.0, 100.0) };
-    if let Err(e) = run_job(&apps, &job, ctx, change, job_span, None) {
-        return change_failed(change, &e, &format!("{} of '{name}'", action.name()), name);
+    let ran = run_job(&apps, &job, ctx, job_span, None);
+    let job_id = ran.job_id;
+    if let Err(e) = ran.result {
+        return change_failed(job_id, &e, &format!("{} of '{name}'", action.name()), name);
     }
     // After containers were (re)created, wait a little for them to come up, so the answer can say RUNNING or
     // CRASHED rather than "DEPLOYING"; a healthcheck that never passes is reported as such.
-    let (state, crash_logs) = settle::state_after(&apps, name, ctx, starts_containers, SETTLE_WAIT);
+    let (state, crash_logs) = settle::state_after(&apps, name, ctx, tools.clock(), starts_containers, SETTLE_WAIT);
     let mut message = format!(
         "{} of {name} finished (job {}); it was {} and is now {}.",
         match action {
@@ -138,7 +148,7 @@ fn lifecycle(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change
             Action::Redeploy => "Redeploy",
             Action::PullImages { .. } => "Image pull",
         },
-        change.job_id.map(|j| j.to_string()).unwrap_or_else(|| "?".into()),
+        job_id.map(|j| j.to_string()).unwrap_or_else(|| "?".into()),
         app.state,
         state.as_deref().unwrap_or("unknown")
     );
@@ -168,7 +178,7 @@ fn lifecycle(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change
     let mut out = base;
     out["changed"] = json!(true);
     out["state"] = json!(state);
-    out["job_id"] = json!(change.job_id);
+    out["job_id"] = json!(job_id);
     out["waited"] = json!(true);
     out["message"] = json!(message);
     if matches!(action, Action::PullImages { .. }) {
@@ -176,10 +186,11 @@ fn lifecycle(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change
     }
     if !crash_logs.is_empty() {
         out["crash_logs"] = logs::to_json(&crash_logs);
-        change.detail = Some("done, but the app crashed".into());
-        return ToolOutput::error_with(format!("{message}{}", logs::render(&crash_logs)), out);
+        return Outcome::error_with(format!("{message}{}", logs::render(&crash_logs)), out)
+            .job(job_id)
+            .detail("done, but the app crashed");
     }
-    ToolOutput::ok(message, out)
+    Outcome::ok(message, out).job(job_id)
 }
 
 /// What a delete removes and what survives, from the stored compose and the live mounts.
@@ -242,18 +253,22 @@ fn loss_report(apps: &Apps, app: &AppEntry, delete_volumes: bool, remove_images:
     (lost, survives)
 }
 
-pub fn delete(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Change) -> ToolOutput {
-    let args = Args(args);
-    let name = args.app_name();
-    let delete_volumes = args.bool("delete_volumes", false);
-    let remove_images = args.bool("remove_images", true);
-    let confirm = args.bool("confirm", false);
+/// `delete_custom_app` arguments (schema and defaults: `catalogue.rs`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteArgs {
+    app_name: String,
+    delete_volumes: bool,
+    remove_images: bool,
+    confirm: bool,
+}
+
+pub fn delete(tools: &Tools, args: DeleteArgs, ctx: &CallContext) -> Outcome {
+    let DeleteArgs { app_name, delete_volumes, remove_images, confirm } = args;
+    let name = app_name.as_str();
     let (apps, app) = match connect_to_app(tools, name) {
         Ok(found) => found,
-        Err(out) => {
-            change.outcome = Some(Outcome::Failed);
-            return out;
-        }
+        Err(out) => return out.audit(AuditOutcome::Failed),
     };
     let (lost, survives) = loss_report(&apps, &app, delete_volumes, remove_images);
     let summary = format!(
@@ -277,35 +292,33 @@ pub fn delete(tools: &Tools, args: &Value, ctx: &CallContext, change: &mut Chang
     match ctx.elicitor.elicit("confirm_delete", &question, schema) {
         Elicitation::Accepted(content) if content.get("confirm").and_then(Value::as_bool) == Some(true) => {}
         Elicitation::Accepted(_) | Elicitation::Declined | Elicitation::Cancelled => {
-            change.outcome = Some(Outcome::Declined);
-            change.detail = Some("the user did not confirm the deletion".into());
             let message = format!("Nothing was deleted: the user did not confirm deleting '{name}'.");
-            return ToolOutput::ok(message.clone(), answer("declined", message, None));
+            return Outcome::ok(message.clone(), answer("declined", message, None))
+                .audit(AuditOutcome::Declined)
+                .detail("the user did not confirm the deletion");
         }
-        Elicitation::InputRequired(out) => {
-            change.not_attempted = true;
-            return out;
-        }
+        Elicitation::InputRequired(out) => return Outcome::from(out).audit(AuditOutcome::NoChange),
         Elicitation::Unsupported if confirm => {}
         Elicitation::Unsupported => {
-            change.outcome = Some(Outcome::Refused);
-            change.detail = Some("confirmation required".into());
             let message = format!(
                 "{summary}\n\nNothing was deleted. Ask the user to confirm deleting '{name}', then call \
                  delete_custom_app again with confirm: true."
             );
-            return ToolOutput::error_with(message.clone(), answer("confirmation_required", message, None));
+            return Outcome::error_with(message.clone(), answer("confirmation_required", message, None))
+                .audit(AuditOutcome::Refused)
+                .detail("confirmation required");
         }
     }
     let job = AppJob::delete(name, DeleteOptions { remove_images, remove_ix_volumes: delete_volumes }, apps.version());
-    if let Err(e) = run_job(&apps, &job, ctx, change, (0.0, 100.0), None) {
-        return change_failed(change, &e, &format!("deleting '{name}'"), name);
+    let ran = run_job(&apps, &job, ctx, (0.0, 100.0), None);
+    if let Err(e) = ran.result {
+        return change_failed(ran.job_id, &e, &format!("deleting '{name}'"), name);
     }
     let message = format!(
         "Deleted app '{name}' (job {}).\nRemoved:\n{}\nKept:\n{}",
-        change.job_id.map(|j| j.to_string()).unwrap_or_else(|| "?".into()),
+        ran.job_id.map(|j| j.to_string()).unwrap_or_else(|| "?".into()),
         lost.iter().map(|l| format!("- {l}")).collect::<Vec<_>>().join("\n"),
         survives.iter().map(|l| format!("- {l}")).collect::<Vec<_>>().join("\n"),
     );
-    ToolOutput::ok(message.clone(), answer("deleted", message, change.job_id))
+    Outcome::ok(message.clone(), answer("deleted", message, ran.job_id)).job(ran.job_id)
 }

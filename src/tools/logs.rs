@@ -6,13 +6,15 @@
 //! and at most [`MAX_TAIL_BYTES`] per container.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::failure::{connect_to_app, fence};
-use super::{Args, Change, Tools};
-use crate::mcp::tool::{CallContext, CancelToken, ToolOutput};
+use super::{Outcome, Tools};
+use crate::clock::Clock;
+use crate::mcp::tool::{CallContext, CancelToken};
 use crate::truenas::apps::{AppEntry, Apps, ContainerDetail};
 use crate::truenas::SubEvent;
 
@@ -96,12 +98,14 @@ fn clean_line(data: &str) -> String {
     format!("{}…", &trimmed[..cut])
 }
 
-/// Collect the last `lines` lines of one container.
+/// Collect the last `lines` lines of one container; the waits (first line, quiet period, deadlines) are measured
+/// on `clock`.
 pub fn container_tail(
     apps: &Apps,
     app: &str,
     container: &ContainerDetail,
     lines: u32,
+    clock: &dyn Clock,
     cancel: &CancelToken,
 ) -> ContainerLog {
     let mut out = ContainerLog {
@@ -120,18 +124,33 @@ pub fn container_tail(
     };
     let keep = lines as usize;
     let mut buf: VecDeque<LogLine> = VecDeque::with_capacity(keep.min(1024));
-    let started = Instant::now();
+    let started = clock.now();
     let mut bytes = 0usize;
-    let mut first_at: Option<Instant> = None;
+    let mut first_at = None;
+    let mut last_event = started;
     loop {
-        let tail_done = first_at.is_some_and(|t| t.elapsed() >= TAIL_WINDOW);
-        if cancel.is_cancelled() || started.elapsed() >= CONTAINER_DEADLINE || tail_done {
+        let now = clock.now();
+        let tail_done = first_at.is_some_and(|t| now.saturating_duration_since(t) >= TAIL_WINDOW);
+        if cancel.is_cancelled() || now.saturating_duration_since(started) >= CONTAINER_DEADLINE || tail_done {
             break;
         }
-        let wait = if first_at.is_some() { QUIET } else { FIRST_LINE_WAIT.saturating_sub(started.elapsed()) };
-        match sub.recv_timeout(wait) {
+        // Silence still to wait for: before the first line since the start, after it since the last event.
+        let wait = match first_at {
+            Some(_) => QUIET.saturating_sub(now.saturating_duration_since(last_event)),
+            None => FIRST_LINE_WAIT.saturating_sub(now.saturating_duration_since(started)),
+        };
+        if wait.is_zero() {
+            break;
+        }
+        // On virtual time the receive is cut short and the rest of the silence is waited on the clock.
+        let step = clock.max_real_wait().map_or(wait, |most| wait.min(most));
+        let event = sub.recv_timeout(step);
+        if event.is_some() {
+            last_event = clock.now();
+        }
+        match event {
             Some(SubEvent::Added { fields, .. } | SubEvent::Changed { fields, .. }) => {
-                first_at.get_or_insert_with(Instant::now);
+                first_at.get_or_insert(last_event);
                 let Some(data) = fields.get("data").and_then(Value::as_str) else { continue };
                 let timestamp = fields.get("timestamp").and_then(Value::as_str).map(str::to_string);
                 let line = clean_line(data);
@@ -152,6 +171,9 @@ pub fn container_tail(
                 }
                 break;
             }
+            None if step < wait => {
+                clock.sleep(step, cancel);
+            }
             // Quiet: the tail has arrived (or, before the first line, the container has nothing to say).
             None => break,
         }
@@ -162,27 +184,41 @@ pub fn container_tail(
 }
 
 /// The log tails of the containers that crashed (for diagnosis after a deploy or in a status).
-pub fn crashed_container_logs(apps: &Apps, app: &AppEntry, lines: u32, cancel: &CancelToken) -> Vec<ContainerLog> {
+pub fn crashed_container_logs(
+    apps: &Apps,
+    app: &AppEntry,
+    lines: u32,
+    clock: &dyn Clock,
+    cancel: &CancelToken,
+) -> Vec<ContainerLog> {
     let details = app.workloads().container_details;
     let crashed: Vec<&ContainerDetail> = details.iter().filter(|c| c.state == "crashed").collect();
     // A crash that already restarted shows no crashed container: then every non-running one is a suspect.
     let suspects: Vec<&ContainerDetail> =
         if crashed.is_empty() { details.iter().filter(|c| c.state != "running").collect() } else { crashed };
-    suspects.into_iter().map(|c| container_tail(apps, &app.name, c, lines, cancel)).collect()
+    suspects.into_iter().map(|c| container_tail(apps, &app.name, c, lines, clock, cancel)).collect()
 }
 
-pub fn get_app_logs(tools: &Tools, args: &Value, ctx: &CallContext, _change: &mut Change) -> ToolOutput {
-    let args = Args(args);
-    let name = args.app_name();
-    let lines = args.u64("lines", 100).clamp(1, 10_000) as u32;
-    let service = args.str("service_name");
+/// `get_app_logs` arguments (schema and defaults: `catalogue.rs`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsArgs {
+    app_name: String,
+    lines: u32,
+    service_name: Option<String>,
+}
+
+pub fn get_app_logs(tools: &Tools, args: LogsArgs, ctx: &CallContext) -> Outcome {
+    let name = args.app_name.as_str();
+    let lines = args.lines;
+    let service = args.service_name.as_deref();
     let (apps, app) = match connect_to_app(tools, name) {
         Ok(found) => found,
         Err(out) => return out,
     };
     let state = app.app_state();
     if !state.has_logs() {
-        return ToolOutput::error(format!(
+        return Outcome::error(format!(
             "app '{name}' is {}: a stopped app has no containers and therefore no logs; start it with \
              start_custom_app and read the logs then",
             app.state
@@ -194,7 +230,7 @@ pub fn get_app_logs(tools: &Tools, args: &Value, ctx: &CallContext, _change: &mu
     if chosen.is_empty() {
         let mut services: Vec<&str> = details.iter().map(|c| c.service_name.as_str()).collect();
         services.dedup();
-        return ToolOutput::error(match service {
+        return Outcome::error(match service {
             Some(s) => format!(
                 "app '{name}' has no container for service '{s}'; its services are: {}",
                 if services.is_empty() { "(none running)".to_string() } else { services.join(", ") }
@@ -208,12 +244,12 @@ pub fn get_app_logs(tools: &Tools, args: &Value, ctx: &CallContext, _change: &mu
         if ctx.cancel.is_cancelled() {
             break;
         }
-        logs.push(container_tail(&apps, name, c, lines, &ctx.cancel));
+        logs.push(container_tail(&apps, name, c, lines, tools.clock(), &ctx.cancel));
         ctx.progress.report((i + 1) as f64, Some(progress_total), Some(&format!("read {}", c.service_name)));
     }
     let line_count: usize = logs.iter().map(|c| c.lines.len()).sum();
     let text = format!("Last {lines} log line(s) per container of {name} ({}):{}", app.state, render(&logs));
-    ToolOutput::ok(
+    Outcome::ok(
         text,
         json!({"app_name": name, "state": app.state, "containers": to_json(&logs), "line_count": line_count}),
     )

@@ -98,7 +98,9 @@ pub fn read(tools: &Tools, uri: &str) -> Result<Vec<ResourceContents>, CatalogEr
                     .workloads()
                     .container_details
                     .iter()
-                    .map(|c| logs::container_tail(&apps, name, c, RESOURCE_LOG_LINES, &CancelToken::new()))
+                    .map(|c| {
+                        logs::container_tail(&apps, name, c, RESOURCE_LOG_LINES, tools.clock(), &CancelToken::new())
+                    })
                     .collect();
                 format!("{name} is {}{}", app.state, logs::render(&tails))
             } else {

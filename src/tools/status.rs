@@ -1,14 +1,16 @@
 //! Read tools: the app list, one app's status, its compose, resource usage, and job status.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::failure::{apps_service_down, connect_to_app, fence, missing_app, read_failed};
 use super::logs::{self, ContainerLog};
-use super::{Args, Change, Tools};
-use crate::audit::Outcome;
-use crate::mcp::tool::{CallContext, CancelToken, ToolOutput};
+use super::{Outcome, Tools};
+use crate::audit::Outcome as AuditOutcome;
+use crate::clock::Clock;
+use crate::mcp::tool::{CallContext, CancelToken};
 use crate::truenas::apps::{AppEntry, AppState, Apps};
 use crate::truenas::SubEvent;
 
@@ -64,17 +66,24 @@ fn summary(app: &AppEntry) -> Value {
     })
 }
 
-pub fn list_custom_apps(tools: &Tools, args: &Value, _ctx: &CallContext, _change: &mut Change) -> ToolOutput {
-    let args = Args(args);
-    let filter = args.str("status_filter").unwrap_or("all").to_ascii_lowercase();
-    let include_catalog = args.bool("include_catalog_apps", false);
+/// `list_custom_apps` arguments (schema and defaults: `catalogue.rs`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListArgs {
+    status_filter: String,
+    include_catalog_apps: bool,
+}
+
+pub fn list_custom_apps(tools: &Tools, args: ListArgs, _ctx: &CallContext) -> Outcome {
+    let filter = args.status_filter.to_ascii_lowercase();
+    let include_catalog = args.include_catalog_apps;
     let apps = match tools.apps() {
         Ok(a) => a,
         Err(e) => return read_failed("connecting to TrueNAS", &e),
     };
     let list = match app_list(&apps, &filter, include_catalog) {
         Ok(l) => l,
-        Err(e) => return ToolOutput::error(e),
+        Err(e) => return Outcome::error(e),
     };
     let items = list["apps"].as_array().cloned().unwrap_or_default();
     let kind = if include_catalog { "apps" } else { "Custom Apps" };
@@ -110,7 +119,7 @@ pub fn list_custom_apps(tools: &Tools, args: &Value, _ctx: &CallContext, _change
         text.push('\n');
         text.push_str(&fence("the app list", &lines.join("\n")));
     }
-    ToolOutput::ok(text, list)
+    Outcome::ok(text, list)
 }
 
 fn crash_hint(app: &str) -> String {
@@ -121,8 +130,15 @@ fn crash_hint(app: &str) -> String {
     )
 }
 
-pub fn get_custom_app_status(tools: &Tools, args: &Value, ctx: &CallContext, _change: &mut Change) -> ToolOutput {
-    let name = Args(args).app_name();
+/// The arguments of the tools that read one app: `get_custom_app_status`, `get_custom_app_config`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppArgs {
+    app_name: String,
+}
+
+pub fn get_custom_app_status(tools: &Tools, args: AppArgs, ctx: &CallContext) -> Outcome {
+    let name = args.app_name.as_str();
     let (apps, app) = match connect_to_app(tools, name) {
         Ok(found) => found,
         Err(out) => return out,
@@ -142,7 +158,7 @@ pub fn get_custom_app_status(tools: &Tools, args: &Value, ctx: &CallContext, _ch
     let mut crash_logs: Vec<ContainerLog> = Vec::new();
     let hint = match state {
         AppState::Crashed => {
-            crash_logs = logs::crashed_container_logs(&apps, &app, 30, &ctx.cancel);
+            crash_logs = logs::crashed_container_logs(&apps, &app, 30, tools.clock(), &ctx.cancel);
             Some(crash_hint(name))
         }
         AppState::Deploying => Some(
@@ -190,7 +206,7 @@ pub fn get_custom_app_status(tools: &Tools, args: &Value, ctx: &CallContext, _ch
         "crash_logs": logs::to_json(&crash_logs),
         "hint": hint,
     });
-    ToolOutput::ok(text, structured)
+    Outcome::ok(text, structured)
 }
 
 /// The deployed compose as YAML; masked unless `reveal`.
@@ -200,8 +216,8 @@ pub fn deployed_compose_yaml(apps: &Apps, name: &str, reveal: bool) -> Result<St
     serde_yaml::to_string(&shown).map_err(|e| format!("cannot render the compose of '{name}' as YAML: {e}"))
 }
 
-pub fn get_custom_app_config(tools: &Tools, args: &Value, _ctx: &CallContext, _change: &mut Change) -> ToolOutput {
-    let name = Args(args).app_name();
+pub fn get_custom_app_config(tools: &Tools, args: AppArgs, _ctx: &CallContext) -> Outcome {
+    let name = args.app_name.as_str();
     // The operator's setting alone decides: a model cannot ask for secrets.
     let reveal = tools.config().reveal_secrets;
     let apps = match tools.apps() {
@@ -210,7 +226,7 @@ pub fn get_custom_app_config(tools: &Tools, args: &Value, _ctx: &CallContext, _c
     };
     match apps.get(name) {
         Ok(Some(a)) if !a.custom_app => {
-            return ToolOutput::error(format!(
+            return Outcome::error(format!(
                 "'{name}' is a catalogue app, not a Custom App: its configuration is managed in the TrueNAS web UI"
             ))
         }
@@ -220,48 +236,52 @@ pub fn get_custom_app_config(tools: &Tools, args: &Value, _ctx: &CallContext, _c
     }
     match deployed_compose_yaml(&apps, name, reveal) {
         Ok(yaml) => {
-            if reveal {
-                tools.audit().single(
-                    "get_custom_app_config",
-                    Some(name),
-                    args,
-                    Outcome::Succeeded,
-                    Some("secrets revealed".into()),
-                );
-            }
             let note = if reveal {
                 " (secret values in clear: the operator set TRUENAS_REVEAL_SECRETS)"
             } else {
                 " (secret-looking values masked as ***; update_custom_app keeps the deployed value of a value sent \
                  back masked)"
             };
-            ToolOutput::ok(
+            let out = Outcome::ok(
                 format!("Deployed compose of {name}{note}:\n{}", fence(&format!("stored compose of {name}"), &yaml)),
                 json!({"app_name": name, "compose_yaml": yaml, "secrets_masked": !reveal}),
-            )
+            );
+            // Every reveal is audited (the gate writes the record).
+            if reveal {
+                out.audit(AuditOutcome::Succeeded).detail("secrets revealed")
+            } else {
+                out
+            }
         }
-        Err(e) => ToolOutput::error(e),
+        Err(e) => Outcome::error(e),
     }
 }
 
-/// One `app.stats` event (a list of per-app samples); the subscription ends when this returns.
-fn first_stats_sample(apps: &Apps, cancel: &CancelToken) -> Result<Value, ToolOutput> {
+/// How long `get_app_stats` waits for a sample, and how often it looks at the cancel token and the clock meanwhile.
+const STATS_DEADLINE: Duration = Duration::from_secs(15);
+const STATS_POLL: Duration = Duration::from_millis(250);
+
+/// One `app.stats` event (a list of per-app samples); the subscription ends when this returns. The deadline is
+/// measured on `clock`.
+#[allow(clippy::result_large_err)] // the error is the call's whole answer, built once on a cold path
+fn first_stats_sample(apps: &Apps, clock: &dyn Clock, cancel: &CancelToken) -> Result<Value, Outcome> {
     let sub = apps.stats(2).map_err(|e| read_failed("subscribing to app.stats", &e))?;
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = clock.now() + STATS_DEADLINE;
+    let poll = clock.max_real_wait().map_or(STATS_POLL, |most| STATS_POLL.min(most));
     loop {
         if cancel.is_cancelled() {
-            return Err(ToolOutput::error("cancelled before a sample arrived"));
+            return Err(Outcome::error("cancelled before a sample arrived"));
         }
-        if Instant::now() >= deadline {
-            return Err(ToolOutput::error(
+        if clock.now() >= deadline {
+            return Err(Outcome::error(
                 "no app.stats sample arrived within 15 s; try again (test_connection checks the NAS)",
             ));
         }
-        match sub.recv_timeout(Duration::from_millis(250)) {
+        match sub.recv_timeout(poll) {
             Some(SubEvent::Added { fields, .. } | SubEvent::Changed { fields, .. }) => return Ok(fields),
             Some(SubEvent::Ended(err)) => {
                 let why = err.map(|e| e.to_string()).unwrap_or_else(|| "the stream ended".into());
-                return Err(ToolOutput::error(format!("app.stats failed: {why}")));
+                return Err(Outcome::error(format!("app.stats failed: {why}")));
             }
             _ => {}
         }
@@ -272,18 +292,25 @@ fn number(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
 
-pub fn get_app_stats(tools: &Tools, args: &Value, ctx: &CallContext, _change: &mut Change) -> ToolOutput {
-    let only = Args(args).str("app_name").map(str::to_string);
+/// `get_app_stats` arguments: optionally one app.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsArgs {
+    app_name: Option<String>,
+}
+
+pub fn get_app_stats(tools: &Tools, args: StatsArgs, ctx: &CallContext) -> Outcome {
+    let only = args.app_name;
     let apps = match tools.apps() {
         Ok(a) => a,
         Err(e) => return read_failed("connecting to TrueNAS", &e),
     };
     if let Ok(d) = apps.docker_status() {
         if !d.is_running() {
-            return ToolOutput::error(apps_service_down(&d.status, d.description.as_deref()));
+            return Outcome::error(apps_service_down(&d.status, d.description.as_deref()));
         }
     }
-    let sample = match first_stats_sample(&apps, &ctx.cancel) {
+    let sample = match first_stats_sample(&apps, tools.clock(), &ctx.cancel) {
         Ok(s) => s,
         Err(out) => return out,
     };
@@ -307,7 +334,7 @@ pub fn get_app_stats(tools: &Tools, args: &Value, ctx: &CallContext, _change: &m
         .collect();
     if let Some(n) = &only {
         if rows.is_empty() {
-            return ToolOutput::error(format!(
+            return Outcome::error(format!(
                 "no statistics for app '{n}': it does not exist (list_custom_apps shows the apps)"
             ));
         }
@@ -325,15 +352,22 @@ pub fn get_app_stats(tools: &Tools, args: &Value, ctx: &CallContext, _change: &m
             number(&r["block_write_bytes"]),
         ));
     }
-    ToolOutput::ok(text, json!({"apps": rows}))
+    Outcome::ok(text, json!({"apps": rows}))
 }
 
-pub fn get_job_status(tools: &Tools, args: &Value, _ctx: &CallContext, _change: &mut Change) -> ToolOutput {
-    let id = Args(args).u64("job_id", 0) as i64;
+/// `get_job_status` arguments.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobArgs {
+    job_id: i64,
+}
+
+pub fn get_job_status(tools: &Tools, args: JobArgs, _ctx: &CallContext) -> Outcome {
+    let id = args.job_id;
     let job = match tools.client().job(id) {
         Ok(j) => j,
         Err(e) if e.is_not_found() => {
-            return ToolOutput::error(format!(
+            return Outcome::error(format!(
                 "job {id} is unknown to TrueNAS: job ids are reset when the middleware restarts and finished jobs \
                  are forgotten after a while; check the app with get_custom_app_status instead"
             ))
@@ -369,5 +403,5 @@ pub fn get_job_status(tools: &Tools, args: &Value, _ctx: &CallContext, _change: 
         text.push('\n');
         text.push_str(&fence(&format!("progress and error of job {id}"), &reported.join("\n")));
     }
-    ToolOutput::ok(text, structured)
+    Outcome::ok(text, structured)
 }

@@ -1427,3 +1427,42 @@ fn nas_text_is_fenced_as_untrusted_data() {
     let r = server.call("get_custom_app_config", json!({"app_name": "noted"}));
     assert_fenced(&r.text, HOSTILE);
 }
+
+/// The health wait of a deploy runs on the catalogue's clock: on a virtual clock that jumps to each sleeper's
+/// deadline, an app that never becomes healthy gets the "still DEPLOYING after 10 s" answer after exactly the
+/// timeout in virtual time, so the wait took no 10 s of real time (in-process tools, no binary).
+#[test]
+fn deploy_health_wait_runs_on_the_injected_clock() {
+    use truenas_mcp::clock::ManualClock;
+    use truenas_mcp::config::{AuditTarget, Config};
+    use truenas_mcp::mcp::tool::{CallContext, Catalog};
+    use truenas_mcp::tools::Tools;
+
+    let nas = nas();
+    let port = nas.server.addr.port().to_string();
+    let env = BTreeMap::from([
+        ("TRUENAS_HOST".to_string(), "127.0.0.1".to_string()),
+        ("TRUENAS_PORT".to_string(), port),
+        ("TRUENAS_PROTOCOL".to_string(), "ws".to_string()),
+        ("TRUENAS_USERNAME".to_string(), "mcp-service".to_string()),
+        ("TRUENAS_PASSWORD".to_string(), PASSWORD.to_string()),
+    ]);
+    let mut config = Config::from_sources(&|_| None, &env).expect("config");
+    config.audit = AuditTarget::Off;
+    let clock = ManualClock::new(true);
+    let tools = Tools::new(config).with_clock(clock.clone());
+    let compose = web_compose(18090).replace("nginx:1.27", "example/unhealthy-app:1.0");
+    let out = tools.call(
+        "deploy_custom_app",
+        json!({"app_name": "sickly", "compose_yaml": compose, "env": {"TZ": "UTC"}, "timeout_seconds": 10}),
+        &CallContext::detached(),
+    );
+    assert!(!out.is_error, "{}", out.text);
+    let s = out.structured.unwrap();
+    assert_eq!(s["status"], "deploying", "{s:#}");
+    assert_eq!(s["state"], "DEPLOYING");
+    assert!(out.text.contains("after 10 s") && out.text.contains("get_app_logs"), "{}", out.text);
+    let waited = clock.elapsed();
+    assert!(waited >= Duration::from_secs(10) && waited < Duration::from_secs(11), "virtual wait {waited:?}");
+    check_wire(&nas);
+}
