@@ -1,7 +1,7 @@
 //! Running a TrueNAS job for a tool call: job progress becomes MCP progress, MCP cancellation aborts the job, and
 //! the job id is kept for the audit log and the answer.
 
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -12,32 +12,22 @@ use crate::truenas::apps::{AppJob, Apps};
 use crate::truenas::error::TnError;
 use crate::truenas::JobOptions;
 
-/// Job options that forward TrueNAS progress (scaled into `lo..hi` percent) and honour cancellation, and
-/// remember the job id for the audit log.
-fn job_options(
-    ctx: &CallContext,
-    method: &'static str,
-    job_id: &Arc<Mutex<Option<i64>>>,
-    lo: f64,
-    hi: f64,
-) -> JobOptions {
+/// Job options that forward TrueNAS progress (scaled into `lo..hi` percent) and honour cancellation.
+fn job_options(ctx: &CallContext, method: &'static str, lo: f64, hi: f64) -> JobOptions {
     let sink = ctx.progress.clone();
     let log = ctx.log.clone();
-    let seen = job_id.clone();
+    let told = AtomicBool::new(false);
     JobOptions {
         timeout: None,
         progress: Some(Box::new(move |p| {
-            if let Ok(mut g) = seen.lock() {
-                if g.is_none() {
-                    // Tell the client the job id once, so a user can follow or abort it on the NAS too.
-                    log.log(
-                        LogLevel::Info,
-                        "truenas",
-                        json!({"message": "TrueNAS job started", "method": method,
-                        "job_id": p.job_id}),
-                    );
-                }
-                *g = Some(p.job_id);
+            if !told.swap(true, Ordering::Relaxed) {
+                // Tell the client the job id once, so a user can follow or abort it on the NAS too.
+                log.log(
+                    LogLevel::Info,
+                    "truenas",
+                    json!({"message": "TrueNAS job started", "method": method,
+                    "job_id": p.job_id}),
+                );
             }
             let percent = lo + (hi - lo) * p.percent.clamp(0.0, 100.0) / 100.0;
             sink.report(percent, Some(100.0), p.description.as_deref());
@@ -55,20 +45,11 @@ pub fn run_job(
     span: (f64, f64),
     timeout: Option<Duration>,
 ) -> Result<Value, TnError> {
-    let seen = Arc::new(Mutex::new(None));
-    let mut opts = job_options(ctx, job.method, &seen, span.0, span.1);
+    let mut opts = job_options(ctx, job.method, span.0, span.1);
     opts.timeout = timeout;
-    let result = apps.run(job, opts);
-    if let Some(id) = *seen.lock().unwrap_or_else(|p| p.into_inner()) {
-        change.job_id = Some(id);
+    let outcome = apps.run(job, opts);
+    if outcome.job_id.is_some() {
+        change.job_id = outcome.job_id;
     }
-    if let Err(
-        TnError::JobFailed { job_id, .. }
-        | TnError::JobAborted { job_id }
-        | TnError::Cancelled { job_id: Some(job_id) },
-    ) = &result
-    {
-        change.job_id = Some(*job_id);
-    }
-    result
+    outcome.result
 }

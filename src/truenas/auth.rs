@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use super::client::WireProtocol;
+use super::types::WireProtocol;
 use super::error::{AuthFailure, TnError};
 use crate::config::Config;
 

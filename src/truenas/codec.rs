@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
-use super::client::WireProtocol;
+use super::types::WireProtocol;
 use super::ejson;
 use super::error::WireError;
 

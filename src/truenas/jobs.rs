@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::client::JobProgress;
+use super::types::JobProgress;
 use super::error::{validation_items, TnError, ENOENT};
 
 /// Where a job stands.

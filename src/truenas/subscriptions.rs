@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use crossbeam_channel::{Sender, TrySendError};
 
-use super::client::SubEvent;
+use super::types::SubEvent;
 use super::error::TnError;
 
 /// How many undelivered events a slow subscriber may have before we drop events for it.

@@ -13,7 +13,7 @@ use truenas_mcp::config::{ApiMode, Config, Secret};
 use truenas_mcp::mcp::tool::CancelToken;
 use truenas_mcp::sim::{RateLimit, SimApiKey, SimOptions, SimServer, SimVersion, Simulator};
 use truenas_mcp::truenas::error::{AuthFailure, ConnectStep, TimeoutPhase};
-use truenas_mcp::truenas::{Client, ClientSettings, ConnectTarget, JobOptions, SubEvent, TnError, WireProtocol};
+use truenas_mcp::truenas::{Client, ClientSettings, JobOptions, SubEvent, TnError, WireProtocol};
 
 const USER: &str = "mcp-service";
 const PASSWORD: &str = "mock-password";
@@ -56,7 +56,7 @@ fn config_for(server: &SimServer) -> Config {
 }
 
 fn client(config: Config) -> Client {
-    Client::new(ClientSettings::new(config), ConnectTarget::Network)
+    Client::network(ClientSettings::new(config))
 }
 
 fn calls_to(sim: &Simulator, method: &str) -> Vec<Value> {
@@ -73,20 +73,19 @@ fn construction_does_no_io_and_mock_mode_runs_the_real_stack() {
     let mut c = Config::for_tests();
     c.host = Some("192.0.2.1".into());
     let started = Instant::now();
-    let _unused = Client::from_config(&c);
+    let _unused = Client::network(ClientSettings::new(c));
     assert!(started.elapsed() < Duration::from_millis(500));
 
     let mut c = Config::for_tests();
     c.mock = true;
-    let client = Client::from_config(&c);
+    let (client, sim) = truenas_mcp::sim::mock_client(ClientSettings::new(c));
     let info = client.server_info().expect("mock mode logs in");
     assert_eq!(info.protocol, WireProtocol::JsonRpc);
     assert_eq!(info.endpoint, "ws://mock.truenas.invalid/api/current");
     assert_eq!(info.version_tuple.0, 25);
     let apps = client.call("app.query", json!([])).expect("app.query works in mock mode");
     assert!(apps.as_array().is_some_and(|a| !a.is_empty()), "{apps}");
-    let sim = client.simulator().expect("mock mode has a simulator");
-    assert_eq!(calls_to(sim, "auth.login_ex").len(), 1);
+    assert_eq!(calls_to(&sim, "auth.login_ex").len(), 1);
 }
 
 #[test]
@@ -397,7 +396,7 @@ fn jobs_report_progress_and_results() {
             progress: Some(Box::new(move |p| sink.lock().unwrap().push(p.percent))),
             ..Default::default()
         };
-        let result = client.call_job("app.stop", json!(["whoami"]), opts);
+        let result = client.call_job("app.stop", json!(["whoami"]), opts).result;
         assert!(result.is_ok(), "{version:?}: {result:?}");
         let seen = seen.lock().unwrap().clone();
         assert!(!seen.is_empty(), "{version:?}: no progress");
@@ -406,7 +405,7 @@ fn jobs_report_progress_and_results() {
         assert_eq!(app["state"], "STOPPED", "{version:?}");
 
         // Validation inside the job, and a missing app.
-        let err = client.call_job("app.start", json!(["no-such-app"]), JobOptions::default()).unwrap_err();
+        let err = client.call_job("app.start", json!(["no-such-app"]), JobOptions::default()).result.unwrap_err();
         assert!(err.is_not_found(), "{version:?}: {err:?}");
     }
 }
@@ -418,8 +417,8 @@ fn jobs_finishing_before_their_response_still_complete() {
     let (_sim, server) = serve(opts);
     let client = client(config_for(&server));
     for _ in 0..20 {
-        client.call_job("app.stop", json!(["whoami"]), JobOptions::default()).expect("stop");
-        client.call_job("app.start", json!(["whoami"]), JobOptions::default()).expect("start");
+        client.call_job("app.stop", json!(["whoami"]), JobOptions::default()).result.expect("stop");
+        client.call_job("app.start", json!(["whoami"]), JobOptions::default()).result.expect("start");
     }
 }
 
@@ -439,7 +438,7 @@ fn cancelling_a_job_aborts_it_on_the_nas() {
         cancel: Some(cancel),
         ..Default::default()
     };
-    let err = client.call_job("app.stop", json!(["whoami"]), opts).unwrap_err();
+    let err = client.call_job("app.stop", json!(["whoami"]), opts).result.unwrap_err();
     let TnError::Cancelled { job_id: Some(id) } = err else { panic!("{err:?}") };
     assert_eq!(calls_to(&sim, "core.job_abort"), vec![json!([id])]);
     let job = client.job(id).expect("job is known");
@@ -447,7 +446,7 @@ fn cancelling_a_job_aborts_it_on_the_nas() {
 
     // A job deadline: Timeout{Job}.
     let opts = JobOptions { timeout: Some(Duration::from_millis(300)), ..Default::default() };
-    let err = client.call_job("app.stop", json!(["whoami"]), opts).unwrap_err();
+    let err = client.call_job("app.stop", json!(["whoami"]), opts).result.unwrap_err();
     assert!(matches!(err, TnError::Timeout { phase: TimeoutPhase::Job, .. }), "{err:?}");
 }
 
@@ -462,7 +461,7 @@ fn a_drop_mid_job_is_reconciled_and_a_restart_reports_outcome_unknown() {
     client.server_info().unwrap();
     // The connection drops at 50 %; the job goes on server-side and the client picks up its result.
     sim.faults().drop_mid_job();
-    client.call_job("app.delete", json!(["postgres"]), JobOptions::default()).expect("reconciled after reconnect");
+    client.call_job("app.delete", json!(["postgres"]), JobOptions::default()).result.expect("reconciled after reconnect");
     assert!(sim.apps().iter().all(|a| a["name"] != "postgres"), "the job really finished");
     assert_eq!(logins(&sim), 2, "one reconnect");
     assert!(!calls_to(&sim, "core.get_jobs").is_empty(), "reconciled with core.get_jobs");
@@ -476,7 +475,7 @@ fn a_drop_mid_job_is_reconciled_and_a_restart_reports_outcome_unknown() {
             sim.restart();
         })
     };
-    let err = client.call_job("app.start", json!(["whoami"]), JobOptions::default()).unwrap_err();
+    let err = client.call_job("app.start", json!(["whoami"]), JobOptions::default()).result.unwrap_err();
     restart.join().unwrap();
     assert!(matches!(err, TnError::ConnectionLost { outcome_unknown: true, .. }), "{err:?}");
     assert!(err.to_string().contains("check the current state"), "{err}");
@@ -503,7 +502,7 @@ fn a_drop_under_a_change_is_never_replayed() {
 
     // The same for a job whose id never reached us.
     sim.faults().drop_after_frames(1);
-    let err = client.call_job("app.start", json!(["jellyfin"]), JobOptions::default()).unwrap_err();
+    let err = client.call_job("app.start", json!(["jellyfin"]), JobOptions::default()).result.unwrap_err();
     assert!(matches!(err, TnError::ConnectionLost { outcome_unknown: true, .. }), "{err:?}");
 
     // A read that is in flight during a drop fails at once with a retryable error.
@@ -518,8 +517,8 @@ fn keepalive_outlives_the_idle_timeout_and_dead_peers_are_noticed() {
     let mut opts = options(SimVersion::V25_04);
     opts.idle_timeout = Duration::from_secs(2);
     let (sim, server) = serve(opts);
-    let settings = ClientSettings { config: config_for(&server), keepalive: Duration::from_millis(500) };
-    let client = Client::new(settings, ConnectTarget::Network);
+    let settings = ClientSettings { keepalive: Duration::from_millis(500), ..ClientSettings::new(config_for(&server)) };
+    let client = Client::network(settings);
     client.server_info().unwrap();
     thread::sleep(Duration::from_secs(3));
     assert_eq!(sim.connections(), 1, "the pings kept the connection");
