@@ -304,7 +304,8 @@ impl Actor {
             }
             Command::AbortJob { token } => self.abort_job(token),
             Command::ServerInfo { reply } => {
-                let r = self.info.clone().ok_or_else(|| TnError::Protocol("connected without server information".into()));
+                let r =
+                    self.info.clone().ok_or_else(|| TnError::Protocol("connected without server information".into()));
                 let _ = reply.send(r);
             }
             Command::Subscribe { name, local_id, events, timeout, reply } => {

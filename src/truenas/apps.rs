@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::client::{Client, JobOptions, Subscription};
-use super::types::{JobOutcome, ServerInfo};
 use super::error::TnError;
+use super::types::{JobOutcome, ServerInfo};
 
 /// The app states TrueNAS reports (`STOPPING` only appears in events; anything newer is kept verbatim).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -153,9 +153,7 @@ impl Client {
         self.send(cmd)?;
         match rx.recv_timeout(self.patience(work)) {
             Ok(r) => r,
-            Err(RecvTimeoutError::Timeout) => {
-                Err(TnError::Timeout { phase: TimeoutPhase::Call, after: work })
-            }
+            Err(RecvTimeoutError::Timeout) => Err(TnError::Timeout { phase: TimeoutPhase::Call, after: work }),
             Err(RecvTimeoutError::Disconnected) => Err(actor_gone()),
         }
     }

@@ -70,7 +70,15 @@ pub struct JobTable {
 
 impl JobTable {
     /// A job the caller `token` asked for; its start request is about to be queued.
-    pub fn add(&mut self, token: u64, method: String, params: Value, reply: Sender<JobMsg>, now: Instant, timeout: Duration) {
+    pub fn add(
+        &mut self,
+        token: u64,
+        method: String,
+        params: Value,
+        reply: Sender<JobMsg>,
+        now: Instant,
+        timeout: Duration,
+    ) {
         let waiter = JobWaiter {
             method,
             params,

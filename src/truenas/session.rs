@@ -13,7 +13,7 @@ use super::codec::{self, Incoming};
 use super::error::{AuthFailure, ConnectStep, TimeoutPhase, TnError};
 use super::transport::{self, Connector, Dial, OpenError, Socket};
 use super::types::{ClientSettings, ServerInfo, WireProtocol};
-use super::wire::{lost, log_out, Conn, ReadOutcome};
+use super::wire::{log_out, lost, Conn, ReadOutcome};
 use crate::config::ApiMode;
 
 /// Largest request before login (the server closes the socket on more).

@@ -81,7 +81,8 @@ fn next_calls_work(sim: &Simulator, c: &Client, app: &str) {
     let apps = c.call("app.query", json!([])).unwrap_or_else(|e| panic!("the next read failed: {e}"));
     assert!(apps.is_array(), "{apps}");
     let before = count_calls(sim, "app.create");
-    c.call_job("app.create", create_params(app), JobOptions::default()).result
+    c.call_job("app.create", create_params(app), JobOptions::default())
+        .result
         .unwrap_or_else(|e| panic!("the next change failed: {e}"));
     assert_eq!(count_calls(sim, "app.create"), before + 1, "the next change was sent once");
     assert_eq!(apps_named(sim, app), 1);
@@ -129,7 +130,8 @@ fn drop_before_a_job_reconnects_and_sends_the_change_once() {
     let logins = count_calls(&sim, "auth.login_ex");
     thread::sleep(Duration::from_millis(1500)); // the simulator closes the idle socket without a close frame
     let c2 = c.clone();
-    let (r, _) = bounded(HANG, move || c2.call_job("app.create", create_params("before"), JobOptions::default()).result);
+    let (r, _) =
+        bounded(HANG, move || c2.call_job("app.create", create_params("before"), JobOptions::default()).result);
     r.unwrap_or_else(|e| panic!("a change after an idle drop must go through: {e}"));
     assert_eq!(count_calls(&sim, "app.create"), 1);
     assert_eq!(apps_named(&sim, "before"), 1);
@@ -146,7 +148,8 @@ fn drop_as_a_change_is_sent_reports_outcome_unknown_and_never_resends() {
     c.call("app.query", json!([])).unwrap();
     sim.faults().drop_after_frames(1);
     let c2 = c.clone();
-    let (r, _) = bounded(HANG, move || c2.call_job("app.create", create_params("dropped"), JobOptions::default()).result);
+    let (r, _) =
+        bounded(HANG, move || c2.call_job("app.create", create_params("dropped"), JobOptions::default()).result);
     let err = r.expect_err("a dropped change cannot succeed");
     let (unknown, _) = as_lost_connection(&err);
     assert!(unknown, "a change in flight has an unknown outcome: {err}");
@@ -186,7 +189,8 @@ fn drop_during_a_job_follows_the_job_after_reconnecting() {
     c.call("app.query", json!([])).unwrap();
     sim.faults().drop_mid_job();
     let c2 = c.clone();
-    let (r, _) = bounded(HANG, move || c2.call_job("app.create", create_params("during"), JobOptions::default()).result);
+    let (r, _) =
+        bounded(HANG, move || c2.call_job("app.create", create_params("during"), JobOptions::default()).result);
     r.unwrap_or_else(|e| panic!("the job survived the drop, so its result is known: {e}"));
     assert_eq!(count_calls(&sim, "app.create"), 1, "never re-sent");
     assert!(count_calls(&sim, "core.get_jobs") >= 1, "the job was looked up after reconnecting");
@@ -301,7 +305,8 @@ fn oversized_request_is_refused_locally() {
             "app.create",
             json!([{"app_name": "huge", "custom_app": true, "custom_compose_config_string": "x".repeat(70_000)}]),
             JobOptions::default(),
-        ).result
+        )
+        .result
         .expect_err("too large");
     assert!(err.to_string().contains("exceeds"), "{err}");
     assert_eq!(sim.frames_received(), frames);
@@ -523,7 +528,8 @@ fn expired_session_logs_in_again_exactly_once() {
     }
     assert_eq!(count_calls(&sim, "auth.login_ex"), logins + 1, "exactly one re-login for eight refused calls");
     sim.faults().expire_sessions();
-    c.call_job("app.create", create_params("expired"), JobOptions::default()).result
+    c.call_job("app.create", create_params("expired"), JobOptions::default())
+        .result
         .unwrap_or_else(|e| panic!("a refused change is safe to send again: {e}"));
     assert_eq!(count_calls(&sim, "auth.login_ex"), logins + 2);
     assert_eq!(apps_named(&sim, "expired"), 1, "created exactly once");
@@ -892,7 +898,8 @@ fn drops_expiry_and_restart_on_every_release() {
 
         sim.faults().drop_mid_job();
         let c2 = c.clone();
-        let (r, _) = bounded(HANG, move || c2.call_job("app.create", create_params("survivor"), JobOptions::default()).result);
+        let (r, _) =
+            bounded(HANG, move || c2.call_job("app.create", create_params("survivor"), JobOptions::default()).result);
         r.unwrap_or_else(|e| panic!("{version:?}: the job survived the drop: {e}"));
         assert_eq!(count_calls(&sim, "app.create"), 1, "{version:?}");
 
