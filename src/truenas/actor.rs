@@ -10,6 +10,9 @@
 //! Time comes from the settings' clock. A connect back-off is a "not before" time, never a sleep: commands that
 //! need a connection wait for it in `deferred` while aborts and unsubscribes are still served at once.
 //!
+//! Longer than most files (~840 lines) on purpose: intake, deadlines, re-login and dispatch all work on the same
+//! request tables (`queue`, `in_flight`, `abandoned`), and splitting them would hand those tables around.
+//!
 //! Waiting strategy (idle CPU ≈ 0 without an async runtime): with nothing outstanding the actor blocks on the
 //! command channel (waking only for keepalive or the end of a back-off); with requests outstanding it blocks on the
 //! socket with a short read timeout ([`BUSY_TICK`]) and checks the channel between reads.
