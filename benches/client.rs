@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use truenas_mcp::config::{Config, Secret};
 use truenas_mcp::sim::{SimOptions, SimServer, Simulator};
-use truenas_mcp::truenas::{Client, ClientSettings, ConnectTarget};
+use truenas_mcp::truenas::{Client, ClientSettings};
 use tungstenite::{Message, WebSocket};
 
 fn serve() -> (Simulator, SimServer) {
@@ -26,7 +26,7 @@ fn client_for(server: &SimServer, keepalive: Duration) -> Client {
     c.url = Some(format!("ws://{}", server.addr));
     c.username = "mcp-service".into();
     c.password = Some(Secret::new("mock-password"));
-    Client::new(ClientSettings { config: c, keepalive }, ConnectTarget::Network)
+    Client::network(ClientSettings { keepalive, ..ClientSettings::new(c) })
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -162,10 +162,7 @@ fn bench_client(server: &SimServer) -> truenas_mcp::truenas::Client {
     config.port = server.addr.port();
     config.protocol = truenas_mcp::config::Protocol::Ws;
     config.password = Some(truenas_mcp::config::Secret::new(PASSWORD));
-    truenas_mcp::truenas::Client::new(
-        truenas_mcp::truenas::ClientSettings::new(config),
-        truenas_mcp::truenas::ConnectTarget::Network,
-    )
+    truenas_mcp::truenas::Client::network(truenas_mcp::truenas::ClientSettings::new(config))
 }
 
 /// A `kB` field of /proc/<pid>/status (VmRSS, VmHWM, …).

@@ -63,6 +63,12 @@ pub use faults::Faults;
 pub use front::SimServer;
 pub use memory::{MemStream, MemWaker};
 
+use crate::config::{Config, Secret};
+use crate::truenas::{Client, ClientSettings, Connector, Dial, Stream, TnError};
+
+/// Where the simulator is reached in mock mode (never resolved: the bytes go through an in-memory pipe).
+pub const MOCK_HOST: &str = "mock.truenas.invalid";
+
 /// Which TrueNAS release to imitate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SimVersion {
@@ -296,6 +302,42 @@ fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result
     let identity = native_tls::Identity::from_pkcs8(&cert_pem, &key_pem)
         .context("TLS certificate/key not usable (the key must be PKCS#8 PEM: `openssl pkcs8 -topk8 -nocrypt`)")?;
     native_tls::TlsAcceptor::new(identity).context("cannot build the TLS acceptor")
+}
+
+/// The client's connector for mock mode: every connection is a fresh in-memory pipe to this simulator, so the
+/// client's real actor, codec and WebSocket framing run unchanged.
+pub struct MemoryConnector(pub Arc<Simulator>);
+
+impl Connector for MemoryConnector {
+    fn url(&self, _config: &Config, path: &str) -> Result<String, TnError> {
+        Ok(format!("ws://{MOCK_HOST}{path}"))
+    }
+
+    fn open(&self, _dial: &Dial) -> Result<Stream, TnError> {
+        Ok(Stream::Other(Box::new(self.0.connect_in_memory())))
+    }
+}
+
+/// The client `config` asks for: in mock mode one wired to a fresh embedded simulator, otherwise the network one.
+pub fn client_for(config: &Config) -> Client {
+    if config.mock {
+        mock_client(ClientSettings::new(config.clone())).0
+    } else {
+        Client::network(ClientSettings::new(config.clone()))
+    }
+}
+
+/// A client on an embedded simulator seeded with example apps, whose only user is the configured one (with the
+/// configured password, or "mock-password").
+pub fn mock_client(mut settings: ClientSettings) -> (Client, Arc<Simulator>) {
+    let password = settings.config.password.clone().unwrap_or_else(|| Secret::new("mock-password"));
+    let sim = Arc::new(Simulator::new(SimOptions {
+        users: vec![(settings.config.username.clone(), password.expose().to_string())],
+        seed_example_apps: true,
+        ..Default::default()
+    }));
+    settings.config.password = Some(password);
+    (Client::new(settings, Arc::new(MemoryConnector(Arc::clone(&sim)))), sim)
 }
 
 /// `truenas-mcp simulate --listen 127.0.0.1:PORT [--tls-cert F --tls-key F] [--version 24.10|25.04|25.10]

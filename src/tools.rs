@@ -111,7 +111,7 @@ impl Tools {
 
     /// The client, built on first use (no I/O until a call needs the NAS).
     pub fn client(&self) -> &Client {
-        self.client.get_or_init(|| Client::from_config(&self.config))
+        self.client.get_or_init(|| crate::sim::client_for(&self.config))
     }
 
     /// Whether a NAS (or the mock) is configured at all; without one only `validate_compose` can work offline.

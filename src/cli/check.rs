@@ -231,7 +231,7 @@ fn diagnose(config: &Config) -> Report {
         }
     }
 
-    let client = Client::from_config(config);
+    let client = crate::sim::client_for(config);
     let started = Instant::now();
     let info = match client.server_info() {
         Ok(i) => i,

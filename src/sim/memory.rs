@@ -191,6 +191,17 @@ impl MemStream {
     }
 }
 
+/// The client's connector hands this end to the actor in mock mode.
+impl crate::truenas::ByteStream for MemStream {
+    fn set_read_timeout(&mut self, read: Option<Duration>) -> io::Result<()> {
+        MemStream::set_read_timeout(self, read)
+    }
+
+    fn set_write_timeout(&mut self, write: Option<Duration>) -> io::Result<()> {
+        MemStream::set_write_timeout(self, write)
+    }
+}
+
 fn check_timeout(timeout: Option<Duration>) -> io::Result<()> {
     if timeout == Some(Duration::ZERO) {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot set a 0 duration timeout"));

@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::client::{Client, JobOptions, ServerInfo, Subscription};
+use super::client::{Client, JobOptions, Subscription};
 use super::error::TnError;
+use super::types::{JobOutcome, ServerInfo};
 
 /// The app states TrueNAS reports (`STOPPING` only appears in events; anything newer is kept verbatim).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -323,8 +324,8 @@ impl Apps {
         parse(self.client.call("app.outdated_docker_images", json!([app_name]))?)
     }
 
-    /// Run a job and wait for its result (progress and cancellation through `opts`).
-    pub fn run(&self, job: &AppJob, opts: JobOptions) -> Result<Value, TnError> {
+    /// Run a job and wait for its result (progress and cancellation through `opts`), with its job id.
+    pub fn run(&self, job: &AppJob, opts: JobOptions) -> JobOutcome {
         self.client.call_job(job.method, job.params.clone(), opts)
     }
 

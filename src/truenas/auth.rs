@@ -6,8 +6,8 @@
 
 use serde_json::{json, Value};
 
-use super::client::WireProtocol;
 use super::error::{AuthFailure, TnError};
+use super::types::WireProtocol;
 use crate::config::Config;
 
 /// The configured credential kind, as reported in `ServerInfo::auth_method`.

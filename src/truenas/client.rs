@@ -2,51 +2,18 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, select, unbounded, Receiver, RecvTimeoutError, Sender};
 use serde_json::{json, Value};
 
-use super::actor::{Actor, Command, JobMsg};
-use super::error::TnError;
+use super::actor::{Actor, Command};
+use super::error::{TimeoutPhase, TnError};
+use super::jobtable::JobMsg;
 use super::subscriptions::SUBSCRIBER_BUFFER;
-use crate::config::{Config, Secret};
-use crate::mcp::tool::CancelToken;
-use crate::sim::{SimOptions, Simulator};
-
-/// Which wire protocol a connection speaks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WireProtocol {
-    /// JSON-RPC 2.0 at `/api/current` (25.04+).
-    JsonRpc,
-    /// Legacy DDP at `/websocket` (24.10).
-    Legacy,
-}
-
-/// What the client learned while connecting and logging in.
-#[derive(Clone, Debug)]
-pub struct ServerInfo {
-    /// e.g. "25.04.2" (from `system.info`'s version, brand prefix stripped).
-    pub version: String,
-    /// (major, minor), e.g. (25, 4); tools adapt params to it.
-    pub version_tuple: (u32, u32),
-    /// Full URL including path, e.g. "wss://nas.local:443/api/current".
-    pub endpoint: String,
-    pub protocol: WireProtocol,
-    /// "password" or "api_key".
-    pub auth_method: String,
-    pub username: Option<String>,
-    /// Round trip of a `core.ping`-like call, measured at connect.
-    pub round_trip: Duration,
-}
-
-/// Job progress as TrueNAS reports it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct JobProgress {
-    pub job_id: i64,
-    pub percent: f64,
-    pub description: Option<String>,
-}
+use super::transport::{Connector, TcpConnector};
+use super::types::{ClientSettings, JobOutcome, JobProgress, ServerInfo, SubEvent};
+use crate::cancel::CancelToken;
 
 /// Options for [`Client::call_job`].
 #[derive(Default)]
@@ -58,30 +25,6 @@ pub struct JobOptions {
     pub cancel: Option<CancelToken>,
 }
 
-/// How the actor reaches the middleware.
-#[derive(Clone)]
-pub enum ConnectTarget {
-    /// A real NAS (or the simulator) over TCP, with TLS for wss.
-    Network,
-    /// Mock mode: an in-memory byte pipe to an embedded simulator (real actor, codec and WebSocket framing).
-    InMemory(Arc<crate::sim::Simulator>),
-}
-
-/// Everything the client needs from the configuration.
-#[derive(Clone, Debug)]
-pub struct ClientSettings {
-    pub config: Config,
-    /// WebSocket ping interval (default 25 s).
-    pub keepalive: Duration,
-}
-
-impl ClientSettings {
-    /// Settings with the default keepalive (25 s, under nginx's 60 s idle timeout).
-    pub fn new(config: Config) -> ClientSettings {
-        ClientSettings { config, keepalive: Duration::from_secs(25) }
-    }
-}
-
 /// A cheap cloneable handle to the connection actor. Connection is lazy: no I/O until the first call.
 #[derive(Clone)]
 pub struct Client {
@@ -90,29 +33,10 @@ pub struct Client {
 
 struct Inner {
     settings: ClientSettings,
-    target: ConnectTarget,
+    connector: Arc<dyn Connector>,
     /// The actor's command channel; the actor thread starts on first use (and again if it ever died).
     commands: Mutex<Option<Sender<Command>>>,
     next_token: AtomicU64,
-}
-
-/// One event of a subscription.
-#[derive(Clone, Debug)]
-pub enum SubEvent {
-    Added {
-        id: Option<Value>,
-        fields: Value,
-    },
-    Changed {
-        id: Option<Value>,
-        fields: Value,
-    },
-    Removed {
-        id: Option<Value>,
-    },
-    /// The server ended the subscription (`notify_unsubscribed` / `nosub`), with its error if any, or the
-    /// connection was lost. No more events follow.
-    Ended(Option<TnError>),
 }
 
 /// A live subscription; dropping it unsubscribes.
@@ -163,40 +87,22 @@ impl Drop for Subscription {
 }
 
 impl Client {
-    /// A client for `config`: mock mode gets an embedded simulator seeded with example apps.
-    pub fn from_config(config: &Config) -> Client {
-        if config.mock {
-            let password = config.password.clone().unwrap_or_else(|| Secret::new("mock-password"));
-            let sim = Simulator::new(SimOptions {
-                users: vec![(config.username.clone(), password.expose().to_string())],
-                seed_example_apps: true,
-                ..Default::default()
-            });
-            let mut config = config.clone();
-            config.password = Some(password);
-            return Client::new(ClientSettings::new(config), ConnectTarget::InMemory(Arc::new(sim)));
-        }
-        Client::new(ClientSettings::new(config.clone()), ConnectTarget::Network)
+    /// A client that reaches the NAS the configuration names over the network (DNS, TCP, TLS). Mock mode plugs
+    /// the simulator in through [`Client::new`] instead (`sim::client_for`).
+    pub fn network(settings: ClientSettings) -> Client {
+        Client::new(settings, Arc::new(TcpConnector))
     }
 
-    /// A client with an explicit target (tests).
-    pub fn new(settings: ClientSettings, target: ConnectTarget) -> Client {
+    /// A client that opens its connections through `connector`.
+    pub fn new(settings: ClientSettings, connector: Arc<dyn Connector>) -> Client {
         Client {
-            inner: Arc::new(Inner { settings, target, commands: Mutex::new(None), next_token: AtomicU64::new(1) }),
+            inner: Arc::new(Inner { settings, connector, commands: Mutex::new(None), next_token: AtomicU64::new(1) }),
         }
     }
 
     /// The settings this client was built with.
     pub fn settings(&self) -> &ClientSettings {
         &self.inner.settings
-    }
-
-    /// The embedded simulator in mock mode.
-    pub fn simulator(&self) -> Option<&Arc<Simulator>> {
-        match &self.inner.target {
-            ConnectTarget::InMemory(sim) => Some(sim),
-            ConnectTarget::Network => None,
-        }
     }
 
     /// The actor's command channel, starting the actor on first use.
@@ -207,7 +113,7 @@ impl Client {
 
     fn spawn_actor(&self) -> Sender<Command> {
         let (tx, rx) = unbounded();
-        let actor = Actor::new(self.inner.settings.clone(), self.inner.target.clone(), rx);
+        let actor = Actor::new(self.inner.settings.clone(), Arc::clone(&self.inner.connector), rx);
         std::thread::Builder::new()
             .name("truenas-actor".into())
             .spawn(move || {
@@ -247,9 +153,7 @@ impl Client {
         self.send(cmd)?;
         match rx.recv_timeout(self.patience(work)) {
             Ok(r) => r,
-            Err(RecvTimeoutError::Timeout) => {
-                Err(TnError::Timeout { phase: super::error::TimeoutPhase::Call, after: work })
-            }
+            Err(RecvTimeoutError::Timeout) => Err(TnError::Timeout { phase: TimeoutPhase::Call, after: work }),
             Err(RecvTimeoutError::Disconnected) => Err(actor_gone()),
         }
     }
@@ -277,13 +181,15 @@ impl Client {
         self.call_with(method, params, true)
     }
 
-    /// Call a job method and wait for its final result, streaming progress.
-    pub fn call_job(&self, method: &str, params: Value, opts: JobOptions) -> Result<Value, TnError> {
+    /// Call a job method and wait for its final result, streaming progress. The outcome names the job id whenever
+    /// the server assigned one, however the job ended.
+    pub fn call_job(&self, method: &str, params: Value, opts: JobOptions) -> JobOutcome {
         let config = &self.inner.settings.config;
         let timeout = opts.timeout.unwrap_or(config.job_timeout);
         let token = self.inner.next_token.fetch_add(1, Ordering::Relaxed);
+        let failed = |job_id, e| JobOutcome { job_id, result: Err(e) };
         if opts.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
-            return Err(TnError::Cancelled { job_id: None });
+            return failed(None, TnError::Cancelled { job_id: None });
         }
         let (reply, rx) = unbounded();
         let cmd = Command::Job {
@@ -294,29 +200,36 @@ impl Client {
             timeout,
             reply,
         };
-        self.send(cmd)?;
-        let give_up = Instant::now() + self.patience(timeout);
-        let mut abort_sent = false;
+        if let Err(e) = self.send(cmd) {
+            return failed(None, e);
+        }
+        let give_up = crossbeam_channel::after(self.patience(timeout));
+        // Until cancelled, wait on the token too; afterwards only on the actor (which finishes the abort).
+        let never = crossbeam_channel::never();
+        let mut cancel = opts.cancel.as_ref().map(CancelToken::receiver);
+        let mut job_id = None;
         loop {
-            // Wake now and then to notice a cancellation.
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(JobMsg::Started(id)) => log::debug!("{method} started as job {id}"),
-                Ok(JobMsg::Progress(p)) => {
-                    if let Some(cb) = &opts.progress {
-                        cb(p);
+            select! {
+                recv(rx) -> msg => match msg {
+                    Ok(JobMsg::Started(id)) => {
+                        log::debug!("{method} started as job {id}");
+                        job_id = Some(id);
+                    }
+                    Ok(JobMsg::Progress(p)) => {
+                        if let Some(cb) = &opts.progress {
+                            cb(p);
+                        }
+                    }
+                    Ok(JobMsg::Done(outcome)) => return outcome,
+                    Err(_) => return failed(job_id, actor_gone()),
+                },
+                recv(cancel.unwrap_or(&never)) -> _ => {
+                    cancel = None;
+                    if let Err(e) = self.send(Command::AbortJob { token }) {
+                        return failed(job_id, e);
                     }
                 }
-                Ok(JobMsg::Done(result)) => return result,
-                Err(RecvTimeoutError::Timeout) => {
-                    if !abort_sent && opts.cancel.as_ref().is_some_and(CancelToken::is_cancelled) {
-                        abort_sent = true;
-                        self.send(Command::AbortJob { token })?;
-                    }
-                    if Instant::now() > give_up {
-                        return Err(TnError::Timeout { phase: super::error::TimeoutPhase::Job, after: timeout });
-                    }
-                }
-                Err(RecvTimeoutError::Disconnected) => return Err(actor_gone()),
+                recv(give_up) -> _ => return failed(job_id, TnError::Timeout { phase: TimeoutPhase::Job, after: timeout }),
             }
         }
     }

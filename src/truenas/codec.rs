@@ -9,9 +9,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
-use super::client::WireProtocol;
 use super::ejson;
 use super::error::WireError;
+use super::types::WireProtocol;
 
 /// What a collection event did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

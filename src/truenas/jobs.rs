@@ -3,8 +3,8 @@
 
 use serde_json::Value;
 
-use super::client::JobProgress;
 use super::error::{validation_items, TnError, ENOENT};
+use super::types::JobProgress;
 
 /// Where a job stands.
 #[derive(Debug)]

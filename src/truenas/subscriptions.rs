@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use crossbeam_channel::{Sender, TrySendError};
 
-use super::client::SubEvent;
 use super::error::TnError;
+use super::types::SubEvent;
 
 /// How many undelivered events a slow subscriber may have before we drop events for it.
 pub const SUBSCRIBER_BUFFER: usize = 4096;

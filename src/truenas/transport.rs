@@ -67,11 +67,18 @@ impl Endpoint {
     }
 }
 
+/// A byte stream a [`Connector`] may hand over instead of a socket (the simulator's in-memory pipe in mock mode):
+/// read and write timeouts behave as a `TcpStream`'s (`WouldBlock`/`TimedOut` when they pass).
+pub trait ByteStream: Read + Write + Send {
+    fn set_read_timeout(&mut self, read: Option<Duration>) -> io::Result<()>;
+    fn set_write_timeout(&mut self, write: Option<Duration>) -> io::Result<()>;
+}
+
 /// The byte stream under the WebSocket.
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<native_tls::TlsStream<TcpStream>>),
-    Memory(crate::sim::MemStream),
+    Other(Box<dyn ByteStream>),
 }
 
 impl Stream {
@@ -85,7 +92,7 @@ impl Stream {
                 s.get_ref().set_read_timeout(read)?;
                 s.get_ref().set_write_timeout(write)
             }
-            Stream::Memory(s) => {
+            Stream::Other(s) => {
                 s.set_read_timeout(read)?;
                 s.set_write_timeout(write)
             }
@@ -96,7 +103,7 @@ impl Stream {
         match self {
             Stream::Plain(s) => s.set_read_timeout(read),
             Stream::Tls(s) => s.get_ref().set_read_timeout(read),
-            Stream::Memory(s) => s.set_read_timeout(read),
+            Stream::Other(s) => s.set_read_timeout(read),
         }
     }
 }
@@ -106,7 +113,7 @@ impl Read for Stream {
         match self {
             Stream::Plain(s) => s.read(buf),
             Stream::Tls(s) => s.read(buf),
-            Stream::Memory(s) => s.read(buf),
+            Stream::Other(s) => s.read(buf),
         }
     }
 }
@@ -116,15 +123,57 @@ impl Write for Stream {
         match self {
             Stream::Plain(s) => s.write(buf),
             Stream::Tls(s) => s.write(buf),
-            Stream::Memory(s) => s.write(buf),
+            Stream::Other(s) => s.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             Stream::Plain(s) => s.flush(),
             Stream::Tls(s) => s.flush(),
-            Stream::Memory(s) => s.flush(),
+            Stream::Other(s) => s.flush(),
         }
+    }
+}
+
+/// What the actor asks a [`Connector`] for: a byte stream to the middleware, the WebSocket handshake is the
+/// actor's (so every connector gets the same framing, codec and login).
+pub struct Dial<'a> {
+    pub config: &'a Config,
+    /// Where the connect budget ends (real time: it bounds blocking socket calls).
+    pub deadline: Instant,
+    /// Vets each peer address before anything is sent (the API-key transport rule).
+    pub may_connect: &'a dyn Fn(IpAddr, bool) -> Result<(), TnError>,
+}
+
+/// The seam between the client and the network (as in ureq): the actor opens every connection through one.
+/// [`TcpConnector`] reaches a real NAS; mock mode plugs in the simulator's in-memory pipe from outside.
+pub trait Connector: Send + Sync {
+    /// The WebSocket URL of `path` (no I/O); errors when the configuration names no usable address.
+    fn url(&self, config: &Config, path: &str) -> Result<String, TnError>;
+
+    /// A fresh byte stream to the middleware, opened within `dial.deadline`.
+    fn open(&self, dial: &Dial) -> Result<Stream, TnError>;
+}
+
+/// DNS, TCP and TLS to the address the configuration names.
+#[derive(Debug, Default)]
+pub struct TcpConnector;
+
+impl TcpConnector {
+    fn endpoint(config: &Config) -> Result<Endpoint, TnError> {
+        Endpoint::parse(&config.base_url().map_err(|e| TnError::NotConfigured(e.to_string()))?)
+    }
+}
+
+impl Connector for TcpConnector {
+    fn url(&self, config: &Config, path: &str) -> Result<String, TnError> {
+        Ok(TcpConnector::endpoint(config)?.url(path))
+    }
+
+    fn open(&self, dial: &Dial) -> Result<Stream, TnError> {
+        let endpoint = TcpConnector::endpoint(dial.config)?;
+        let may_connect = |peer: IpAddr| (dial.may_connect)(peer, endpoint.secure);
+        Ok(open_stream(&endpoint, dial.config, dial.deadline, &may_connect)?.0)
     }
 }
 
@@ -385,11 +434,6 @@ pub fn upgrade_refused(url: &str, status: u16, location: Option<&str>) -> TnErro
         None => format!("{url} answered HTTP {status}"),
     };
     TnError::Connect { step: ConnectStep::Upgrade, detail, fix }
-}
-
-/// The client end of an in-memory connection to the embedded simulator (mock mode).
-pub fn memory_stream(sim: &crate::sim::Simulator) -> Result<Stream, TnError> {
-    Ok(Stream::Memory(sim.connect_in_memory()))
 }
 
 /// Whether an API key may be sent to `peer` over this transport: TrueNAS 25.04+ revokes keys used over plain

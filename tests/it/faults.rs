@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use truenas_mcp::config::{Config, Protocol};
 use truenas_mcp::sim::{RateLimit, SimOptions, SimServer, SimVersion, Simulator};
 use truenas_mcp::truenas::error::{AuthFailure, TimeoutPhase};
-use truenas_mcp::truenas::{Client, ClientSettings, ConnectTarget, JobOptions, TnError};
+use truenas_mcp::truenas::{Client, ClientSettings, JobOptions, TnError};
 
 use crate::support::McpPeer;
 
@@ -53,7 +53,7 @@ pub fn config_for(addr: SocketAddr) -> Config {
 }
 
 fn client_with(config: Config, keepalive: Duration) -> Client {
-    Client::new(ClientSettings { config, keepalive }, ConnectTarget::Network)
+    Client::network(ClientSettings { keepalive, ..ClientSettings::new(config) })
 }
 
 fn client(server: &SimServer) -> Client {
@@ -82,6 +82,7 @@ fn next_calls_work(sim: &Simulator, c: &Client, app: &str) {
     assert!(apps.is_array(), "{apps}");
     let before = count_calls(sim, "app.create");
     c.call_job("app.create", create_params(app), JobOptions::default())
+        .result
         .unwrap_or_else(|e| panic!("the next change failed: {e}"));
     assert_eq!(count_calls(sim, "app.create"), before + 1, "the next change was sent once");
     assert_eq!(apps_named(sim, app), 1);
@@ -129,7 +130,8 @@ fn drop_before_a_job_reconnects_and_sends_the_change_once() {
     let logins = count_calls(&sim, "auth.login_ex");
     thread::sleep(Duration::from_millis(1500)); // the simulator closes the idle socket without a close frame
     let c2 = c.clone();
-    let (r, _) = bounded(HANG, move || c2.call_job("app.create", create_params("before"), JobOptions::default()));
+    let (r, _) =
+        bounded(HANG, move || c2.call_job("app.create", create_params("before"), JobOptions::default()).result);
     r.unwrap_or_else(|e| panic!("a change after an idle drop must go through: {e}"));
     assert_eq!(count_calls(&sim, "app.create"), 1);
     assert_eq!(apps_named(&sim, "before"), 1);
@@ -146,7 +148,8 @@ fn drop_as_a_change_is_sent_reports_outcome_unknown_and_never_resends() {
     c.call("app.query", json!([])).unwrap();
     sim.faults().drop_after_frames(1);
     let c2 = c.clone();
-    let (r, _) = bounded(HANG, move || c2.call_job("app.create", create_params("dropped"), JobOptions::default()));
+    let (r, _) =
+        bounded(HANG, move || c2.call_job("app.create", create_params("dropped"), JobOptions::default()).result);
     let err = r.expect_err("a dropped change cannot succeed");
     let (unknown, _) = as_lost_connection(&err);
     assert!(unknown, "a change in flight has an unknown outcome: {err}");
@@ -186,7 +189,8 @@ fn drop_during_a_job_follows_the_job_after_reconnecting() {
     c.call("app.query", json!([])).unwrap();
     sim.faults().drop_mid_job();
     let c2 = c.clone();
-    let (r, _) = bounded(HANG, move || c2.call_job("app.create", create_params("during"), JobOptions::default()));
+    let (r, _) =
+        bounded(HANG, move || c2.call_job("app.create", create_params("during"), JobOptions::default()).result);
     r.unwrap_or_else(|e| panic!("the job survived the drop, so its result is known: {e}"));
     assert_eq!(count_calls(&sim, "app.create"), 1, "never re-sent");
     assert!(count_calls(&sim, "core.get_jobs") >= 1, "the job was looked up after reconnecting");
@@ -200,7 +204,7 @@ fn drop_during_a_job_follows_the_job_after_reconnecting() {
 fn drop_after_a_job_the_next_call_reconnects() {
     let (sim, server) = start_sim(|_| {});
     let c = client(&server);
-    c.call_job("app.create", create_params("after"), JobOptions::default()).unwrap();
+    c.call_job("app.create", create_params("after"), JobOptions::default()).result.unwrap();
     sim.restart(); // drops every connection; apps are kept
                    // The first read may go out on the dying socket before the drop is noticed: then it fails as a plain, retryable
                    // lost connection (reads are not replayed automatically); it never hangs and never claims a change.
@@ -302,6 +306,7 @@ fn oversized_request_is_refused_locally() {
             json!([{"app_name": "huge", "custom_app": true, "custom_compose_config_string": "x".repeat(70_000)}]),
             JobOptions::default(),
         )
+        .result
         .expect_err("too large");
     assert!(err.to_string().contains("exceeds"), "{err}");
     assert_eq!(sim.frames_received(), frames);
@@ -489,7 +494,7 @@ fn never_finishing_job_hits_the_job_deadline() {
     let c2 = c.clone();
     let (r, took) = bounded(HANG, move || {
         let opts = JobOptions { timeout: Some(Duration::from_secs(1)), ..Default::default() };
-        c2.call_job("app.create", create_params("stuck"), opts)
+        c2.call_job("app.create", create_params("stuck"), opts).result
     });
     match r {
         Err(e @ TnError::Timeout { phase: TimeoutPhase::Job, .. }) => {
@@ -524,6 +529,7 @@ fn expired_session_logs_in_again_exactly_once() {
     assert_eq!(count_calls(&sim, "auth.login_ex"), logins + 1, "exactly one re-login for eight refused calls");
     sim.faults().expire_sessions();
     c.call_job("app.create", create_params("expired"), JobOptions::default())
+        .result
         .unwrap_or_else(|e| panic!("a refused change is safe to send again: {e}"));
     assert_eq!(count_calls(&sim, "auth.login_ex"), logins + 2);
     assert_eq!(apps_named(&sim, "expired"), 1, "created exactly once");
@@ -636,7 +642,7 @@ fn parked_create(app: &str) -> (Simulator, SimServer, Client, thread::JoinHandle
     sim.faults().set_never_finish_jobs(true);
     let c2 = c.clone();
     let params = create_params(app);
-    let job = thread::spawn(move || c2.call_job("app.create", params, JobOptions::default()));
+    let job = thread::spawn(move || c2.call_job("app.create", params, JobOptions::default()).result);
     wait_until("the job never started", || sim.jobs().iter().any(|j| j["method"] == "app.create"));
     let id = sim.jobs().iter().find(|j| j["method"] == "app.create").and_then(|j| j["id"].as_i64()).unwrap();
     (sim, server, c, job, id)
@@ -892,7 +898,8 @@ fn drops_expiry_and_restart_on_every_release() {
 
         sim.faults().drop_mid_job();
         let c2 = c.clone();
-        let (r, _) = bounded(HANG, move || c2.call_job("app.create", create_params("survivor"), JobOptions::default()));
+        let (r, _) =
+            bounded(HANG, move || c2.call_job("app.create", create_params("survivor"), JobOptions::default()).result);
         r.unwrap_or_else(|e| panic!("{version:?}: the job survived the drop: {e}"));
         assert_eq!(count_calls(&sim, "app.create"), 1, "{version:?}");
 
@@ -904,7 +911,7 @@ fn drops_expiry_and_restart_on_every_release() {
 
         sim.faults().set_never_finish_jobs(true);
         let c2 = c.clone();
-        let job = thread::spawn(move || c2.call_job("app.create", create_params("lost"), JobOptions::default()));
+        let job = thread::spawn(move || c2.call_job("app.create", create_params("lost"), JobOptions::default()).result);
         wait_until(&format!("{version:?}: the job never started"), || {
             sim.jobs().iter().any(|j| j["method"] == "app.create" && j["state"] == "RUNNING")
         });
@@ -971,7 +978,7 @@ fn cancel_after_a_drop_aborts_the_surviving_job() {
     let (c2, cancel2) = (c.clone(), cancel.clone());
     let job = thread::spawn(move || {
         let opts = JobOptions { cancel: Some(cancel2), ..Default::default() };
-        c2.call_job("app.create", create_params("cancelled"), opts)
+        c2.call_job("app.create", create_params("cancelled"), opts).result
     });
     wait_until("the job never reached 50 %", || {
         sim.jobs().iter().any(|j| j["method"] == "app.create" && j["progress"]["percent"].as_f64() >= Some(50.0))
@@ -1001,7 +1008,7 @@ fn many_jobs_survive_one_drop() {
         .iter()
         .map(|n| {
             let (c, n) = (c.clone(), n.clone());
-            thread::spawn(move || c.call_job("app.create", create_params(&n), JobOptions::default()))
+            thread::spawn(move || c.call_job("app.create", create_params(&n), JobOptions::default()).result)
         })
         .collect();
     wait_until("the jobs never started", || {
@@ -1031,7 +1038,7 @@ fn job_that_ends_while_the_session_is_renewed_is_not_missed() {
     let c2 = c.clone();
     let job = thread::spawn(move || {
         let opts = JobOptions { timeout: Some(Duration::from_secs(30)), ..Default::default() };
-        c2.call_job("app.create", create_params("renewed"), opts)
+        c2.call_job("app.create", create_params("renewed"), opts).result
     });
     wait_until("the job never reached 50 %", || {
         sim.jobs().iter().any(|j| j["method"] == "app.create" && j["progress"]["percent"].as_f64() >= Some(50.0))

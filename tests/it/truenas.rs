@@ -9,11 +9,14 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use truenas_mcp::clock::ManualClock;
 use truenas_mcp::config::{ApiMode, Config, Secret};
 use truenas_mcp::mcp::tool::CancelToken;
 use truenas_mcp::sim::{RateLimit, SimApiKey, SimOptions, SimServer, SimVersion, Simulator};
 use truenas_mcp::truenas::error::{AuthFailure, ConnectStep, TimeoutPhase};
-use truenas_mcp::truenas::{Client, ClientSettings, ConnectTarget, JobOptions, SubEvent, TnError, WireProtocol};
+use truenas_mcp::truenas::{
+    ByteStream, Client, ClientSettings, Connector, Dial, JobOptions, Stream, SubEvent, TnError, WireProtocol,
+};
 
 const USER: &str = "mcp-service";
 const PASSWORD: &str = "mock-password";
@@ -56,7 +59,7 @@ fn config_for(server: &SimServer) -> Config {
 }
 
 fn client(config: Config) -> Client {
-    Client::new(ClientSettings::new(config), ConnectTarget::Network)
+    Client::network(ClientSettings::new(config))
 }
 
 fn calls_to(sim: &Simulator, method: &str) -> Vec<Value> {
@@ -73,20 +76,19 @@ fn construction_does_no_io_and_mock_mode_runs_the_real_stack() {
     let mut c = Config::for_tests();
     c.host = Some("192.0.2.1".into());
     let started = Instant::now();
-    let _unused = Client::from_config(&c);
+    let _unused = Client::network(ClientSettings::new(c));
     assert!(started.elapsed() < Duration::from_millis(500));
 
     let mut c = Config::for_tests();
     c.mock = true;
-    let client = Client::from_config(&c);
+    let (client, sim) = truenas_mcp::sim::mock_client(ClientSettings::new(c));
     let info = client.server_info().expect("mock mode logs in");
     assert_eq!(info.protocol, WireProtocol::JsonRpc);
     assert_eq!(info.endpoint, "ws://mock.truenas.invalid/api/current");
     assert_eq!(info.version_tuple.0, 25);
     let apps = client.call("app.query", json!([])).expect("app.query works in mock mode");
     assert!(apps.as_array().is_some_and(|a| !a.is_empty()), "{apps}");
-    let sim = client.simulator().expect("mock mode has a simulator");
-    assert_eq!(calls_to(sim, "auth.login_ex").len(), 1);
+    assert_eq!(calls_to(&sim, "auth.login_ex").len(), 1);
 }
 
 #[test]
@@ -397,7 +399,7 @@ fn jobs_report_progress_and_results() {
             progress: Some(Box::new(move |p| sink.lock().unwrap().push(p.percent))),
             ..Default::default()
         };
-        let result = client.call_job("app.stop", json!(["whoami"]), opts);
+        let result = client.call_job("app.stop", json!(["whoami"]), opts).result;
         assert!(result.is_ok(), "{version:?}: {result:?}");
         let seen = seen.lock().unwrap().clone();
         assert!(!seen.is_empty(), "{version:?}: no progress");
@@ -406,7 +408,7 @@ fn jobs_report_progress_and_results() {
         assert_eq!(app["state"], "STOPPED", "{version:?}");
 
         // Validation inside the job, and a missing app.
-        let err = client.call_job("app.start", json!(["no-such-app"]), JobOptions::default()).unwrap_err();
+        let err = client.call_job("app.start", json!(["no-such-app"]), JobOptions::default()).result.unwrap_err();
         assert!(err.is_not_found(), "{version:?}: {err:?}");
     }
 }
@@ -418,8 +420,8 @@ fn jobs_finishing_before_their_response_still_complete() {
     let (_sim, server) = serve(opts);
     let client = client(config_for(&server));
     for _ in 0..20 {
-        client.call_job("app.stop", json!(["whoami"]), JobOptions::default()).expect("stop");
-        client.call_job("app.start", json!(["whoami"]), JobOptions::default()).expect("start");
+        client.call_job("app.stop", json!(["whoami"]), JobOptions::default()).result.expect("stop");
+        client.call_job("app.start", json!(["whoami"]), JobOptions::default()).result.expect("start");
     }
 }
 
@@ -439,7 +441,7 @@ fn cancelling_a_job_aborts_it_on_the_nas() {
         cancel: Some(cancel),
         ..Default::default()
     };
-    let err = client.call_job("app.stop", json!(["whoami"]), opts).unwrap_err();
+    let err = client.call_job("app.stop", json!(["whoami"]), opts).result.unwrap_err();
     let TnError::Cancelled { job_id: Some(id) } = err else { panic!("{err:?}") };
     assert_eq!(calls_to(&sim, "core.job_abort"), vec![json!([id])]);
     let job = client.job(id).expect("job is known");
@@ -447,7 +449,7 @@ fn cancelling_a_job_aborts_it_on_the_nas() {
 
     // A job deadline: Timeout{Job}.
     let opts = JobOptions { timeout: Some(Duration::from_millis(300)), ..Default::default() };
-    let err = client.call_job("app.stop", json!(["whoami"]), opts).unwrap_err();
+    let err = client.call_job("app.stop", json!(["whoami"]), opts).result.unwrap_err();
     assert!(matches!(err, TnError::Timeout { phase: TimeoutPhase::Job, .. }), "{err:?}");
 }
 
@@ -462,7 +464,10 @@ fn a_drop_mid_job_is_reconciled_and_a_restart_reports_outcome_unknown() {
     client.server_info().unwrap();
     // The connection drops at 50 %; the job goes on server-side and the client picks up its result.
     sim.faults().drop_mid_job();
-    client.call_job("app.delete", json!(["postgres"]), JobOptions::default()).expect("reconciled after reconnect");
+    client
+        .call_job("app.delete", json!(["postgres"]), JobOptions::default())
+        .result
+        .expect("reconciled after reconnect");
     assert!(sim.apps().iter().all(|a| a["name"] != "postgres"), "the job really finished");
     assert_eq!(logins(&sim), 2, "one reconnect");
     assert!(!calls_to(&sim, "core.get_jobs").is_empty(), "reconciled with core.get_jobs");
@@ -476,7 +481,7 @@ fn a_drop_mid_job_is_reconciled_and_a_restart_reports_outcome_unknown() {
             sim.restart();
         })
     };
-    let err = client.call_job("app.start", json!(["whoami"]), JobOptions::default()).unwrap_err();
+    let err = client.call_job("app.start", json!(["whoami"]), JobOptions::default()).result.unwrap_err();
     restart.join().unwrap();
     assert!(matches!(err, TnError::ConnectionLost { outcome_unknown: true, .. }), "{err:?}");
     assert!(err.to_string().contains("check the current state"), "{err}");
@@ -503,7 +508,7 @@ fn a_drop_under_a_change_is_never_replayed() {
 
     // The same for a job whose id never reached us.
     sim.faults().drop_after_frames(1);
-    let err = client.call_job("app.start", json!(["jellyfin"]), JobOptions::default()).unwrap_err();
+    let err = client.call_job("app.start", json!(["jellyfin"]), JobOptions::default()).result.unwrap_err();
     assert!(matches!(err, TnError::ConnectionLost { outcome_unknown: true, .. }), "{err:?}");
 
     // A read that is in flight during a drop fails at once with a retryable error.
@@ -518,8 +523,8 @@ fn keepalive_outlives_the_idle_timeout_and_dead_peers_are_noticed() {
     let mut opts = options(SimVersion::V25_04);
     opts.idle_timeout = Duration::from_secs(2);
     let (sim, server) = serve(opts);
-    let settings = ClientSettings { config: config_for(&server), keepalive: Duration::from_millis(500) };
-    let client = Client::new(settings, ConnectTarget::Network);
+    let settings = ClientSettings { keepalive: Duration::from_millis(500), ..ClientSettings::new(config_for(&server)) };
+    let client = Client::network(settings);
     client.server_info().unwrap();
     thread::sleep(Duration::from_secs(3));
     assert_eq!(sim.connections(), 1, "the pings kept the connection");
@@ -802,4 +807,135 @@ fn an_allowlist_refusal_names_the_setting() {
     let err = scripted_client(&url).server_info().unwrap_err();
     assert!(matches!(err, TnError::Connect { step: ConnectStep::Upgrade, .. }), "{err:?}");
     assert!(err.to_string().contains("UI allowlist"), "{err}");
+}
+
+// ----- the connector seam and the injected clock --------------------------------------------------------------
+
+/// Counts the keepalive pings the client writes (a client ping frame starts with 0x89: FIN + opcode 9).
+struct PingCounter {
+    inner: truenas_mcp::sim::MemStream,
+    pings: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl std::io::Read for PingCounter {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl std::io::Write for PingCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.first() == Some(&0x89) {
+            self.pings.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl ByteStream for PingCounter {
+    fn set_read_timeout(&mut self, read: Option<Duration>) -> std::io::Result<()> {
+        self.inner.set_read_timeout(read)
+    }
+    fn set_write_timeout(&mut self, write: Option<Duration>) -> std::io::Result<()> {
+        self.inner.set_write_timeout(write)
+    }
+}
+
+/// The simulator over the in-memory pipe, counting pings; or, without a simulator, a NAS that cannot be reached.
+struct TestConnector {
+    sim: Option<Simulator>,
+    opens: std::sync::atomic::AtomicUsize,
+    pings: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Connector for TestConnector {
+    fn url(&self, _config: &Config, path: &str) -> Result<String, TnError> {
+        Ok(format!("ws://test.invalid{path}"))
+    }
+
+    fn open(&self, _dial: &Dial) -> Result<Stream, TnError> {
+        self.opens.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        match &self.sim {
+            Some(sim) => {
+                Ok(Stream::Other(Box::new(PingCounter { inner: sim.connect_in_memory(), pings: self.pings.clone() })))
+            }
+            None => Err(TnError::Connect {
+                step: ConnectStep::Tcp,
+                detail: "connection refused".into(),
+                fix: "start the NAS".into(),
+            }),
+        }
+    }
+}
+
+fn manual_client(sim: Option<Simulator>, clock: &Arc<ManualClock>) -> (Client, Arc<TestConnector>) {
+    let connector = Arc::new(TestConnector { sim, opens: Default::default(), pings: Default::default() });
+    let mut config = Config::for_tests();
+    config.username = USER.into();
+    config.password = Some(Secret::new(PASSWORD));
+    let settings = ClientSettings { clock: clock.clone(), ..ClientSettings::new(config) };
+    (Client::new(settings, connector.clone()), connector)
+}
+
+/// Poll `ready` (each look ≤ 5 ms apart); a hang fails the test instead of blocking it.
+fn eventually(what: &str, ready: impl Fn() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        assert!(Instant::now() < give_up, "{what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn keepalive_pings_when_the_injected_clock_says_so() {
+    let clock = ManualClock::new(false);
+    let (client, connector) = manual_client(Some(Simulator::new(options(SimVersion::V25_04))), &clock);
+    client.server_info().expect("logs in over the test connector");
+    let pings = || connector.pings.load(std::sync::atomic::Ordering::SeqCst);
+    clock.advance(Duration::from_secs(24));
+    client.call("app.query", json!([])).expect("a call");
+    assert_eq!(pings(), 0, "no ping before the 25 s keepalive interval");
+    clock.advance(Duration::from_secs(1));
+    eventually("no ping after the keepalive interval passed on the clock", || pings() >= 1);
+    clock.advance(Duration::from_secs(25));
+    eventually("no second ping", || pings() >= 2);
+    client.call("app.query", json!([])).expect("the pinged connection still works");
+    assert_eq!(connector.opens.load(std::sync::atomic::Ordering::SeqCst), 1, "no reconnect");
+}
+
+#[test]
+fn backoff_waits_for_the_clock_and_never_holds_up_an_abort() {
+    let clock = ManualClock::new(false);
+    let (client, connector) = manual_client(None, &clock);
+    let opens = || connector.opens.load(std::sync::atomic::Ordering::SeqCst);
+    let err = client.call("app.query", json!([])).unwrap_err();
+    assert!(matches!(err, TnError::Connect { step: ConnectStep::Tcp, .. }), "{err:?}");
+    assert_eq!(opens(), 1);
+
+    // Inside the back-off a call waits for the clock, not for a sleep: nothing is tried until time moves.
+    let c2 = client.clone();
+    let (tx, waiting) = crossbeam_channel::bounded(1);
+    thread::spawn(move || tx.send(c2.call("app.query", json!([]))));
+    // A job cancelled meanwhile ends at once, without waiting for the back-off or trying to connect.
+    let cancel = CancelToken::new();
+    let c3 = client.clone();
+    let token = cancel.clone();
+    let (jtx, job) = crossbeam_channel::bounded(1);
+    thread::spawn(move || {
+        let opts = JobOptions { cancel: Some(token), ..Default::default() };
+        jtx.send(c3.call_job("app.stop", json!(["whoami"]), opts))
+    });
+    assert!(waiting.recv_timeout(Duration::from_millis(50)).is_err(), "the call waits for the back-off");
+    cancel.cancel();
+    let outcome = job.recv_timeout(Duration::from_secs(20)).expect("the cancelled job ends without the clock moving");
+    assert!(matches!(outcome.result, Err(TnError::Cancelled { job_id: None })), "{outcome:?}");
+    assert_eq!(opens(), 1, "no attempt while backing off");
+
+    clock.advance(Duration::from_millis(250));
+    let second = waiting.recv_timeout(Duration::from_secs(20)).expect("retried once the clock passed the back-off");
+    assert!(matches!(second, Err(TnError::Connect { .. })), "{second:?}");
+    assert_eq!(opens(), 2, "exactly one retry");
 }
