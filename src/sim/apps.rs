@@ -160,7 +160,7 @@ impl App {
         }
         workloads.insert("containers".into(), containers.len().into());
         workloads.insert("used_ports".into(), Value::Array(used_ports));
-        if version == SimVersion::V25_10 {
+        if version >= SimVersion::V25_10 {
             workloads.insert("used_host_ips".into(), json!(host_ips));
         }
         workloads.insert(
@@ -470,7 +470,7 @@ fn yaml_to_json(y: serde_yaml::Value) -> Value {
 pub(crate) fn compose_from_payload(version: SimVersion, data: &Value, schema: &str) -> Result<Value, Failure> {
     let dict = data.get("custom_compose_config").filter(|v| v.as_object().is_some_and(|o| !o.is_empty()));
     let text = data.get("custom_compose_config_string").and_then(Value::as_str).filter(|s| !s.is_empty());
-    let yaml_schema = if version == SimVersion::V25_10 { schema } else { "app_create" };
+    let yaml_schema = if version >= SimVersion::V25_10 { schema } else { "app_create" };
     let compose = match (dict, text) {
         (None, None) => {
             return Err(Failure::invalid(&format!("{schema}.custom_compose_config"), "This field is required", EINVAL))
@@ -487,7 +487,7 @@ pub(crate) fn compose_from_payload(version: SimVersion, data: &Value, schema: &s
             Failure::invalid(&format!("{yaml_schema}.custom_compose_config_string"), "Invalid YAML provided", EINVAL)
         })?,
     };
-    if version == SimVersion::V25_10 {
+    if version >= SimVersion::V25_10 {
         let field = if text.is_some() { "custom_compose_config_string" } else { "custom_compose_config" };
         let problem = match compose.as_object() {
             None => Some("top-level object must be a mapping".to_string()),

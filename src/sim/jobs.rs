@@ -98,7 +98,7 @@ impl Job {
             "time_finished": date(self.time_finished),
             "credentials": {"type": self.credential.0, "data": {"username": self.credential.1}},
         });
-        if version == SimVersion::V25_10 {
+        if version >= SimVersion::V25_10 {
             v["message_ids"] = Value::Array(self.message_ids.clone());
         }
         v
