@@ -56,6 +56,8 @@ pub(crate) struct App {
     pub generation: u64,
     /// Containers are recreated with new ids on every `up`.
     pub deploy_count: u64,
+    /// 26.0 `action_required` (e.g. a configuration migration); set by `SimOptions::apps_needing_action`.
+    pub action_required: bool,
 }
 
 /// What the convention says a service turns into once its deploy settles.
@@ -95,6 +97,7 @@ impl App {
             outdated_images: Vec::new(),
             generation: 0,
             deploy_count: 0,
+            action_required: false,
         }
     }
 
@@ -202,6 +205,11 @@ impl App {
             "version_details": null,
             "config": null,
         });
+        if version >= SimVersion::V26_0 {
+            entry["action_required"] = json!(self.action_required);
+            // Custom apps have no catalog version to compare with.
+            entry["latest_app_version"] = Value::Null;
+        }
         if with_config {
             entry["config"] = self.compose.clone();
         }

@@ -375,6 +375,7 @@ fn body(ctx: &JobCtx, method: &str, params: &[Value]) -> Result<Value, JobEnd> {
                     return Err(Failure::call(EEXIST, format!("Application with name {name} already exists")).into());
                 }
                 let mut app = App::new(&name, compose);
+                app.action_required = mw.opts.apps_needing_action.contains(&name);
                 app.deploy();
                 st.apps.insert(name.clone(), app);
             }

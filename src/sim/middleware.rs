@@ -41,6 +41,8 @@ pub(crate) struct State {
     pub rate: HashMap<(String, String), VecDeque<Instant>>,
     /// token → username
     pub tokens: HashMap<String, String>,
+    /// Tokens that work once (26.0 `reconnect_token`s).
+    pub single_use_tokens: BTreeSet<String>,
     pub docker_pool: Option<String>,
     /// Synthetic log length per app (lines per container).
     pub log_lines: HashMap<String, u64>,
@@ -152,7 +154,8 @@ impl Middleware {
     pub(crate) fn new(opts: SimOptions) -> Middleware {
         let mut apps = BTreeMap::new();
         if opts.seed_example_apps {
-            for app in super::apps::example_apps(opts.docker_pool.as_deref().unwrap_or("tank")) {
+            for mut app in super::apps::example_apps(opts.docker_pool.as_deref().unwrap_or("tank")) {
+                app.action_required = opts.apps_needing_action.contains(&app.name);
                 apps.insert(app.name.clone(), app);
             }
         }
@@ -163,7 +166,13 @@ impl Middleware {
                 jobs: BTreeMap::new(),
                 next_job_id: 1,
                 call_log: Vec::new(),
-                revoked_keys: BTreeSet::new(),
+                // Keys the upgrade to 26.0 could not convert are revoked from the first boot.
+                revoked_keys: if opts.version >= SimVersion::V26_0 {
+                    opts.upgrade_revoked_keys.iter().copied().collect()
+                } else {
+                    BTreeSet::new()
+                },
+                single_use_tokens: BTreeSet::new(),
                 rate: HashMap::new(),
                 tokens: HashMap::new(),
                 docker_pool: opts.docker_pool.clone(),
