@@ -415,6 +415,7 @@ mod tests {
         assert_eq!(o.api_keys[0].id, 3);
         assert_eq!(o.users[1], ("a".to_string(), "b".to_string()));
         assert_eq!(o.job_step, Duration::from_millis(5));
+        assert_eq!(cli_options(&args("--version 26.0")).unwrap().1.version, SimVersion::V26_0);
         for bad in ["--version 23.10", "--tls-cert x", "--bogus", "--add-api-key nodash", "--listen"] {
             assert!(cli_options(&args(bad)).is_err(), "{bad}");
         }

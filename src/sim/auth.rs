@@ -106,7 +106,8 @@ pub(crate) fn handle(
             if resp["response_type"] == "SUCCESS" && mw.version() >= SimVersion::V26_0 {
                 // A one-time-password login may not create tokens.
                 let wanted = data.pointer("/login_options/reconnect_token").and_then(Value::as_bool) == Some(true);
-                resp["reconnect_token"] = if wanted && !otp { json!(reconnect_token(mw, session)) } else { Value::Null };
+                resp["reconnect_token"] =
+                    if wanted && !otp { json!(reconnect_token(mw, session)) } else { Value::Null };
             }
             Ok(resp)
         }
