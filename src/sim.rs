@@ -69,21 +69,23 @@ use crate::truenas::{Client, ClientSettings, Connector, Dial, Stream, TnError};
 /// Where the simulator is reached in mock mode (never resolved: the bytes go through an in-memory pipe).
 pub const MOCK_HOST: &str = "mock.truenas.invalid";
 
-/// Which TrueNAS release to imitate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Which TrueNAS release to imitate (ordered oldest first: `>= V25_10` means "25.10 or newer").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum SimVersion {
     V24_10,
     V25_04,
     V25_10,
+    V26_0,
 }
 
 impl SimVersion {
-    /// "24.10" / "25.04" / "25.10".
+    /// "24.10" / "25.04" / "25.10" / "26.0".
     pub fn parse(s: &str) -> Option<SimVersion> {
         match s.trim() {
             "24.10" => Some(SimVersion::V24_10),
             "25.04" => Some(SimVersion::V25_04),
             "25.10" => Some(SimVersion::V25_10),
+            "26.0" => Some(SimVersion::V26_0),
             _ => None,
         }
     }
@@ -153,6 +155,12 @@ pub struct SimOptions {
     pub https_redirect_port: Option<u16>,
     /// The UI allowlist excludes every network client: the upgrade succeeds, then the socket closes with 1008.
     pub ui_allowlist_denied: bool,
+    /// Users with valid credentials but no API access: 26.0 answers `DENIED`, older releases `AUTH_ERR`.
+    pub denied_users: Vec<String>,
+    /// API key ids the upgrade to 26.0 revoked (keys it could not convert): they answer like a revoked key.
+    pub upgrade_revoked_keys: Vec<u32>,
+    /// Apps that need attention: 26.0 reports `action_required: true` and a newer `latest_app_version`.
+    pub apps_needing_action: Vec<String>,
 }
 
 impl Default for SimOptions {
@@ -178,6 +186,9 @@ impl Default for SimOptions {
             hostname: "truenas-sim".into(),
             https_redirect_port: None,
             ui_allowlist_denied: false,
+            denied_users: Vec::new(),
+            upgrade_revoked_keys: Vec::new(),
+            apps_needing_action: Vec::new(),
         }
     }
 }
@@ -340,7 +351,7 @@ pub fn mock_client(mut settings: ClientSettings) -> (Client, Arc<Simulator>) {
     (Client::new(settings, Arc::new(MemoryConnector(Arc::clone(&sim)))), sim)
 }
 
-/// `truenas-mcp simulate --listen 127.0.0.1:PORT [--tls-cert F --tls-key F] [--version 24.10|25.04|25.10]
+/// `truenas-mcp simulate --listen 127.0.0.1:PORT [--tls-cert F --tls-key F] [--version 24.10|25.04|25.10|26.0]
 /// [--no-pool] [--empty] [--idle-timeout SECS] [--job-step-ms N] [--add-user NAME:PASSWORD]
 /// [--add-api-key ID-SECRET] [--plain-tcp-remote]`: prints the URL and credentials on stderr, serves until killed.
 /// (`--add-*` because `--username`/`--api-key` are the client's own settings flags.)
@@ -389,7 +400,7 @@ pub fn cli_options(args: &[String]) -> anyhow::Result<(String, SimOptions)> {
             "--version" => {
                 let v = take(&mut i)?;
                 opts.version = SimVersion::parse(&v)
-                    .with_context(|| format!("unknown --version '{v}' (use 24.10, 25.04 or 25.10)"))?;
+                    .with_context(|| format!("unknown --version '{v}' (use 24.10, 25.04, 25.10 or 26.0)"))?;
             }
             "--no-pool" => opts.docker_pool = None,
             "--empty" => opts.seed_example_apps = false,
@@ -446,6 +457,7 @@ mod tests {
         assert_eq!(o.api_keys[0].id, 3);
         assert_eq!(o.users[1], ("a".to_string(), "b".to_string()));
         assert_eq!(o.job_step, Duration::from_millis(5));
+        assert_eq!(cli_options(&args("--version 26.0")).unwrap().1.version, SimVersion::V26_0);
         for bad in ["--version 23.10", "--tls-cert x", "--bogus", "--add-api-key nodash", "--listen"] {
             assert!(cli_options(&args(bad)).is_err(), "{bad}");
         }

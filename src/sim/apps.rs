@@ -56,6 +56,8 @@ pub(crate) struct App {
     pub generation: u64,
     /// Containers are recreated with new ids on every `up`.
     pub deploy_count: u64,
+    /// 26.0 `action_required` (e.g. a configuration migration); set by `SimOptions::apps_needing_action`.
+    pub action_required: bool,
 }
 
 /// What the convention says a service turns into once its deploy settles.
@@ -95,6 +97,7 @@ impl App {
             outdated_images: Vec::new(),
             generation: 0,
             deploy_count: 0,
+            action_required: false,
         }
     }
 
@@ -160,7 +163,7 @@ impl App {
         }
         workloads.insert("containers".into(), containers.len().into());
         workloads.insert("used_ports".into(), Value::Array(used_ports));
-        if version == SimVersion::V25_10 {
+        if version >= SimVersion::V25_10 {
             workloads.insert("used_host_ips".into(), json!(host_ips));
         }
         workloads.insert(
@@ -202,6 +205,11 @@ impl App {
             "version_details": null,
             "config": null,
         });
+        if version >= SimVersion::V26_0 {
+            entry["action_required"] = json!(self.action_required);
+            // Custom apps have no catalog version to compare with.
+            entry["latest_app_version"] = Value::Null;
+        }
         if with_config {
             entry["config"] = self.compose.clone();
         }
@@ -470,7 +478,7 @@ fn yaml_to_json(y: serde_yaml::Value) -> Value {
 pub(crate) fn compose_from_payload(version: SimVersion, data: &Value, schema: &str) -> Result<Value, Failure> {
     let dict = data.get("custom_compose_config").filter(|v| v.as_object().is_some_and(|o| !o.is_empty()));
     let text = data.get("custom_compose_config_string").and_then(Value::as_str).filter(|s| !s.is_empty());
-    let yaml_schema = if version == SimVersion::V25_10 { schema } else { "app_create" };
+    let yaml_schema = if version >= SimVersion::V25_10 { schema } else { "app_create" };
     let compose = match (dict, text) {
         (None, None) => {
             return Err(Failure::invalid(&format!("{schema}.custom_compose_config"), "This field is required", EINVAL))
@@ -487,7 +495,7 @@ pub(crate) fn compose_from_payload(version: SimVersion, data: &Value, schema: &s
             Failure::invalid(&format!("{yaml_schema}.custom_compose_config_string"), "Invalid YAML provided", EINVAL)
         })?,
     };
-    if version == SimVersion::V25_10 {
+    if version >= SimVersion::V25_10 {
         let field = if text.is_some() { "custom_compose_config_string" } else { "custom_compose_config" };
         let problem = match compose.as_object() {
             None => Some("top-level object must be a mapping".to_string()),

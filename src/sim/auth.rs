@@ -1,5 +1,6 @@
-//! Login the way each release does it: 24.10 booleans, 25.04+ `auth.login_ex` response types, and the permanent
-//! revocation of an API key used over an insecure transport.
+//! Login the way each release does it: 24.10 booleans, 25.04+ `auth.login_ex` response types, the permanent
+//! revocation of an API key used over an insecure transport, and 26.0's `DENIED`, `AUTH_ERR` for a revoked key and
+//! single-use `reconnect_token`s (plugins/auth.py, plugins/auth_/login_ex_impl.py of 26.0.0-BETA.3).
 
 use std::sync::Arc;
 
@@ -17,6 +18,8 @@ enum Outcome {
     Success(String, AuthMethod, &'static str),
     AuthErr,
     Expired,
+    /// Valid credentials, no API access (26.0).
+    Denied,
     OtpRequired(String),
     Redirect(Vec<String>),
 }
@@ -95,11 +98,21 @@ pub(crate) fn handle(
                 }
                 other => return Err(Failure::call(EOPNOTSUPP, format!("{other}: mechanism is not supported"))),
             };
+            let otp = field("mechanism") == "OTP_TOKEN";
             let mut resp = finish(mw, session, outcome);
             if resp["response_type"] == "SUCCESS" && !user_info {
                 resp["user_info"] = Value::Null;
             }
+            if resp["response_type"] == "SUCCESS" && mw.version() >= SimVersion::V26_0 {
+                // A one-time-password login may not create tokens.
+                let wanted = data.pointer("/login_options/reconnect_token").and_then(Value::as_bool) == Some(true);
+                resp["reconnect_token"] =
+                    if wanted && !otp { json!(reconnect_token(mw, session)) } else { Value::Null };
+            }
             Ok(resp)
+        }
+        "auth.mechanism_choices" if mw.version() >= SimVersion::V26_0 => {
+            Ok(json!(["API_KEY_PLAIN", "TOKEN_PLAIN", "PASSWORD_PLAIN", "SCRAM"]))
         }
         "auth.mechanism_choices" => Ok(json!(["API_KEY_PLAIN", "TOKEN_PLAIN", "PASSWORD_PLAIN"])),
         "auth.me" => {
@@ -147,17 +160,39 @@ fn password_outcome(mw: &Middleware, username: &str, password: &str) -> Outcome 
     if mw.opts.otp_users.iter().any(|u| u == username) {
         return Outcome::OtpRequired(username.to_string());
     }
-    Outcome::Success(username.to_string(), AuthMethod::Password, "LEVEL_1")
+    api_access(mw, username, Outcome::Success(username.to_string(), AuthMethod::Password, "LEVEL_1"))
 }
 
-/// A valid key over an insecure transport is revoked for good and answered EXPIRED.
+/// A user without API access: 26.0 says `DENIED`; older releases give no hint (`AUTH_ERR`).
+fn api_access(mw: &Middleware, username: &str, success: Outcome) -> Outcome {
+    if !mw.opts.denied_users.iter().any(|u| u == username) {
+        success
+    } else if mw.version() >= SimVersion::V26_0 {
+        Outcome::Denied
+    } else {
+        Outcome::AuthErr
+    }
+}
+
+/// `auth.generate_token(ttl, {}, match_origin=true, single_use=true)` for the session's user.
+fn reconnect_token(mw: &Middleware, session: &Session) -> String {
+    let username = session.username().unwrap_or_default();
+    let token = super::apps::hex_id(&format!("reconnect/{username}/{}", session.id), super::middleware::now_ms());
+    let mut st = mw.state();
+    st.tokens.insert(token.clone(), username);
+    st.single_use_tokens.insert(token.clone());
+    token
+}
+
+/// A valid key over an insecure transport is revoked for good and answered EXPIRED; later uses of a revoked key
+/// answer EXPIRED on 25.x and AUTH_ERR on 26.0.
 fn api_key_outcome(mw: &Middleware, session: &Session, username: &str, key: &str) -> Outcome {
     let Some((id, owner)) = find_key(mw, key) else { return Outcome::AuthErr };
     if owner != username {
         return Outcome::AuthErr;
     }
     if mw.state().revoked_keys.contains(&id) {
-        return Outcome::Expired;
+        return if mw.version() >= SimVersion::V26_0 { Outcome::AuthErr } else { Outcome::Expired };
     }
     if let Some(urls) = &mw.opts.ha_redirect {
         return Outcome::Redirect(urls.clone());
@@ -167,12 +202,15 @@ fn api_key_outcome(mw: &Middleware, session: &Session, username: &str, key: &str
         log::warn!("simulator: API key {id} revoked: attempt to use over an insecure transport");
         return Outcome::Expired;
     }
-    Outcome::Success(owner, AuthMethod::ApiKey, "LEVEL_1")
+    let success = Outcome::Success(owner.clone(), AuthMethod::ApiKey, "LEVEL_1");
+    api_access(mw, &owner, success)
 }
 
 fn token_outcome(mw: &Middleware, token: &str) -> Outcome {
-    match mw.state().tokens.get(token) {
-        Some(u) => Outcome::Success(u.clone(), AuthMethod::Token, "LEVEL_1"),
+    let mut st = mw.state();
+    let user = if st.single_use_tokens.remove(token) { st.tokens.remove(token) } else { st.tokens.get(token).cloned() };
+    match user {
+        Some(u) => Outcome::Success(u, AuthMethod::Token, "LEVEL_1"),
         None => Outcome::AuthErr,
     }
 }
@@ -204,6 +242,7 @@ fn finish(mw: &Middleware, session: &Session, outcome: Outcome) -> Value {
             json!({"response_type": "AUTH_ERR"})
         }
         Outcome::Expired => json!({"response_type": "EXPIRED"}),
+        Outcome::Denied => json!({"response_type": "DENIED"}),
         Outcome::OtpRequired(username) => {
             *session.credentials() = Credentials::OtpPending { username: username.clone(), attempts: 0 };
             json!({"response_type": "OTP_REQUIRED", "username": username})

@@ -43,6 +43,8 @@ pub(crate) enum Stream {
         read_timeout: Option<Duration>,
     },
     Tls(Box<native_tls::TlsStream<TcpStream>>),
+    /// The request head already read (to answer plain HTTP GETs), replayed to the WebSocket handshake.
+    Replay(io::Cursor<Vec<u8>>, Box<Stream>),
 }
 
 impl Stream {
@@ -55,6 +57,7 @@ impl Stream {
             Stream::Tls(t) => {
                 let _ = t.get_ref().set_read_timeout(Some(d));
             }
+            Stream::Replay(_, inner) => inner.set_read_timeout(d),
         }
     }
 
@@ -70,11 +73,15 @@ impl Stream {
                 Box::new(move || rx.wake())
             }
             Stream::Tls(_) => Box::new(|| {}),
+            Stream::Replay(_, inner) => inner.waker(),
         }
     }
 
     fn polls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
+        match self {
+            Stream::Replay(_, inner) => inner.polls(),
+            s => matches!(s, Stream::Tls(_)),
+        }
     }
 
     fn close(&mut self) {
@@ -87,6 +94,7 @@ impl Stream {
             Stream::Tls(t) => {
                 let _ = t.get_ref().shutdown(std::net::Shutdown::Both);
             }
+            Stream::Replay(_, inner) => inner.close(),
         }
     }
 }
@@ -107,6 +115,10 @@ impl Read for Stream {
             Stream::Mem(m) => m.read(buf),
             Stream::Tcp { rx, read_timeout, .. } => rx.read(buf, *read_timeout),
             Stream::Tls(t) => t.read(buf),
+            Stream::Replay(head, inner) => match head.read(buf)? {
+                0 => inner.read(buf),
+                n => Ok(n),
+            },
         }
     }
 }
@@ -117,6 +129,7 @@ impl Write for Stream {
             Stream::Mem(m) => m.write(buf),
             Stream::Tcp { tx, .. } => tx.write(buf),
             Stream::Tls(t) => t.write(buf),
+            Stream::Replay(_, inner) => inner.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -124,6 +137,7 @@ impl Write for Stream {
             Stream::Mem(m) => m.flush(),
             Stream::Tcp { tx, .. } => tx.flush(),
             Stream::Tls(t) => t.flush(),
+            Stream::Replay(_, inner) => inner.flush(),
         }
     }
 }
@@ -264,6 +278,63 @@ fn pump(mut tcp: TcpStream, rx: Arc<Pipe>) {
     rx.close_writer();
 }
 
+/// The versioned API endpoints a release serves besides `/api/current` and `/api/v24.10`: the middleware's
+/// `api/v*` directories of that release (25.04.2.6, 25.10.6, 26.0.0-BETA.3); also what `GET /api/versions` lists.
+fn api_versions(version: SimVersion) -> &'static [&'static str] {
+    const V25_04: [&str; 3] = ["v25.04.0", "v25.04.1", "v25.04.2"];
+    match version {
+        SimVersion::V24_10 => &[],
+        SimVersion::V25_04 => &V25_04,
+        SimVersion::V25_10 => &[
+            "v25.04.0", "v25.04.1", "v25.04.2", "v25.10.0", "v25.10.1", "v25.10.2", "v25.10.3", "v25.10.4", "v25.10.5",
+        ],
+        // 26.0.0-BETA.3 was branched before 25.10.5 existed, so it has no v25_10_5 directory.
+        SimVersion::V26_0 => {
+            &["v25.04.0", "v25.04.1", "v25.04.2", "v25.10.0", "v25.10.1", "v25.10.2", "v25.10.3", "v25.10.4", "v26.0.0"]
+        }
+    }
+}
+
+/// Reads the HTTP request head; a plain (non-upgrade) `GET /api/versions` is answered here like aiohttp's
+/// `api_versions_handler` (a JSON list, `json.dumps` spacing). `None` = answered or gone; otherwise the stream
+/// with the head to replay to the WebSocket handshake.
+fn plain_http(version: SimVersion, mut stream: Stream, stop: &AtomicBool) -> Option<Stream> {
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < AUTH_MAX_CHARS {
+        match stream.read(&mut buf) {
+            Ok(0) => return None,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                if Instant::now() >= deadline || stop.load(Ordering::SeqCst) {
+                    return None;
+                }
+            }
+            Err(_) => return None,
+        }
+    }
+    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let path = text.split_whitespace().nth(1).unwrap_or("").split('?').next().unwrap_or("");
+    if text.starts_with("get ") && path == "/api/versions" && !text.contains("upgrade: websocket") {
+        if version == SimVersion::V24_10 {
+            return Some(Stream::Replay(io::Cursor::new(head), Box::new(stream)));
+        }
+        let list: Vec<String> = api_versions(version).iter().map(|v| format!("\"{v}\"")).collect();
+        let body = format!("[{}]", list.join(", "));
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = stream.write_all(resp.as_bytes());
+        let _ = stream.flush();
+        stream.close();
+        return None;
+    }
+    Some(Stream::Replay(io::Cursor::new(head), Box::new(stream)))
+}
+
 /// Which dialect a request path gets, or the HTTP answer nginx/aiohttp would give instead.
 fn route(
     version: SimVersion,
@@ -272,23 +343,18 @@ fn route(
     scheme: &str,
 ) -> Result<(Protocol, SimVersion), Box<ErrorResponse>> {
     let path = path.split('?').next().unwrap_or(path);
-    let api_versions: &[&str] = match version {
-        SimVersion::V24_10 => &[],
-        SimVersion::V25_04 => &["current", "v24.10", "v25.04.0", "v25.04.1", "v25.04.2"],
-        SimVersion::V25_10 => &[
-            "current", "v24.10", "v25.04.0", "v25.04.1", "v25.04.2", "v25.10.0", "v25.10.1", "v25.10.2", "v25.10.3",
-            "v25.10.4", "v25.10.5",
-        ],
-    };
     if path == "/websocket" {
         return Ok((Protocol::Legacy, SimVersion::V24_10));
     }
     if let Some(v) = path.strip_prefix("/api/") {
-        if api_versions.contains(&v) {
+        let served = version != SimVersion::V24_10 && (v == "current" || v == "v24.10");
+        if served || api_versions(version).contains(&v) {
             let api = if v == "v24.10" {
                 SimVersion::V24_10
             } else if v.starts_with("v25.04") {
                 SimVersion::V25_04
+            } else if v.starts_with("v25.10") {
+                SimVersion::V25_10
             } else {
                 version
             };
@@ -313,6 +379,7 @@ fn route(
 fn serve_connection(mw: Arc<Middleware>, mut stream: Stream, origin: Origin, stop: Arc<AtomicBool>, scheme: &str) {
     stream.set_read_timeout(Duration::from_millis(100));
     let version = mw.version();
+    let Some(stream) = plain_http(version, stream, &stop) else { return };
     let mut protocol = None;
     let https_redirect = if scheme == "http" { mw.opts.https_redirect_port } else { None };
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
@@ -587,7 +654,7 @@ impl Connection {
         };
         let obj = match msg {
             Value::Object(o) => o,
-            Value::Array(_) if self.mw.version() == SimVersion::V25_10 => {
+            Value::Array(_) if self.mw.version() >= SimVersion::V25_10 => {
                 self.session.send_text(Codec::parse_error("Batch messages are not supported at this time"));
                 return Flow::Continue;
             }

@@ -98,7 +98,7 @@ impl Job {
             "time_finished": date(self.time_finished),
             "credentials": {"type": self.credential.0, "data": {"username": self.credential.1}},
         });
-        if version == SimVersion::V25_10 {
+        if version >= SimVersion::V25_10 {
             v["message_ids"] = Value::Array(self.message_ids.clone());
         }
         v
@@ -375,6 +375,7 @@ fn body(ctx: &JobCtx, method: &str, params: &[Value]) -> Result<Value, JobEnd> {
                     return Err(Failure::call(EEXIST, format!("Application with name {name} already exists")).into());
                 }
                 let mut app = App::new(&name, compose);
+                app.action_required = mw.opts.apps_needing_action.contains(&name);
                 app.deploy();
                 st.apps.insert(name.clone(), app);
             }

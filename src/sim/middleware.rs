@@ -41,6 +41,8 @@ pub(crate) struct State {
     pub rate: HashMap<(String, String), VecDeque<Instant>>,
     /// token → username
     pub tokens: HashMap<String, String>,
+    /// Tokens that work once (26.0 `reconnect_token`s).
+    pub single_use_tokens: BTreeSet<String>,
     pub docker_pool: Option<String>,
     /// Synthetic log length per app (lines per container).
     pub log_lines: HashMap<String, u64>,
@@ -84,7 +86,7 @@ fn no_auth_required(version: SimVersion, method: &str) -> bool {
             | "auth.login_with_token"
             | "auth.mechanism_choices"
             | "core.set_options"
-    ) || (method == "core.ping" && version == SimVersion::V25_10)
+    ) || (method == "core.ping" && version >= SimVersion::V25_10)
 }
 
 /// Job methods: they return a job id (validation happens inside the job).
@@ -152,7 +154,8 @@ impl Middleware {
     pub(crate) fn new(opts: SimOptions) -> Middleware {
         let mut apps = BTreeMap::new();
         if opts.seed_example_apps {
-            for app in super::apps::example_apps(opts.docker_pool.as_deref().unwrap_or("tank")) {
+            for mut app in super::apps::example_apps(opts.docker_pool.as_deref().unwrap_or("tank")) {
+                app.action_required = opts.apps_needing_action.contains(&app.name);
                 apps.insert(app.name.clone(), app);
             }
         }
@@ -163,7 +166,13 @@ impl Middleware {
                 jobs: BTreeMap::new(),
                 next_job_id: 1,
                 call_log: Vec::new(),
-                revoked_keys: BTreeSet::new(),
+                // Keys the upgrade to 26.0 could not convert are revoked from the first boot.
+                revoked_keys: if opts.version >= SimVersion::V26_0 {
+                    opts.upgrade_revoked_keys.iter().copied().collect()
+                } else {
+                    BTreeSet::new()
+                },
+                single_use_tokens: BTreeSet::new(),
                 rate: HashMap::new(),
                 tokens: HashMap::new(),
                 docker_pool: opts.docker_pool.clone(),
@@ -236,7 +245,7 @@ impl Middleware {
     pub(crate) fn known_method(&self, method: &str) -> bool {
         METHODS.contains(&method)
             || (self.version() != SimVersion::V24_10 && METHODS_25.contains(&method))
-            || (self.version() == SimVersion::V25_10 && METHODS_25_10.contains(&method))
+            || (self.version() >= SimVersion::V25_10 && METHODS_25_10.contains(&method))
     }
 
     /// Everything a method call goes through, in the middleware's order.
@@ -265,7 +274,7 @@ impl Middleware {
         if !self.known_method(method) {
             return Err(Failure::MethodNotFound { method: method.to_string() }).into();
         }
-        if session.api != SimVersion::V25_10
+        if session.api < SimVersion::V25_10
             && METHODS_25_10.contains(&method)
             && session.protocol() == Protocol::JsonRpc
         {
@@ -342,11 +351,11 @@ impl Middleware {
             "core.set_options" => {
                 let opts = arg(0);
                 if let Some(l) = opts.get("legacy_jobs").and_then(Value::as_bool) {
-                    if v == SimVersion::V25_10 {
+                    if v >= SimVersion::V25_10 {
                         session.legacy_jobs.store(l, Ordering::SeqCst);
                     }
                 }
-                if v == SimVersion::V25_10 {
+                if v >= SimVersion::V25_10 {
                     Ok(json!({"legacy_jobs": session.legacy_jobs.load(Ordering::SeqCst),
                               "private_methods": false, "py_exceptions": false}))
                 } else {
@@ -433,6 +442,7 @@ impl Middleware {
             SimVersion::V24_10 => "24.10.2.4",
             SimVersion::V25_04 => "25.04.2.6",
             SimVersion::V25_10 => "25.10.6",
+            SimVersion::V26_0 => "26.0.0",
         }
     }
 
@@ -494,7 +504,7 @@ impl Middleware {
         if self.version() != SimVersion::V24_10 {
             c["cidr_v6"] = json!("fdd0::/64");
         }
-        if self.version() == SimVersion::V25_10 {
+        if self.version() >= SimVersion::V25_10 {
             c["secure_registry_mirrors"] = json!([]);
             c["insecure_registry_mirrors"] = json!([]);
         }

@@ -1,4 +1,5 @@
-//! Strict argument checking with the real TrueNAS API models (25.04.2 and 25.10.5), so the simulator rejects
+//! Strict argument checking with the real TrueNAS API models (25.04.2, 25.10.5 and 26.0.0; made by
+//! fixtures/truenas-schemas/generate.py from the middleware source), so the simulator rejects
 //! exactly what a real 25.04+ box rejects: unknown keys, wrong types, bad names (`-32602` with `extra`).
 
 use std::sync::OnceLock;
@@ -10,6 +11,7 @@ use super::SimVersion;
 
 const V25_04: &str = include_str!("../../fixtures/truenas-schemas/api-v25.04.2.json");
 const V25_10: &str = include_str!("../../fixtures/truenas-schemas/api-v25.10.5.json");
+const V26_0: &str = include_str!("../../fixtures/truenas-schemas/api-v26.0.0.json");
 
 /// `LongString` fields: the exported models only say 1024, the middleware allows this many characters.
 const LONG_STRING_MAX: u64 = 2_048_000;
@@ -18,6 +20,7 @@ struct Models {
     v24_10: Map<String, Value>,
     v25_04: Map<String, Value>,
     v25_10: Map<String, Value>,
+    v26_0: Map<String, Value>,
 }
 
 fn load(text: &str) -> Map<String, Value> {
@@ -58,22 +61,24 @@ fn models() -> &'static Models {
                 o.remove("force_remove_custom_app");
             }
         }
-        Models { v24_10, v25_04, v25_10 }
+        Models { v24_10, v25_04, v25_10, v26_0: load(V26_0) }
     })
 }
 
-/// The `args` model of `method` (or `event:<source>`) for `version`, falling back to the newer models when the
-/// export lacks it.
+/// The `args` model of `method` (or `event:<source>`) for `version`; 25.x falls back to the 25.10 models when the
+/// export lacks it (26.0 has every method we call).
 fn args_model(version: SimVersion, method: &str) -> Option<&'static Value> {
     let m = models();
     let primary = match version {
         SimVersion::V24_10 => &m.v24_10,
         SimVersion::V25_04 => &m.v25_04,
         SimVersion::V25_10 => &m.v25_10,
+        SimVersion::V26_0 => &m.v26_0,
     };
     let args =
         |models: &'static Map<String, Value>| models.get(method).and_then(|e| e.get("args")).filter(|a| a.is_object());
-    args(primary).or_else(|| args(&m.v25_10))
+    let fallback = if version == SimVersion::V26_0 { &m.v26_0 } else { &m.v25_10 };
+    args(primary).or_else(|| args(fallback))
 }
 
 /// Check positional `params` of `method`. Methods without a model pass.

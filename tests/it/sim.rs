@@ -1029,3 +1029,145 @@ fn hostile_frames_never_break_the_server() {
     assert_eq!(e.call("core.ping", json!([])), "pong");
     assert!(sim.connections() >= 2);
 }
+
+/// A plain HTTP GET (no WebSocket upgrade): (status line, body).
+fn http_get(server: &SimServer, path: &str) -> (String, String) {
+    let mut tcp = TcpStream::connect(server.addr).unwrap();
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    write!(tcp, "GET {path} HTTP/1.1\r\nHost: truenas\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let _ = tcp.read_to_string(&mut text);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (head.lines().next().unwrap_or("").to_string(), body.to_string())
+}
+
+fn login_ex(c: &mut Raw<TcpStream>, data: Value) -> Value {
+    c.call("auth.login_ex", json!([data]))
+}
+
+#[test]
+fn sim_26_0_validates_calls_against_the_26_models() {
+    let (_sim, server) = start(SimOptions { apps_needing_action: vec!["whoami".into()], ..options(SimVersion::V26_0) });
+    let mut c = connect(&server, "/api/current");
+    // `reconnect_token` exists in the 26.0 login options only.
+    let ok = login_ex(
+        &mut c,
+        json!({"mechanism": "PASSWORD_PLAIN", "username": USER, "password": PASSWORD,
+               "login_options": {"reconnect_token": false}}),
+    );
+    assert_eq!(ok["response_type"], "SUCCESS", "{ok}");
+    assert_eq!(c.call("system.version", json!([])), "TrueNAS-26.0.0");
+    let bad = c.call_raw("app.container_ids", json!(["whoami", {"alive_only": "yes"}]));
+    assert_eq!(bad["error"]["data"]["extra"], json!([["options.alive_only", "Input should be a valid boolean", 22]]));
+    assert_eq!(
+        c.call_raw("app.config", json!([]))["error"]["data"]["extra"],
+        json!([["app_name", "Field required", 22]])
+    );
+    c.call("core.subscribe", json!(["core.get_jobs"]));
+    let job = c.call("app.create", json!([{"app_name": "web2", "custom_app": true, "bogus": 1}]));
+    let f = c.wait_job(job.as_i64().unwrap());
+    assert_eq!(f["exc_info"]["extra"], json!([["app_create.bogus", "Extra inputs are not permitted", 22]]));
+    let job = c.call(
+        "app.create",
+        json!([{"app_name": "web2", "custom_app": true,
+                "custom_compose_config_string": compose("traefik/whoami:v1.10")}]),
+    );
+    assert_eq!(c.wait_job(job.as_i64().unwrap())["state"], "SUCCESS");
+    // 26.0 entry fields, one app flagged as needing attention.
+    let whoami = c.call("app.get_instance", json!(["whoami"]));
+    assert_eq!((whoami["action_required"].clone(), whoami["latest_app_version"].clone()), (json!(true), Value::Null));
+    assert_eq!(c.call("app.get_instance", json!(["web2"]))["action_required"], json!(false));
+    // The same option on 25.10 is an unknown key.
+    let (_old, old_server) = start(options(SimVersion::V25_10));
+    let mut old = connect(&old_server, "/api/current");
+    let r = old.call_raw(
+        "auth.login_ex",
+        json!([{"mechanism": "PASSWORD_PLAIN", "username": USER, "password": PASSWORD,
+                "login_options": {"reconnect_token": true}}]),
+    );
+    assert_eq!(r["error"]["data"]["extra"][0][0], "login_data.PASSWORD_PLAIN.login_options.reconnect_token", "{r}");
+}
+
+#[test]
+fn api_versions_lists_what_each_release_serves_side_by_side() {
+    let bodies = [
+        (SimVersion::V25_04, r#"["v25.04.0", "v25.04.1", "v25.04.2"]"#),
+        (
+            SimVersion::V25_10,
+            r#"["v25.04.0", "v25.04.1", "v25.04.2", "v25.10.0", "v25.10.1", "v25.10.2", "v25.10.3", "v25.10.4", "v25.10.5"]"#,
+        ),
+        (
+            SimVersion::V26_0,
+            r#"["v25.04.0", "v25.04.1", "v25.04.2", "v25.10.0", "v25.10.1", "v25.10.2", "v25.10.3", "v25.10.4", "v26.0.0"]"#,
+        ),
+    ];
+    for (version, body) in bodies {
+        let (_sim, server) = start(options(version));
+        assert_eq!(http_get(&server, "/api/versions"), ("HTTP/1.1 200 OK".into(), body.into()), "{version:?}");
+    }
+    let (_sim, server) = start(options(SimVersion::V26_0));
+    // Each versioned endpoint speaks its own models: `reconnect_token` is a 26.0 login option.
+    let with_token = json!({"mechanism": "PASSWORD_PLAIN", "username": USER, "password": PASSWORD,
+                            "login_options": {"reconnect_token": true}});
+    for (path, accepted) in [("/api/v26.0.0", true), ("/api/current", true), ("/api/v25.10.4", false)] {
+        let mut c = connect(&server, path);
+        let r = c.call_raw("auth.login_ex", json!([with_token]));
+        assert_eq!(r.get("error").is_none(), accepted, "{path}: {r}");
+    }
+    let mut legacy = connect(&server, "/websocket");
+    legacy.ddp_connect();
+    legacy.login();
+    assert_eq!(
+        connect_err(&server, "/api/v25.10.5").to_string(),
+        "HTTP error: 404 Not Found",
+        "26.0.0-BETA.3 has none"
+    );
+}
+
+#[test]
+fn reconnect_token_is_null_unless_asked_and_works_once() {
+    let (_sim, server) = start(options(SimVersion::V26_0));
+    let pw = |reconnect: bool| {
+        json!({"mechanism": "PASSWORD_PLAIN", "username": USER, "password": PASSWORD,
+               "login_options": {"reconnect_token": reconnect}})
+    };
+    let mut c = connect(&server, "/api/current");
+    let plain = login_ex(&mut c, pw(false));
+    assert_eq!(plain.get("reconnect_token"), Some(&Value::Null), "{plain}");
+    let asked = login_ex(&mut c, pw(true));
+    let token = asked["reconnect_token"].as_str().expect("a token when asked").to_string();
+    let mut again = connect(&server, "/api/current");
+    let by_token = json!({"mechanism": "TOKEN_PLAIN", "token": token});
+    assert_eq!(login_ex(&mut again, by_token.clone())["response_type"], "SUCCESS");
+    assert_eq!(again.call("auth.me", json!([]))["pw_name"], USER);
+    let mut third = connect(&server, "/api/current");
+    assert_eq!(login_ex(&mut third, by_token)["response_type"], "AUTH_ERR", "single use");
+}
+
+#[test]
+fn denied_users_and_revoked_keys_answer_per_release() {
+    let pw = json!({"mechanism": "PASSWORD_PLAIN", "username": "noapi", "password": "pw"});
+    let key = json!({"mechanism": "API_KEY_PLAIN", "username": USER, "api_key": KEY});
+    for (version, denied, revoked, scram) in
+        [(SimVersion::V26_0, "DENIED", "AUTH_ERR", true), (SimVersion::V25_10, "AUTH_ERR", "EXPIRED", false)]
+    {
+        let mut opts = options(version);
+        opts.users.push(("noapi".into(), "pw".into()));
+        opts.denied_users = vec!["noapi".into()];
+        opts.rate_limit.max_calls = 100;
+        let (sim, server) = start(opts);
+        let mut c = connect(&server, "/api/current");
+        assert_eq!(login_ex(&mut c, pw.clone()), json!({"response_type": denied}), "{version:?}");
+        let mechanisms = c.call("auth.mechanism_choices", json!([]));
+        assert_eq!(mechanisms.as_array().unwrap().contains(&json!("SCRAM")), scram, "{version:?}");
+        sim.faults().set_plain_tcp_remote(true);
+        let mut remote = connect(&server, "/api/current");
+        assert_eq!(login_ex(&mut remote, key.clone())["response_type"], "EXPIRED", "the revoking attempt");
+        sim.faults().set_plain_tcp_remote(false);
+        assert_eq!(login_ex(&mut remote, key.clone())["response_type"], revoked, "{version:?}");
+    }
+    // Keys the upgrade to 26.0 revoked answer like any revoked key from the first use.
+    let (_sim, server) = start(SimOptions { upgrade_revoked_keys: vec![7], ..options(SimVersion::V26_0) });
+    let mut c = connect(&server, "/api/current");
+    assert_eq!(login_ex(&mut c, key)["response_type"], "AUTH_ERR");
+}

@@ -259,6 +259,7 @@ fn api_models(version: SimVersion) -> Option<Value> {
         SimVersion::V24_10 => return None,
         SimVersion::V25_04 => "api-v25.04.2.json",
         SimVersion::V25_10 => "api-v25.10.5.json",
+        SimVersion::V26_0 => "api-v26.0.0.json",
     };
     let path = format!("{}/fixtures/truenas-schemas/{file}", env!("CARGO_MANIFEST_DIR"));
     let mut models: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
