@@ -40,6 +40,7 @@
 
 mod apps;
 mod auth;
+mod compose_check;
 mod events;
 mod faults;
 mod front;
@@ -147,6 +148,9 @@ pub struct SimOptions {
     pub https_redirect_port: Option<u16>,
     /// The UI allowlist excludes every network client: the upgrade succeeds, then the socket closes with 1008.
     pub ui_allowlist_denied: bool,
+    /// The real Docker Compose that validates custom app composes as TrueNAS 25.10.1+ does (`docker compose
+    /// config` in the job); default: `$TRUENAS_SIM_COMPOSE`, else `docker-compose` / `docker` on `PATH`.
+    pub compose: Option<std::path::PathBuf>,
 }
 
 impl Default for SimOptions {
@@ -172,6 +176,7 @@ impl Default for SimOptions {
             hostname: "truenas-sim".into(),
             https_redirect_port: None,
             ui_allowlist_denied: false,
+            compose: compose_check::find_compose(),
         }
     }
 }

@@ -1281,3 +1281,75 @@ fn a_document_with_thousands_of_findings_gives_a_bounded_report() {
         assert!(report.findings.iter().any(|f| f.rule == rule), "{rule} lost to the cap");
     }
 }
+
+#[path = "../interop/nas_job.rs"]
+mod nas_job;
+
+/// A stand-in for `docker-compose`: refuses a document that mentions `foo:` the way Compose v2 words it (naming the
+/// file it was given), accepts anything else.
+fn fake_compose() -> std::path::PathBuf {
+    let dir = crate::support::tempdir("fake-compose");
+    let path = dir.join("docker-compose");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\n[ \"$1 $3\" = \"-f config\" ] || exit 3\n\
+         if grep -q 'foo:' \"$2\"; then echo \"validating $2: services.web additional properties 'foo' not allowed\" >&2; \
+         exit 1; fi\nexit 0\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+const COMPOSE_FOO: &str = "services:\n  web:\n    image: nginx:1.27\n    foo: 1\n";
+const COMPOSE_OK: &str = "services:\n  web:\n    image: nginx:1.27\n";
+
+/// The one validation error of a failed job as (attribute, message, errno), after checking the job's shape.
+fn validation_error(job: &serde_json::Value) -> (String, String, i64) {
+    assert_eq!(job["state"], "FAILED", "{job}");
+    assert_eq!(job["exc_info"]["type"], "VALIDATION", "{job}");
+    let extra = job["exc_info"]["extra"].as_array().expect("extra");
+    assert_eq!(extra.len(), 1, "{job}");
+    let e = &extra[0];
+    (e[0].as_str().unwrap().into(), e[1].as_str().unwrap().into(), e[2].as_i64().unwrap())
+}
+
+#[test]
+fn simulator_25_10_refuses_what_compose_refuses_with_the_nas_error_shape() {
+    use truenas_mcp::sim::{SimOptions, SimVersion};
+    let compose = fake_compose();
+    let opts = SimOptions { version: SimVersion::V25_10, compose: Some(compose), ..Default::default() };
+    let mut nas = nas_job::NasJobs::start(opts);
+    let (attr, msg, errno) = validation_error(&nas.create("web", COMPOSE_FOO));
+    assert_eq!((attr.as_str(), errno), ("app_create.custom_compose_config_string", 22));
+    let rest = msg.strip_prefix("Invalid compose configuration: validating /").expect(&msg);
+    assert!(rest.ends_with(".yaml: services.web additional properties 'foo' not allowed"), "{msg}");
+    assert!(nas.call("app.query", json!([[["name", "=", "web"]]]))["result"].as_array().unwrap().is_empty());
+    // A dict payload names the dict field; app.update names its own schema.
+    let dict = json!({"services": {"web": {"image": "nginx:1.27", "foo": 1}}});
+    let failed = nas.job("app.create", json!([{"app_name": "web", "custom_app": true, "custom_compose_config": dict}]));
+    assert_eq!(validation_error(&failed).0, "app_create.custom_compose_config");
+    assert_eq!(nas.create("web", COMPOSE_OK)["state"], "SUCCESS");
+    let failed = nas.job("app.update", json!(["web", {"custom_compose_config_string": COMPOSE_FOO}]));
+    assert_eq!(validation_error(&failed).0, "app_update.custom_compose_config_string");
+}
+
+#[test]
+fn simulator_25_04_fails_a_compose_invalid_app_at_up_and_without_compose_skips() {
+    use truenas_mcp::sim::{SimOptions, SimVersion};
+    let opts = SimOptions { version: SimVersion::V25_04, compose: Some(fake_compose()), ..Default::default() };
+    let mut nas = nas_job::NasJobs::start(opts);
+    let failed = nas.create("web", COMPOSE_FOO);
+    assert_eq!(failed["state"], "FAILED", "{failed}");
+    assert_eq!(failed["exc_info"]["type"], "CallError", "{failed}");
+    assert_eq!(failed["exc_info"]["errno"], 14, "{failed}");
+    assert_eq!(
+        failed["error"],
+        "[EFAULT] Failed 'up' action for 'web' app. Please check /var/log/app_lifecycle.log for more details"
+    );
+    assert!(nas.call("app.query", json!([[["name", "=", "web"]]]))["result"].as_array().unwrap().is_empty());
+    // No Compose installed: the NAS check is skipped, the app installs.
+    let opts = SimOptions { version: SimVersion::V25_10, compose: None, ..Default::default() };
+    assert_eq!(nas_job::NasJobs::start(opts).create("web", COMPOSE_FOO)["state"], "SUCCESS");
+}
