@@ -1353,3 +1353,20 @@ fn simulator_25_04_fails_a_compose_invalid_app_at_up_and_without_compose_skips()
     let opts = SimOptions { version: SimVersion::V25_10, compose: None, ..Default::default() };
     assert_eq!(nas_job::NasJobs::start(opts).create("web", COMPOSE_FOO)["state"], "SUCCESS");
 }
+
+#[test]
+fn the_dry_run_shows_exactly_the_bytes_sent() {
+    // `$$` is Compose's escape of `$`: sent as `$$` once (never `$$$$`), keys in document order.
+    let yaml = "services:\n  zeta:\n    image: alpine:3.20\n    command: sh -c 'echo $$(cat /run/x) $${HOME}'\n    \
+                environment:\n      B: \"1\"\n      A: 'a$$b'\n    mem_limit: 64m\n";
+    let report = run(yaml, &env(&[]), &PolicyConfig::default(), None);
+    let sent = report.rendered.clone().unwrap();
+    assert!(sent.contains("$$(cat /run/x) $${HOME}") && !sent.contains("$$$$"), "{sent}");
+    assert_eq!(compose::mask_rendered(&sent).as_deref(), Some(sent.as_str()));
+    // With a secret, only the secret's value differs.
+    let yaml = "services:\n  zeta:\n    image: alpine:3.20\n    command: echo $$HOME\n    environment:\n      \
+                DB_PASSWORD: hunter2\n      Z: \"$$x\"\n    mem_limit: 64m\n";
+    let sent = run(yaml, &env(&[]), &PolicyConfig::default(), None).rendered.unwrap();
+    let shown = compose::mask_rendered(&sent).unwrap();
+    assert_eq!(shown, sent.replace("hunter2", truenas_mcp::compose::secrets::MASK).replace("***\n", "\"***\"\n"));
+}
