@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::config::PolicyConfig;
 
+mod environment;
 mod interpolate;
 mod model;
 mod parse;
@@ -21,6 +22,7 @@ mod policy;
 mod portals;
 mod ports;
 mod render;
+mod spec;
 pub mod rules;
 pub mod secrets;
 mod volumes;
@@ -110,6 +112,12 @@ impl Report {
 /// [`MAX_INPUT_BYTES`] is refused unread, alias expansion is metered (500 000 nodes, 16 MiB of scalars), nesting
 /// is capped, and interpolation pulls in at most 4 MiB of env values. Findings carry the operator's severities.
 pub fn validate(input: &ValidateInput<'_>) -> Report {
+    validate_app(input, None)
+}
+
+/// [`validate`] for the TrueNAS app `app_name`: Compose's `COMPOSE_PROJECT_NAME` is `ix-<app_name>` there (without
+/// a name, `ix-app` is assumed and a `project-name-assumed` finding says so when the document uses it).
+pub fn validate_app(input: &ValidateInput<'_>, app_name: Option<&str>) -> Report {
     let mut report = Report::default();
     let mut findings = Vec::new();
     let mut doc = match parse::parse(input.yaml) {
@@ -128,12 +136,17 @@ pub fn validate(input: &ValidateInput<'_>) -> Report {
         ));
         return finish(report, findings, input.policy);
     }
-    let interpolation = interpolate::interpolate_tree(&mut doc, input.env);
+    let env = environment::with_project_name(input.env, app_name);
+    let interpolation = interpolate::interpolate_tree(&mut doc, &env);
     findings.extend(interpolation.findings);
     report.substitutions = interpolation.substitutions;
     report.unresolved = interpolation.unresolved;
+    findings.extend(environment::assumed_project_name(&report.substitutions, app_name));
+    findings.extend(spec::schema_findings(&doc));
 
     let Some(root) = doc.as_mapping_mut() else { return finish(report, findings, input.policy) };
+    findings.extend(environment::fill_bare_entries(root, input.env, &mut report.substitutions));
+    findings.extend(spec::reference_findings(root));
     if let Some(services) = root.get("services").and_then(serde_yaml::Value::as_mapping) {
         report.services = services.keys().map(interpolate::key_text).collect();
     }

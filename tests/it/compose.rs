@@ -73,7 +73,7 @@ fn privileged_in_every_spelling() {
         ("on", svc("privileged: on"), p),
         ("quoted true", svc("privileged: \"true\""), p),
         ("Y", svc("privileged: Y"), p),
-        ("number", svc("privileged: 1"), p),
+        ("number", svc("privileged: 1"), &["compose-schema", "privileged"]),
         ("unknown spelling counts as true", svc("privileged: maybe"), p),
         (
             "merge key",
@@ -112,7 +112,7 @@ fn capabilities() {
         ("ALL", svc("cap_add: [ALL]"), &["cap-add-dangerous"]),
         ("lower case", svc("cap_add: [sys_admin]"), &["cap-add-dangerous"]),
         ("CAP_ prefix", svc("cap_add: [CAP_SYS_MODULE]"), &["cap-add-dangerous"]),
-        ("single string", svc("cap_add: SYS_PTRACE"), &["cap-add-dangerous"]),
+        ("single string", svc("cap_add: SYS_PTRACE"), &["cap-add-dangerous", "compose-schema"]),
         (
             "block list",
             svc("cap_add:\n  - CHOWN\n  - DAC_READ_SEARCH\n  - bpf"),
@@ -140,7 +140,7 @@ fn namespaces_and_security_options() {
         ("systempaths", svc("security_opt: [systempaths=unconfined]"), &["security-opt-unconfined"]),
         ("no-new-privileges", svc("security_opt: [\"no-new-privileges:true\"]"), &[]),
         ("network host", svc("network_mode: host"), &["network-mode-host"]),
-        ("network of a service", svc("network_mode: \"service:vpn\""), &[]),
+        ("network of a service", svc("network_mode: \"service:vpn\""), &["undefined-reference"]),
     ]);
     let uts = run(&svc("uts: host"), &BTreeMap::new(), &PolicyConfig::default(), None);
     assert_eq!(uts.findings[0].severity, Severity::Warning);
@@ -157,7 +157,7 @@ fn binds_in_every_volume_form() {
         ("short ro", svc("volumes: [\"/etc:/host-etc:ro\"]"), sensitive),
         ("long", svc("volumes:\n  - type: bind\n    source: /boot\n    target: /b"), sensitive),
         ("long read_only yes", svc("volumes:\n  - {type: bind, source: /proc, target: /p, read_only: yes}"), sensitive),
-        ("long without type", svc("volumes:\n  - {source: /sys, target: /s}"), sensitive),
+        ("long without type", svc("volumes:\n  - {source: /sys, target: /s}"), &["compose-schema", "sensitive-host-path"]),
         ("root", svc("volumes: [\"/:/host\"]"), sensitive),
         ("below", svc("volumes: [\"/etc/ssl/private:/k:ro\"]"), sensitive),
         ("lib64", svc("volumes: [\"/lib64:/l:ro\"]"), sensitive),
@@ -194,7 +194,7 @@ fn binds_in_every_volume_form() {
         ("anonymous", svc("volumes: [\"/data\"]"), &[]),
         ("tmpfs", svc("volumes:\n  - {type: tmpfs, target: /tmp}"), &[]),
         ("undeclared named", svc("volumes: [\"data:/data\"]"), &["undeclared-volume"]),
-        ("unparseable", svc("volumes: [\"a:b:c:d\", 5]"), &["field-invalid", "field-invalid"]),
+        ("unparseable", svc("volumes: [\"a:b:c:d\", 5]"), &["compose-schema", "field-invalid", "field-invalid"]),
     ]);
 }
 
@@ -338,7 +338,7 @@ fn environment_user_images_and_the_rest() {
             &["plaintext-secret", "plaintext-secret"],
         ),
         ("secret file path", svc("environment: {DB_PASSWORD_FILE: /run/secrets/db}"), &[]),
-        ("secret passed through", svc("environment: [DB_PASSWORD]"), &[]),
+        ("secret passed through", svc("environment: [DB_PASSWORD]"), &["environment-unset"]),
         ("empty secret", svc("environment: {DB_PASSWORD: ''}"), &[]),
         (
             "env value mentioning /etc",
@@ -347,7 +347,7 @@ fn environment_user_images_and_the_rest() {
         ),
         ("env list mentioning /etc", svc("environment: [\"CONF=/etc:/etc\"]"), &[]),
         ("root", svc("user: root"), &["user-root"]),
-        ("uid 0", svc("user: 0"), &["user-root"]),
+        ("uid 0", svc("user: 0"), &["compose-schema", "user-root"]),
         ("0:0", svc("user: \"0:0\""), &["user-root"]),
         ("apps user", svc("user: \"568:568\""), &[]),
         ("env_file relative", svc("env_file: .env"), &["env-file-unsupported"]),
@@ -434,10 +434,10 @@ fn structure() {
         ("comment only", "# nothing\n".into(), &["not-a-mapping"]),
         ("no services", "version: '3'\n".into(), &["no-services"]),
         ("empty services", "services: {}\n".into(), &["no-services"]),
-        ("null services", "services:\n".into(), &["no-services"]),
-        ("list services", "services: [web]\n".into(), &["no-services"]),
-        ("service is text", "services:\n  web: nginx\n".into(), &["service-not-a-mapping"]),
-        ("service is null", "services:\n  web:\n".into(), &["service-not-a-mapping"]),
+        ("null services", "services:\n".into(), &["compose-schema", "no-services"]),
+        ("list services", "services: [web]\n".into(), &["compose-schema", "no-services"]),
+        ("service is text", "services:\n  web: nginx\n".into(), &["compose-schema", "service-not-a-mapping"]),
+        ("service is null", "services:\n  web:\n".into(), &["compose-schema", "service-not-a-mapping"]),
         ("bad yaml", "services:\n  web: [\n".into(), &["yaml-invalid"]),
         ("tab indentation", "services:\n\tweb: {}\n".into(), &["yaml-invalid"]),
         ("duplicate key", "services:\n  web: {image: a:1}\n  web: {image: b:1}\n".into(), &["yaml-invalid"]),
@@ -1369,4 +1369,72 @@ fn the_dry_run_shows_exactly_the_bytes_sent() {
     let sent = run(yaml, &env(&[]), &PolicyConfig::default(), None).rendered.unwrap();
     let shown = compose::mask_rendered(&sent).unwrap();
     assert_eq!(shown, sent.replace("hunter2", truenas_mcp::compose::secrets::MASK).replace("***\n", "\"***\"\n"));
+}
+
+/// Documents real Compose (v2.40) refuses are errors here too; each row's refusal was checked with
+/// `docker-compose config` (the interop target re-checks the fixtures and the corpus against the real binary).
+#[test]
+fn what_real_compose_refuses_is_an_error() {
+    table(&[
+        ("unknown key", svc("foo: 1"), &["compose-schema"]),
+        ("unknown top-level key", "services:\n  web:\n    image: nginx:1.25\n    mem_limit: 512m\nfoo: 1\n".into(), &["compose-schema"]),
+        ("x- keys are extensions", svc("x-note: hello"), &[]),
+        ("wrong type", svc("restart: [always]"), &["compose-schema"]),
+        ("undefined network", svc("networks: [backend]"), &["undefined-reference"]),
+        ("undefined network (mapping)", svc("networks:\n  backend: {}"), &["undefined-reference"]),
+        ("default network", svc("networks: [default]"), &[]),
+        ("undefined secret", svc("secrets: [db_password]"), &["undefined-reference"]),
+        ("undefined config", svc("configs:\n  - source: app_conf\n    target: /c"), &["undefined-reference"]),
+        ("depends_on undefined", svc("depends_on: [db]"), &["undefined-reference"]),
+        ("depends_on not required", svc("depends_on:\n  db: {condition: service_started, required: false}"), &[]),
+        ("links undefined", svc("links: [\"db:database\"]"), &["undefined-reference"]),
+        ("depends on itself", svc("depends_on: [web]"), &["dependency-cycle"]),
+        (
+            "cycle of two",
+            format!("{}  db:\n    image: postgres:16\n    mem_limit: 1g\n    links: [web]\n", svc("depends_on: [db]")),
+            &["dependency-cycle"],
+        ),
+    ]);
+    let report = run(&svc("depends_on: [web]"), &BTreeMap::new(), &PolicyConfig::default(), None);
+    assert_eq!(report.findings[0].message, "dependency cycle detected: web -> web: Compose cannot order these services");
+    let report = run(&svc("foo: 1"), &BTreeMap::new(), &PolicyConfig::default(), None);
+    assert_eq!(report.findings[0].path, "services.web.foo", "{:?}", report.findings);
+    // The operator cannot allow these: the NAS refuses the document anyway.
+    let policy = PolicyConfig { allow_rules: vec!["compose-schema".into()], ..PolicyConfig::default() };
+    assert!(run(&svc("foo: 1"), &BTreeMap::new(), &policy, None).has_errors());
+}
+
+#[test]
+fn compose_project_name_is_ix_app_on_truenas() {
+    let yaml = svc("environment:\n  PROJECT: ${COMPOSE_PROJECT_NAME}\n  DATA: /mnt/tank/${COMPOSE_PROJECT_NAME:-x}");
+    let env = env(&[("COMPOSE_PROJECT_NAME", "ignored: -p wins")]);
+    let policy = PolicyConfig::default();
+    let named = compose::validate_app(
+        &ValidateInput { yaml: &yaml, env: &env, used_ports: None, policy: &policy, derive_portals: false },
+        Some("immich"),
+    );
+    assert_eq!(ids(&named), Vec::<&str>::new(), "{:?}", named.findings);
+    let sent = named.rendered.unwrap();
+    assert!(sent.contains("PROJECT: ix-immich\n") && sent.contains("DATA: /mnt/tank/ix-immich\n"), "{sent}");
+    // Without the app name the value is assumed, and the report says which.
+    let unnamed = run(&yaml, &BTreeMap::new(), &policy, None);
+    assert_eq!(ids(&unnamed), vec!["project-name-assumed"]);
+    assert!(unnamed.findings[0].message.contains("`ix-app` was assumed"), "{}", unnamed.findings[0].message);
+    assert!(unnamed.unresolved.is_empty());
+}
+
+#[test]
+fn bare_environment_entries_are_filled_from_env_or_reported() {
+    let yaml = svc("environment:\n  - TZ\n  - LANG=C\n  - DB_PASSWORD");
+    let report = run(&yaml, &env(&[("TZ", "Europe/Paris"), ("DB_PASSWORD", "s3cr$t")]), &PolicyConfig::default(), None);
+    assert_eq!(ids(&report), vec!["plaintext-secret"], "{:?}", report.findings);
+    let sent = report.rendered.unwrap();
+    assert!(sent.contains("- TZ=Europe/Paris\n") && sent.contains("- \"DB_PASSWORD=s3cr$$t\"\n"), "{sent}");
+    assert!(report.substitutions.iter().any(|s| s.variable == "DB_PASSWORD" && s.path == "services.web.environment[2]"));
+    let yaml = svc("environment:\n  TZ:\n  LANG: C");
+    let report = run(&yaml, &env(&[("TZ", "UTC")]), &PolicyConfig::default(), None);
+    assert!(report.rendered.unwrap().contains("TZ: UTC\n"));
+    let report = run(&yaml, &BTreeMap::new(), &PolicyConfig::default(), None);
+    assert_eq!(ids(&report), vec!["environment-unset"]);
+    assert_eq!(report.findings[0].path, "services.web.environment.TZ");
 }
