@@ -1456,3 +1456,15 @@ fn bare_environment_entries_are_filled_from_env_or_reported() {
     assert_eq!(ids(&report), vec!["environment-unset"]);
     assert_eq!(report.findings[0].path, "services.web.environment.TZ");
 }
+
+/// Real Compose v2.40 keeps what a merge key brings for a key reset beside it (`docker compose config`; the interop
+/// target compares the two on this document).
+#[test]
+fn a_reset_key_beside_a_merge_keeps_the_merged_value_like_compose() {
+    let yaml = "x-base: &base\n  image: nginx:1.27\n  ports: [\"8080:80\"]\n  environment: {A: \"1\"}\nservices:\n  web:\n    \
+                <<: *base\n    ports: !reset []\n    environment: !override {C: \"3\"}\n    user: !reset \"0\"\n    mem_limit: 64m\n";
+    let report = run(yaml, &BTreeMap::new(), &PolicyConfig::default(), None);
+    let sent = report.rendered.unwrap();
+    assert!(sent.contains("    ports:\n      - \"8080:80\"\n") && !sent.contains("user") && !sent.contains('!'), "{sent}");
+    assert_eq!(report.published_ports.len(), 1);
+}
