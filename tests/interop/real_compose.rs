@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use truenas_mcp::compose::{validate_app, Report, ValidateInput};
@@ -157,8 +157,10 @@ fn interpolation_gives_compose_values() {
     for (k, v) in forms {
         yaml.push_str(&format!("      {k}: '{v}'\n"));
     }
-    let env: BTreeMap<String, String> =
-        [("A", "alpha"), ("B", "b$e'ta \"q\""), ("E", "")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let env: BTreeMap<String, String> = [("A", "alpha"), ("B", "b$e'ta \"q\""), ("E", "")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let theirs = compose_config(&compose, &yaml, &env).expect("compose config");
     let report = ours(&yaml, &env, &PolicyConfig::default());
     let sent = report.rendered.expect("rendered");
