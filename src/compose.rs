@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use crate::config::PolicyConfig;
 
+mod environment;
 mod interpolate;
 mod model;
 mod parse;
@@ -23,6 +24,7 @@ mod ports;
 mod render;
 pub mod rules;
 pub mod secrets;
+mod spec;
 mod volumes;
 
 pub use parse::MAX_INPUT_BYTES;
@@ -110,6 +112,12 @@ impl Report {
 /// [`MAX_INPUT_BYTES`] is refused unread, alias expansion is metered (500 000 nodes, 16 MiB of scalars), nesting
 /// is capped, and interpolation pulls in at most 4 MiB of env values. Findings carry the operator's severities.
 pub fn validate(input: &ValidateInput<'_>) -> Report {
+    validate_app(input, None)
+}
+
+/// [`validate`] for the TrueNAS app `app_name`: Compose's `COMPOSE_PROJECT_NAME` is `ix-<app_name>` there (without
+/// a name, `ix-app` is assumed and a `project-name-assumed` finding says so when the document uses it).
+pub fn validate_app(input: &ValidateInput<'_>, app_name: Option<&str>) -> Report {
     let mut report = Report::default();
     let mut findings = Vec::new();
     let mut doc = match parse::parse(input.yaml) {
@@ -128,12 +136,17 @@ pub fn validate(input: &ValidateInput<'_>) -> Report {
         ));
         return finish(report, findings, input.policy);
     }
-    let interpolation = interpolate::interpolate_tree(&mut doc, input.env);
+    let env = environment::with_project_name(input.env, app_name);
+    let interpolation = interpolate::interpolate_tree(&mut doc, &env);
     findings.extend(interpolation.findings);
     report.substitutions = interpolation.substitutions;
     report.unresolved = interpolation.unresolved;
+    findings.extend(environment::assumed_project_name(&report.substitutions, app_name));
+    findings.extend(spec::schema_findings(&doc));
 
     let Some(root) = doc.as_mapping_mut() else { return finish(report, findings, input.policy) };
+    findings.extend(environment::fill_bare_entries(root, input.env, &mut report.substitutions));
+    findings.extend(spec::reference_findings(root));
     if let Some(services) = root.get("services").and_then(serde_yaml::Value::as_mapping) {
         report.services = services.keys().map(interpolate::key_text).collect();
     }
@@ -226,15 +239,44 @@ pub fn mask_secrets(compose: &Value) -> Value {
     secrets::mask_secrets(compose)
 }
 
-/// [`Report::rendered`] for display: the same YAML with secret-looking environment values and URL passwords
-/// masked. The values substituted from `env` are masked by the tool layer, which knows them. `None` when the text
-/// does not parse, or is larger than one TrueNAS frame: such a rendering cannot be deployed (a finding says so), and
-/// showing it would let a small document with anchors make a multi-megabyte answer.
+/// [`Report::rendered`] for display: exactly the text sent, except that secret-looking environment values and URL
+/// passwords are masked (the values substituted from `env` are masked by the tool layer, which knows them). The
+/// masks are put into the sent tree itself, whose `$$` escapes are undone before it is written again (writing
+/// escapes them once more), so `$$` stays `$$` and keys keep their order. `None` when the text does not parse, or is
+/// larger than one TrueNAS frame: such a rendering cannot be deployed (a finding says so), and showing it would let
+/// a small document with anchors make a multi-megabyte answer.
 pub fn mask_rendered(rendered: &str) -> Option<String> {
     if rendered.len() > FRAME_LIMIT {
         return None;
     }
-    let doc: serde_yaml::Value = serde_yaml::from_str(rendered).ok()?;
-    let masked = secrets::mask_secrets(&serde_json::to_value(doc).ok()?);
-    render::render(&serde_yaml::to_value(masked).ok()?).ok()
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(rendered).ok()?;
+    let plain = serde_json::to_value(&doc).ok()?;
+    let masked = secrets::mask_secrets(&plain);
+    if masked == plain {
+        return Some(rendered.to_string());
+    }
+    apply_masks(&mut doc, &masked);
+    render::unescape_dollars(&mut doc);
+    render::render(&doc).ok()
+}
+
+/// Put the strings of `masked` (a masked JSON copy of `doc`) where `doc` differs from them.
+fn apply_masks(doc: &mut serde_yaml::Value, masked: &Value) {
+    match (doc, masked) {
+        (serde_yaml::Value::Mapping(m), Value::Object(o)) => {
+            for (k, v) in m.iter_mut() {
+                if let Some(mv) = o.get(&interpolate::key_text(k)) {
+                    apply_masks(v, mv);
+                }
+            }
+        }
+        (serde_yaml::Value::Sequence(items), Value::Array(a)) => {
+            for (v, mv) in items.iter_mut().zip(a) {
+                apply_masks(v, mv);
+            }
+        }
+        (serde_yaml::Value::Tagged(t), mv) => apply_masks(&mut t.value, mv),
+        (v, Value::String(ms)) if v.as_str() != Some(ms.as_str()) => *v = serde_yaml::Value::String(ms.clone()),
+        _ => {}
+    }
 }

@@ -40,6 +40,7 @@
 
 mod apps;
 mod auth;
+mod compose_check;
 mod events;
 mod faults;
 mod front;
@@ -161,6 +162,9 @@ pub struct SimOptions {
     pub upgrade_revoked_keys: Vec<u32>,
     /// Apps that need attention: 26.0 reports `action_required: true` and a newer `latest_app_version`.
     pub apps_needing_action: Vec<String>,
+    /// The real Docker Compose that validates custom app composes as TrueNAS 25.10.1+ does (`docker compose
+    /// config` in the job); default: `$TRUENAS_SIM_COMPOSE`, else `docker-compose` / `docker` on `PATH`.
+    pub compose: Option<std::path::PathBuf>,
 }
 
 impl Default for SimOptions {
@@ -189,6 +193,7 @@ impl Default for SimOptions {
             denied_users: Vec::new(),
             upgrade_revoked_keys: Vec::new(),
             apps_needing_action: Vec::new(),
+            compose: compose_check::find_compose(),
         }
     }
 }

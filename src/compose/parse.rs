@@ -273,16 +273,21 @@ pub fn resolve_merges(value: &mut Value, depth: usize) -> Result<(), String> {
             if mapping.contains_key("<<") {
                 // Rebuild in order: merged keys take the place of `<<`; an explicit key replaces a merged value.
                 let original = std::mem::take(mapping);
+                // A `!reset` key gives way to a merged value: real Compose (v2.40) keeps what `<<` brings for a key
+                // reset in the same mapping (checked with `docker compose config`; see tests/interop/real_compose.rs).
+                let is_reset = |v: Option<&Value>| matches!(v, Some(Value::Tagged(t)) if t.tag == "reset");
                 for (k, v) in original {
                     if k.as_str() != Some("<<") {
-                        mapping.insert(k, v);
+                        if !(is_reset(Some(&v)) && mapping.contains_key(&k)) {
+                            mapping.insert(k, v);
+                        }
                         continue;
                     }
                     let mut source = v;
                     resolve_merges(&mut source, depth + 1)?;
                     for merged in merge_sources(source)? {
                         for (mk, mv) in merged {
-                            if !mapping.contains_key(&mk) {
+                            if !mapping.contains_key(&mk) || is_reset(mapping.get(&mk)) {
                                 mapping.insert(mk, mv);
                             }
                         }
@@ -307,8 +312,8 @@ pub fn resolve_merges(value: &mut Value, depth: usize) -> Result<(), String> {
 
 /// Resolve Compose's `!reset` and `!override` tags (after merge keys), so the policy judges the effective document
 /// and the text sent to TrueNAS has no tags its YAML loader cannot read. In one document, `key: !reset <anything>`
-/// means "back to the default": the key is removed, together with any value a merge key (`<<`) brought for it,
-/// because the tagged key already took that key's place. `key: !override <value>` means "this value, not a merge
+/// means "back to the default": the key is removed (a value a merge key `<<` brings for it stays, as in real
+/// Compose: `resolve_merges` let it win). `key: !override <value>` means "this value, not a merge
 /// of it": merge keys are shallow, so the explicit value has already replaced the merged one and only the tag goes.
 /// In a list, a `!reset` item is dropped and an `!override` item keeps its value. Other tags are left alone.
 fn resolve_compose_tags(value: &mut Value, depth: usize) {
@@ -458,7 +463,9 @@ mod tests {
         .unwrap();
         let z = v["z"].as_mapping().unwrap();
         let keys: Vec<&str> = z.keys().filter_map(Value::as_str).collect();
-        assert_eq!(keys, vec!["b", "c", "d", "f", "g"], "a reset key drops the merged value too");
+        // As in real Compose v2.40: a key reset beside `<<` keeps the merged value; one with nothing merged goes.
+        assert_eq!(keys, vec!["a", "b", "c", "d", "f", "g"]);
+        assert_eq!(v["z"]["a"], Value::from(1));
         assert_eq!(v["z"]["b"], serde_yaml::from_str::<Value>("[2]").unwrap());
         assert_eq!(v["z"]["c"], serde_yaml::from_str::<Value>("{y: 2}").unwrap(), "no deep merge under !override");
         assert_eq!(v["z"]["g"], serde_yaml::from_str::<Value>("[1, 3]").unwrap());

@@ -886,6 +886,10 @@ const NOT_ALLOWABLE: &[&str] = &[
     "field-invalid",
     "too-large",
     "app-name-invalid",
+    // Real Compose refuses these documents (the NAS itself since 25.10.1): allowing them only moves the failure.
+    "compose-schema",
+    "undefined-reference",
+    "dependency-cycle",
 ];
 const STRICT_TO_ERROR: &[&str] = &[
     "no-resource-limits",

@@ -238,6 +238,18 @@ fn quoted(s: &str, escape_dollars: bool, out: &mut String) {
     out.push('"');
 }
 
+/// Undo the `$$` escapes [`render`] wrote into the string values of a document read back from its output, so that
+/// writing it again escapes each `$` once, not twice.
+pub fn unescape_dollars(v: &mut Value) {
+    match v {
+        Value::String(s) if s.contains("$$") => *s = s.replace("$$", "$"),
+        Value::Sequence(items) => items.iter_mut().for_each(unescape_dollars),
+        Value::Mapping(m) => m.iter_mut().for_each(|(_, v)| unescape_dollars(v)),
+        Value::Tagged(t) => unescape_dollars(&mut t.value),
+        _ => {}
+    }
+}
+
 /// Whether the plain (unquoted) text of `s` would need quotes; for tests and callers checking output.
 #[cfg(test)]
 fn needs_quotes(s: &str) -> bool {
@@ -253,17 +265,10 @@ mod tests {
         let out = render(&doc).unwrap();
         let back: Value = serde_yaml::from_str(&out).unwrap_or_else(|e| panic!("{e}\n{out}"));
         // Dollars are doubled on the way out; undo that to compare trees.
-        assert_eq!(unescape(back), doc, "\n{out}");
+        let mut back = back;
+        unescape_dollars(&mut back);
+        assert_eq!(back, doc, "\n{out}");
         out
-    }
-
-    fn unescape(v: Value) -> Value {
-        match v {
-            Value::String(s) => Value::String(s.replace("$$", "$")),
-            Value::Sequence(items) => Value::Sequence(items.into_iter().map(unescape).collect()),
-            Value::Mapping(m) => Value::Mapping(m.into_iter().map(|(k, v)| (k, unescape(v))).collect()),
-            other => other,
-        }
     }
 
     #[test]

@@ -117,6 +117,16 @@ pub const PLAINTEXT_SECRET: Rule =
 pub const TOP_LEVEL_NAME: Rule = rule("top-level-name", Info, "`name:` is ignored (TrueNAS names the project)");
 pub const TOO_LARGE: Rule = rule("too-large", Error, "the document does not fit in one TrueNAS request (64 KiB)");
 pub const APP_NAME_INVALID: Rule = rule("app-name-invalid", Error, "the app name is not a valid TrueNAS app name");
+pub const COMPOSE_SCHEMA: Rule =
+    rule("compose-schema", Error, "a field the Compose specification does not allow (unknown key, wrong type)");
+pub const UNDEFINED_REFERENCE: Rule =
+    rule("undefined-reference", Error, "a reference to a network, secret, config or service the file does not define");
+pub const DEPENDENCY_CYCLE: Rule =
+    rule("dependency-cycle", Error, "services that depend on each other in a cycle (`depends_on`, `links`, …)");
+pub const PROJECT_NAME_ASSUMED: Rule =
+    rule("project-name-assumed", Warning, "`COMPOSE_PROJECT_NAME` used while the app name is unknown");
+pub const ENVIRONMENT_UNSET: Rule =
+    rule("environment-unset", Warning, "a bare `environment:` entry (`KEY`) with no value in `env`");
 
 /// Every rule, in the order documented.
 pub const ALL: &[Rule] = &[
@@ -163,6 +173,11 @@ pub const ALL: &[Rule] = &[
     TOP_LEVEL_NAME,
     TOO_LARGE,
     APP_NAME_INVALID,
+    COMPOSE_SCHEMA,
+    UNDEFINED_REFERENCE,
+    DEPENDENCY_CYCLE,
+    PROJECT_NAME_ASSUMED,
+    ENVIRONMENT_UNSET,
 ];
 
 /// The catalogue entry for `id`.

@@ -475,7 +475,14 @@ fn yaml_to_json(y: serde_yaml::Value) -> Value {
 
 /// `validate_payload` of the custom-app path: exactly one compose source, parseable, (25.10) a mapping with
 /// `services`. `schema` is `app_create` or `app_update` (24.10/25.04 always say `app_create` for YAML errors).
-pub(crate) fn compose_from_payload(version: SimVersion, data: &Value, schema: &str) -> Result<Value, Failure> {
+/// `real_compose`: real Compose judges the document next (`compose_check`), so the 25.10 imitation of its verdict
+/// is skipped.
+pub(crate) fn compose_from_payload(
+    version: SimVersion,
+    data: &Value,
+    schema: &str,
+    real_compose: bool,
+) -> Result<Value, Failure> {
     let dict = data.get("custom_compose_config").filter(|v| v.as_object().is_some_and(|o| !o.is_empty()));
     let text = data.get("custom_compose_config_string").and_then(Value::as_str).filter(|s| !s.is_empty());
     let yaml_schema = if version >= SimVersion::V25_10 { schema } else { "app_create" };
@@ -495,7 +502,7 @@ pub(crate) fn compose_from_payload(version: SimVersion, data: &Value, schema: &s
             Failure::invalid(&format!("{yaml_schema}.custom_compose_config_string"), "Invalid YAML provided", EINVAL)
         })?,
     };
-    if version >= SimVersion::V25_10 {
+    if version >= SimVersion::V25_10 && !real_compose {
         let field = if text.is_some() { "custom_compose_config_string" } else { "custom_compose_config" };
         let problem = match compose.as_object() {
             None => Some("top-level object must be a mapping".to_string()),
@@ -674,7 +681,7 @@ mod tests {
             (json!({"custom_compose_config_string": "services:\n  a:\n    image: x\n"}), None),
         ];
         for (data, want) in cases {
-            let got = compose_from_payload(v, &data, "app_create").err().map(|f| match f {
+            let got = compose_from_payload(v, &data, "app_create", false).err().map(|f| match f {
                 Failure::Validation { errors, .. } => errors[0].attribute.clone().unwrap(),
                 other => panic!("{other:?}"),
             });

