@@ -27,9 +27,17 @@ mod masked;
 /// How long an update of a running app waits for the recreated containers to come up.
 const UPDATE_SETTLE_WAIT: Duration = Duration::from_secs(30);
 
-/// Validate with the operator's policy; `used_ports` = other apps' host ports (`None`: not checked).
-fn validate(tools: &Tools, yaml: &str, env: &BTreeMap<String, String>, used_ports: Option<&[u16]>) -> Report {
-    compose::validate(&ValidateInput { yaml, env, used_ports, policy: &tools.config().policy, derive_portals: true })
+/// Validate with the operator's policy for app `app` (it sets `COMPOSE_PROJECT_NAME`, as TrueNAS does);
+/// `used_ports` = other apps' host ports (`None`: not checked).
+fn validate(
+    tools: &Tools,
+    app: Option<&str>,
+    yaml: &str,
+    env: &BTreeMap<String, String>,
+    used_ports: Option<&[u16]>,
+) -> Report {
+    let input = ValidateInput { yaml, env, used_ports, policy: &tools.config().policy, derive_portals: true };
+    compose::validate_app(&input, app)
 }
 
 /// The TrueNAS payload of a clean report, or `None` (a `too-large` finding joins `extra`) when it cannot be sent.
@@ -164,7 +172,7 @@ pub fn validate_compose(tools: &Tools, args: ValidateArgs, _ctx: &CallContext) -
             ),
         }
     };
-    let report = validate(tools, yaml, &env, used.as_deref());
+    let report = validate(tools, app_name, yaml, &env, used.as_deref());
     let valid = !report.has_errors();
     let errors = report.findings.iter().filter(|f| f.severity == Severity::Error).count();
     let warnings = report.findings.iter().filter(|f| f.severity == Severity::Warning).count();
@@ -273,7 +281,7 @@ fn deploy_app(tools: &Tools, args: DeployArgs, ctx: &CallContext) -> Outcome {
         Err(e) => return read_failed("reading the ports used by other apps", &e),
     };
     ctx.progress.report(2.0, Some(100.0), Some("validating the compose"));
-    let report = validate(tools, yaml, env, Some(&used));
+    let report = validate(tools, Some(name), yaml, env, Some(&used));
     let mut extra = Vec::new();
     extra.extend(rendered_value(&report).and_then(|v| masked_secret_finding(&v, false)));
     if let Some(app) = &existing {
@@ -485,14 +493,14 @@ fn update_app(tools: &Tools, args: UpdateArgs, ctx: &CallContext) -> Outcome {
     };
     let own = app.host_ports();
     used.retain(|p| !own.contains(p));
-    let mut report = validate(tools, yaml, env, Some(&used));
+    let mut report = validate(tools, Some(name), yaml, env, Some(&used));
     // Values sent back masked (the get_custom_app_config → edit → update round trip) keep their deployed values;
     // the restored document is validated again, as it is what will be sent.
     let mut kept = Vec::new();
     if let Some(restored) = rendered_value(&report).map(|v| masked::restore(&v, &deployed)) {
         if !restored.kept.is_empty() {
             if let Ok(text) = serde_yaml::to_string(&restored.compose) {
-                let mut again = validate(tools, &text, &BTreeMap::new(), Some(&used));
+                let mut again = validate(tools, Some(name), &text, &BTreeMap::new(), Some(&used));
                 again.substitutions = std::mem::take(&mut report.substitutions);
                 again.unresolved = std::mem::take(&mut report.unresolved);
                 report = again;

@@ -1473,3 +1473,19 @@ fn a_reset_key_beside_a_merge_keeps_the_merged_value_like_compose() {
     );
     assert_eq!(report.published_ports.len(), 1);
 }
+
+/// A deploy sets `COMPOSE_PROJECT_NAME` to `ix-<app>`, as TrueNAS does, for the name it deploys under.
+#[test]
+fn a_deploy_resolves_compose_project_name_to_its_own_app() {
+    let compose =
+        "services:\n  web:\n    image: nginx:1.27\n    environment:\n      PROJECT: ${COMPOSE_PROJECT_NAME}\n";
+    let out = std::process::Command::new(crate::support::binary())
+        .args(["--mock", "call", "deploy_custom_app", "--json", "app_name=blog", "dry_run=true"])
+        .arg(format!("compose_yaml={compose}"))
+        .env("TRUENAS_AUDIT_LOG", "off")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("PROJECT: ix-blog"), "{stdout}");
+    assert!(!stdout.contains("project-name-assumed"), "{stdout}");
+}
