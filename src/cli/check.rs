@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 use super::certificate;
 use crate::audit::AuditLog;
 use crate::config::{AuditTarget, Config, Protocol};
-use crate::truenas::transport::{tls_connector, Endpoint};
 use crate::truenas::error::TnError;
+use crate::truenas::transport::{tls_connector, Endpoint};
 use crate::truenas::Client;
 
 /// Collects the report lines and whether every step passed.
