@@ -5,6 +5,8 @@
 //! Only what a person would miss is kept: each app's compose, whether it is deployed or stopped, its container
 //! generation and the images the update cache flags. Jobs, sessions and keys start afresh, as after a reboot.
 //! Deployed apps are loaded settled (running, or crashed per the image convention).
+//! Two processes changing apps at the same time through one file: the last save wins (each save is whole and
+//! atomic, so the file is never torn).
 
 use std::collections::BTreeMap;
 use std::io::Write;
