@@ -116,11 +116,53 @@ pub fn usage() -> String {
     s
 }
 
-fn init_logging(config: &Config) {
+/// Warnings `check` and `call` print themselves as their result (a failed connection or login): logged too, a
+/// person would read the same error twice. Matched by the beginning of the message of `truenas::actor`.
+const REPORTED_BY_THE_COMMAND: &[&str] = &["connecting to truenas failed", "logging in again failed"];
+
+/// The logger: env_logger, minus the records the running command reports itself.
+struct Logger {
+    inner: env_logger::Logger,
+    reported: &'static [&'static str],
+}
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        self.inner.enabled(metadata)
+    }
+    fn log(&self, record: &log::Record) {
+        let reported = !self.reported.is_empty()
+            && record.target().starts_with("truenas_mcp::truenas")
+            && self.reported.iter().any(|p| record.args().to_string().starts_with(p));
+        if !reported {
+            self.inner.log(record);
+        }
+    }
+    fn flush(&self) {
+        self.inner.flush();
+    }
+}
+
+fn init_logging(config: &Config, command: &str) {
     let default = if config.debug { "debug" } else { "warn" };
-    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+    let inner = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
         .target(env_logger::Target::Stderr)
-        .try_init();
+        .build();
+    let reported = if matches!(command, "check" | "call") { REPORTED_BY_THE_COMMAND } else { &[] };
+    let level = inner.filter();
+    if log::set_boxed_logger(Box::new(Logger { inner, reported })).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// What to do about any bad setting, after the setting's own message (which names it and what it accepts).
+const CONFIGURATION_FIX: &str =
+    "fix it where the server is started (the MCP client's env, or the flag); `truenas-mcp --help` lists every setting";
+
+/// A bad setting, said so in the first line on stderr: MCP clients log a failed server's stderr, and a person reads
+/// the first line first.
+fn configuration_error(e: anyhow::Error) -> anyhow::Error {
+    anyhow::anyhow!("configuration error: {e:#}; {CONFIGURATION_FIX}")
 }
 
 /// Print to stdout for the human-facing subcommands (never used by `serve`).
@@ -174,12 +216,17 @@ fn run(argv: &[String]) -> Result<ExitCode> {
         out(&usage())?;
         return Ok(ExitCode::SUCCESS);
     }
+    let config = Config::from_sources(&|k| std::env::var(k).ok(), &args.overrides).map_err(configuration_error)?;
+    crate::compose::rules::check_allowed(&config.policy.allow_rules)
+        .map_err(|e| configuration_error(anyhow::Error::msg(e)))?;
+    if let Some(path) = &config.mock_state {
+        crate::sim::check_state_file(path).map_err(configuration_error)?;
+    }
+    // After the settings are known to be good, so that a bad one is always the first line.
     for warning in secret_flag_warnings(&args) {
         eprintln!("truenas-mcp: warning: {warning}");
     }
-    let config = Config::from_sources(&|k| std::env::var(k).ok(), &args.overrides)?;
-    crate::compose::rules::check_allowed(&config.policy.allow_rules).map_err(anyhow::Error::msg)?;
-    init_logging(&config);
+    init_logging(&config, &args.command);
     match args.command.as_str() {
         "serve" => {
             if let Some(hint) = terminal_hint(std::io::stdin().is_terminal()) {

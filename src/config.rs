@@ -154,6 +154,8 @@ pub struct Config {
     pub debug: bool,
     /// `MOCK_TRUENAS`: run against the embedded simulator.
     pub mock: bool,
+    /// `TRUENAS_MOCK_STATE`: the file the simulator of mock mode keeps its apps in between runs.
+    pub mock_state: Option<PathBuf>,
     /// `TRUENAS_READ_ONLY`: write tools are neither listed nor callable.
     pub read_only: bool,
     /// `TRUENAS_WRITABLE_APPS`: globs of app names the server may change; empty = all.
@@ -191,6 +193,7 @@ impl Default for Config {
             job_timeout: Duration::from_secs(1200),
             debug: false,
             mock: false,
+            mock_state: None,
             read_only: false,
             writable_apps: Vec::new(),
             reveal_secrets: false,
@@ -268,7 +271,13 @@ pub const SETTINGS: &[Setting] = &[
         parse: |c, v| {
             let u = v.trim();
             if !(u.starts_with("ws://") || u.starts_with("wss://")) {
-                bail!("TRUENAS_URL must start with ws:// or wss://, got '{u}'");
+                // The web UI's own address is what people paste: name its WebSocket twin.
+                let twin = match u.split_once("://").map(|(s, rest)| (s, rest.split('/').next().unwrap_or(""))) {
+                    Some(("https", host)) => format!(" (use wss://{host})"),
+                    Some(("http", host)) => format!(" (use ws://{host})"),
+                    _ => String::new(),
+                };
+                bail!("TRUENAS_URL must start with ws:// or wss://, got '{u}'{twin}");
             }
             c.url = Some(u.to_string());
             Ok(())
@@ -507,6 +516,19 @@ pub const SETTINGS: &[Setting] = &[
         show: |c| c.mock.to_string(),
     },
     Setting {
+        env: "TRUENAS_MOCK_STATE",
+        flag: "--mock-state",
+        switch: false,
+        default: "(none)",
+        help: "mock mode: JSON file the simulator loads its apps from and saves them to after every change",
+        secret: false,
+        parse: |c, v| {
+            c.mock_state = Some(PathBuf::from(v.trim()));
+            Ok(())
+        },
+        show: |c| show_path(&c.mock_state),
+    },
+    Setting {
         env: "TRUENAS_READ_ONLY",
         flag: "--read-only",
         switch: true,
@@ -737,6 +759,9 @@ impl Config {
                 (s.parse)(&mut config, &v)?;
             }
         }
+        if config.mock_state.is_some() && !config.mock {
+            bail!("TRUENAS_MOCK_STATE only applies to mock mode: add --mock (MOCK_TRUENAS=true) or unset it");
+        }
         // Changes to the simulator never land among the real ones, whatever path the environment names.
         if let AuditTarget::File(p) = &config.audit {
             if config.mock {
@@ -875,6 +900,14 @@ mod tests {
             (("TRUENAS_PROTOCOL", "http"), "TRUENAS_PROTOCOL must be ws or wss, got 'http'"),
             (("TRUENAS_SSL_VERIFY", "maybe"), "TRUENAS_SSL_VERIFY must be true or false, got 'maybe'"),
             (("MOCK_TRUENAS", "sure"), "MOCK_TRUENAS must be true or false, got 'sure'"),
+            (
+                ("TRUENAS_URL", "https://nas.local/ui/"),
+                "TRUENAS_URL must start with ws:// or wss://, got 'https://nas.local/ui/' (use wss://nas.local)",
+            ),
+            (
+                ("TRUENAS_MOCK_STATE", "/tmp/state.json"),
+                "TRUENAS_MOCK_STATE only applies to mock mode: add --mock (MOCK_TRUENAS=true) or unset it",
+            ),
             (
                 ("TRUENAS_COMPOSE_POLICY", "lax"),
                 "TRUENAS_COMPOSE_POLICY must be strict, standard or permissive, got 'lax'",

@@ -26,7 +26,11 @@
 //!   `"<LEVEL> [<app>/<service>] line <i>: request handled in <n> ms\n"` with timestamp
 //!   `2025-01-01 00:00:00+i s` (Python `str(datetime)` form); [`SimOptions::log_lines`] lines exist per container
 //!   (per app override: [`Simulator::set_log_lines`]); following emits one more line every
-//!   [`SimOptions::log_follow_interval`] while the container runs. Crashed containers end the stream after the tail.
+//!   [`SimOptions::log_follow_interval`] while the container runs. A crashed container's log is
+//!   instead what it printed before it died, ending with a fatal error and its exit code ([`apps::crash_log`]);
+//!   the stream ends after the tail.
+//! - Apps can outlive the process: with [`SimOptions::state_file`] (mock mode's `--mock-state`) they are loaded
+//!   from a JSON file at start and saved after every change (`state_file.rs`).
 //! - `filesystem.stat` finds every path under `/mnt/<pool>/` (as a directory) and nothing else.
 //!
 //! # Knobs for tests
@@ -50,6 +54,7 @@ mod middleware;
 mod query;
 mod schema;
 mod session;
+mod state_file;
 mod wire;
 
 use std::path::PathBuf;
@@ -165,6 +170,9 @@ pub struct SimOptions {
     /// The real Docker Compose that validates custom app composes as TrueNAS 25.10.1+ does (`docker compose
     /// config` in the job); default: `$TRUENAS_SIM_COMPOSE`, else `docker-compose` / `docker` on `PATH`.
     pub compose: Option<std::path::PathBuf>,
+    /// Mock mode's `--mock-state`: apps are loaded from this JSON file when it exists (instead of the seeds) and
+    /// saved to it after every change.
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for SimOptions {
@@ -194,6 +202,7 @@ impl Default for SimOptions {
             upgrade_revoked_keys: Vec::new(),
             apps_needing_action: Vec::new(),
             compose: compose_check::find_compose(),
+            state_file: None,
         }
     }
 }
@@ -350,10 +359,17 @@ pub fn mock_client(mut settings: ClientSettings) -> (Client, Arc<Simulator>) {
     let sim = Arc::new(Simulator::new(SimOptions {
         users: vec![(settings.config.username.clone(), password.expose().to_string())],
         seed_example_apps: true,
+        state_file: settings.config.mock_state.clone(),
         ..Default::default()
     }));
     settings.config.password = Some(password);
     (Client::new(settings, Arc::new(MemoryConnector(Arc::clone(&sim)))), sim)
+}
+
+/// Whether mock mode's state file can be used: absent (it will be created) or a state this program saved. Checked
+/// at start-up, so a wrong file is a configuration error rather than a simulator that silently forgets.
+pub fn check_state_file(path: &std::path::Path) -> anyhow::Result<()> {
+    state_file::load(path).map(drop).map_err(anyhow::Error::msg)
 }
 
 /// `truenas-mcp simulate --listen 127.0.0.1:PORT [--tls-cert F --tls-key F] [--version 24.10|25.04|25.10|26.0]

@@ -205,6 +205,11 @@ pub fn run_call(config: &Config, rest: &[String]) -> Result<ExitCode> {
     if tty {
         eprint!("\r\x1b[2K");
     }
+    if output.is_error && output.text.contains("websocket upgrade failed") {
+        if let Some(problem) = super::check::plain_ws_to_a_tls_port(config) {
+            eprintln!("truenas-mcp: {problem}: {}", super::check::TLS_PORT_FIX);
+        }
+    }
     if as_json {
         let v = output.structured.clone().unwrap_or_else(|| json!({ "text": output.text }));
         super::out(&format!("{}\n", serde_json::to_string_pretty(&v)?))?;

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::certificate;
 use crate::audit::AuditLog;
 use crate::config::{AuditTarget, Config, Protocol};
+use crate::truenas::error::TnError;
 use crate::truenas::transport::{tls_connector, Endpoint};
 use crate::truenas::Client;
 
@@ -35,6 +36,10 @@ impl Report {
         } else {
             self.text.push_str(&format!("✗ {step}: {} — fix: {fix}\n", what.as_ref()));
         }
+    }
+    /// A step that works but with a risk the person should know of; it does not fail the check.
+    fn warn(&mut self, step: &str, what: impl AsRef<str>, fix: impl AsRef<str>) {
+        self.text.push_str(&format!("⚠ {step}: {} — fix: {}\n", what.as_ref(), fix.as_ref()));
     }
     fn note(&mut self, line: impl AsRef<str>) {
         self.text.push_str(line.as_ref());
@@ -79,17 +84,24 @@ fn check_tls(r: &mut Report, config: &Config, host: &str, addr: SocketAddr) -> b
     };
     match handshake(true) {
         Ok(cert) => {
-            let how = if !config.ssl_verify {
-                "NOT verified (TRUENAS_SSL_VERIFY=false)"
-            } else if config.ca_cert.is_some() {
-                "verified with TRUENAS_CA_CERT"
-            } else {
-                "verified with the system roots"
-            };
             let desc = cert.as_ref().map(describe).unwrap_or_else(|| "certificate unreadable".into());
-            r.ok("TLS", format!("{desc}; {how}"));
             if !config.ssl_verify {
-                r.note("  note: verification is off; prefer TRUENAS_CA_CERT=/path/to/truenas.pem with TRUENAS_SSL_VERIFY=true");
+                r.warn(
+                    "TLS",
+                    format!(
+                        "{desc}; NOT verified (TRUENAS_SSL_VERIFY=false, --insecure): anyone on the network path can \
+                         pose as the NAS and receive the password or API key"
+                    ),
+                    "download the certificate (TrueNAS: Credentials > Certificates), set \
+                     TRUENAS_CA_CERT=/path/to/it.pem and drop TRUENAS_SSL_VERIFY=false",
+                );
+            } else {
+                let how = if config.ca_cert.is_some() {
+                    "verified with TRUENAS_CA_CERT"
+                } else {
+                    "verified with the system roots"
+                };
+                r.ok("TLS", format!("{desc}; {how}"));
             }
             true
         }
@@ -106,6 +118,30 @@ fn check_tls(r: &mut Report, config: &Config, host: &str, addr: SocketAddr) -> b
             false
         }
     }
+}
+
+/// What to do when [`plain_ws_to_a_tls_port`] finds TLS.
+pub(super) const TLS_PORT_FIX: &str = "use wss:// (TRUENAS_PROTOCOL=wss)";
+
+/// When plain `ws://` could not connect, whether the port speaks TLS (the TrueNAS web UI's HTTPS port answers plain
+/// HTTP with an error or a reset, which says nothing of why): the problem in words, or `None` if not so. One TLS
+/// handshake without verification, bounded by the connect timeout; only run after a failure.
+pub(super) fn plain_ws_to_a_tls_port(config: &Config) -> Option<String> {
+    let (host, port, protocol) = host_port(config).ok()?;
+    if protocol != Protocol::Ws || config.mock {
+        return None;
+    }
+    let addr = (host.as_str(), port).to_socket_addrs().ok()?.next()?;
+    let tcp = TcpStream::connect_timeout(&addr, config.connect_timeout).ok()?;
+    tcp.set_read_timeout(Some(config.connect_timeout)).ok()?;
+    tcp.set_write_timeout(Some(config.connect_timeout)).ok()?;
+    let connector = native_tls::TlsConnector::builder()
+        .danger_accept_invalid_certs(true)
+        .danger_accept_invalid_hostnames(true)
+        .build()
+        .ok()?;
+    connector.connect(&host, tcp).ok()?;
+    Some(format!("the NAS speaks TLS on port {port}, but the connection used plain ws://"))
 }
 
 /// Run every step against the configured NAS (or the embedded simulator).
@@ -146,7 +182,11 @@ fn diagnose(config: &Config) -> Report {
     };
 
     if config.mock {
-        r.ok("configuration", "mock mode: the embedded TrueNAS simulator, no network");
+        let memory = match &config.mock_state {
+            Some(path) => format!("; apps kept in {}", path.display()),
+            None => "; apps reset on every start (TRUENAS_MOCK_STATE keeps them)".into(),
+        };
+        r.ok("configuration", format!("mock mode: the embedded TrueNAS simulator, no network{memory}"));
     } else {
         let (host, port, protocol) = match host_port(config) {
             Ok(x) => x,
@@ -235,6 +275,13 @@ fn diagnose(config: &Config) -> Report {
     let started = Instant::now();
     let info = match client.server_info() {
         Ok(i) => i,
+        Err(e @ TnError::Connect { .. }) => {
+            match plain_ws_to_a_tls_port(config) {
+                Some(hint) => r.fail("endpoint", hint, TLS_PORT_FIX),
+                None => r.fail("endpoint", e.to_string(), ""),
+            }
+            return r;
+        }
         Err(e) => {
             r.fail("login", e.to_string(), "");
             return r;

@@ -526,6 +526,28 @@ pub(crate) fn compose_from_payload(
     Ok(compose)
 }
 
+/// The whole log of a container that crashed on start (images containing `crash`): what it printed before it
+/// died, ending with the fatal error and the exit code Docker Compose reports. The example database fails on a bad
+/// setting in its configuration file, as PostgreSQL does; other images fail the same way in generic words.
+pub(crate) fn crash_log(service: &str, image: &str) -> Vec<String> {
+    let lines: &[&str] = if image.starts_with("postgres") {
+        &[
+            "PostgreSQL Database directory appears to contain a database; Skipping initialization",
+            "LOG:  invalid value for parameter \"shared_buffers\": \"4GiB\"",
+            "HINT:  Valid units for this parameter are \"B\", \"kB\", \"MB\", \"GB\", and \"TB\".",
+            "FATAL:  configuration file \"/var/lib/postgresql/data/postgresql.conf\" contains errors",
+        ]
+    } else {
+        &[
+            "starting: reading configuration from /config/config.yml",
+            "FATAL: /config/config.yml line 3: unknown setting \"listen_adress\" (did you mean \"listen_address\"?)",
+        ]
+    };
+    let mut log: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    log.push(format!("{service} exited with code 1"));
+    log
+}
+
 /// The example apps of mock mode: a running web app, a stopped media server, a crashed database.
 pub(crate) fn example_apps(pool: &str) -> Vec<App> {
     let whoami = format!(

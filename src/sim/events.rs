@@ -188,7 +188,7 @@ fn log_follow(mw: &Middleware, source: &SourceInstance, args: &Value) -> Option<
         Some(Value::Null) => None,
         Some(v) => v.as_u64(),
     };
-    let (service, total, planted) = {
+    let (service, total, planted, crash) = {
         let st = mw.state();
         let Some(app) = st.apps.get(&app_name).filter(|_| st.docker_pool.is_some()) else {
             return Some(Some(Failure::not_found(format!("App {app_name} does not exist"))));
@@ -202,12 +202,21 @@ fn log_follow(mw: &Middleware, source: &SourceInstance, args: &Value) -> Option<
                 format!("Container \"{container_id}\" not found in app \"{app_name}\""),
             )));
         };
-        let total = st.log_lines.get(&app_name).copied().unwrap_or(mw.opts.log_lines);
-        (c.service_name.clone(), total, st.planted_log.get(&app_name).cloned())
+        // A container that crashed on start printed only its start-up and its fatal error.
+        let crash = if c.state == "crashed" { super::apps::crash_log(&c.service_name, &c.image) } else { vec![] };
+        let total = if crash.is_empty() {
+            st.log_lines.get(&app_name).copied().unwrap_or(mw.opts.log_lines)
+        } else {
+            crash.len() as u64
+        };
+        (c.service_name.clone(), total, st.planted_log.get(&app_name).cloned(), crash)
     };
     let start = tail.map(|t| total.saturating_sub(t)).unwrap_or(0);
     for i in start..total {
         let (mut data, ts) = log_line(&app_name, &service, i);
+        if let Some(line) = crash.get(i as usize) {
+            data = format!("{line}\n");
+        }
         if let Some(line) = planted.as_ref().filter(|_| i + 1 == total) {
             data = format!("{line}\n");
         }

@@ -159,6 +159,18 @@ impl Middleware {
                 apps.insert(app.name.clone(), app);
             }
         }
+        let mut opts = opts;
+        if let Some(path) = opts.state_file.clone() {
+            match super::state_file::load(&path) {
+                Ok(Some(saved)) => apps = saved,
+                Ok(None) => {}
+                // Never overwrite a file that could not be read: this simulator forgets instead.
+                Err(e) => {
+                    log::warn!("{e}; changes are not saved");
+                    opts.state_file = None;
+                }
+            }
+        }
         let faults = Faults::new(opts.treat_plain_tcp_as_remote);
         Middleware {
             state: Mutex::new(State {
@@ -232,7 +244,13 @@ impl Middleware {
     }
 
     /// An `app.query` event for `name`, the entry shaped for each receiver's API version.
+    /// Every change of an app comes through here, so mock mode's state file is saved here too.
     pub(crate) fn app_event(&self, st: &State, msg: &str, name: &str) {
+        if let Some(path) = &self.opts.state_file {
+            if let Err(e) = super::state_file::save(path, &st.apps) {
+                log::warn!("cannot save the mock state to '{}': {e}", path.display());
+            }
+        }
         let id = Value::String(name.to_string());
         for s in self.sessions() {
             if s.is_authenticated() && s.wants("app.query") {

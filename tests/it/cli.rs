@@ -74,7 +74,7 @@ fn unknown_compose_allow_rule_ids_are_refused_at_start_up() {
         let out = binary(&[("TRUENAS_COMPOSE_ALLOW", "privileged, no-such-rule")]).arg(command).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
-        let want = "truenas-mcp: TRUENAS_COMPOSE_ALLOW has an unknown rule id 'no-such-rule' (known: yaml-invalid, ";
+        let want = "truenas-mcp: configuration error: TRUENAS_COMPOSE_ALLOW has an unknown rule id 'no-such-rule' (known: yaml-invalid, ";
         assert!(stderr.starts_with(want) && stderr.contains(", privileged, "), "{command}: {stderr}");
     }
     let out = binary(&[("TRUENAS_COMPOSE_ALLOW", "Privileged,docker-socket")]).arg("tools").output().unwrap();
@@ -121,8 +121,42 @@ fn bad_settings_are_refused_precisely() {
     let bin = env!("CARGO_BIN_EXE_truenas-mcp");
     let out = Command::new(bin).args(["tools"]).env("TRUENAS_PORT", "abc").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "truenas-mcp: TRUENAS_PORT must be 1-65535, got 'abc'");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        format!("truenas-mcp: configuration error: TRUENAS_PORT must be 1-65535, got 'abc'; {CONFIGURATION_FIX}")
+    );
     assert!(out.stdout.is_empty());
+}
+
+/// The fix every configuration error ends with.
+const CONFIGURATION_FIX: &str =
+    "fix it where the server is started (the MCP client's env, or the flag); `truenas-mcp --help` lists every setting";
+
+/// An MCP client shows a server that exits at start-up as "failed to connect" and logs its stderr: the reason is
+/// the first line there, said as a configuration error with the fix, before any other warning (here: a password
+/// given as a flag), and nothing reaches stdout (the protocol's).
+#[test]
+fn a_bad_setting_is_the_first_line_on_stderr() {
+    let cases = [
+        (
+            vec![("TRUENAS_URL", "https://nas.local/ui/")],
+            "TRUENAS_URL must start with ws:// or wss://, got 'https://nas.local/ui/' (use wss://nas.local)",
+        ),
+        (vec![("TRUENAS_SSL_VERIFY", "maybe")], "TRUENAS_SSL_VERIFY must be true or false, got 'maybe'"),
+        (
+            vec![("TRUENAS_MOCK_STATE", "/tmp/x.json")],
+            "TRUENAS_MOCK_STATE only applies to mock mode: add --mock (MOCK_TRUENAS=true) or unset it",
+        ),
+    ];
+    for (env, want) in cases {
+        let out =
+            binary(&env).args(["--password", "hunter2", "serve"]).stdin(std::process::Stdio::null()).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let first = stderr.lines().next().unwrap_or_default();
+        assert_eq!(first, format!("truenas-mcp: configuration error: {want}; {CONFIGURATION_FIX}"), "{stderr}");
+        assert!(out.stdout.is_empty());
+    }
 }
 
 // ---- check: one line per step, against the simulator over real sockets ----------------------------------------
@@ -162,11 +196,11 @@ fn check_ws(server: &truenas_mcp::sim::SimServer, credentials: &[(&str, &str)]) 
     check(&env)
 }
 
-/// The report line of `step` (the first line starting with ✓/✗ and the step name).
+/// The report line of `step` (the first line starting with ✓/⚠/✗ and the step name).
 fn line<'a>(report: &'a str, step: &str) -> &'a str {
     report
         .lines()
-        .find(|l| l.starts_with(&format!("✓ {step}:")) || l.starts_with(&format!("✗ {step}:")))
+        .find(|l| ["✓", "⚠", "✗"].iter().any(|mark| l.starts_with(&format!("{mark} {step}:"))))
         .unwrap_or_else(|| panic!("no {step} line in:\n{report}"))
 }
 
@@ -321,7 +355,131 @@ fn check_reports_a_missing_apps_pool() {
     );
 }
 
+/// `check` and `call` print a failed login as their result, once: not also as a logged warning on stderr.
+#[test]
+fn a_failed_login_is_said_once() {
+    let (_sim, server) = sim(SimOptions::default());
+    let (code, out, err) = check_with_stderr(&server, &[("TRUENAS_PASSWORD", "not-the-password")]);
+    assert_eq!(code, 1);
+    assert_eq!(out.matches("wrong username, password or API key").count(), 1, "{out}");
+    assert!(!err.contains("login failed"), "said twice, on stderr too:\n{err}");
+    let mut env = sim_env(&server);
+    env[3].1 = "not-the-password".into();
+    let (code, out, err) = call(&env, &["list_custom_apps"]);
+    assert_eq!(code, 1);
+    assert_eq!(out.matches("wrong username, password or API key").count(), 1, "{out}");
+    assert!(!err.contains("login failed"), "said twice, on stderr too:\n{err}");
+}
+
+/// Plain `ws://` to the web UI's HTTPS port: not a mysterious upgrade or login failure, but what it is and the fix.
+#[test]
+fn plain_ws_to_a_tls_port_says_use_wss() {
+    let (_sim, server) = tls_sim();
+    let port = server.addr.port();
+    let (code, out, _) = check_with_stderr(&server, &[("TRUENAS_PASSWORD", "mock-password")]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        line(&out, "endpoint"),
+        format!(
+            "✗ endpoint: the NAS speaks TLS on port {port}, but the connection used plain ws:// — fix: use wss:// \
+             (TRUENAS_PROTOCOL=wss)"
+        )
+    );
+    assert!(!out.contains("✗ login"), "{out}");
+    let (code, _, err) = call(&sim_env(&server), &["list_custom_apps"]);
+    assert_eq!(code, 1);
+    let want =
+        format!("truenas-mcp: the NAS speaks TLS on port {port}, but the connection used plain ws://: use wss://");
+    assert!(err.contains(&want), "{err}");
+    // A plain-ws NAS that refuses for another reason gets no such hint.
+    let (_sim, plain) = sim(SimOptions::default());
+    let mut env = sim_env(&plain);
+    env[3].1 = "not-the-password".into();
+    let (_, _, err) = call(&env, &["list_custom_apps"]);
+    assert!(!err.contains("speaks TLS"), "{err}");
+}
+
+/// TLS without verification works, but `check` says it as a warning with what it means, not as a pass.
+#[test]
+fn check_warns_when_tls_verification_is_off() {
+    let (_sim, server) = tls_sim();
+    let port = server.addr.port().to_string();
+    let out = binary(&[("TRUENAS_HOST", "127.0.0.1"), ("TRUENAS_PORT", &port), ("TRUENAS_PASSWORD", "mock-password")])
+        .args(["--insecure", "check"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8(out.stdout).unwrap();
+    let l = line(&out, "TLS");
+    assert!(l.starts_with("⚠ TLS: certificate CN=localhost"), "{l}");
+    assert!(l.contains("NOT verified (TRUENAS_SSL_VERIFY=false, --insecure): anyone on the network path"), "{l}");
+    assert!(l.contains("— fix: download the certificate"), "{l}");
+    assert!(line(&out, "apps").starts_with('✓'), "a warning does not stop the check:\n{out}");
+}
+
+fn check_with_stderr(server: &truenas_mcp::sim::SimServer, credentials: &[(&str, &str)]) -> (i32, String, String) {
+    let port = server.addr.port().to_string();
+    let mut env = vec![("TRUENAS_HOST", "127.0.0.1"), ("TRUENAS_PORT", port.as_str()), ("TRUENAS_PROTOCOL", "ws")];
+    env.extend_from_slice(credentials);
+    let out = binary(&env).arg("check").output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+}
+
 // ---- call and tools --------------------------------------------------------------------------------------------
+
+/// Mock mode with a state file remembers between processes: a deploy, then a status call in a new process,
+/// sees the app; without the file every call starts from the example apps. A file that is no mock state is a
+/// configuration error, never overwritten.
+#[test]
+fn mock_state_remembers_apps_between_calls() {
+    let dir = crate::support::tempdir("mock-state");
+    let state = dir.join("mock.json");
+    let state_arg = state.display().to_string();
+    let mock = [("MOCK_TRUENAS", "true".to_string())];
+    let compose = "compose_yaml=services: {web: {image: 'nginx:1.27', mem_limit: 256m, ports: ['8181:80']}}";
+    let (code, out, err) = call(&mock, &["deploy_custom_app", "app_name=hello", compose, "--mock-state", &state_arg]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&state).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let with_env = [mock[0].clone(), ("TRUENAS_MOCK_STATE", state_arg.clone())];
+    let (code, out, err) = call(&with_env, &["get_custom_app_status", "app_name=hello"]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("App hello is RUNNING"), "{out}");
+    let (code, out, _) = call(&with_env, &["stop_custom_app", "app_name=whoami"]);
+    assert_eq!(code, 0, "{out}");
+    let (_, out, _) = call(&with_env, &["list_custom_apps", "status_filter=all", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let states: Vec<(&str, &str)> = v["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["name"].as_str().unwrap(), a["state"].as_str().unwrap()))
+        .collect();
+    assert!(states.contains(&("hello", "RUNNING")) && states.contains(&("whoami", "STOPPED")), "{states:?}");
+    let (code, _, _) = call(&mock, &["get_custom_app_status", "app_name=hello"]);
+    assert_eq!(code, 1, "without the state file the simulator starts afresh");
+
+    let notes = dir.join("notes.json");
+    std::fs::write(&notes, "{\"mine\": true}").unwrap();
+    let (code, _, err) = call(&mock, &["list_custom_apps", "--mock-state", &notes.display().to_string()]);
+    assert_eq!(code, 2);
+    assert!(err.starts_with("truenas-mcp: configuration error: the mock state file"), "{err}");
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "{\"mine\": true}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The crashed example app tells why it crashed, as a person would recognise it: the fatal error, then the exit.
+#[test]
+fn the_crashed_example_app_shows_its_fatal_error() {
+    let (code, out, _) = call(&[("MOCK_TRUENAS", "true".into())], &["get_custom_app_status", "app_name=postgres"]);
+    assert_eq!(code, 0, "{out}");
+    let fatal = out.find("FATAL:  configuration file \"/var/lib/postgresql/data/postgresql.conf\" contains errors");
+    let exit = out.find("db exited with code 1");
+    assert!(fatal.is_some() && exit.is_some() && fatal < exit, "{out}");
+    assert!(!out.contains("request handled"), "a database that crashed on start served no requests:\n{out}");
+}
 
 fn sim_env(server: &truenas_mcp::sim::SimServer) -> Vec<(&'static str, String)> {
     vec![
@@ -477,6 +635,9 @@ fn readme_commands_work() {
     assert!(cmds.len() >= 8, "README commands not found: {cmds:?}");
     let mut ports = std::collections::BTreeMap::new();
     let mut sims = Vec::new();
+    // The chained mock-state examples share one state file: a fresh one here, so every run starts alike.
+    let state = crate::support::tempdir("readme").join("truenas-demo.json");
+    let mut chained = 0;
     for cmd in &cmds {
         if NOT_RUN.iter().any(|(prefix, _)| cmd.starts_with(prefix)) {
             continue;
@@ -489,6 +650,10 @@ fn readme_commands_work() {
                 let free = *ports.entry(p).or_insert_with(free_port);
                 cmd = cmd.replace(p, &free.to_string());
             }
+        }
+        if cmd.contains("/tmp/truenas-demo.json") {
+            chained += 1;
+            cmd = cmd.replace("/tmp/truenas-demo.json", &state.display().to_string());
         }
         let (env, args) = split_command(&cmd);
         let mut command = binary(&[]);
@@ -516,6 +681,7 @@ fn readme_commands_work() {
         assert!(!stdout.trim().is_empty(), "README command printed nothing: {cmd}");
     }
     assert!(sims.len() >= 2, "the simulate examples did not run");
+    assert!(chained >= 2 && state.exists(), "the chained mock-state examples did not run");
     for (_, mut child) in sims {
         let _ = child.kill();
         let _ = child.wait();
@@ -652,7 +818,10 @@ fn bad_secret_files_are_refused_precisely() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.starts_with(&format!("truenas-mcp: cannot read TRUENAS_PASSWORD_FILE '{}': ", missing.display())),
+        stderr.starts_with(&format!(
+            "truenas-mcp: configuration error: cannot read TRUENAS_PASSWORD_FILE '{}': ",
+            missing.display()
+        )),
         "{stderr}"
     );
     let file = dir.join("key");
@@ -663,6 +832,9 @@ fn bad_secret_files_are_refused_precisely() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.trim(), "truenas-mcp: set TRUENAS_API_KEY or TRUENAS_API_KEY_FILE, not both");
+    assert_eq!(
+        stderr.trim(),
+        format!("truenas-mcp: configuration error: set TRUENAS_API_KEY or TRUENAS_API_KEY_FILE, not both; {CONFIGURATION_FIX}")
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
