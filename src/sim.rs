@@ -27,7 +27,8 @@
 //!   `2025-01-01 00:00:00+i s` (Python `str(datetime)` form); [`SimOptions::log_lines`] lines exist per container
 //!   (per app override: [`Simulator::set_log_lines`]); following emits one more line every
 //!   [`SimOptions::log_follow_interval`] while the container runs. Crashed containers end the stream after the tail.
-//! - `filesystem.stat` finds every path under `/mnt/<pool>/` (as a directory) and nothing else.
+//! - Storage (`storage.rs`): datasets with the ix-apps layout, snapshots with holds and rollback, and a file tree
+//!   with owners; `filesystem.stat` finds only what exists there ([`Simulator::write_file`], [`Simulator::make_dir`]).
 //!
 //! # Knobs for tests
 //! Start-up behaviour is in [`SimOptions`] (versions, users and keys, OTP/expired/redirect logins, rate limit,
@@ -49,6 +50,7 @@ mod middleware;
 mod query;
 mod schema;
 mod session;
+mod storage;
 mod wire;
 
 use std::path::PathBuf;

@@ -498,6 +498,7 @@ fn body(ctx: &JobCtx, method: &str, params: &[Value]) -> Result<Value, JobEnd> {
                 _ => Ok(Value::Null),
             }
         }
+        m if super::storage::is_job(m) => Ok(super::storage::job(mw, m, params)?),
         other => Err(Failure::MethodNotFound { method: other.to_string() }.into()),
     }
 }
