@@ -514,6 +514,7 @@ fn pull_and_maybe_redeploy(ctx: &JobCtx, name: &str, redeploy: bool) -> Result<(
     if redeploy {
         ctx.progress(80, &format!("Redeploying '{name}'"))?;
         change_app(ctx, name, App::deploy);
+        super::storage::after_pull(&ctx.mw, name);
         schedule_settle(&ctx.mw, name);
         ctx.step()?;
     }

@@ -5,7 +5,7 @@
 //! other family is unknown there). `filesystem.chown`/`setperm` are jobs, as in the middleware. Kept apart from
 //! `middleware.rs` so the dispatch only needs two hooks (`known`, `call`) and the job runner one (`job`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
@@ -57,6 +57,8 @@ pub(crate) struct Storage {
     snapshots: BTreeMap<String, Snapshot>,
     files: BTreeMap<String, Node>,
     txg: u64,
+    /// Apps whose next image pull brings images that crash ([`Simulator::break_next_pull`]).
+    broken_pulls: BTreeSet<String>,
 }
 
 /// The apps user and group every TrueNAS app runs as.
@@ -66,7 +68,7 @@ impl Storage {
     /// The pool with the ix-apps layout, an `apps` and a `media` dataset, and the example apps' directories.
     pub(crate) fn new(pool: &str) -> Storage {
         let mut s =
-            Storage { pool: pool.into(), datasets: BTreeMap::new(), snapshots: BTreeMap::new(), files: BTreeMap::new(), txg: 1 };
+            Storage { pool: pool.into(), datasets: BTreeMap::new(), snapshots: BTreeMap::new(), files: BTreeMap::new(), txg: 1, broken_pulls: BTreeSet::new() };
         s.files.insert("/mnt".into(), Node::dir(0, 0));
         s.files.insert("/mnt/.ix-apps".into(), Node::dir(0, 0));
         for (name, mountpoint) in [
@@ -366,6 +368,18 @@ pub(crate) fn job(mw: &Middleware, method: &str, params: &[Value]) -> Result<Val
     Ok(Value::Null)
 }
 
+/// After an image pull redeployed `app`: a broken pull leaves containers that crash once they settle.
+pub(crate) fn after_pull(mw: &Middleware, app: &str) {
+    let mut st = mw.state();
+    if st.storage.broken_pulls.remove(app) {
+        if let Some(a) = st.apps.get_mut(app) {
+            for c in &mut a.containers {
+                c.image = format!("{}-crash", c.image);
+            }
+        }
+    }
+}
+
 /// Test hooks: what an app writes into its data, and what is there.
 impl Simulator {
     /// Write `content` to the file `path` (its parent directory must exist), as the app (uid/gid 568) would.
@@ -400,6 +414,11 @@ impl Simulator {
     pub fn add_dataset(&self, name: &str) {
         let st = &self.mw;
         let _ = call(st, "pool.dataset.create", &[json!({"name": name})]);
+    }
+
+    /// The next image pull of `app` brings images whose containers crash (until its compose changes).
+    pub fn break_next_pull(&self, app: &str) {
+        self.mw.state().storage.broken_pulls.insert(app.into());
     }
 
     /// Every dataset name.
