@@ -67,8 +67,14 @@ const APPS: u32 = 568;
 impl Storage {
     /// The pool with the ix-apps layout, an `apps` and a `media` dataset, and the example apps' directories.
     pub(crate) fn new(pool: &str) -> Storage {
-        let mut s =
-            Storage { pool: pool.into(), datasets: BTreeMap::new(), snapshots: BTreeMap::new(), files: BTreeMap::new(), txg: 1, broken_pulls: BTreeSet::new() };
+        let mut s = Storage {
+            pool: pool.into(),
+            datasets: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            files: BTreeMap::new(),
+            txg: 1,
+            broken_pulls: BTreeSet::new(),
+        };
         s.files.insert("/mnt".into(), Node::dir(0, 0));
         s.files.insert("/mnt/.ix-apps".into(), Node::dir(0, 0));
         for (name, mountpoint) in [
@@ -100,7 +106,11 @@ impl Storage {
 
     /// The files that belong to `dataset` (not to a child dataset mounted below it).
     fn files_of(&self, dataset: &str) -> BTreeMap<String, Node> {
-        self.files.iter().filter(|(p, _)| self.dataset_of(p) == Some(dataset)).map(|(p, n)| (p.clone(), n.clone())).collect()
+        self.files
+            .iter()
+            .filter(|(p, _)| self.dataset_of(p) == Some(dataset))
+            .map(|(p, n)| (p.clone(), n.clone()))
+            .collect()
     }
 
     fn referenced(&self, dataset: &str) -> u64 {

@@ -287,8 +287,11 @@ fn deploy_app(tools: &Tools, args: DeployArgs, ctx: &CallContext) -> Outcome {
     }
     // Every bind source is looked up on the NAS: missing ones are a warning with the fix, or created below.
     let storage = crate::truenas::storage::Storage::new(apps.client(), apps.info());
-    let missing = match rendered_value(&report) {
-        Some(v) => super::hostpaths::missing(&storage, &v, tools.config()).unwrap_or_default(),
+    let missing = match rendered_value(&report).map(|v| super::hostpaths::missing(&storage, &v, tools.config())) {
+        Some(Ok(m)) => m,
+        Some(Err(e)) => {
+            return read_failed("checking the bind sources on the NAS", &e).audit(AuditOutcome::NoChange);
+        }
         None => Vec::new(),
     };
     if !args.create_host_paths {
@@ -339,8 +342,10 @@ fn deploy_app(tools: &Tools, args: DeployArgs, ctx: &CallContext) -> Outcome {
         match super::hostpaths::create(&storage, &missing) {
             Ok(done) => base["host_paths_created"] = json!(done),
             Err(why) => {
-                return Outcome::error(format!("creating the host paths of '{name}' failed: {why}; the app was not created"))
-                    .findings(findings)
+                return Outcome::error(format!(
+                    "creating the host paths of '{name}' failed: {why}; the app was not created"
+                ))
+                .findings(findings)
             }
         }
     }

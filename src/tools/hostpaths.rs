@@ -48,7 +48,8 @@ fn sources(compose: &Value, config: &Config) -> Vec<(String, u32, u32)> {
         let (uid, gid) = user_of(svc).unwrap_or((APPS_ID, APPS_ID));
         let one = json!({"services": {"s": svc}});
         for path in super::undo::bind_sources(&one) {
-            let allowed = config.policy.allowed_host_paths.iter().any(|r| path == *r || path.starts_with(&format!("{r}/")));
+            let allowed =
+                config.policy.allowed_host_paths.iter().any(|r| path == *r || path.starts_with(&format!("{r}/")));
             if allowed && !out.iter().any(|(p, _, _)| *p == path) {
                 out.push((path, uid, gid));
             }
@@ -90,7 +91,10 @@ pub fn findings(missing: &[Missing]) -> Vec<Finding> {
             severity: Severity::Warning,
             service: None,
             path: m.path.clone(),
-            message: format!("the bind source {} does not exist on the NAS (Docker would create it owned by root)", m.path),
+            message: format!(
+                "the bind source {} does not exist on the NAS (Docker would create it owned by root)",
+                m.path
+            ),
             fix: format!("pass create_host_paths: true to create the {}, or create it on the NAS", m.how()),
         })
         .collect()

@@ -163,7 +163,10 @@ pub fn update(tools: &Tools, args: UpdateArgs, ctx: &CallContext) -> Outcome {
         "The image update of '{name}' failed: {why}. {} It is now {}. The pulled images stay on the NAS: a moving \
          tag (e.g. :latest) may still point at them, so pin the previous version or digest to be sure.{}",
         match &failure {
-            Some(f) => format!("Rolling back to restore point {point} went wrong: {f}; {}.", if steps.is_empty() { "nothing was restored".to_string() } else { steps.join(", ") }),
+            Some(f) => format!(
+                "Rolling back to restore point {point} went wrong: {f}; {}.",
+                if steps.is_empty() { "nothing was restored".to_string() } else { steps.join(", ") }
+            ),
             None => format!("Rolled back automatically to restore point {point}: {}.", steps.join(", ")),
         },
         after.as_deref().unwrap_or("unknown"),

@@ -359,7 +359,13 @@ pub(super) enum Confirmation {
 }
 
 /// Ask the user through the client (elicitation) or, when it cannot ask, accept the call's `confirm: true`.
-pub(super) fn confirm_with_user(ctx: &CallContext, key: &str, question: &str, title: &str, confirm: bool) -> Confirmation {
+pub(super) fn confirm_with_user(
+    ctx: &CallContext,
+    key: &str,
+    question: &str,
+    title: &str,
+    confirm: bool,
+) -> Confirmation {
     let schema = json!({
         "type": "object",
         "properties": {"confirm": {"type": "boolean", "title": title, "description": format!("Check to confirm: {title}")}},

@@ -208,7 +208,11 @@ fn record(apps: &Apps, app: &str, change: &str) -> Result<Protected, String> {
 }
 
 /// The restore points of `app`, newest first, and every snapshot this server took (for space and newer-than).
-fn restore_points(storage: &Storage, carrier: &str, app: &str) -> Result<(Vec<RestorePoint>, Vec<Snapshot>), crate::truenas::TnError> {
+fn restore_points(
+    storage: &Storage,
+    carrier: &str,
+    app: &str,
+) -> Result<(Vec<RestorePoint>, Vec<Snapshot>), crate::truenas::TnError> {
     let all = storage.snapshots(json!([["snapshot_name", "^", PREFIX]]))?;
     let mut points: Vec<RestorePoint> = all
         .iter()
@@ -226,7 +230,13 @@ fn restore_points(storage: &Storage, carrier: &str, app: &str) -> Result<(Vec<Re
                 time: s.property(KEY_TIME).unwrap_or_default().to_string(),
                 change: s.property(KEY_CHANGE).unwrap_or_default().to_string(),
                 compose,
-                datasets: s.property(KEY_DATASETS).unwrap_or_default().split(',').filter(|d| !d.is_empty()).map(str::to_string).collect(),
+                datasets: s
+                    .property(KEY_DATASETS)
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_string)
+                    .collect(),
                 createtxg: s.createtxg,
             }
         })
@@ -288,8 +298,17 @@ pub fn list(tools: &Tools, args: ListArgs, _ctx: &CallContext) -> Outcome {
             .collect();
         let diff = match &today {
             Some(now) => {
-                let d = diff::unified(&comparable_yaml(&p.compose_value()), &comparable_yaml(now), "restore point", "today");
-                if d.is_empty() { "(no changes)\n".to_string() } else { d }
+                let d = diff::unified(
+                    &comparable_yaml(&p.compose_value()),
+                    &comparable_yaml(now),
+                    "restore point",
+                    "today",
+                );
+                if d.is_empty() {
+                    "(no changes)\n".to_string()
+                } else {
+                    d
+                }
             }
             None => "(the app does not exist today)\n".to_string(),
         };
@@ -367,7 +386,10 @@ pub fn rollback(tools: &Tools, args: RollbackArgs, ctx: &CallContext) -> Outcome
                 Ok(s) => s.into_iter().filter(|s| s.createtxg > snap.createtxg).collect(),
                 Err(e) => return snapshot_failure(&apps, &e).audit(AuditOutcome::Failed),
             };
-            lost.push(format!("{d}: everything written since {} ({} bytes changed or deleted since)", point.time, snap.used));
+            lost.push(format!(
+                "{d}: everything written since {} ({} bytes changed or deleted since)",
+                point.time, snap.used
+            ));
             for n in &newer {
                 lost.push(format!("{d}: the newer snapshot {} (destroyed)", n.id));
             }
@@ -434,7 +456,10 @@ pub fn rollback(tools: &Tools, args: RollbackArgs, ctx: &CallContext) -> Outcome
     if let Some(job) = restored {
         let job = match job {
             Ok(j) => j,
-            Err(f) => return Outcome::error(format!("the stored compose cannot be sent: {}", f.message)).audit(AuditOutcome::Failed),
+            Err(f) => {
+                return Outcome::error(format!("the stored compose cannot be sent: {}", f.message))
+                    .audit(AuditOutcome::Failed)
+            }
         };
         let ran = run_job(&apps, &job, ctx, (20.0, 70.0), None);
         job_id = ran.job_id.or(job_id);

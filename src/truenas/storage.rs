@@ -59,10 +59,9 @@ pub struct Storage {
 /// The sentence a tool shows when `e` means the release lacks the capability, else `None`.
 pub fn unavailable(e: &TnError, what: &str, info: &ServerInfo) -> Option<String> {
     match e {
-        TnError::MethodNotFound(method) => Some(format!(
-            "{what} is not available on this NAS (TrueNAS {}): it has no {method} method",
-            info.version
-        )),
+        TnError::MethodNotFound(method) => {
+            Some(format!("{what} is not available on this NAS (TrueNAS {}): it has no {method} method", info.version))
+        }
         _ => None,
     }
 }
@@ -148,7 +147,9 @@ impl Storage {
 
     /// Roll the dataset back to `id`; `destroy_newer` destroys the snapshots taken after it (ZFS refuses otherwise).
     pub fn rollback(&self, id: &str, destroy_newer: bool) -> Result<(), TnError> {
-        self.client.call_mutating(&self.snapshot_method("rollback"), json!([id, {"recursive": destroy_newer}])).map(drop)
+        self.client
+            .call_mutating(&self.snapshot_method("rollback"), json!([id, {"recursive": destroy_newer}]))
+            .map(drop)
     }
 
     /// `None` when `path` does not exist.
@@ -159,7 +160,7 @@ impl Storage {
                 uid: v.get("uid").and_then(Value::as_i64).unwrap_or(-1),
                 gid: v.get("gid").and_then(Value::as_i64).unwrap_or(-1),
             })),
-            Err(TnError::Call { errno: 2, .. }) => Ok(None),
+            Err(TnError::NotFound(_)) | Err(TnError::Call { errno: 2, .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }

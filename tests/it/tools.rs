@@ -22,13 +22,13 @@ const PASSWORD: &str = "tools-test-password";
 const HANG: Duration = Duration::from_secs(90);
 
 /// A simulated NAS served over WebSocket on loopback.
-struct Nas {
-    sim: Simulator,
+pub(crate) struct Nas {
+    pub(crate) sim: Simulator,
     server: SimServer,
     version: SimVersion,
 }
 
-fn nas_with(version: SimVersion, tweak: impl FnOnce(&mut SimOptions)) -> Nas {
+pub(crate) fn nas_with(version: SimVersion, tweak: impl FnOnce(&mut SimOptions)) -> Nas {
     let mut opts = SimOptions {
         version,
         users: vec![("mcp-service".into(), PASSWORD.into())],
@@ -56,7 +56,7 @@ fn temp_path(tag: &str) -> PathBuf {
 
 /// How the test client answers `elicitation/create` (None: it does not declare the capability).
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Elicit {
+pub(crate) enum Elicit {
     Unsupported,
     Accept,
     AcceptUnchecked,
@@ -66,14 +66,14 @@ enum Elicit {
 
 /// One tool result.
 #[derive(Debug)]
-struct Called {
-    text: String,
-    structured: Option<Value>,
-    is_error: bool,
+pub(crate) struct Called {
+    pub(crate) text: String,
+    pub(crate) structured: Option<Value>,
+    pub(crate) is_error: bool,
 }
 
 /// The real binary as an MCP server on pipes, with a tiny line-JSON client.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     stdin: ChildStdin,
     rx: Receiver<Value>,
@@ -88,7 +88,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(nas: &Nas, env: &[(&str, &str)], elicit: Elicit) -> Server {
+    pub(crate) fn start(nas: &Nas, env: &[(&str, &str)], elicit: Elicit) -> Server {
         let audit = temp_path("audit").join("log/audit.jsonl");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_truenas-mcp"));
         cmd.env_clear()
@@ -198,12 +198,12 @@ impl Server {
         self.wait_response(id, HANG).unwrap_or_else(|| panic!("no response to {method} within {HANG:?}"))
     }
 
-    fn list_tools(&mut self) -> Vec<Value> {
+    pub(crate) fn list_tools(&mut self) -> Vec<Value> {
         let r = self.request("tools/list", json!({}));
         r["result"]["tools"].as_array().cloned().unwrap_or_default()
     }
 
-    fn call(&mut self, tool: &str, args: Value) -> Called {
+    pub(crate) fn call(&mut self, tool: &str, args: Value) -> Called {
         let r = self.request("tools/call", json!({"name": tool, "arguments": args}));
         self.check_result(tool, r)
     }
@@ -234,7 +234,7 @@ impl Server {
     }
 
     /// The outcome records (the write-ahead `attempted` records left out; tests/it/audit.rs covers those).
-    fn audit_lines(&self) -> Vec<Value> {
+    pub(crate) fn audit_lines(&self) -> Vec<Value> {
         self.audit_records().into_iter().filter(|r| r["outcome"] != "attempted").collect()
     }
 
@@ -287,7 +287,7 @@ fn named_args(args_schema: &Value, params: &Value) -> Value {
 
 /// Every request the server sent (apart from login, the client's domain) validates against the version's models;
 /// returns how many were checked against a model.
-fn check_wire(nas: &Nas) -> usize {
+pub(crate) fn check_wire(nas: &Nas) -> usize {
     let Some(models) = api_models(nas.version) else { return 0 };
     let mut checked = 0;
     for (method, params) in nas.sim.call_log() {
