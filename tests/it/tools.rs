@@ -349,7 +349,7 @@ fn rules(findings: &Value) -> Vec<String> {
     findings.as_array().into_iter().flatten().filter_map(|f| f["rule"].as_str().map(String::from)).collect()
 }
 
-const WRITE_TOOLS: [&str; 7] = [
+const WRITE_TOOLS: [&str; 9] = [
     "start_custom_app",
     "stop_custom_app",
     "deploy_custom_app",
@@ -357,15 +357,17 @@ const WRITE_TOOLS: [&str; 7] = [
     "delete_custom_app",
     "redeploy_custom_app",
     "pull_custom_app_images",
+    "rollback_custom_app",
+    "update_app_images",
 ];
 
-/// tools/list over MCP: fifteen tools, each with title, schemas and all four annotations (openWorld false).
+/// tools/list over MCP: nineteen tools, each with title, schemas and all four annotations (openWorld false).
 #[test]
 fn catalogue_over_mcp() {
     let nas = nas();
     let mut server = Server::start(&nas, &[], Elicit::Unsupported);
     let tools = server.list_tools();
-    assert_eq!(tools.len(), 15);
+    assert_eq!(tools.len(), 19);
     for t in &tools {
         let name = t["name"].as_str().unwrap();
         assert!(t["title"].as_str().is_some_and(|s| !s.is_empty()), "{name}");
@@ -728,7 +730,7 @@ fn read_only_hides_and_refuses_writes() {
     let nas = nas();
     let mut server = Server::start(&nas, &[("TRUENAS_READ_ONLY", "true")], Elicit::Unsupported);
     let names: Vec<String> = server.list_tools().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect();
-    assert_eq!(names.len(), 8, "{names:?}");
+    assert_eq!(names.len(), 10, "{names:?}");
     for w in WRITE_TOOLS {
         assert!(!names.contains(&w.to_string()), "{w} listed in read-only mode");
     }
