@@ -261,7 +261,8 @@ pub fn log_value(value: &Value) -> Value {
         Value::Object(map) => {
             let mut out = Map::new();
             for (name, member) in map {
-                let compose_member = COMPOSE_MEMBERS.contains(&name.as_str()) || name.starts_with(COMPOSE_PROPERTY_PREFIX);
+                let compose_member =
+                    COMPOSE_MEMBERS.contains(&name.as_str()) || name.starts_with(COMPOSE_PROPERTY_PREFIX);
                 let shown = if compose_member && !member.is_null() {
                     compose_summary(member)
                 } else if ENV_MEMBERS.contains(&name.as_str()) && !member.is_null() {

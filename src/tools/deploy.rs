@@ -601,7 +601,7 @@ fn update_app(tools: &Tools, args: UpdateArgs, ctx: &CallContext) -> Outcome {
     }
     // The restore point is recorded before the first write; its note joins every answer from here on.
     let stopped_note = if args.snapshot {
-        match super::undo::protect(tools, &apps, name, "update_custom_app") {
+        match super::undo::protect(&apps, name, "update_custom_app") {
             Ok(r) => {
                 base["restore_point"] = r.summary;
                 format!("{stopped_note}\n{}", r.text)

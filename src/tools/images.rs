@@ -105,7 +105,7 @@ pub fn update(tools: &Tools, args: UpdateArgs, ctx: &CallContext) -> Outcome {
             }
         }
     }
-    let protected = match undo::protect(tools, &apps, name, "update_app_images") {
+    let protected = match undo::protect(&apps, name, "update_app_images") {
         Ok(p) => p,
         Err(out) => return out,
     };

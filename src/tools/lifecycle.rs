@@ -116,7 +116,7 @@ fn lifecycle(tools: &Tools, name: &str, wait: bool, ctx: &CallContext, action: A
     };
     let mut restore_note = String::new();
     if protect {
-        match super::undo::protect(tools, &apps, name, "pull_custom_app_images") {
+        match super::undo::protect(&apps, name, "pull_custom_app_images") {
             Ok(r) => {
                 base["restore_point"] = r.summary;
                 restore_note = format!("\n{}", r.text);
@@ -319,7 +319,7 @@ pub fn delete(tools: &Tools, args: DeleteArgs, ctx: &CallContext) -> Outcome {
         }
     }
     let restore = if snapshot {
-        match super::undo::protect(tools, &apps, name, "delete_custom_app") {
+        match super::undo::protect(&apps, name, "delete_custom_app") {
             Ok(r) => Some(r),
             Err(out) => return out,
         }

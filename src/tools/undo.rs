@@ -145,9 +145,9 @@ fn snapshot_name(app: &str) -> String {
 
 /// Record a restore point of `app` before `change` writes anything: the deployed compose and a held snapshot of
 /// each data dataset. `Err`: the answer to give (nothing was changed).
-pub fn protect(tools: &Tools, apps: &Apps, app: &str, change: &str) -> Result<Protected, Outcome> {
+#[allow(clippy::result_large_err)] // the error is the call's whole answer, built once on a cold path
+pub fn protect(apps: &Apps, app: &str, change: &str) -> Result<Protected, Outcome> {
     record(apps, app, change).map_err(|why| {
-        let _ = tools;
         Outcome::error(format!(
             "{change} of '{app}' was not started: no restore point could be recorded ({why}); nothing was changed. \
              Pass snapshot: false to make the change without a restore point."
@@ -245,6 +245,7 @@ fn restore_points(
     Ok((points, all))
 }
 
+#[allow(clippy::result_large_err)] // the error is the call's whole answer, built once on a cold path
 fn connect(tools: &Tools) -> Result<(Apps, Storage, String), Outcome> {
     let apps = tools.apps().map_err(|e| read_failed("connecting to TrueNAS", &e))?;
     let storage = Storage::new(apps.client(), apps.info());
