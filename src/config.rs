@@ -162,6 +162,9 @@ pub struct Config {
     pub writable_apps: Vec<String>,
     /// `TRUENAS_REVEAL_SECRETS`: `get_custom_app_config` shows secret values in clear (each reveal is audited).
     pub reveal_secrets: bool,
+    /// `TRUENAS_HOST_PATH_DATASETS`: `create_host_paths` makes a missing bind source a dataset when its parent is a
+    /// dataset's root (instead of a directory).
+    pub host_path_datasets: bool,
     /// `TRUENAS_AUDIT_LOG`.
     pub audit: AuditTarget,
     /// `TRUENAS_COMPOSE_POLICY`, `TRUENAS_ALLOWED_HOST_PATHS`, `TRUENAS_COMPOSE_ALLOW`, `TRUENAS_RESERVED_PORTS`.
@@ -197,6 +200,7 @@ impl Default for Config {
             read_only: false,
             writable_apps: Vec::new(),
             reveal_secrets: false,
+            host_path_datasets: false,
             audit: AuditTarget::Off,
             policy: PolicyConfig::default(),
         }
@@ -566,6 +570,19 @@ pub const SETTINGS: &[Setting] = &[
             Ok(())
         },
         show: |c| c.reveal_secrets.to_string(),
+    },
+    Setting {
+        env: "TRUENAS_HOST_PATH_DATASETS",
+        flag: "--host-path-datasets",
+        switch: true,
+        default: "false",
+        help: "create_host_paths makes a missing bind source a dataset when its parent is a dataset root",
+        secret: false,
+        parse: |c, v| {
+            c.host_path_datasets = parse_bool("TRUENAS_HOST_PATH_DATASETS", v)?;
+            Ok(())
+        },
+        show: |c| c.host_path_datasets.to_string(),
     },
     Setting {
         env: "TRUENAS_AUDIT_LOG",

@@ -245,6 +245,8 @@ pub fn log_secrets() -> &'static Secrets {
 /// Members whose value is a compose document (text or object): logged as its size only.
 const COMPOSE_MEMBERS: &[&str] =
     &["compose_yaml", "custom_compose_config_string", "custom_compose_config", "rendered_compose"];
+/// The prefix of the ZFS user properties a restore point keeps its compose in (`tools/undo.rs`).
+const COMPOSE_PROPERTY_PREFIX: &str = "truenas-mcp:compose-";
 /// Members whose value is a set of environment variables: logged as its names only.
 const ENV_MEMBERS: &[&str] = &["env", "environment"];
 /// Secret-looking member names that are not secrets (MCP's correlation id for progress).
@@ -259,7 +261,9 @@ pub fn log_value(value: &Value) -> Value {
         Value::Object(map) => {
             let mut out = Map::new();
             for (name, member) in map {
-                let shown = if COMPOSE_MEMBERS.contains(&name.as_str()) && !member.is_null() {
+                let compose_member =
+                    COMPOSE_MEMBERS.contains(&name.as_str()) || name.starts_with(COMPOSE_PROPERTY_PREFIX);
+                let shown = if compose_member && !member.is_null() {
                     compose_summary(member)
                 } else if ENV_MEMBERS.contains(&name.as_str()) && !member.is_null() {
                     env_summary(member)

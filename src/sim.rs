@@ -31,7 +31,8 @@
 //!   the stream ends after the tail.
 //! - Apps can outlive the process: with [`SimOptions::state_file`] (mock mode's `--mock-state`) they are loaded
 //!   from a JSON file at start and saved after every change (`state_file.rs`).
-//! - `filesystem.stat` finds every path under `/mnt/<pool>/` (as a directory) and nothing else.
+//! - Storage (`storage.rs`): datasets with the ix-apps layout, snapshots with holds and rollback, and a file tree
+//!   with owners; `filesystem.stat` finds only what exists there ([`Simulator::write_file`], [`Simulator::make_dir`]).
 //!
 //! # Knobs for tests
 //! Start-up behaviour is in [`SimOptions`] (versions, users and keys, OTP/expired/redirect logins, rate limit,
@@ -55,6 +56,7 @@ mod query;
 mod schema;
 mod session;
 mod state_file;
+mod storage;
 mod wire;
 
 use std::path::PathBuf;

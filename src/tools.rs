@@ -13,6 +13,8 @@ mod connection;
 mod deploy;
 mod diff;
 mod failure;
+mod hostpaths;
+mod images;
 mod job;
 mod lifecycle;
 mod logs;
@@ -22,6 +24,7 @@ mod redacted;
 mod resources;
 mod settle;
 mod status;
+mod undo;
 
 use std::sync::{Arc, OnceLock};
 
@@ -288,7 +291,7 @@ mod tests {
         config.audit = AuditTarget::File(path.clone());
         let tools = Tools::new(config);
         let listed: Vec<String> = tools.tools().into_iter().map(|t| t.name).collect();
-        assert_eq!(listed.len(), 8);
+        assert_eq!(listed.len(), 10);
         assert!(listed.iter().all(|n| !tools.spec(n).unwrap().writes));
         let out = tools.call("stop_custom_app", json!({"app_name": "web"}), &CallContext::detached());
         assert!(out.is_error && out.text.contains("TRUENAS_READ_ONLY"), "{}", out.text);
@@ -304,7 +307,7 @@ mod tests {
         let mut config = Config::for_tests();
         config.writable_apps = vec!["test-*".into()];
         let tools = Tools::new(config);
-        assert_eq!(tools.tools().len(), 15);
+        assert_eq!(tools.tools().len(), 19);
         for spec in tools.specs.iter().filter(|s| s.writes) {
             let name = &spec.def.name;
             let refusal = tools.refuse_write(name, &json!({"app_name": "prod"}));

@@ -17,6 +17,7 @@ pub mod error;
 pub mod jobs;
 pub mod jobtable;
 pub mod session;
+pub mod storage;
 pub mod subscriptions;
 pub mod transport;
 pub mod types;

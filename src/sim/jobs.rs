@@ -507,6 +507,7 @@ fn body(ctx: &JobCtx, method: &str, params: &[Value]) -> Result<Value, JobEnd> {
                 _ => Ok(Value::Null),
             }
         }
+        m if super::storage::is_job(m) => Ok(super::storage::job(mw, m, params)?),
         other => Err(Failure::MethodNotFound { method: other.to_string() }.into()),
     }
 }
@@ -522,6 +523,7 @@ fn pull_and_maybe_redeploy(ctx: &JobCtx, name: &str, redeploy: bool) -> Result<(
     if redeploy {
         ctx.progress(80, &format!("Redeploying '{name}'"))?;
         change_app(ctx, name, App::deploy);
+        super::storage::after_pull(&ctx.mw, name);
         schedule_settle(&ctx.mw, name);
         ctx.step()?;
     }

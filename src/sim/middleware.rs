@@ -12,7 +12,7 @@ use super::apps::App;
 use super::faults::Faults;
 use super::jobs::Job;
 use super::session::{Credentials, Session};
-use super::wire::{Failure, Protocol, EBUSY, EINVAL, ENOENT, ENOMETHOD};
+use super::wire::{Failure, Protocol, EBUSY, EINVAL, ENOMETHOD};
 use super::{auth, events, jobs, query, schema, SimOptions, SimVersion};
 
 /// Work to run once a call's response is queued.
@@ -50,6 +50,8 @@ pub(crate) struct State {
     pub planted_log: HashMap<String, String>,
     /// Running event sources by full `name:args`.
     pub sources: HashMap<String, Arc<events::SourceInstance>>,
+    /// Datasets, snapshots and files (`storage.rs`).
+    pub storage: super::storage::Storage,
 }
 
 pub(crate) struct Middleware {
@@ -103,7 +105,7 @@ pub(crate) fn is_job_method(method: &str) -> bool {
             | "app.upgrade"
             | "app.convert_to_custom"
             | "core.job_wait"
-    )
+    ) || super::storage::is_job(method)
 }
 
 const METHODS: &[&str] = &[
@@ -141,7 +143,6 @@ const METHODS: &[&str] = &[
     "app.pull_images",
     "app.upgrade",
     "app.convert_to_custom",
-    "filesystem.stat",
 ];
 
 /// Methods added in 25.04.
@@ -191,6 +192,7 @@ impl Middleware {
                 log_lines: HashMap::new(),
                 planted_log: HashMap::new(),
                 sources: HashMap::new(),
+                storage: super::storage::Storage::new(opts.docker_pool.as_deref().unwrap_or("tank")),
             }),
             opts,
             faults,
@@ -262,6 +264,7 @@ impl Middleware {
 
     pub(crate) fn known_method(&self, method: &str) -> bool {
         METHODS.contains(&method)
+            || super::storage::known(self.version(), method)
             || (self.version() != SimVersion::V24_10 && METHODS_25.contains(&method))
             || (self.version() >= SimVersion::V25_10 && METHODS_25_10.contains(&method))
     }
@@ -448,7 +451,7 @@ impl Middleware {
                 Err(f) => Err(f),
             },
             "app.ip_choices" => Ok(json!({"0.0.0.0": "0.0.0.0", "127.0.0.1": "127.0.0.1"})),
-            "filesystem.stat" => self.filesystem_stat(arg(0).as_str().unwrap_or("")),
+            m if super::storage::known(v, m) => super::storage::call(self, m, &params),
             _ => Err(Failure::MethodNotFound { method: method.to_string() }),
         };
         result.into()
@@ -584,22 +587,6 @@ impl Middleware {
             Some(a) => f(a),
             None => Err(Failure::not_found(format!("App {name} does not exist"))),
         }
-    }
-
-    /// Paths under `/mnt/<pool>/` exist (as directories); anything else does not.
-    fn filesystem_stat(&self, path: &str) -> Result<Value, Failure> {
-        let pool = self.state().docker_pool.clone().unwrap_or_else(|| "tank".into());
-        let exists = path == "/mnt" || path == format!("/mnt/{pool}") || path.starts_with(&format!("/mnt/{pool}/"));
-        if !exists {
-            return Err(Failure::call(ENOENT, format!("Path {path} not found")));
-        }
-        let t = now_ms() as f64 / 1000.0;
-        Ok(json!({
-            "realpath": path, "type": "DIRECTORY", "size": 4096, "allocation_size": 4096, "mode": 16877,
-            "mount_id": 42, "uid": 568, "gid": 568, "atime": t, "mtime": t, "ctime": t, "btime": t,
-            "dev": 64770, "inode": 1234, "nlink": 2, "acl": false, "is_mountpoint": false, "is_ctldir": false,
-            "attributes": [], "user": "apps", "group": "apps",
-        }))
     }
 
     /// Drop every connection, forget jobs (ids restart at 1), keep apps (transient states settle).

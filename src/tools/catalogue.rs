@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 pub use super::args::Handler;
-use super::{connection, deploy, lifecycle, logs, status};
+use super::{connection, deploy, images, lifecycle, logs, status, undo};
 use crate::mcp::tool::{Annotations, ToolDef};
 
 /// One tool of the catalogue.
@@ -29,6 +29,15 @@ fn app_name(description: &str) -> Value {
         "description": format!("{description} TrueNAS app name: 1-40 characters, lowercase letters, digits and \
             hyphens, starting with a letter and not ending with a hyphen (e.g. \"nextcloud\", \"my-app2\")."),
     })
+}
+
+/// A short app-name schema for the newer tools (the catalogue's size is budgeted per tool).
+fn app(description: &str) -> Value {
+    json!({"type": "string", "pattern": APP_NAME_PATTERN, "minLength": 1, "maxLength": 40, "description": description})
+}
+
+fn snapshot() -> Value {
+    flag("Record a restore point first (compose and ZFS snapshots of the app's data; see rollback_custom_app).", true)
 }
 
 fn compose_yaml() -> Value {
@@ -149,6 +158,7 @@ fn lifecycle_output() -> Value {
             "waited": {"type": "boolean"},
             "images_updated": {"type": "array", "items": {"type": "string"}},
             "crash_logs": log_tails(),
+            "restore_point": {"type": "object"},
             "message": {"type": "string"},
         }),
         &["app_name", "action", "changed", "previous_state", "message"],
@@ -319,6 +329,8 @@ pub fn specs() -> Vec<ToolSpec> {
                     "dry_run": flag("Only validate and return the exact plan (rendered compose, payload summary, \
                         findings); nothing is created. The NAS is only read (ports in use, name availability).", false),
                     "wait": wait(),
+                    "create_host_paths": flag("Create missing bind sources under the allowed roots, owned by 568:568 \
+                        (or the service's user:).", false),
                 }),
                 &["app_name", "compose_yaml"],
             ),
@@ -339,6 +351,7 @@ pub fn specs() -> Vec<ToolSpec> {
                     "state": nullable("string"),
                     "job_id": nullable("integer"),
                     "crash_logs": log_tails(),
+                    "host_paths_created": {"type": "array", "items": {"type": "string"}},
                     "message": {"type": "string"},
                 }),
                 &["status", "app_name", "findings", "message"],
@@ -362,6 +375,7 @@ pub fn specs() -> Vec<ToolSpec> {
                     "env": env(),
                     "dry_run": flag("Only validate and show the diff; nothing is changed.", false),
                     "wait": wait(),
+                    "snapshot": snapshot(),
                 }),
                 &["app_name", "compose_yaml"],
             ),
@@ -376,6 +390,7 @@ pub fn specs() -> Vec<ToolSpec> {
                     "state": nullable("string"),
                     "stays_stopped": {"type": "boolean"},
                     "job_id": nullable("integer"),
+                    "restore_point": {"type": "object"},
                     "crash_logs": log_tails(),
                     "message": {"type": "string"},
                 }),
@@ -400,6 +415,7 @@ pub fn specs() -> Vec<ToolSpec> {
                     "remove_images": flag("Also remove the app's Docker images.", true),
                     "confirm": flag("Set to true only after the user explicitly confirmed this deletion; used when \
                         the client cannot ask the user itself.", false),
+                    "snapshot": snapshot(),
                 }),
                 &["app_name"],
             ),
@@ -412,6 +428,7 @@ pub fn specs() -> Vec<ToolSpec> {
                     "options": {"type": "object", "properties": {
                         "remove_images": {"type": "boolean"}, "remove_ix_volumes": {"type": "boolean"}}},
                     "job_id": nullable("integer"),
+                    "restore_point": {"type": "object"},
                     "message": {"type": "string"},
                 }),
                 &["status", "app_name", "will_be_lost", "survives", "message"],
@@ -525,6 +542,7 @@ pub fn specs() -> Vec<ToolSpec> {
                     "app_name": app_name("The app whose images to pull."),
                     "redeploy": flag("Recreate the containers with the new images after pulling.", true),
                     "wait": wait(),
+                    "snapshot": snapshot(),
                 }),
                 &["app_name"],
             ),
@@ -581,6 +599,64 @@ pub fn specs() -> Vec<ToolSpec> {
             READ,
             Handler::typed(status::get_job_status),
         ),
+        tool(
+            "list_app_restore_points",
+            "List an app's restore points",
+            "Restore points of an app (also a deleted one), newest first: time, the change that made it, the \
+             compose diff to today and its ZFS snapshots with space used.",
+            input(json!({"app_name": app("The app (it may have been deleted).")}), &["app_name"]),
+            output(json!({"app_name": {"type": "string"}, "restore_points": {"type": "array"}}), &["restore_points"]),
+            READ,
+            Handler::typed(undo::list),
+        ),
+        tool(
+            "rollback_custom_app",
+            "Roll an app back",
+            "Put back the compose of a restore point (recreating a deleted app); include_data also rolls its \
+             datasets back, losing what was written since. Needs the user's confirmation.",
+            input(
+                json!({
+                    "app_name": app("The app to roll back."),
+                    "restore_point": {"type": "string", "minLength": 1, "maxLength": 200,
+                        "description": "Its name. Default: the newest."},
+                    "include_data": flag("Also roll the data datasets back.", false),
+                    "confirm": flag("true only after the user agreed.", false),
+                }),
+                &["app_name"],
+            ),
+            output(json!({"status": {"type": "string"}, "app_name": {"type": "string"}}), &["status", "app_name"]),
+            Annotations { read_only: false, destructive: true, idempotent: false, open_world: false },
+            Handler::typed(undo::rollback),
+        ),
+        tool(
+            "check_app_updates",
+            "Check for image updates",
+            "Which apps have newer images, as TrueNAS knows it (its update flags and outdated images). \
+             Optionally for one app.",
+            input(json!({"app_name": app("Only this app. Default: all apps.")}), &[]),
+            output(json!({"apps": {"type": "array"}, "count": {"type": "integer"}}), &["apps", "count"]),
+            READ,
+            Handler::typed(images::check),
+        ),
+        tool(
+            "update_app_images",
+            "Update an app's images safely",
+            "Restore point, pull, redeploy, wait for health; if unhealthy in time, roll back automatically \
+             (compose; data too with rollback_data) and report the crash logs.",
+            input(
+                json!({
+                    "app_name": app("The app to update."),
+                    "timeout_seconds": {"type": "integer", "minimum": 10, "maximum": 3600, "default": 300,
+                        "description": "Health wait in seconds. Default: 300."},
+                    "rollback_data": flag("On failure also roll the data back (asks the user).", false),
+                    "confirm": flag("true only after the user agreed.", false),
+                }),
+                &["app_name"],
+            ),
+            output(json!({"status": {"type": "string"}, "app_name": {"type": "string"}}), &["status", "app_name"]),
+            Annotations { read_only: false, destructive: true, idempotent: false, open_world: false },
+            Handler::typed(images::update),
+        ),
     ]
 }
 
@@ -603,16 +679,16 @@ mod tests {
     ];
 
     #[test]
-    fn fifteen_tools_keep_the_original_names() {
+    fn nineteen_tools_keep_the_original_names() {
         let specs = specs();
-        assert_eq!(specs.len(), 15);
+        assert_eq!(specs.len(), 19);
         for name in ORIGINAL {
             assert!(specs.iter().any(|s| s.def.name == name), "{name} missing");
         }
         let mut names: Vec<&str> = specs.iter().map(|s| s.def.name.as_str()).collect();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(names.len(), 15, "duplicate names");
+        assert_eq!(names.len(), 19, "duplicate names");
     }
 
     /// Every property of every (nested) object schema has a description or is a plain structural leaf.
@@ -698,7 +774,9 @@ mod tests {
                 "update_custom_app",
                 "delete_custom_app",
                 "redeploy_custom_app",
-                "pull_custom_app_images"
+                "pull_custom_app_images",
+                "rollback_custom_app",
+                "update_app_images"
             ]
         );
     }

@@ -240,6 +240,7 @@ pub struct DeployArgs {
     timeout_seconds: u64,
     dry_run: bool,
     wait: bool,
+    create_host_paths: bool,
 }
 
 /// A dry run sends nothing to the NAS, whatever its answer: the audit log records no change.
@@ -292,6 +293,18 @@ fn deploy_app(tools: &Tools, args: DeployArgs, ctx: &CallContext) -> Outcome {
             format!("use update_custom_app to change '{name}', or choose another app_name"),
         ));
     }
+    // Every bind source is looked up on the NAS: missing ones are a warning with the fix, or created below.
+    let storage = crate::truenas::storage::Storage::new(apps.client(), apps.info());
+    let missing = match rendered_value(&report).map(|v| super::hostpaths::missing(&storage, &v, tools.config())) {
+        Some(Ok(m)) => m,
+        Some(Err(e)) => {
+            return read_failed("checking the bind sources on the NAS", &e).audit(AuditOutcome::NoChange);
+        }
+        None => Vec::new(),
+    };
+    if !args.create_host_paths {
+        extra.extend(super::hostpaths::findings(&missing));
+    }
     let payload = payload_for(&report, &mut extra, |rendered| compose::create_payload(name, rendered));
     let findings = all_findings(&report, extra);
     let compose_bytes = report.rendered.as_ref().map(|r| r.len()).unwrap_or(0);
@@ -318,13 +331,31 @@ fn deploy_app(tools: &Tools, args: DeployArgs, ctx: &CallContext) -> Outcome {
             report.services.join(", "),
             if wait_healthy { "wait until it is RUNNING" } else { "return at once" }
         );
+        if args.create_host_paths && !missing.is_empty() {
+            text.push_str(&format!("\nWould create: {}.", super::hostpaths::plan(&missing).join("; ")));
+        }
         text.push_str(&render_findings(&findings));
         let shown = report.rendered.as_deref().and_then(compose::mask_rendered).unwrap_or_default();
         text.push_str(&format!("\nRendered compose (secret values masked):\n{shown}"));
         let mut out = base;
         out["status"] = json!("dry_run");
+        if args.create_host_paths {
+            out["host_paths_created"] = json!(super::hostpaths::plan(&missing));
+        }
         out["message"] = json!(format!("dry run: '{name}' would be created; call again without dry_run to deploy"));
         return Outcome::ok(text, out).findings(findings);
+    }
+    let mut base = base;
+    if args.create_host_paths && !missing.is_empty() {
+        match super::hostpaths::create(&storage, &missing) {
+            Ok(done) => base["host_paths_created"] = json!(done),
+            Err(why) => {
+                return Outcome::error(format!(
+                    "creating the host paths of '{name}' failed: {why}; the app was not created"
+                ))
+                .findings(findings)
+            }
+        }
     }
     let job = AppJob::create(payload);
     if !wait {
@@ -441,7 +472,7 @@ fn deploy_app(tools: &Tools, args: DeployArgs, ctx: &CallContext) -> Outcome {
 
 /// YAML for the diff: both sides go through the same JSON → YAML serialiser with secrets masked, so the diff shows
 /// real changes, not formatting, and never a secret.
-fn comparable_yaml(compose: &Value) -> String {
+pub(super) fn comparable_yaml(compose: &Value) -> String {
     serde_yaml::to_string(&compose::mask_secrets(compose)).unwrap_or_default()
 }
 
@@ -454,6 +485,7 @@ pub struct UpdateArgs {
     env: BTreeMap<String, String>,
     dry_run: bool,
     wait: bool,
+    snapshot: bool,
 }
 
 pub fn update(tools: &Tools, args: UpdateArgs, ctx: &CallContext) -> Outcome {
@@ -529,7 +561,7 @@ fn update_app(tools: &Tools, args: UpdateArgs, ctx: &CallContext) -> Outcome {
     let diff_text = format!("{diff_only}{kept_note}");
     let previous = app.app_state();
     let stays_stopped = previous == AppState::Stopped;
-    let base = json!({
+    let mut base = json!({
         "app_name": name,
         "diff": diff_text,
         "substitutions": report.substitutions,
@@ -575,6 +607,18 @@ fn update_app(tools: &Tools, args: UpdateArgs, ctx: &CallContext) -> Outcome {
         out["message"] = json!(message);
         return Outcome::ok(text, out).findings(findings);
     }
+    // The restore point is recorded before the first write; its note joins every answer from here on.
+    let stopped_note = if args.snapshot {
+        match super::undo::protect(&apps, name, "update_custom_app") {
+            Ok(r) => {
+                base["restore_point"] = r.summary;
+                format!("{stopped_note}\n{}", r.text)
+            }
+            Err(out) => return out,
+        }
+    } else {
+        stopped_note
+    };
     let job = AppJob::update(name, payload);
     if !wait {
         return match apps.start(&job) {

@@ -72,31 +72,34 @@ pub struct PullArgs {
     app_name: String,
     redeploy: bool,
     wait: bool,
+    snapshot: bool,
 }
 
 pub fn start(tools: &Tools, args: AppJobArgs, ctx: &CallContext) -> Outcome {
-    lifecycle(tools, &args.app_name, args.wait, ctx, Action::Start)
+    lifecycle(tools, &args.app_name, args.wait, ctx, Action::Start, false)
 }
 
 pub fn stop(tools: &Tools, args: AppJobArgs, ctx: &CallContext) -> Outcome {
-    lifecycle(tools, &args.app_name, args.wait, ctx, Action::Stop)
+    lifecycle(tools, &args.app_name, args.wait, ctx, Action::Stop, false)
 }
 
 pub fn redeploy(tools: &Tools, args: AppJobArgs, ctx: &CallContext) -> Outcome {
-    lifecycle(tools, &args.app_name, args.wait, ctx, Action::Redeploy)
+    lifecycle(tools, &args.app_name, args.wait, ctx, Action::Redeploy, false)
 }
 
 pub fn pull_images(tools: &Tools, args: PullArgs, ctx: &CallContext) -> Outcome {
-    lifecycle(tools, &args.app_name, args.wait, ctx, Action::PullImages { redeploy: args.redeploy })
+    // Only a pull that recreates the containers changes what runs: that one records a restore point first.
+    let protect = args.snapshot && args.redeploy;
+    lifecycle(tools, &args.app_name, args.wait, ctx, Action::PullImages { redeploy: args.redeploy }, protect)
 }
 
-fn lifecycle(tools: &Tools, name: &str, wait: bool, ctx: &CallContext, action: Action) -> Outcome {
+fn lifecycle(tools: &Tools, name: &str, wait: bool, ctx: &CallContext, action: Action, protect: bool) -> Outcome {
     let (apps, app) = match connect_to_app(tools, name) {
         Ok(found) => found,
         Err(out) => return out.audit(AuditOutcome::Failed),
     };
     let previous = app.app_state();
-    let base = json!({"app_name": name, "action": action.name(), "previous_state": app.state});
+    let mut base = json!({"app_name": name, "action": action.name(), "previous_state": app.state});
     if let Some(why) = action.already(&previous) {
         let message = format!("App {name} is {why}; nothing was done.");
         let mut out = base;
@@ -111,12 +114,22 @@ fn lifecycle(tools: &Tools, name: &str, wait: bool, ctx: &CallContext, action: A
         Action::PullImages { .. } => apps.outdated_images(name).unwrap_or_default(),
         _ => Vec::new(),
     };
+    let mut restore_note = String::new();
+    if protect {
+        match super::undo::protect(&apps, name, "pull_custom_app_images") {
+            Ok(r) => {
+                base["restore_point"] = r.summary;
+                restore_note = format!("\n{}", r.text);
+            }
+            Err(out) => return out,
+        }
+    }
     let job = action.job(name);
     if !wait {
         return match apps.start(&job) {
             Ok(id) => {
                 let message = format!(
-                    "Started {} of {name} as TrueNAS job {id}; follow it with get_job_status (job_id {id}).",
+                    "Started {} of {name} as TrueNAS job {id}; follow it with get_job_status (job_id {id}).{restore_note}",
                     action.name()
                 );
                 let mut out = base;
@@ -166,7 +179,8 @@ fn lifecycle(tools: &Tools, name: &str, wait: bool, ctx: &CallContext, action: A
     }
     match state.as_deref() {
         Some("CRASHED") => message.push_str(
-            " The app CRASHED: the failing containers' last log lines follow; fix the compose with update_custom_app.",
+            " The app CRASHED: the failing containers' last log lines follow; fix the compose with update_custom_app \
+             (or go back with rollback_custom_app).",
         ),
         Some("DEPLOYING") if starts_containers => message.push_str(&format!(
             " It is still DEPLOYING after {} s (a healthcheck that does not pass keeps it there): check \
@@ -175,6 +189,7 @@ fn lifecycle(tools: &Tools, name: &str, wait: bool, ctx: &CallContext, action: A
         )),
         _ => {}
     }
+    message.push_str(&restore_note);
     let mut out = base;
     out["changed"] = json!(true);
     out["state"] = json!(state);
@@ -261,10 +276,11 @@ pub struct DeleteArgs {
     delete_volumes: bool,
     remove_images: bool,
     confirm: bool,
+    snapshot: bool,
 }
 
 pub fn delete(tools: &Tools, args: DeleteArgs, ctx: &CallContext) -> Outcome {
-    let DeleteArgs { app_name, delete_volumes, remove_images, confirm } = args;
+    let DeleteArgs { app_name, delete_volumes, remove_images, confirm, snapshot } = args;
     let name = app_name.as_str();
     let (apps, app) = match connect_to_app(tools, name) {
         Ok(found) => found,
@@ -283,23 +299,16 @@ pub fn delete(tools: &Tools, args: DeleteArgs, ctx: &CallContext) -> Outcome {
             "options": options, "job_id": job_id, "message": message})
     };
     let question = format!("{summary}\n\nDelete '{name}' permanently?");
-    let schema = json!({
-        "type": "object",
-        "properties": {"confirm": {"type": "boolean", "title": format!("Delete {name}"),
-            "description": format!("Check to delete the app '{name}' permanently")}},
-        "required": ["confirm"],
-    });
-    match ctx.elicitor.elicit("confirm_delete", &question, schema) {
-        Elicitation::Accepted(content) if content.get("confirm").and_then(Value::as_bool) == Some(true) => {}
-        Elicitation::Accepted(_) | Elicitation::Declined | Elicitation::Cancelled => {
+    match confirm_with_user(ctx, "confirm_delete", &question, &format!("Delete {name}"), confirm) {
+        Confirmation::Confirmed => {}
+        Confirmation::Declined => {
             let message = format!("Nothing was deleted: the user did not confirm deleting '{name}'.");
             return Outcome::ok(message.clone(), answer("declined", message, None))
                 .audit(AuditOutcome::Declined)
                 .detail("the user did not confirm the deletion");
         }
-        Elicitation::InputRequired(out) => return Outcome::from(out).audit(AuditOutcome::NoChange),
-        Elicitation::Unsupported if confirm => {}
-        Elicitation::Unsupported => {
+        Confirmation::Asking(out) => return out,
+        Confirmation::Required => {
             let message = format!(
                 "{summary}\n\nNothing was deleted. Ask the user to confirm deleting '{name}', then call \
                  delete_custom_app again with confirm: true."
@@ -309,6 +318,14 @@ pub fn delete(tools: &Tools, args: DeleteArgs, ctx: &CallContext) -> Outcome {
                 .detail("confirmation required");
         }
     }
+    let restore = if snapshot {
+        match super::undo::protect(&apps, name, "delete_custom_app") {
+            Ok(r) => Some(r),
+            Err(out) => return out,
+        }
+    } else {
+        None
+    };
     let job = AppJob::delete(name, DeleteOptions { remove_images, remove_ix_volumes: delete_volumes }, apps.version());
     let ran = run_job(&apps, &job, ctx, (0.0, 100.0), None);
     if let Err(e) = ran.result {
@@ -320,5 +337,47 @@ pub fn delete(tools: &Tools, args: DeleteArgs, ctx: &CallContext) -> Outcome {
         lost.iter().map(|l| format!("- {l}")).collect::<Vec<_>>().join("\n"),
         survives.iter().map(|l| format!("- {l}")).collect::<Vec<_>>().join("\n"),
     );
-    Outcome::ok(message.clone(), answer("deleted", message, ran.job_id)).job(ran.job_id)
+    let mut out = answer("deleted", message.clone(), ran.job_id);
+    let message = match restore {
+        Some(r) => {
+            out["restore_point"] = r.summary;
+            format!("{message}\n{}", r.text)
+        }
+        None => message,
+    };
+    Outcome::ok(message, out).job(ran.job_id)
+}
+
+/// What the user said to a destructive change.
+pub(super) enum Confirmation {
+    Confirmed,
+    Declined,
+    /// The question travels to the client first (modern-era elicitation): nothing was changed.
+    Asking(Outcome),
+    /// The client cannot ask and the call did not carry `confirm: true`.
+    Required,
+}
+
+/// Ask the user through the client (elicitation) or, when it cannot ask, accept the call's `confirm: true`.
+pub(super) fn confirm_with_user(
+    ctx: &CallContext,
+    key: &str,
+    question: &str,
+    title: &str,
+    confirm: bool,
+) -> Confirmation {
+    let schema = json!({
+        "type": "object",
+        "properties": {"confirm": {"type": "boolean", "title": title, "description": format!("Check to confirm: {title}")}},
+        "required": ["confirm"],
+    });
+    match ctx.elicitor.elicit(key, question, schema) {
+        Elicitation::Accepted(content) if content.get("confirm").and_then(Value::as_bool) == Some(true) => {
+            Confirmation::Confirmed
+        }
+        Elicitation::Accepted(_) | Elicitation::Declined | Elicitation::Cancelled => Confirmation::Declined,
+        Elicitation::InputRequired(out) => Confirmation::Asking(Outcome::from(out).audit(AuditOutcome::NoChange)),
+        Elicitation::Unsupported if confirm => Confirmation::Confirmed,
+        Elicitation::Unsupported => Confirmation::Required,
+    }
 }

@@ -39,7 +39,7 @@ fn inspector_lists_and_calls_tools() {
     let Some(dir) = inspector() else { return };
     let list = inspect(&dir, &["--method", "tools/list"]);
     let names: Vec<&str> = list["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names.len(), 15, "{names:?}");
+    assert_eq!(names.len(), 19, "{names:?}");
     assert!(names.contains(&"deploy_custom_app") && names.contains(&"get_app_logs"), "{names:?}");
 
     let call = inspect(

@@ -14,3 +14,4 @@ mod support;
 mod test_catalog;
 mod tools;
 mod truenas;
+mod undo;

@@ -22,13 +22,13 @@ const PASSWORD: &str = "tools-test-password";
 const HANG: Duration = Duration::from_secs(90);
 
 /// A simulated NAS served over WebSocket on loopback.
-struct Nas {
-    sim: Simulator,
+pub(crate) struct Nas {
+    pub(crate) sim: Simulator,
     server: SimServer,
     version: SimVersion,
 }
 
-fn nas_with(version: SimVersion, tweak: impl FnOnce(&mut SimOptions)) -> Nas {
+pub(crate) fn nas_with(version: SimVersion, tweak: impl FnOnce(&mut SimOptions)) -> Nas {
     let mut opts = SimOptions {
         version,
         users: vec![("mcp-service".into(), PASSWORD.into())],
@@ -56,7 +56,7 @@ fn temp_path(tag: &str) -> PathBuf {
 
 /// How the test client answers `elicitation/create` (None: it does not declare the capability).
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Elicit {
+pub(crate) enum Elicit {
     Unsupported,
     Accept,
     AcceptUnchecked,
@@ -66,14 +66,14 @@ enum Elicit {
 
 /// One tool result.
 #[derive(Debug)]
-struct Called {
-    text: String,
-    structured: Option<Value>,
-    is_error: bool,
+pub(crate) struct Called {
+    pub(crate) text: String,
+    pub(crate) structured: Option<Value>,
+    pub(crate) is_error: bool,
 }
 
 /// The real binary as an MCP server on pipes, with a tiny line-JSON client.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     stdin: ChildStdin,
     rx: Receiver<Value>,
@@ -88,7 +88,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(nas: &Nas, env: &[(&str, &str)], elicit: Elicit) -> Server {
+    pub(crate) fn start(nas: &Nas, env: &[(&str, &str)], elicit: Elicit) -> Server {
         let audit = temp_path("audit").join("log/audit.jsonl");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_truenas-mcp"));
         cmd.env_clear()
@@ -198,12 +198,12 @@ impl Server {
         self.wait_response(id, HANG).unwrap_or_else(|| panic!("no response to {method} within {HANG:?}"))
     }
 
-    fn list_tools(&mut self) -> Vec<Value> {
+    pub(crate) fn list_tools(&mut self) -> Vec<Value> {
         let r = self.request("tools/list", json!({}));
         r["result"]["tools"].as_array().cloned().unwrap_or_default()
     }
 
-    fn call(&mut self, tool: &str, args: Value) -> Called {
+    pub(crate) fn call(&mut self, tool: &str, args: Value) -> Called {
         let r = self.request("tools/call", json!({"name": tool, "arguments": args}));
         self.check_result(tool, r)
     }
@@ -234,7 +234,7 @@ impl Server {
     }
 
     /// The outcome records (the write-ahead `attempted` records left out; tests/it/audit.rs covers those).
-    fn audit_lines(&self) -> Vec<Value> {
+    pub(crate) fn audit_lines(&self) -> Vec<Value> {
         self.audit_records().into_iter().filter(|r| r["outcome"] != "attempted").collect()
     }
 
@@ -288,7 +288,7 @@ fn named_args(args_schema: &Value, params: &Value) -> Value {
 
 /// Every request the server sent (apart from login, the client's domain) validates against the version's models;
 /// returns how many were checked against a model.
-fn check_wire(nas: &Nas) -> usize {
+pub(crate) fn check_wire(nas: &Nas) -> usize {
     let Some(models) = api_models(nas.version) else { return 0 };
     let mut checked = 0;
     for (method, params) in nas.sim.call_log() {
@@ -350,7 +350,7 @@ fn rules(findings: &Value) -> Vec<String> {
     findings.as_array().into_iter().flatten().filter_map(|f| f["rule"].as_str().map(String::from)).collect()
 }
 
-const WRITE_TOOLS: [&str; 7] = [
+const WRITE_TOOLS: [&str; 9] = [
     "start_custom_app",
     "stop_custom_app",
     "deploy_custom_app",
@@ -358,15 +358,17 @@ const WRITE_TOOLS: [&str; 7] = [
     "delete_custom_app",
     "redeploy_custom_app",
     "pull_custom_app_images",
+    "rollback_custom_app",
+    "update_app_images",
 ];
 
-/// tools/list over MCP: fifteen tools, each with title, schemas and all four annotations (openWorld false).
+/// tools/list over MCP: nineteen tools, each with title, schemas and all four annotations (openWorld false).
 #[test]
 fn catalogue_over_mcp() {
     let nas = nas();
     let mut server = Server::start(&nas, &[], Elicit::Unsupported);
     let tools = server.list_tools();
-    assert_eq!(tools.len(), 15);
+    assert_eq!(tools.len(), 19);
     for t in &tools {
         let name = t["name"].as_str().unwrap();
         assert!(t["title"].as_str().is_some_and(|s| !s.is_empty()), "{name}");
@@ -729,7 +731,7 @@ fn read_only_hides_and_refuses_writes() {
     let nas = nas();
     let mut server = Server::start(&nas, &[("TRUENAS_READ_ONLY", "true")], Elicit::Unsupported);
     let names: Vec<String> = server.list_tools().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect();
-    assert_eq!(names.len(), 8, "{names:?}");
+    assert_eq!(names.len(), 10, "{names:?}");
     for w in WRITE_TOOLS {
         assert!(!names.contains(&w.to_string()), "{w} listed in read-only mode");
     }
