@@ -100,6 +100,8 @@ impl Server {
             .env("TRUENAS_PASSWORD", PASSWORD)
             .env("TRUENAS_AUDIT_LOG", &audit)
             .env("RUST_LOG", "warn")
+            // Settle, health and log waits run on virtual time: the tests assert what happens, not how long it takes.
+            .env(truenas_mcp::clock::TEST_CLOCK_ENV, "auto")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
