@@ -33,6 +33,7 @@ fn nas_with(version: SimVersion, tweak: impl FnOnce(&mut SimOptions)) -> Nas {
         version,
         users: vec![("mcp-service".into(), PASSWORD.into())],
         job_step: Duration::from_millis(5),
+        stats_interval: Some(Duration::from_millis(20)),
         ..SimOptions::default()
     };
     tweak(&mut opts);
