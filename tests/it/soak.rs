@@ -228,7 +228,7 @@ fn thousands_of_calls_with_random_faults() {
 /// only "OUTCOME UNKNOWN" (and a job deadline) may leave either state.
 #[test]
 fn deploys_under_random_faults_are_never_duplicated_or_misreported() {
-    let deploys = scaled(24) as usize;
+    let deploys = scaled(80) as usize;
     let (sim, server) = start_sim(|o| o.rate_limit.max_calls = u32::MAX);
     let mut bin = Binary::start(&server);
     let args: Vec<Value> = (0..deploys)
@@ -411,7 +411,7 @@ fn verdict(answer: &Value) -> (&'static str, String) {
 /// Stops, updates and deletes under the fault storm: every answer matches what happened on the NAS, and no job ran twice.
 #[test]
 fn stops_updates_and_deletes_under_random_faults_match_the_nas() {
-    let apps = scaled(12) as usize;
+    let apps = scaled(30) as usize;
     let (sim, server) = start_sim(|o| o.rate_limit.max_calls = u32::MAX);
     let names: Vec<String> = (0..apps).map(|i| format!("storm{i}")).collect();
     let mut bin = Binary::start(&server);
