@@ -232,10 +232,17 @@ fn run(argv: &[String]) -> Result<ExitCode> {
             if let Some(hint) = terminal_hint(std::io::stdin().is_terminal()) {
                 eprintln!("{hint}");
             }
-            let tools = Arc::new(crate::tools::Tools::new(config.clone()));
+            let test_clock = crate::clock::from_test_env(|k| std::env::var(k).ok());
+            let mut tools = crate::tools::Tools::new(config.clone());
+            let mut opts = crate::mcp::ServeOptions { workers: TOOL_WORKERS, ..Default::default() };
+            if let Some(clock) = test_clock {
+                tools = tools.with_clock(clock.clone());
+                opts.clock = clock;
+            }
+            let tools = Arc::new(tools);
             tools.audit().open().map_err(anyhow::Error::msg)?;
             install_termination(tools.clone());
-            let code = crate::mcp::serve(tools.clone(), TOOL_WORKERS);
+            let code = crate::mcp::serve(tools.clone(), opts);
             // Every way serve ends (input closed and drained or not, output closed) comes back here while workers
             // may still run a change: record those as unknown before the process ends.
             tools.audit().close();

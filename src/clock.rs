@@ -114,6 +114,66 @@ impl Clock for ManualClock {
     }
 }
 
+/// Real time that skips every sleep: `now` is the real time plus all the time sleepers skipped, and a sleeper first
+/// lets `real_step` of real time pass (so that other threads — a simulator settling an app — move on between two
+/// polls) and then jumps to its deadline. Waits on events (a socket, a log stream's quiet period) stay real, so
+/// what arrives and in which order is as with [`SystemClock`]; only the pauses between polls disappear. What the
+/// binary runs on under [`TEST_CLOCK_ENV`].
+#[derive(Debug)]
+pub struct SkippingClock {
+    skipped: Mutex<Duration>,
+    real_step: Duration,
+}
+
+impl SkippingClock {
+    pub fn new(real_step: Duration) -> Arc<SkippingClock> {
+        Arc::new(SkippingClock { skipped: Mutex::new(Duration::ZERO), real_step })
+    }
+
+    /// All the time sleepers skipped so far.
+    pub fn skipped(&self) -> Duration {
+        *self.skipped.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Clock for SkippingClock {
+    fn now(&self) -> Instant {
+        Instant::now() + self.skipped()
+    }
+
+    fn sleep_until(&self, deadline: Instant, cancel: &CancelToken) -> bool {
+        if cancel.wait_timeout(self.real_step) {
+            return true;
+        }
+        let mut skipped = self.skipped.lock().unwrap_or_else(|p| p.into_inner());
+        let left = deadline.saturating_duration_since(Instant::now() + *skipped);
+        *skipped += left;
+        cancel.is_cancelled()
+    }
+
+    /// A wait on something else gives up after a real step and sleeps the rest on this clock (skipping it) when
+    /// the caller decides nothing is coming: the drain of `serve`. A log tail's quiet period stays real (its sleeps
+    /// are one step long, so there is nothing left to skip).
+    fn max_real_wait(&self) -> Option<Duration> {
+        Some(self.real_step)
+    }
+}
+
+/// The hidden, test-only environment variable: `auto` makes the binary's tool waits (settle and health polls) and
+/// the `serve` drain run on a [`SkippingClock`], so integration tests that drive the binary do not wait for time.
+/// Honoured only by debug builds (what `cargo test` builds); release builds ignore it.
+pub const TEST_CLOCK_ENV: &str = "TRUENAS_MCP_TEST_CLOCK";
+
+/// The clock [`TEST_CLOCK_ENV`] asks for, read through `get` (the environment); `None` in release builds or
+/// when unset.
+pub fn from_test_env(get: impl Fn(&str) -> Option<String>) -> Option<SharedClock> {
+    if !cfg!(debug_assertions) || get(TEST_CLOCK_ENV).as_deref() != Some("auto") {
+        return None;
+    }
+    log::info!("{TEST_CLOCK_ENV}=auto: tool waits skip their pauses (a test setting)");
+    Some(SkippingClock::new(MANUAL_POLL))
+}
+
 /// RFC 3339 UTC text of a point in time, e.g. `2026-11-24T03:04:05.123Z` (the audit log's and `check`'s clock).
 pub fn rfc3339(t: SystemTime) -> String {
     let since = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
@@ -200,6 +260,21 @@ mod tests {
         };
         cancel.cancel();
         assert!(sleeper.join().unwrap(), "the cancel woke it");
+    }
+
+    #[test]
+    fn a_skipping_clock_jumps_sleeps_and_only_for_the_test_setting() {
+        let clock = SkippingClock::new(Duration::from_millis(1));
+        let t0 = clock.now();
+        assert!(!clock.sleep(Duration::from_secs(30), &CancelToken::new()));
+        assert!(clock.now() - t0 >= Duration::from_secs(30));
+        assert!(clock.skipped() <= Duration::from_secs(30), "the real step counts towards the sleep");
+        let cancel = CancelToken::new();
+        cancel.cancel();
+        assert!(clock.sleep(Duration::from_secs(30), &cancel));
+        assert!(from_test_env(|_| None).is_none());
+        assert!(from_test_env(|_| Some("yes".into())).is_none());
+        assert_eq!(from_test_env(|k| (k == TEST_CLOCK_ENV).then(|| "auto".into())).is_some(), cfg!(debug_assertions));
     }
 
     #[test]

@@ -24,7 +24,6 @@ pub use server::{serve_connection, serve_io, ServeOptions};
 pub use tool::{Annotations, CallContext, Catalog, ToolDef, ToolOutput};
 
 /// Run the MCP server on stdin/stdout until stdin closes. Returns the process exit code.
-pub fn serve(catalog: Arc<dyn Catalog>, workers: usize) -> anyhow::Result<ExitCode> {
-    let opts = ServeOptions { workers, ..ServeOptions::default() };
+pub fn serve(catalog: Arc<dyn Catalog>, opts: ServeOptions) -> anyhow::Result<ExitCode> {
     server::run(catalog, std::io::stdin(), std::io::stdout(), opts)
 }

@@ -137,6 +137,12 @@ pub struct SimOptions {
     pub seed_example_apps: bool,
     /// Close a connection after this long without traffic (nginx: 60 s).
     pub idle_timeout: Duration,
+    /// How long an HTTP upgrade or TLS handshake may take before the peer is dropped (default 10 s; tests of
+    /// stalled peers shorten it instead of waiting).
+    pub handshake_timeout: Duration,
+    /// The pace of `app.stats` samples, overriding the `interval` the subscriber asks for (default: theirs, 2 s
+    /// unless given); tests shorten it instead of waiting for samples.
+    pub stats_interval: Option<Duration>,
     /// PEM certificate chain and PKCS#8 key for wss.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Time each job step takes (deploy progress); small in tests.
@@ -186,6 +192,8 @@ impl Default for SimOptions {
             docker_pool: Some("tank".into()),
             seed_example_apps: true,
             idle_timeout: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(10),
+            stats_interval: None,
             tls: None,
             job_step: Duration::from_millis(20),
             treat_plain_tcp_as_remote: false,

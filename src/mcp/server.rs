@@ -11,9 +11,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver, Sender};
+use crossbeam_channel::{select, Receiver, RecvTimeoutError, Sender};
 use serde_json::{json, Map, Value};
 
+use crate::clock::SharedClock;
 use crate::jsonrpc::{self, clip, ErrorObject, Notification, Request, RequestId, Response};
 use crate::jsonschema::{self, SchemaError};
 use crate::mcp::call::{Ask, CallNotifier, LegacyElicitor, LogThreshold, ModernElicitor, SessionLogLevel};
@@ -38,6 +39,8 @@ pub struct ServeOptions {
     pub max_line: usize,
     /// After the input closes, how long in-flight work may take before the server exits anyway.
     pub drain_timeout: Duration,
+    /// The clock the drain is measured on (virtual in tests that drive the binary, see [`crate::clock::TEST_CLOCK_ENV`]).
+    pub clock: SharedClock,
     /// Items per page of `tools/list` and the other lists.
     pub page_size: usize,
 }
@@ -49,6 +52,7 @@ impl Default for ServeOptions {
             queue: 64,
             max_line: 8 * 1024 * 1024,
             drain_timeout: Duration::from_secs(10),
+            clock: crate::clock::system(),
             page_size: 100,
         }
     }
@@ -215,9 +219,9 @@ impl Server {
                     },
                     recv(internal) -> event => match event { Ok(event) => self.on_event(event), Err(_) => break },
                 },
-                Some(deadline) => match internal.recv_deadline(deadline) {
-                    Ok(event) => self.on_event(event),
-                    Err(_) => {
+                Some(deadline) => match self.drain_event(internal, deadline) {
+                    Some(event) => self.on_event(event),
+                    None => {
                         log::warn!(
                             "{} request(s) still running {:?} after the input closed; exiting without them",
                             self.calls.len(),
@@ -252,13 +256,30 @@ impl Server {
         }
     }
 
+    /// The next event before `deadline` on the options' clock. A virtual clock caps each real wait; when nothing
+    /// came, the clock is slept to the deadline (which a test advances, or an auto-advancing clock jumps to).
+    fn drain_event(&self, internal: &Receiver<Event>, deadline: Instant) -> Option<Event> {
+        let clock = &self.opts.clock;
+        loop {
+            let wait = deadline.saturating_duration_since(clock.now());
+            let step = clock.max_real_wait().map_or(wait, |most| wait.min(most));
+            match internal.recv_timeout(step) {
+                Ok(event) => return Some(event),
+                Err(RecvTimeoutError::Timeout) if step < wait => {
+                    clock.sleep_until(deadline, &CancelToken::new());
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
     /// The input disconnected: stop asking the client anything and give the calls in flight until the returned
     /// deadline.
     fn on_input_closed(&mut self) -> Instant {
         log::debug!("input closed; finishing {} request(s) in flight", self.calls.len());
         self.input_closed = true;
         self.abort_asks(|_| true, "the client closed its input");
-        Instant::now() + self.opts.drain_timeout
+        self.opts.clock.now() + self.opts.drain_timeout
     }
 
     /// Queue `message` for the client; a failure means the other end is gone, and the loop stops after this event.

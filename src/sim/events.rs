@@ -247,7 +247,8 @@ fn log_follow(mw: &Middleware, source: &SourceInstance, args: &Value) -> Option<
 }
 
 fn app_stats(mw: &Middleware, source: &SourceInstance, args: &Value) -> Option<Option<Failure>> {
-    let interval = Duration::from_secs(args.get("interval").and_then(Value::as_u64).unwrap_or(2));
+    let asked = Duration::from_secs(args.get("interval").and_then(Value::as_u64).unwrap_or(2));
+    let interval = mw.opts.stats_interval.unwrap_or(asked);
     let mut tick: u64 = 0;
     loop {
         if mw.docker_gate().is_err() {

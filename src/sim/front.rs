@@ -28,7 +28,6 @@ const EXECUTING: usize = 10;
 const ADMITTED: usize = 20;
 const ANON_MAX_CHARS: usize = 8192;
 const AUTH_MAX_CHARS: usize = 65536;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often an idle socket thread looks at timers and knobs (at most; a quarter of the idle timeout when that
 /// is shorter). Output wakes the thread at once, so this only bounds idle-close and shutdown latency.
 const IDLE_TICK: Duration = Duration::from_secs(1);
@@ -224,7 +223,7 @@ fn accept_tcp(mw: Arc<Middleware>, tcp: TcpStream, tls: Option<Arc<native_tls::T
                 std::thread::sleep(Duration::from_millis(10));
             }
             let _ = tcp.set_read_timeout(Some(Duration::from_millis(200)));
-            let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+            let deadline = Instant::now() + mw.opts.handshake_timeout;
             let mut attempt = acceptor.accept(tcp);
             let tls_stream = loop {
                 match attempt {
@@ -398,7 +397,7 @@ fn serve_connection(mw: Arc<Middleware>, mut stream: Stream, origin: Origin, sto
         protocol = Some(p);
         Ok(resp)
     };
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let deadline = Instant::now() + mw.opts.handshake_timeout;
     let mut attempt = tungstenite::accept_hdr_with_config(stream, callback, Some(ws_config()));
     let mut ws = loop {
         match attempt {

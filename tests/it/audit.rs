@@ -32,7 +32,10 @@ fn audit_path(label: &str) -> PathBuf {
 fn serve(server: &SimServer, audit: &Path) -> McpPeer {
     let port = server.addr.port().to_string();
     let audit = audit.display().to_string();
-    let mut peer = McpPeer::spawn_binary(&[
+    let mut command = Command::new(crate::support::binary());
+    // The drain after stdin closes runs on virtual time (the parked job never finishes, so it ends by its deadline).
+    command.env_remove("RUST_LOG").env(truenas_mcp::clock::TEST_CLOCK_ENV, "auto").stderr(Stdio::inherit());
+    command.args([
         "--host",
         "127.0.0.1",
         "--port",
@@ -46,6 +49,7 @@ fn serve(server: &SimServer, audit: &Path) -> McpPeer {
         "--audit-log",
         &audit,
     ]);
+    let mut peer = McpPeer::spawn_command(command);
     peer.initialize("2025-06-18", json!({}));
     peer
 }

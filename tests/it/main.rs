@@ -12,6 +12,7 @@ mod sim;
 mod soak;
 mod support;
 mod test_catalog;
+mod test_time;
 mod tools;
 mod truenas;
 mod undo;

@@ -818,7 +818,8 @@ fn fault_stalled_tls_handshake() {
 
 #[test]
 fn app_stats_events_are_lists_of_app_usage() {
-    let (_sim, server) = start(options(SimVersion::V25_10));
+    let (_sim, server) =
+        start(SimOptions { stats_interval: Some(Duration::from_millis(20)), ..options(SimVersion::V25_10) });
     let mut c = connect(&server, "/api/current");
     c.login();
     c.call("core.subscribe", json!(["app.stats:{\"interval\": 2}"]));

@@ -1,6 +1,6 @@
 //! Integration tests: soak (owned by the proof helper).
 //!
-//! Thousands of pipelined tool calls through one real server process against the simulator over WebSocket, with
+//! Hundreds of pipelined tool calls (`SOAK_IT_SCALE=N` for N times as many) through one real server process against the simulator over WebSocket, with
 //! random faults injected meanwhile (dropped connections, latency, expired sessions, garbage frames): no crash, every
 //! request answered exactly once, memory flat, and the server healthy once the faults stop. Then deploys, stops and
 //! deletes under the same storm: every answer matches what happened on the NAS ("done" happened, "failed" did not,
@@ -19,8 +19,13 @@ use serde_json::{json, Value};
 
 use crate::faults::{start_sim, HANG, PASSWORD};
 
-const CALLS: u64 = 3000;
+/// The quick sizes `cargo test` runs; `SOAK_IT_SCALE=N` multiplies them (the long soak with numbers is the bench).
+const CALLS: u64 = 800;
 const IN_FLIGHT: u64 = 8;
+
+fn scaled(n: u64) -> u64 {
+    n * std::env::var("SOAK_IT_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1).max(1)
+}
 
 /// A small deterministic generator (xorshift): reproducible runs without a dependency.
 struct Rng(u64);
@@ -90,6 +95,7 @@ fn thousands_of_calls_with_random_faults() {
         // Sessions are expired far more often than any NAS would; do not let the re-logins trip the login limit.
         o.rate_limit.max_calls = u32::MAX;
     });
+    let calls = scaled(CALLS);
     let mut child = Command::new(env!("CARGO_BIN_EXE_truenas-mcp"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -98,6 +104,7 @@ fn thousands_of_calls_with_random_faults() {
         .env("TRUENAS_PROTOCOL", "ws")
         .env("TRUENAS_PASSWORD", PASSWORD)
         .env("TRUENAS_AUDIT_LOG", "off")
+        .env(truenas_mcp::clock::TEST_CLOCK_ENV, "auto")
         .env("TRUENAS_TIMEOUT", "5")
         .env("RUST_LOG", "error")
         .stdin(Stdio::piped())
@@ -157,8 +164,8 @@ fn thousands_of_calls_with_random_faults() {
     let (mut next, mut answered) = (1u64, 0u64);
     let mut rss_warm = 0;
     let started = std::time::Instant::now();
-    while answered < CALLS {
-        while next <= CALLS && outstanding.len() < IN_FLIGHT as usize {
+    while answered < calls {
+        while next <= calls && outstanding.len() < IN_FLIGHT as usize {
             send(&call_for(next));
             outstanding.insert(next);
             next += 1;
@@ -173,7 +180,7 @@ fn thousands_of_calls_with_random_faults() {
         assert!(outstanding.remove(&id), "response to {id}, which is not outstanding (duplicate?): {msg}");
         *kinds.entry(kind_of(&msg)).or_default() += 1;
         answered += 1;
-        if answered == CALLS / 4 {
+        if answered == calls / 4 {
             rss_warm = rss_kib(pid);
         }
     }
@@ -181,7 +188,7 @@ fn thousands_of_calls_with_random_faults() {
     let injected = injector.join().unwrap();
     let rss_end = rss_kib(pid);
     assert!(child.try_wait().unwrap().is_none(), "the server exited during the soak");
-    eprintln!("soak: {CALLS} calls in {:?}, {injected} faults injected, answers by kind {kinds:?}, RSS {rss_warm} → {rss_end} KiB", started.elapsed());
+    eprintln!("soak: {calls} calls in {:?}, {injected} faults injected, answers by kind {kinds:?}, RSS {rss_warm} → {rss_end} KiB", started.elapsed());
 
     // Every answer is a tool result or an expected error; nothing else.
     for kind in kinds.keys() {
@@ -192,16 +199,16 @@ fn thousands_of_calls_with_random_faults() {
             "unexpected kind of answer: {kind} (all: {kinds:?})"
         );
     }
-    assert!(kinds.get("ok").copied().unwrap_or(0) > CALLS / 2, "mostly successes expected: {kinds:?}");
+    assert!(kinds.get("ok").copied().unwrap_or(0) > calls / 2, "mostly successes expected: {kinds:?}");
     // Memory flat: the last three quarters of the run may not grow the server by more than 8 MiB.
     assert!(rss_warm > 0 && rss_end < rss_warm + 8 * 1024, "RSS grew from {rss_warm} KiB to {rss_end} KiB");
 
     // Faults off: the server is healthy. A drop armed last (it counts frames down) may still trip once, so look
     // for ten successes in a row.
-    let (mut streak, mut id) = (0, CALLS);
+    let (mut streak, mut id) = (0, calls);
     while streak < 10 {
         id += 1;
-        assert!(id < CALLS + 100, "no ten successes in a row after the faults stopped");
+        assert!(id < calls + 100, "no ten successes in a row after the faults stopped");
         send(&json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
                      "params": {"name": "list_custom_apps", "arguments": {}}}));
         let r = loop {
@@ -221,10 +228,10 @@ fn thousands_of_calls_with_random_faults() {
 /// only "OUTCOME UNKNOWN" (and a job deadline) may leave either state.
 #[test]
 fn deploys_under_random_faults_are_never_duplicated_or_misreported() {
-    const DEPLOYS: usize = 80;
+    let deploys = scaled(80) as usize;
     let (sim, server) = start_sim(|o| o.rate_limit.max_calls = u32::MAX);
     let mut bin = Binary::start(&server);
-    let args: Vec<Value> = (0..DEPLOYS)
+    let args: Vec<Value> = (0..deploys)
         .map(|i| {
             json!({"app_name": format!("soak{i}"),
                    "compose_yaml": format!("services:\n  web:\n    image: nginx:1.27\n    ports: [\"{}:80\"]\n", 20_000 + i)})
@@ -254,7 +261,7 @@ fn deploys_under_random_faults_are_never_duplicated_or_misreported() {
         *summary.entry(v).or_default() += 1;
     }
     eprintln!("deploys under faults: {summary:?}");
-    assert!(summary.get("done").copied().unwrap_or(0) > DEPLOYS as u64 / 2, "{summary:?}");
+    assert!(summary.get("done").copied().unwrap_or(0) > deploys as u64 / 2, "{summary:?}");
     assert!(bin.child.try_wait().unwrap().is_none(), "the server exited");
 }
 
@@ -276,6 +283,8 @@ impl Binary {
             .env("TRUENAS_PASSWORD", PASSWORD)
             .env("TRUENAS_AUDIT_LOG", "off")
             .env("TRUENAS_TIMEOUT", "5")
+            // Settle and health polls skip their pauses (the answers and the NAS's state are what is checked).
+            .env(truenas_mcp::clock::TEST_CLOCK_ENV, "auto")
             // SOAK_SERVER_LOG=<file> keeps the server's debug log (for a failure's post-mortem).
             .env("RUST_LOG", if std::env::var_os("SOAK_SERVER_LOG").is_some() { "debug" } else { "error" })
             .stdin(Stdio::piped())
@@ -313,7 +322,7 @@ impl Binary {
     }
 
     /// `call_all` (4 in flight) under a fault storm seeded with `seed`; the storm ends with the last answer, then
-    /// jobs whose outcome was unknown get half a second to finish on the NAS before anyone looks.
+    /// jobs whose outcome was unknown finish on the NAS before anyone looks.
     fn call_all_in_storm(
         &mut self,
         sim: &truenas_mcp::sim::Simulator,
@@ -325,7 +334,9 @@ impl Binary {
         let answers = self.call_all(tool, args, 4);
         stop.store(true, Ordering::SeqCst);
         injector.join().unwrap();
-        thread::sleep(Duration::from_millis(500));
+        crate::faults::wait_until("jobs still running on the NAS", || {
+            sim.jobs().iter().all(|j| j["state"] != "RUNNING" && j["state"] != "WAITING")
+        });
         answers
     }
 
@@ -400,9 +411,9 @@ fn verdict(answer: &Value) -> (&'static str, String) {
 /// Stops, updates and deletes under the fault storm: every answer matches what happened on the NAS, and no job ran twice.
 #[test]
 fn stops_updates_and_deletes_under_random_faults_match_the_nas() {
-    const APPS: usize = 30;
+    let apps = scaled(30) as usize;
     let (sim, server) = start_sim(|o| o.rate_limit.max_calls = u32::MAX);
-    let names: Vec<String> = (0..APPS).map(|i| format!("storm{i}")).collect();
+    let names: Vec<String> = (0..apps).map(|i| format!("storm{i}")).collect();
     let mut bin = Binary::start(&server);
     // Set-up without faults.
     let creates: Vec<Value> = names

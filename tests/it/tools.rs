@@ -33,6 +33,7 @@ pub(crate) fn nas_with(version: SimVersion, tweak: impl FnOnce(&mut SimOptions))
         version,
         users: vec![("mcp-service".into(), PASSWORD.into())],
         job_step: Duration::from_millis(5),
+        stats_interval: Some(Duration::from_millis(20)),
         ..SimOptions::default()
     };
     tweak(&mut opts);
@@ -100,6 +101,8 @@ impl Server {
             .env("TRUENAS_PASSWORD", PASSWORD)
             .env("TRUENAS_AUDIT_LOG", &audit)
             .env("RUST_LOG", "warn")
+            // Settle, health and log waits run on virtual time: the tests assert what happens, not how long it takes.
+            .env(truenas_mcp::clock::TEST_CLOCK_ENV, "auto")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
