@@ -297,8 +297,8 @@ fn api_versions(version: SimVersion) -> &'static [&'static str] {
 /// Reads the HTTP request head; a plain (non-upgrade) `GET /api/versions` is answered here like aiohttp's
 /// `api_versions_handler` (a JSON list, `json.dumps` spacing). `None` = answered or gone; otherwise the stream
 /// with the head to replay to the WebSocket handshake.
-fn plain_http(version: SimVersion, mut stream: Stream, stop: &AtomicBool) -> Option<Stream> {
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+fn plain_http(version: SimVersion, mut stream: Stream, stop: &AtomicBool, timeout: Duration) -> Option<Stream> {
+    let deadline = Instant::now() + timeout;
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < AUTH_MAX_CHARS {
@@ -378,7 +378,7 @@ fn route(
 fn serve_connection(mw: Arc<Middleware>, mut stream: Stream, origin: Origin, stop: Arc<AtomicBool>, scheme: &str) {
     stream.set_read_timeout(Duration::from_millis(100));
     let version = mw.version();
-    let Some(stream) = plain_http(version, stream, &stop) else { return };
+    let Some(stream) = plain_http(version, stream, &stop, mw.opts.handshake_timeout) else { return };
     let mut protocol = None;
     let https_redirect = if scheme == "http" { mw.opts.https_redirect_port } else { None };
     let callback = |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
