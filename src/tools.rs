@@ -39,6 +39,11 @@ use crate::truenas::apps::Apps;
 use crate::truenas::{Client, TnError};
 
 pub use catalogue::ToolSpec;
+
+/// Each tool's `structuredContent` schema by name (kept in code, not published: see `catalogue.rs`).
+pub fn output_schemas() -> std::collections::BTreeMap<String, Value> {
+    catalogue::specs().into_iter().map(|s| (s.def.name, s.output_schema)).collect()
+}
 pub use outcome::Outcome;
 
 /// The real catalogue for `config` (read-only mode, writable apps, policy, mock mode all come from it).
