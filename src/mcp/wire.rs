@@ -209,7 +209,11 @@ mod tests {
             assert_eq!(got, keys, "{revision:?}");
         }
         let a = &tool(Revision::V2025_11_25, &def())["annotations"];
-        assert_eq!(a, &json!({"readOnlyHint": true, "openWorldHint": false}), "only hints that differ from the defaults");
+        assert_eq!(
+            a,
+            &json!({"readOnlyHint": true, "openWorldHint": false}),
+            "only hints that differ from the defaults"
+        );
         assert_eq!(tool(Revision::V2025_03_26, &def())["annotations"]["title"], "List apps");
         let mut write = def();
         write.annotations = Annotations { read_only: false, destructive: true, idempotent: true, open_world: false };

@@ -1465,3 +1465,51 @@ fn deploy_health_wait_runs_on_the_injected_clock() {
     assert!(waited >= Duration::from_secs(10) && waited < Duration::from_secs(11), "virtual wait {waited:?}");
     check_wire(&nas);
 }
+
+// ---- token budgets (issue 14: every token earns its place) ----------------------------------------------------
+
+/// What a model pays for, in bytes (deterministic, so a budget is a test, not a benchmark); `cargo bench --bench
+/// catalogue` prints the same figures. Budgets: name + description + inputSchema ≤ 500 B per tool on average, the
+/// whole `tools/list` result ≤ 9 KiB (room for ~5 more tools under 12 KiB), a typical result ≤ 600 B of `content`.
+const TOOL_AVERAGE_BUDGET: usize = 500;
+const TOOLS_LIST_BUDGET: usize = 9 * 1024;
+const RESULT_CONTENT_BUDGET: usize = 600;
+
+fn json_len(v: &Value) -> usize {
+    serde_json::to_string(v).unwrap().len()
+}
+
+#[test]
+fn the_catalogue_and_typical_results_stay_within_their_token_budgets() {
+    let nas = nas();
+    let mut server = Server::start(&nas, &[], Elicit::Unsupported);
+    let listed = server.request("tools/list", json!({}));
+    let tools = listed["result"]["tools"].as_array().unwrap().clone();
+    let per_tool: usize = tools
+        .iter()
+        .map(|t| {
+            json_len(&json!({"name": t["name"], "description": t["description"], "inputSchema": t["inputSchema"]}))
+        })
+        .sum::<usize>()
+        / tools.len();
+    assert!(per_tool <= TOOL_AVERAGE_BUDGET, "name+description+inputSchema: {per_tool} B per tool on average");
+    let whole = json_len(&listed["result"]);
+    assert!(whole <= TOOLS_LIST_BUDGET, "tools/list: {whole} B");
+
+    let compose = "services:\n  web:\n    image: nginx:1.27\n    ports: [\"8081:80\"]\n    mem_limit: 512m\n";
+    let calls = [
+        ("list_custom_apps", json!({})),
+        ("get_custom_app_status", json!({"app_name": "whoami"})),
+        ("deploy_custom_app", json!({"app_name": "web", "compose_yaml": compose})),
+    ];
+    for (tool, args) in calls {
+        let r = server.request("tools/call", json!({"name": tool, "arguments": args}));
+        let result = &r["result"];
+        assert_eq!(result["isError"], false, "{tool}: {r}");
+        let content = result["content"].as_array().unwrap();
+        assert_eq!(content.len(), 1, "{tool}: one text block, no JSON copy of structuredContent: {r}");
+        let bytes = json_len(&result["content"]);
+        assert!(bytes <= RESULT_CONTENT_BUDGET, "{tool}: {bytes} B of content: {}", content[0]["text"]);
+        assert!(result["structuredContent"].is_object(), "{tool}: structured content stays for clients");
+    }
+}
