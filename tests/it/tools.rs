@@ -556,6 +556,8 @@ fn lifecycle_of_a_new_app() {
         // wait: false returns a job id that get_job_status follows.
         let r = server.call("stop_custom_app", json!({"app_name": "demo-web", "wait": false}));
         assert!(!r.is_error, "{}", r.text);
+        // Plain words, not "Started stop of demo-web".
+        assert!(r.text.starts_with("Stopping demo-web: TrueNAS job "), "{}", r.text);
         let job = r.structured.unwrap()["job_id"].as_i64().unwrap();
         let deadline = Instant::now() + HANG;
         loop {
