@@ -192,7 +192,15 @@ pub fn run_call(config: &Config, rest: &[String]) -> Result<ExitCode> {
     let mut args = Value::Object(args);
     crate::jsonschema::apply_defaults(&tool.input_schema, &mut args);
     if let Err(errors) = crate::jsonschema::validate(&tool.input_schema, &args) {
-        let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        // The app-name rule in words for a person, not the schema's regex.
+        let name_rule = args.get("app_name").and_then(Value::as_str).and_then(crate::compose::app_name_error);
+        let list: Vec<String> = errors
+            .iter()
+            .map(|e| match &name_rule {
+                Some(why) if e.path.trim_start_matches('/') == "app_name" => format!("  app_name: {why}"),
+                _ => format!("  {e}"),
+            })
+            .collect();
         bail!("invalid arguments for {name}:\n{}", list.join("\n"));
     }
     let cancel = CancelToken::new();

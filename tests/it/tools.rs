@@ -1515,3 +1515,17 @@ fn the_catalogue_and_typical_results_stay_within_their_token_budgets() {
         assert!(result["structuredContent"].is_object(), "{tool}: structured content stays for clients");
     }
 }
+
+/// A bad app name is explained in words to a person at `truenas-mcp call`, never as the schema's regex.
+#[test]
+fn a_bad_app_name_is_explained_in_words() {
+    let out = Command::new(env!("CARGO_BIN_EXE_truenas-mcp"))
+        .args(["--mock", "call", "start_custom_app", "app_name=My_App"])
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run truenas-mcp call");
+    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(!text.contains("^[a-z]"), "{text}");
+    assert!(text.contains("must start with a lowercase letter"), "{text}");
+}
