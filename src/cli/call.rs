@@ -197,7 +197,9 @@ pub fn run_call(config: &Config, rest: &[String]) -> Result<ExitCode> {
         let list: Vec<String> = errors
             .iter()
             .map(|e| match &name_rule {
-                Some(why) if e.path.trim_start_matches('/') == "app_name" => format!("  app_name: {why}"),
+                Some(why) if e.path.trim_start_matches('/') == "app_name" && e.message.contains("pattern") => {
+                    format!("  app_name: {why}")
+                }
                 _ => format!("  {e}"),
             })
             .collect();
