@@ -42,6 +42,11 @@ use crate::truenas::apps::Apps;
 use crate::truenas::{Client, TnError};
 
 pub use catalogue::ToolSpec;
+
+/// Each tool's `structuredContent` schema by name (kept in code, not published: see `catalogue.rs`).
+pub fn output_schemas() -> std::collections::BTreeMap<String, Value> {
+    catalogue::specs().into_iter().map(|s| (s.def.name, s.output_schema)).collect()
+}
 pub use outcome::Outcome;
 
 /// The real catalogue for `config` (read-only mode, writable apps, policy, mock mode all come from it).
@@ -187,6 +192,14 @@ impl Catalog for Tools {
                 return ToolOutput::error(reason);
             }
         };
+        // The app-name rule, in words (the schema only bounds the length): a name TrueNAS would refuse is no app.
+        if let Some(why) = app.and_then(crate::compose::app_name_error) {
+            let reason = format!("invalid app_name: {why}");
+            if spec.writes {
+                self.audit.single(name, app, &args, AuditOutcome::Refused, Some(reason.clone()));
+            }
+            return ToolOutput::error(reason);
+        }
         if !spec.writes {
             let outcome = run(self, ctx);
             // A read with something to record (secrets revealed) leaves one record.

@@ -191,8 +191,17 @@ pub fn run_call(config: &Config, rest: &[String]) -> Result<ExitCode> {
     };
     let mut args = Value::Object(args);
     crate::jsonschema::apply_defaults(&tool.input_schema, &mut args);
-    if let Err(errors) = crate::jsonschema::validate(&tool.input_schema, &args) {
-        let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+    let mut list: Vec<String> = match crate::jsonschema::validate(&tool.input_schema, &args) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors.iter().map(|e| format!("  {e}")).collect(),
+    };
+    // The app-name rule (the schema bounds only its length), in words, before anything connects.
+    if let Some(why) = args.get("app_name").and_then(Value::as_str).and_then(crate::compose::app_name_error) {
+        if !list.iter().any(|l| l.starts_with("  app_name")) {
+            list.insert(0, format!("  app_name: {why}"));
+        }
+    }
+    if !list.is_empty() {
         bail!("invalid arguments for {name}:\n{}", list.join("\n"));
     }
     let cancel = CancelToken::new();

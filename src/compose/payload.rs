@@ -48,17 +48,21 @@ pub fn frame_size(method: &str, params: &Value) -> usize {
     serde_json::to_vec(&frame).map(|v| v.len()).unwrap_or(usize::MAX)
 }
 
-fn too_large(method: &str, size: usize, compose: &str) -> Finding {
+/// One limit, and how far over it the compose is: the user can act on "cut N bytes", not on a request size.
+fn too_large(size: usize, compose: &str) -> Finding {
+    let over = size - FRAME_LIMIT;
     rules::TOO_LARGE.at(
         None,
         "",
         format!(
-            "the {method} request would be {size} bytes (compose text {} bytes); TrueNAS closes the connection on \
-             requests over {FRAME_LIMIT} bytes",
+            "the compose is {} bytes, {over} bytes more than fits in one TrueNAS request (at most {FRAME_LIMIT} \
+             bytes, the request around the compose included)",
             compose.len()
         ),
-        "shorten the compose file: remove comments-turned-values, long inline scripts or unused services, or split \
-         the application into several apps",
+        format!(
+            "shorten the compose by at least {over} bytes: remove long inline scripts, values or unused services, \
+             or split the application into several apps"
+        ),
     )
 }
 
@@ -81,7 +85,7 @@ pub fn create_payload(app_name: &str, compose: &str) -> Result<Value, Finding> {
     let args = json!({"app_name": app_name, "custom_app": true, "custom_compose_config_string": compose});
     let size = frame_size("app.create", &json!([args]));
     if size > FRAME_LIMIT {
-        return Err(too_large("app.create", size, compose));
+        return Err(too_large(size, compose));
     }
     Ok(args)
 }
@@ -94,7 +98,7 @@ pub fn update_payload(app_name: &str, compose: &str) -> Result<Value, Finding> {
     let update = json!({"custom_compose_config_string": compose});
     let size = frame_size("app.update", &json!([app_name, update]));
     if size > FRAME_LIMIT {
-        return Err(too_large("app.update", size, compose));
+        return Err(too_large(size, compose));
     }
     Ok(update)
 }
@@ -148,5 +152,18 @@ mod tests {
         let update_base = frame_size("app.update", &json!(["web", {"custom_compose_config_string": ""}]));
         assert!(update_payload("web", &"x".repeat(FRAME_LIMIT - update_base)).is_ok());
         assert!(update_payload("web", &"x".repeat(FRAME_LIMIT - update_base + 1)).is_err());
+    }
+
+    #[test]
+    fn too_large_names_one_limit_and_how_much_to_cut() {
+        let base = frame_size(
+            "app.create",
+            &json!([{"app_name": "web", "custom_app": true, "custom_compose_config_string": ""}]),
+        );
+        let over = "x".repeat(FRAME_LIMIT - base + 10);
+        let f = create_payload("web", &over).unwrap_err();
+        let numbers: Vec<&str> = f.message.split(|c: char| !c.is_ascii_digit()).filter(|n| !n.is_empty()).collect();
+        assert_eq!(numbers, [over.len().to_string().as_str(), "10", "65536"], "{}", f.message);
+        assert!(f.fix.contains("10 bytes"), "{}", f.fix);
     }
 }

@@ -60,42 +60,52 @@ pub fn tool(revision: Revision, def: &ToolDef) -> Value {
         }
     }
     if revision.has_tool_annotations() {
-        let a = def.annotations;
-        t.insert(
-            "annotations".into(),
-            json!({
-                "title": def.title,
-                "readOnlyHint": a.read_only,
-                "destructiveHint": a.destructive,
-                "idempotentHint": a.idempotent,
-                "openWorldHint": a.open_world,
-            }),
-        );
+        t.insert("annotations".into(), annotations(revision, def));
     }
     Value::Object(t)
 }
 
-/// A `tools/call` result. The structured result also travels as a JSON text block for clients that only read
-/// `content`. A modern `input_required` output becomes an `InputRequiredResult`.
+/// The hints that say something: a hint equal to the spec's default (readOnly false, destructive true, idempotent
+/// false, openWorld true) is left out, and so are destructive and idempotent on a read-only tool (the spec gives
+/// them meaning only for tools that write); the title only where the tool itself has none (2025-03-26).
+fn annotations(revision: Revision, def: &ToolDef) -> Value {
+    let a = def.annotations;
+    let mut out = Map::new();
+    if !revision.has_titles() {
+        out.insert("title".into(), Value::from(def.title.as_str()));
+    }
+    if a.read_only {
+        out.insert("readOnlyHint".into(), Value::Bool(true));
+    } else {
+        if !a.destructive {
+            out.insert("destructiveHint".into(), Value::Bool(false));
+        }
+        if a.idempotent {
+            out.insert("idempotentHint".into(), Value::Bool(true));
+        }
+    }
+    if !a.open_world {
+        out.insert("openWorldHint".into(), Value::Bool(false));
+    }
+    Value::Object(out)
+}
+
+/// A `tools/call` result: the text once for the model, the structured content once for the client. The
+/// structured result is not repeated as a JSON text block (the spec's SHOULD; see ARCHITECTURE.md): the text
+/// carries every fact a model needs, since clients forward only `content` to it. A modern `input_required` output
+/// becomes an `InputRequiredResult`.
 pub fn call_result(env: &Envelope, output: ToolOutput) -> Value {
     if env.is_modern() {
         if let Some(requests) = output.input_required {
             return json!({"resultType": "input_required", "inputRequests": requests});
         }
     }
-    let mut content = Vec::new();
-    if !output.text.is_empty() {
-        content.push(text_block(&output.text));
-    }
-    if let Some(structured) = &output.structured {
-        let json_text = serde_json::to_string(structured).unwrap_or_default();
-        if json_text != output.text {
-            content.push(text_block(&json_text));
-        }
-    }
-    if content.is_empty() {
-        content.push(text_block(""));
-    }
+    // A result without text (none of ours) still tells the model something.
+    let text = match (&output.text, &output.structured) {
+        (t, Some(structured)) if t.is_empty() => serde_json::to_string(structured).unwrap_or_default(),
+        (t, _) => t.clone(),
+    };
+    let content = vec![text_block(&text)];
     let mut result = json!({"content": content, "isError": output.is_error});
     if let Some(structured) = output.structured {
         let fits = structured.is_object() || env.revision.structured_content_may_be_any_json();
@@ -199,9 +209,16 @@ mod tests {
             assert_eq!(got, keys, "{revision:?}");
         }
         let a = &tool(Revision::V2025_11_25, &def())["annotations"];
-        for hint in ["readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"] {
-            assert!(a[hint].is_boolean(), "{hint}");
-        }
+        assert_eq!(
+            a,
+            &json!({"readOnlyHint": true, "openWorldHint": false}),
+            "only hints that differ from the defaults"
+        );
+        assert_eq!(tool(Revision::V2025_03_26, &def())["annotations"]["title"], "List apps");
+        let mut write = def();
+        write.annotations = Annotations { read_only: false, destructive: true, idempotent: true, open_world: false };
+        let a = &tool(Revision::V2025_11_25, &write)["annotations"];
+        assert_eq!(a, &json!({"idempotentHint": true, "openWorldHint": false}));
     }
 
     #[test]
@@ -209,9 +226,10 @@ mod tests {
         let out = ToolOutput::ok("2 apps", json!({"apps": []}));
         let legacy = call_result(&env(Revision::V2025_03_26), out.clone());
         assert!(legacy.get("structuredContent").is_none());
-        assert_eq!(legacy["content"][1]["text"], r#"{"apps":[]}"#);
+        assert_eq!(legacy["content"], json!([{"type": "text", "text": "2 apps"}]), "the text once, no JSON copy");
         let modern = finish(&env(Revision::V2026_07_28), call_result(&env(Revision::V2026_07_28), out));
         assert_eq!(modern["structuredContent"], json!({"apps": []}));
+        assert_eq!(modern["content"].as_array().unwrap().len(), 1);
         assert_eq!(modern["resultType"], "complete");
         assert_eq!(modern["_meta"][META_SERVER_INFO]["name"], SERVER_NAME);
         let ask = ToolOutput { input_required: Some(json!({"k": {}})), ..ToolOutput::text("confirm") };

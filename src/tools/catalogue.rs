@@ -1,7 +1,11 @@
 //! The table of tools: name, title, description, input and output schema, annotations, handler.
 //!
-//! Descriptions are written for a model that must pick the right tool and fill it in correctly; the input schema
-//! published here is the one that validates the arguments (one source of truth).
+//! Descriptions are written for a model that reads them on every turn: what the tool does and when to use it, in as
+//! few words as that takes, keeping the guidance that prevents mistakes. Rules shared by several tools (the app-name
+//! rule, `wait`, host paths, `${VAR}`) are stated once in the server's instructions (`prompt.rs`); a schema says
+//! nothing twice (no "Default: X" next to `default`). The input schema published here is the one that validates the
+//! arguments (one source of truth). Output schemas stay here, unpublished (ARCHITECTURE.md says why): tests check
+//! every `structuredContent` against them. `benches/catalogue.rs` measures the bytes; a test keeps the budgets.
 
 use serde_json::{json, Value};
 
@@ -12,32 +16,33 @@ use crate::mcp::tool::{Annotations, ToolDef};
 /// One tool of the catalogue.
 pub struct ToolSpec {
     pub def: ToolDef,
+    /// The shape of `structuredContent`; not published in `tools/list` (see the module header).
+    pub output_schema: Value,
     /// Changes the NAS: hidden in read-only mode, gated by writable apps, audited.
     pub writes: bool,
     pub handler: Handler,
 }
 
-/// TrueNAS's own app-name rule (`app.create`'s model).
-pub const APP_NAME_PATTERN: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
+/// TrueNAS's own app-name rule (`app.create`'s model); the gate enforces it (`compose::app_name_error`, checked
+/// against this pattern in a test) and the instructions state it in words once.
+#[cfg(test)]
+const APP_NAME_PATTERN: &str = "^[a-z]([-a-z0-9]*[a-z0-9])?$";
 
-fn app_name(description: &str) -> Value {
-    json!({
-        "type": "string",
-        "pattern": APP_NAME_PATTERN,
-        "minLength": 1,
-        "maxLength": 40,
-        "description": format!("{description} TrueNAS app name: 1-40 characters, lowercase letters, digits and \
-            hyphens, starting with a letter and not ending with a hyphen (e.g. \"nextcloud\", \"my-app2\")."),
-    })
+/// An app name argument. The schema only bounds its length (checked first, so a hostile name costs nothing); the
+/// rule itself is enforced by the gate with an answer in words, and stated once in the instructions, instead of
+/// a regex repeated in every tool (19 × 40 bytes a model reads on every turn).
+fn app_name() -> Value {
+    json!({"type": "string", "maxLength": 40})
 }
 
-/// A short app-name schema for the newer tools (the catalogue's size is budgeted per tool).
-fn app(description: &str) -> Value {
-    json!({"type": "string", "pattern": APP_NAME_PATTERN, "minLength": 1, "maxLength": 40, "description": description})
+fn optional_app_name(description: &str) -> Value {
+    let mut schema = app_name();
+    schema["description"] = Value::from(description);
+    schema
 }
 
 fn snapshot() -> Value {
-    flag("Record a restore point first (compose and ZFS snapshots of the app's data; see rollback_custom_app).", true)
+    flag("Record a restore point first.", true)
 }
 
 fn compose_yaml() -> Value {
@@ -45,9 +50,7 @@ fn compose_yaml() -> Value {
         "type": "string",
         "minLength": 1,
         "maxLength": 1_000_000,
-        "description": "The complete Docker Compose file as YAML text (a `services:` mapping; the same text you \
-            would put in docker-compose.yaml). Use absolute host paths under /mnt/<pool>/... for bind mounts; \
-            there is no project directory or .env file on TrueNAS.",
+        "description": "Docker Compose YAML.",
     })
 }
 
@@ -57,26 +60,25 @@ fn env() -> Value {
         "additionalProperties": {"type": "string", "maxLength": 65536},
         "maxProperties": 500,
         "default": {},
-        "description": "Values for ${VAR} references in the compose file (what a .env file would hold), e.g. \
-            {\"TZ\": \"Europe/Berlin\"}. Variables without a value and without a ${VAR:-default} are an error. \
-            Default: {} (no variables).",
+        "description": "${VAR} values (like .env).",
     })
 }
 
 fn flag(description: &str, default: bool) -> Value {
-    json!({"type": "boolean", "default": default, "description": format!("{description} Default: {default}.")})
+    json!({"type": "boolean", "default": default, "description": description})
 }
 
+/// Described once, in the instructions.
 fn wait() -> Value {
-    flag(
-        "Wait for the TrueNAS job to finish (with progress) before answering. false returns the job id at once; \
-         follow it with get_job_status.",
-        true,
-    )
+    json!({"type": "boolean", "default": true})
 }
 
 fn input(properties: Value, required: &[&str]) -> Value {
-    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
+    let mut schema = json!({"type": "object", "properties": properties, "additionalProperties": false});
+    if !required.is_empty() {
+        schema["required"] = json!(required);
+    }
+    schema
 }
 
 fn output(properties: Value, required: &[&str]) -> Value {
@@ -182,9 +184,10 @@ fn tool(
             title: title.into(),
             description: description.into(),
             input_schema,
-            output_schema: Some(output_schema),
+            output_schema: None,
             annotations,
         },
+        output_schema,
         writes: !annotations.read_only,
         handler,
     }
@@ -196,10 +199,8 @@ pub fn specs() -> Vec<ToolSpec> {
         tool(
             "test_connection",
             "Test the TrueNAS connection",
-            "Connect and log in to the configured TrueNAS, then report the TrueNAS version, the endpoint and \
-             protocol used, the authentication method and user, the round-trip time, and the state of the Docker \
-             apps service and its pool. Every problem found comes with a fix. Call this first when another tool \
-             reports a connection, login or apps-service problem. Takes no arguments.",
+            "Log in to TrueNAS and report version, endpoint, login, latency and apps service, with fixes. Use it \
+             when a tool cannot connect.",
             input(json!({}), &[]),
             output(
                 json!({
@@ -225,16 +226,13 @@ pub fn specs() -> Vec<ToolSpec> {
         tool(
             "list_custom_apps",
             "List apps",
-            "List the apps on the NAS with their state (RUNNING, DEPLOYING, CRASHED, STOPPED), container count, \
-             published ports, web portals and whether image updates are available. By default only Custom Apps \
-             (Docker Compose apps) are listed. If the apps service is not running or has no pool, the answer says \
-             so instead of returning an empty list.",
+            "List Custom Apps: state, containers, ports, portals, image updates. Says when the apps service is down.",
             input(
                 json!({
                     "status_filter": {"type": "string", "enum": ["all", "running", "stopped", "deploying", "crashed"],
                         "default": "all",
-                        "description": "Only apps in this state. Default: \"all\"."},
-                    "include_catalog_apps": flag("Also list apps installed from the TrueNAS catalogue.", false),
+                        "description": "Only apps in this state."},
+                    "include_catalog_apps": flag("Also list catalogue apps.", false),
                 }),
                 &[],
             ),
@@ -257,10 +255,9 @@ pub fn specs() -> Vec<ToolSpec> {
         tool(
             "get_custom_app_status",
             "Get an app's status",
-            "Detailed status of one app: state, every container (service, image, state), published ports, mounts, \
-             portals and notes. For a CRASHED app it also returns the last log lines of the failed containers and \
-             a hint on what to do next. Use list_custom_apps to find app names.",
-            input(json!({"app_name": app_name("The app to inspect.")}), &["app_name"]),
+            "One app in detail: state, containers, ports, mounts, portals, notes; for a CRASHED app its log \
+             tail and next step.",
+            input(json!({"app_name": app_name()}), &["app_name"]),
             output(
                 json!({
                     "name": {"type": "string"},
@@ -285,10 +282,8 @@ pub fn specs() -> Vec<ToolSpec> {
         tool(
             "start_custom_app",
             "Start an app",
-            "Start a stopped app (docker compose up), wait for the TrueNAS job with progress, then up to 30 s for \
-             the app to be RUNNING; a crash returns the failing containers' last log lines. If the app is already \
-             running or deploying, nothing is done and the answer says so.",
-            input(json!({"app_name": app_name("The app to start."), "wait": wait()}), &["app_name"]),
+            "Start a stopped app and wait for RUNNING; no-op if it is running.",
+            input(json!({"app_name": app_name(), "wait": wait()}), &["app_name"]),
             lifecycle_output(),
             Annotations { read_only: false, destructive: false, idempotent: true, open_world: false },
             Handler::typed(lifecycle::start),
@@ -296,10 +291,8 @@ pub fn specs() -> Vec<ToolSpec> {
         tool(
             "stop_custom_app",
             "Stop an app",
-            "Stop a running app (docker compose down: containers and networks are removed, volumes and images are \
-             kept) and wait for the TrueNAS job. If the app is already stopped, nothing is done and the answer says \
-             so.",
-            input(json!({"app_name": app_name("The app to stop."), "wait": wait()}), &["app_name"]),
+            "Stop an app (compose down: containers go, volumes and images stay); no-op if stopped.",
+            input(json!({"app_name": app_name(), "wait": wait()}), &["app_name"]),
             lifecycle_output(),
             Annotations { read_only: false, destructive: false, idempotent: true, open_world: false },
             Handler::typed(lifecycle::stop),
@@ -307,27 +300,18 @@ pub fn specs() -> Vec<ToolSpec> {
         tool(
             "deploy_custom_app",
             "Deploy a new Compose app",
-            "Create a NEW Custom App from a Docker Compose file. The compose is first checked against the \
-             operator's security policy (privileged containers, dangerous capabilities, host namespaces, Docker \
-             socket, sensitive host paths, port conflicts with other apps, unresolved variables, ...) and the name \
-             must be free; any error refuses the deploy and lists each problem with its fix. Use dry_run: true \
-             first to see the exact plan without changing anything. Then the app is created (a TrueNAS job with \
-             progress) and, with wait_until_healthy, watched until it is RUNNING or CRASHED; on a crash the \
-             failing containers' last log lines are returned. To change an existing app use update_custom_app.",
+            "Create a NEW Custom App from a Compose file. Checks policy, ports and name first: an error refuses it, \
+             with a fix per problem. Run dry_run: true first.",
             input(
                 json!({
-                    "app_name": app_name("Name of the new app (must not exist yet)."),
+                    "app_name": app_name(),
                     "compose_yaml": compose_yaml(),
                     "env": env(),
-                    "auto_start": flag("Leave the app running after creation. false stops it right after \
-                        TrueNAS created it (TrueNAS always starts a new app).", true),
-                    "wait_until_healthy": flag("After creation, wait until the app is RUNNING or CRASHED \
-                        (bounded by timeout_seconds).", true),
+                    "auto_start": flag("false: stop it once created.", true),
+                    "wait_until_healthy": flag("Wait for RUNNING or CRASHED.", true),
                     "timeout_seconds": {"type": "integer", "minimum": 10, "maximum": 3600, "default": 300,
-                        "description": "How long wait_until_healthy waits for RUNNING, in seconds (10-3600). \
-                            Default: 300."},
-                    "dry_run": flag("Only validate and return the exact plan (rendered compose, payload summary, \
-                        findings); nothing is created. The NAS is only read (ports in use, name availability).", false),
+                        "description": "Health wait, seconds."},
+                    "dry_run": flag("Only check and plan.", false),
                     "wait": wait(),
                     "create_host_paths": flag("Create missing bind sources under the allowed roots, owned by 568:568 \
                         (or the service's user:).", false),
@@ -362,18 +346,14 @@ pub fn specs() -> Vec<ToolSpec> {
         tool(
             "update_custom_app",
             "Update an app's compose",
-            "Replace the compose file of an EXISTING Custom App. The new compose passes the same policy as a \
-             deploy (its own ports do not count as conflicts); the answer shows a unified diff between the \
-             deployed compose and the new one. TrueNAS stores the full compose every time (no partial update) and \
-             recreates the containers of a running app; a STOPPED app stays stopped (start it with \
-             start_custom_app); a running app is watched up to 30 s until RUNNING (a crash returns the log tail). \
-             Use dry_run: true to see the diff and findings without changing anything.",
+            "Replace an EXISTING Custom App's whole compose (the deploy's checks apply); shows the diff. Recreates \
+             a running app; a STOPPED one stays stopped.",
             input(
                 json!({
-                    "app_name": app_name("The existing app to update."),
+                    "app_name": app_name(),
                     "compose_yaml": compose_yaml(),
                     "env": env(),
-                    "dry_run": flag("Only validate and show the diff; nothing is changed.", false),
+                    "dry_run": flag("Only check and diff.", false),
                     "wait": wait(),
                     "snapshot": snapshot(),
                 }),
@@ -402,19 +382,14 @@ pub fn specs() -> Vec<ToolSpec> {
         tool(
             "delete_custom_app",
             "Delete an app",
-            "Permanently delete an app. TrueNAS always removes the app's containers and its named Compose volumes \
-             (docker compose down -v); data in host-path bind mounts (/mnt/...) survives. The user is asked to \
-             confirm through the client when it supports that; otherwise the call must carry confirm: true, which \
-             you may only set after the user explicitly agreed to delete this app. The answer first lists what \
-             will be lost.",
+            "Permanently delete an app, its containers and named volumes; bind mounts under /mnt survive. Lists \
+             what is lost. Needs the user's consent: asked through the client, or confirm: true.",
             input(
                 json!({
-                    "app_name": app_name("The app to delete."),
-                    "delete_volumes": flag("Also delete the app's TrueNAS-managed ix-volume datasets \
-                        (remove_ix_volumes).", false),
-                    "remove_images": flag("Also remove the app's Docker images.", true),
-                    "confirm": flag("Set to true only after the user explicitly confirmed this deletion; used when \
-                        the client cannot ask the user itself.", false),
+                    "app_name": app_name(),
+                    "delete_volumes": flag("Also delete its ix-volume datasets.", false),
+                    "remove_images": flag("Also remove its images.", true),
+                    "confirm": flag("Only after the user explicitly agreed.", false),
                     "snapshot": snapshot(),
                 }),
                 &["app_name"],
@@ -439,17 +414,13 @@ pub fn specs() -> Vec<ToolSpec> {
         tool(
             "validate_compose",
             "Validate a Compose file",
-            "Check a Docker Compose file against the TrueNAS Custom App rules and the operator's security policy \
-             without deploying anything. Returns every finding with its rule id, severity (error blocks a deploy), \
-             location and fix, the ${VAR} substitutions made, the services and the published ports. When a NAS is \
-             reachable, ports already used by other apps are checked too (otherwise the answer says the live check \
-             was skipped); with app_name, the name is checked as well. Works without any NAS.",
+            "Check a Compose file against TrueNAS rules and the operator's policy without deploying: findings with \
+             fixes (errors block a deploy), substitutions, services, ports.",
             input(
                 json!({
                     "compose_yaml": compose_yaml(),
                     "env": env(),
-                    "app_name": app_name("Optional: the app this compose is for. A new name is checked for \
-                        availability; for an existing app its own ports are not counted as conflicts."),
+                    "app_name": optional_app_name("Optional: the app it is for."),
                 }),
                 &["compose_yaml"],
             ),
@@ -475,16 +446,14 @@ pub fn specs() -> Vec<ToolSpec> {
         tool(
             "get_app_logs",
             "Get an app's logs",
-            "The last lines of the container logs of an app (all services, or one service). Works for RUNNING, \
-             DEPLOYING and CRASHED apps; a STOPPED app has no containers and therefore no logs (start it first).",
+            "The last log lines of an app's containers; a STOPPED app has none.",
             input(
                 json!({
-                    "app_name": app_name("The app whose logs to read."),
+                    "app_name": app_name(),
                     "lines": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100,
-                        "description": "How many of the most recent lines to return per container (1-10000). \
-                            Default: 100."},
+                        "description": "Lines per container."},
                     "service_name": {"type": "string", "minLength": 1, "maxLength": 128,
-                        "description": "Only this compose service (e.g. \"db\"). Default: all services."},
+                        "description": "Optional: one compose service."},
                 }),
                 &["app_name"],
             ),
@@ -503,11 +472,9 @@ pub fn specs() -> Vec<ToolSpec> {
         tool(
             "get_custom_app_config",
             "Get an app's compose",
-            "The deployed compose file of a Custom App as YAML, as TrueNAS stores it (comments are gone and keys \
-             sorted). Secret values (passwords, tokens, keys) are masked as *** unless the operator turned on \
-             TRUENAS_REVEAL_SECRETS. Use it before update_custom_app to start from what is deployed: a value sent \
-             back still masked keeps its deployed value.",
-            input(json!({"app_name": app_name("The app whose compose to return.")}), &["app_name"]),
+            "A Custom App's deployed compose as YAML (comments gone, secrets as ***). Edit it for \
+             update_custom_app: values left masked keep their deployed value.",
+            input(json!({"app_name": app_name()}), &["app_name"]),
             output(
                 json!({
                     "app_name": {"type": "string"},
@@ -522,11 +489,9 @@ pub fn specs() -> Vec<ToolSpec> {
         tool(
             "redeploy_custom_app",
             "Redeploy an app",
-            "Recreate an app's containers from its stored compose (TrueNAS app.redeploy), e.g. after changing \
-             files in a bind mount or to recover a crashed app, then wait up to 30 s for it to be RUNNING (a crash \
-             returns the log tail). Runs even for a stopped app, which then starts. Does not pull newer images: use \
-             pull_custom_app_images for that.",
-            input(json!({"app_name": app_name("The app to redeploy."), "wait": wait()}), &["app_name"]),
+            "Recreate an app's containers from its stored compose (after editing bind-mount files, or a crash); \
+             starts a stopped app. Pulls no images: pull_custom_app_images does.",
+            input(json!({"app_name": app_name(), "wait": wait()}), &["app_name"]),
             lifecycle_output(),
             Annotations { read_only: false, destructive: false, idempotent: false, open_world: false },
             Handler::typed(lifecycle::redeploy),
@@ -534,13 +499,12 @@ pub fn specs() -> Vec<ToolSpec> {
         tool(
             "pull_custom_app_images",
             "Pull newer images",
-            "Pull the latest versions of an app's images (docker compose pull) and, with redeploy (default), \
-             recreate the containers on them: the \"update the app to the latest images\" operation. Reports which \
-             images TrueNAS had flagged as outdated.",
+            "Pull the latest versions of an app's images; with redeploy, recreate its containers. Names the \
+             images TrueNAS flagged as outdated.",
             input(
                 json!({
-                    "app_name": app_name("The app whose images to pull."),
-                    "redeploy": flag("Recreate the containers with the new images after pulling.", true),
+                    "app_name": app_name(),
+                    "redeploy": flag("Recreate the containers on the new images.", true),
                     "wait": wait(),
                     "snapshot": snapshot(),
                 }),
@@ -553,9 +517,8 @@ pub fn specs() -> Vec<ToolSpec> {
         tool(
             "get_app_stats",
             "Get app resource usage",
-            "One sample of CPU, memory, network and block I/O per app (from TrueNAS's app.stats stream; takes \
-             about two seconds). Optionally for one app only.",
-            input(json!({"app_name": app_name("Only this app. Default: all apps.")}), &[]),
+            "CPU, memory, network and disk I/O per app: one sample (takes 2 s).",
+            input(json!({"app_name": optional_app_name("Optional: only this app.")}), &[]),
             output(
                 json!({
                     "apps": {"type": "array", "items": {"type": "object", "properties": {
@@ -576,11 +539,10 @@ pub fn specs() -> Vec<ToolSpec> {
         tool(
             "get_job_status",
             "Get a TrueNAS job's status",
-            "State, progress, result or error of a TrueNAS job, for operations started with wait: false (their \
-             answer contains the job id). States: WAITING, RUNNING, SUCCESS, FAILED, ABORTED.",
+            "State, progress, result or error of a TrueNAS job (from wait: false).",
             input(
                 json!({"job_id": {"type": "integer", "minimum": 1, "maximum": 9_007_199_254_740_991_i64,
-                    "description": "The job id a tool returned."}}),
+                    "description": "Job id a tool returned."}}),
                 &["job_id"],
             ),
             output(
@@ -602,9 +564,9 @@ pub fn specs() -> Vec<ToolSpec> {
         tool(
             "list_app_restore_points",
             "List an app's restore points",
-            "Restore points of an app (also a deleted one), newest first: time, the change that made it, the \
-             compose diff to today and its ZFS snapshots with space used.",
-            input(json!({"app_name": app("The app (it may have been deleted).")}), &["app_name"]),
+            "Restore points of an app (also a deleted one), newest first: time, change, compose diff to today, \
+             ZFS snapshots and their space.",
+            input(json!({"app_name": app_name()}), &["app_name"]),
             output(json!({"app_name": {"type": "string"}, "restore_points": {"type": "array"}}), &["restore_points"]),
             READ,
             Handler::typed(undo::list),
@@ -612,15 +574,15 @@ pub fn specs() -> Vec<ToolSpec> {
         tool(
             "rollback_custom_app",
             "Roll an app back",
-            "Put back the compose of a restore point (recreating a deleted app); include_data also rolls its \
-             datasets back, losing what was written since. Needs the user's confirmation.",
+            "Put back a restore point's compose (recreates a deleted app); include_data also rolls its datasets \
+             back, losing later writes. Needs the user's consent.",
             input(
                 json!({
-                    "app_name": app("The app to roll back."),
+                    "app_name": app_name(),
                     "restore_point": {"type": "string", "minLength": 1, "maxLength": 200,
-                        "description": "Its name. Default: the newest."},
-                    "include_data": flag("Also roll the data datasets back.", false),
-                    "confirm": flag("true only after the user agreed.", false),
+                        "description": "Optional; the newest if omitted."},
+                    "include_data": flag("Also roll its datasets back.", false),
+                    "confirm": flag("Only after the user explicitly agreed.", false),
                 }),
                 &["app_name"],
             ),
@@ -631,9 +593,8 @@ pub fn specs() -> Vec<ToolSpec> {
         tool(
             "check_app_updates",
             "Check for image updates",
-            "Which apps have newer images, as TrueNAS knows it (its update flags and outdated images). \
-             Optionally for one app.",
-            input(json!({"app_name": app("Only this app. Default: all apps.")}), &[]),
+            "Which apps have newer images, as TrueNAS knows (update flags, outdated images).",
+            input(json!({"app_name": optional_app_name("Optional: only this app.")}), &[]),
             output(json!({"apps": {"type": "array"}, "count": {"type": "integer"}}), &["apps", "count"]),
             READ,
             Handler::typed(images::check),
@@ -641,15 +602,15 @@ pub fn specs() -> Vec<ToolSpec> {
         tool(
             "update_app_images",
             "Update an app's images safely",
-            "Restore point, pull, redeploy, wait for health; if unhealthy in time, roll back automatically \
-             (compose; data too with rollback_data) and report the crash logs.",
+            "Restore point, pull, redeploy, wait for health; if not healthy in time, roll back by itself \
+             (data too with rollback_data) and show the crash logs.",
             input(
                 json!({
-                    "app_name": app("The app to update."),
+                    "app_name": app_name(),
                     "timeout_seconds": {"type": "integer", "minimum": 10, "maximum": 3600, "default": 300,
-                        "description": "Health wait in seconds. Default: 300."},
-                    "rollback_data": flag("On failure also roll the data back (asks the user).", false),
-                    "confirm": flag("true only after the user agreed.", false),
+                        "description": "Health wait, seconds."},
+                    "rollback_data": flag("On failure roll the data back too (asks the user).", false),
+                    "confirm": flag("Only after the user explicitly agreed.", false),
                 }),
                 &["app_name"],
             ),
@@ -696,7 +657,8 @@ mod tests {
         if let Some(props) = schema.get("properties").and_then(Value::as_object) {
             for (k, v) in props {
                 let d = v.get("description").and_then(Value::as_str).unwrap_or("");
-                assert!(d.len() > 15, "{where_}.{k} lacks a description");
+                // app_name and wait are described once, in the instructions.
+                assert!(d.len() > 15 || ["app_name", "wait"].contains(&k.as_str()), "{where_}.{k} lacks a description");
             }
         }
     }
@@ -709,22 +671,36 @@ mod tests {
             assert_eq!(schema["additionalProperties"], false, "{}", s.def.name);
             check_described(schema, &s.def.name);
             for (k, v) in schema["properties"].as_object().unwrap() {
-                if v.get("default").is_none() && !schema["required"].as_array().unwrap().iter().any(|r| r == k) {
+                let required = schema.get("required").and_then(Value::as_array).cloned().unwrap_or_default();
+                if v.get("default").is_none() && !required.iter().any(|r| r == k) {
                     // Optional without default: the description must say what happens when it is absent.
                     let d = v["description"].as_str().unwrap();
                     assert!(d.contains("Default") || d.contains("Optional"), "{}.{k}: {d}", s.def.name);
                 }
                 if k == "app_name" {
-                    assert_eq!(v["pattern"], APP_NAME_PATTERN);
-                    assert_eq!((v["minLength"].as_u64(), v["maxLength"].as_u64()), (Some(1), Some(40)));
+                    assert_eq!(v["maxLength"].as_u64(), Some(40));
                 }
             }
-            assert!(s.def.title.len() > 5 && s.def.description.len() > 80, "{}", s.def.name);
+            assert!(s.def.title.len() > 5 && s.def.description.len() > 60, "{}", s.def.name);
             assert!(!s.def.annotations.open_world, "{}", s.def.name);
             assert_eq!(s.writes, !s.def.annotations.read_only);
             if s.def.annotations.read_only {
                 assert!(!s.def.annotations.destructive, "{}", s.def.name);
             }
+        }
+    }
+
+    /// What a default says stays in `default`; an abbreviation's full stop cuts a client's one-sentence summary
+    /// (the redeploy description used to end at "e.g."); the app-name rule is said once, in the instructions.
+    #[test]
+    fn descriptions_say_nothing_twice() {
+        for s in specs() {
+            let published = serde_json::to_string(&(&s.def.description, &s.def.input_schema)).unwrap();
+            for repeated in ["Default:", "e.g.", "i.e.", "lowercase letters"] {
+                assert!(!published.contains(repeated), "{}: {repeated:?} in {published}", s.def.name);
+            }
+            assert!(s.def.output_schema.is_none(), "{}: output schemas are not published", s.def.name);
+            assert_eq!(s.output_schema["type"], "object", "{}", s.def.name);
         }
     }
 
@@ -741,7 +717,8 @@ mod tests {
 
     #[test]
     fn app_name_rule_matches_truenas() {
-        let schema = app_name("x");
+        let schema = app_name();
+        let pattern = regex_lite::Regex::new(APP_NAME_PATTERN).unwrap();
         let cases = [
             ("a", true),
             ("nextcloud", true),
@@ -758,7 +735,12 @@ mod tests {
             ("a2345678901234567890123456789012345678901", false),
         ];
         for (name, ok) in cases {
-            assert_eq!(jsonschema::validate(&schema, &json!(name)).is_ok(), ok, "{name:?}");
+            // What the server accepts: the published schema, then the gate's rule.
+            let accepted =
+                jsonschema::validate(&schema, &json!(name)).is_ok() && crate::compose::app_name_error(name).is_none();
+            assert_eq!(accepted, ok, "{name:?}");
+            let truenas = pattern.is_match(name) && name.chars().count() <= 40;
+            assert_eq!(truenas, ok, "{name:?}: TrueNAS's own pattern");
         }
     }
 

@@ -34,6 +34,15 @@ impl Action {
             Action::PullImages { .. } => "pull_images",
         }
     }
+    /// What is under way, for the answer of a call that does not wait ("Starting jellyfin: TrueNAS job 5 …").
+    fn under_way(self) -> &'static str {
+        match self {
+            Action::Start => "Starting",
+            Action::Stop => "Stopping",
+            Action::Redeploy => "Redeploying",
+            Action::PullImages { .. } => "Pulling the images of",
+        }
+    }
     fn job(self, app: &str) -> AppJob {
         match self {
             Action::Start => AppJob::start(app),
@@ -129,8 +138,8 @@ fn lifecycle(tools: &Tools, name: &str, wait: bool, ctx: &CallContext, action: A
         return match apps.start(&job) {
             Ok(id) => {
                 let message = format!(
-                    "Started {} of {name} as TrueNAS job {id}; follow it with get_job_status (job_id {id}).{restore_note}",
-                    action.name()
+                    "{} {name}: TrueNAS job {id} is running; follow it with get_job_status (job_id {id}).{restore_note}",
+                    action.under_way()
                 );
                 let mut out = base;
                 out["changed"] = json!(true);

@@ -562,7 +562,8 @@ fn call_reports_bad_arguments_before_connecting() {
     let (code, _, err) = call(&[], &["get_app_logs", "app_name=Bad_Name", "lines=0"]);
     assert_eq!(code, 2);
     assert!(err.contains("invalid arguments for get_app_logs"), "{err}");
-    assert!(err.contains("app_name: must match the pattern") && err.contains("lines: must be at least 1"), "{err}");
+    // The app-name rule in words (tools::a_bad_app_name_is_explained_in_words), not as a regex.
+    assert!(err.contains("app_name: the app name must start") && err.contains("lines: must be at least 1"), "{err}");
     let (code, _, err) = call(&[], &["no_such_tool"]);
     assert_eq!(code, 2);
     assert!(err.contains("unknown tool 'no_such_tool'"), "{err}");

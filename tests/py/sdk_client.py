@@ -24,13 +24,12 @@ async def run(mode, command, args):
         report["capabilities"] = client.server_capabilities.model_dump(by_alias=True, exclude_none=True)
         listing = await client.list_tools()
         report["tools"] = [t.name for t in listing.tools]
+        # Only hints that differ from the spec's defaults are published; every tool is closed-world.
         report["annotated"] = all(
-            t.annotations is not None
-            and None not in (t.annotations.read_only_hint, t.annotations.destructive_hint,
-                             t.annotations.idempotent_hint, t.annotations.open_world_hint)
-            for t in listing.tools
+            t.annotations is not None and t.annotations.open_world_hint is False for t in listing.tools
         )
-        # A read-only tool that needs no arguments (the SDK checks structuredContent against its outputSchema).
+        # A read-only tool that needs no arguments (the SDK would check structuredContent against an outputSchema;
+        # ours are not published, see ARCHITECTURE.md).
         candidates = [t for t in listing.tools
                       if t.annotations and t.annotations.read_only_hint and not (t.input_schema.get("required") or [])]
         if candidates:
