@@ -44,6 +44,8 @@ pub struct ServerInfo {
     pub username: Option<String>,
     /// Round trip of a `core.ping`-like call, measured at connect.
     pub round_trip: Duration,
+    /// The pinned API version the endpoint speaks (`v26.0.0`), or `None` on `/api/current` and the legacy endpoint.
+    pub api_version: Option<String>,
 }
 
 /// Job progress as TrueNAS reports it.

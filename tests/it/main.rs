@@ -12,5 +12,6 @@ mod sim;
 mod soak;
 mod support;
 mod test_catalog;
+mod tn26;
 mod tools;
 mod truenas;

@@ -18,15 +18,15 @@ use truenas_mcp::truenas::{
     ByteStream, Client, ClientSettings, Connector, Dial, JobOptions, Stream, SubEvent, TnError, WireProtocol,
 };
 
-const USER: &str = "mcp-service";
-const PASSWORD: &str = "mock-password";
-const KEY: &str = "7-k3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3y";
+pub(super) const USER: &str = "mcp-service";
+pub(super) const PASSWORD: &str = "mock-password";
+pub(super) const KEY: &str = "7-k3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3y";
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls").join(name)
 }
 
-fn options(version: SimVersion) -> SimOptions {
+pub(super) fn options(version: SimVersion) -> SimOptions {
     SimOptions {
         version,
         api_keys: vec![SimApiKey { id: 7, key: KEY.into(), username: USER.into() }],
@@ -36,14 +36,14 @@ fn options(version: SimVersion) -> SimOptions {
     }
 }
 
-fn serve(opts: SimOptions) -> (Simulator, SimServer) {
+pub(super) fn serve(opts: SimOptions) -> (Simulator, SimServer) {
     let sim = Simulator::new(opts);
     let server = sim.serve("127.0.0.1:0").expect("simulator serves");
     (sim, server)
 }
 
 /// A password config pointing at `server` (ws://127.0.0.1:port, or wss://localhost:port for TLS).
-fn config_for(server: &SimServer) -> Config {
+pub(super) fn config_for(server: &SimServer) -> Config {
     let mut c = Config::for_tests();
     c.url = Some(if server.tls {
         format!("wss://localhost:{}", server.addr.port())
@@ -58,11 +58,11 @@ fn config_for(server: &SimServer) -> Config {
     c
 }
 
-fn client(config: Config) -> Client {
+pub(super) fn client(config: Config) -> Client {
     Client::network(ClientSettings::new(config))
 }
 
-fn calls_to(sim: &Simulator, method: &str) -> Vec<Value> {
+pub(super) fn calls_to(sim: &Simulator, method: &str) -> Vec<Value> {
     sim.call_log().into_iter().filter(|(m, _)| m == method).map(|(_, p)| p).collect()
 }
 
