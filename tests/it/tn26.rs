@@ -1,16 +1,18 @@
 //! Integration tests: TrueNAS 26.0 and pinned API versions, client side — the real client (and the real binary)
 //! against the simulator over loopback WebSocket. Run with `cargo test --test it tn26::`.
 
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use truenas_mcp::config::{Config, Secret};
 use truenas_mcp::sim::{SimOptions, SimVersion, Simulator};
 use truenas_mcp::truenas::error::AuthFailure;
 use truenas_mcp::truenas::{Client, ClientSettings, Connector, Dial, Stream, TcpConnector, TnError};
 
-use super::truenas::{calls_to, client, config_for, options, serve, KEY, PASSWORD};
+use super::support::{binary, McpPeer};
+use super::truenas::{calls_to, client, config_for, options, serve, KEY, PASSWORD, USER};
 
 /// The network connector, counting the streams it opens (the versions GET and every WebSocket).
 struct Counting(Arc<AtomicUsize>);
@@ -122,4 +124,66 @@ fn denied_and_refused_keys_on_26_say_what_happened_and_what_to_do() {
     config.username_explicit = true;
     let err = client(config).server_info().unwrap_err();
     assert!(matches!(err, TnError::Auth(AuthFailure::BadCredentials)), "{err:?}");
+}
+
+/// One `tools/call` over MCP: (text, structured, isError).
+fn call_tool(peer: &mut McpPeer, id: i64, name: &str, arguments: Value) -> (String, Value, bool) {
+    let r = peer.request(json!(id), "tools/call", json!({"name": name, "arguments": arguments}));
+    let result = r.get("result").unwrap_or_else(|| panic!("{name}: {r}")).clone();
+    let text = result["content"][0]["text"].as_str().unwrap_or("").to_string();
+    (text, result["structuredContent"].clone(), result["isError"] == true)
+}
+
+#[test]
+fn the_tools_work_against_26_with_a_password_and_an_api_key() {
+    let opts = SimOptions { apps_needing_action: vec!["whoami".into()], ..options(SimVersion::V26_0) };
+    let (sim, server) = serve(opts);
+    let port = server.addr.port().to_string();
+    let credentials: [(&str, &str); 2] = [("TRUENAS_PASSWORD", PASSWORD), ("TRUENAS_API_KEY", KEY)];
+    for (i, (var, secret)) in credentials.into_iter().enumerate() {
+        let audit = std::env::temp_dir().join(format!("tn26-audit-{}-{i}.jsonl", std::process::id()));
+        let mut command = Command::new(binary());
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TRUENAS_HOST", "127.0.0.1")
+            .env("TRUENAS_PORT", &port)
+            .env("TRUENAS_PROTOCOL", "ws")
+            .env("TRUENAS_USERNAME", USER)
+            .env(var, secret)
+            .env("TRUENAS_AUDIT_LOG", &audit)
+            .stderr(Stdio::inherit());
+        let mut peer = McpPeer::spawn_command(command);
+        peer.initialize("2025-06-18", json!({}));
+
+        let (text, s, err) = call_tool(&mut peer, 1, "test_connection", json!({}));
+        assert!(!err && s["problems"] == json!([]), "{text}");
+        assert!(text.contains("/api/v26.0.0") && text.contains("API v26.0.0 pinned"), "{text}");
+        let (text, s, err) = call_tool(&mut peer, 2, "list_custom_apps", json!({}));
+        assert!(!err, "{text}");
+        let whoami = s["apps"].as_array().unwrap().iter().find(|a| a["name"] == "whoami").cloned().unwrap();
+        assert_eq!(whoami["action_required"], true, "{s}");
+        assert!(text.contains("needs attention"), "{text}");
+        let (text, s, err) = call_tool(&mut peer, 3, "get_custom_app_status", json!({"app_name": "whoami"}));
+        assert!(!err && s["action_required"] == true && text.contains("needs attention"), "{text}");
+        for (id, tool, args) in [
+            (4, "get_custom_app_config", json!({"app_name": "whoami"})),
+            (5, "get_app_logs", json!({"app_name": "whoami", "lines": 3})),
+            (6, "get_app_stats", json!({})),
+        ] {
+            let (text, _, err) = call_tool(&mut peer, id, tool, args);
+            assert!(!err, "{tool}: {text}");
+        }
+        let app = format!("tn26-web{i}");
+        let compose = format!("services:\n  web:\n    image: nginx:1.27\n    ports:\n      - \"{}:80\"\n", 18090 + i);
+        let (text, s, err) =
+            call_tool(&mut peer, 7, "deploy_custom_app", json!({"app_name": app, "compose_yaml": compose}));
+        assert!(!err && s["status"] == "running", "{text}");
+        let _ = std::fs::remove_file(&audit);
+    }
+    let logins = mechanisms(&sim);
+    assert!(
+        logins.contains(&"PASSWORD_PLAIN".to_string()) && logins.contains(&"API_KEY_PLAIN".to_string()),
+        "{logins:?}"
+    );
 }
