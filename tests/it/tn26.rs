@@ -134,6 +134,24 @@ fn call_tool(peer: &mut McpPeer, id: i64, name: &str, arguments: Value) -> (Stri
     (text, result["structuredContent"].clone(), result["isError"] == true)
 }
 
+/// The real binary as an MCP server for the simulator on `port`, logged in with `credential`, initialized.
+fn mcp(port: &str, credential: (&str, &str), audit: &std::path::Path) -> McpPeer {
+    let mut command = Command::new(binary());
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TRUENAS_HOST", "127.0.0.1")
+        .env("TRUENAS_PORT", port)
+        .env("TRUENAS_PROTOCOL", "ws")
+        .env("TRUENAS_USERNAME", USER)
+        .env(credential.0, credential.1)
+        .env("TRUENAS_AUDIT_LOG", audit)
+        .stderr(Stdio::inherit());
+    let mut peer = McpPeer::spawn_command(command);
+    peer.initialize("2025-06-18", json!({}));
+    peer
+}
+
 #[test]
 fn the_tools_work_against_26_with_a_password_and_an_api_key() {
     let opts = SimOptions { apps_needing_action: vec!["whoami".into()], ..options(SimVersion::V26_0) };
@@ -142,19 +160,7 @@ fn the_tools_work_against_26_with_a_password_and_an_api_key() {
     let credentials: [(&str, &str); 2] = [("TRUENAS_PASSWORD", PASSWORD), ("TRUENAS_API_KEY", KEY)];
     for (i, (var, secret)) in credentials.into_iter().enumerate() {
         let audit = std::env::temp_dir().join(format!("tn26-audit-{}-{i}.jsonl", std::process::id()));
-        let mut command = Command::new(binary());
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("TRUENAS_HOST", "127.0.0.1")
-            .env("TRUENAS_PORT", &port)
-            .env("TRUENAS_PROTOCOL", "ws")
-            .env("TRUENAS_USERNAME", USER)
-            .env(var, secret)
-            .env("TRUENAS_AUDIT_LOG", &audit)
-            .stderr(Stdio::inherit());
-        let mut peer = McpPeer::spawn_command(command);
-        peer.initialize("2025-06-18", json!({}));
+        let mut peer = mcp(&port, (var, secret), &audit);
 
         let (text, s, err) = call_tool(&mut peer, 1, "test_connection", json!({}));
         assert!(!err && s["problems"] == json!([]), "{text}");
@@ -186,4 +192,31 @@ fn the_tools_work_against_26_with_a_password_and_an_api_key() {
         logins.contains(&"PASSWORD_PLAIN".to_string()) && logins.contains(&"API_KEY_PLAIN".to_string()),
         "{logins:?}"
     );
+}
+
+#[test]
+fn a_compose_the_nas_refuses_is_explained() {
+    // A stand-in for the NAS's Compose that refuses everything the way `docker compose config` does.
+    let dir = std::env::temp_dir().join(format!("tn26-compose-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fake = dir.join("docker-compose");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'service \"web\" refers to undefined network backend: invalid compose project' >&2\nexit 15\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_sim, server) = serve(SimOptions { compose: Some(fake), ..options(SimVersion::V26_0) });
+    let audit = dir.join("audit.jsonl");
+    let mut peer = mcp(&server.addr.port().to_string(), ("TRUENAS_PASSWORD", PASSWORD), &audit);
+    let compose = "services:\n  web:\n    image: nginx:1.27\n";
+    for (id, tool, app) in [(1, "deploy_custom_app", "refused-web"), (2, "update_custom_app", "whoami")] {
+        let (text, _, err) = call_tool(&mut peer, id, tool, json!({"app_name": app, "compose_yaml": compose}));
+        assert!(err, "{tool}: {text}");
+        assert!(text.contains("refers to undefined network backend"), "{tool}: the NAS's message: {text}");
+        assert!(text.contains("Our policy had passed it"), "{tool}: our conclusion: {text}");
+        assert!(text.contains("Likely fix: declare"), "{tool}: the fix: {text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
