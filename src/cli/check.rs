@@ -287,18 +287,7 @@ fn diagnose(config: &Config) -> Report {
             return r;
         }
     };
-    r.ok(
-        "endpoint",
-        format!(
-            "{} ({})",
-            info.endpoint,
-            if info.protocol == crate::truenas::WireProtocol::JsonRpc {
-                "JSON-RPC 2.0"
-            } else {
-                "legacy DDP, TrueNAS 24.10"
-            }
-        ),
-    );
+    r.ok("endpoint", format!("{} ({})", info.endpoint, info.api_choice()));
     r.ok(
         "login",
         format!(

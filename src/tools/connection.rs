@@ -83,7 +83,7 @@ pub fn test_connection(tools: &Tools, _args: NoArgs, _ctx: &CallContext) -> Outc
          (pool: {}).",
         info.version,
         info.endpoint,
-        if protocol == "jsonrpc" { "JSON-RPC 2.0" } else { "legacy WebSocket protocol" },
+        info.api_choice(),
         info.auth_method,
         info.username.as_deref().unwrap_or("(unknown user)"),
         round_trip_ms,
@@ -126,6 +126,12 @@ fn fix_for(e: &TnError) -> String {
         TnError::Auth(AuthFailure::Expired) => "the password or API key expired or was revoked (TrueNAS 25.04+ \
              revokes an API key sent over plain ws://): create a new key and connect with wss://"
             .into(),
+        TnError::Auth(AuthFailure::Denied) => {
+            "give the account API access in the TrueNAS web UI: a group with a privilege that has a role".into()
+        }
+        TnError::Auth(AuthFailure::KeyRefused) => {
+            "create a new API key (Credentials > Users > API Keys) and set TRUENAS_API_KEY to it; use wss://".into()
+        }
         TnError::Auth(AuthFailure::OtpRequired) => {
             "the account uses two-factor authentication: create a service account without 2FA for this server".into()
         }

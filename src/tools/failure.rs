@@ -5,7 +5,7 @@
 
 use crate::audit::Outcome as AuditOutcome;
 use crate::truenas::apps::{AppEntry, Apps};
-use crate::truenas::error::TnError;
+use crate::truenas::error::{TnError, ValidationItem};
 
 use super::Outcome;
 
@@ -80,6 +80,11 @@ pub fn change_failed(job_id: Option<i64>, e: &TnError, what: &str, app: &str) ->
                 fence(&format!("error of job {job_id}"), error)
             )
         }
+        TnError::Validation(items) if nas_compose_refusal(items).is_some() => {
+            let refusal = nas_compose_refusal(items).unwrap_or_default();
+            plain_detail = Some(format!("{what} failed: the NAS's Compose check refused the compose: {refusal}"));
+            explain_compose_refusal(what, refusal)
+        }
         TnError::JobAborted { job_id } => {
             job = Some(*job_id);
             audit = Some(AuditOutcome::Cancelled);
@@ -94,6 +99,38 @@ pub fn change_failed(job_id: Option<i64>, e: &TnError, what: &str, app: &str) ->
     };
     let detail: String = plain_detail.as_deref().unwrap_or(&text).chars().take(300).collect();
     Outcome { audit, job_id: job, ..Outcome::error(text).detail(detail) }
+}
+
+/// The NAS's own `docker compose config` verdict (TrueNAS 25.10.1+ validates every custom app compose inside the
+/// app.create / app.update job: `Invalid compose configuration: <compose stderr>`), if that is what refused.
+fn nas_compose_refusal(items: &[ValidationItem]) -> Option<&str> {
+    items
+        .iter()
+        .find_map(|i| i.message.strip_prefix("Invalid compose configuration").map(|m| m.trim_start_matches(':').trim()))
+}
+
+/// A compose our policy passed and the NAS's real Compose refused: the NAS's words (fenced: Compose quotes the
+/// compose, which the user and the model wrote), what our policy concluded, and the likely fix.
+fn explain_compose_refusal(what: &str, refusal: &str) -> String {
+    let lower = refusal.to_ascii_lowercase();
+    let fix = if lower.contains("include") {
+        "the NAS cannot use the included files as given: inline the included services into this compose"
+    } else if lower.contains("additional propert") || lower.contains("not allowed") {
+        "remove or correct the key Compose names (a typo, or a key this NAS's Compose version does not know)"
+    } else if lower.contains("undefined") || lower.contains("not found") || lower.contains("refers to") {
+        "declare what Compose names (a network, volume, secret, config or service) at the top level of the \
+         compose, or remove the reference"
+    } else if lower.contains("cycle") || lower.contains("circular") {
+        "break the depends_on cycle Compose names"
+    } else {
+        "change what Compose names above, check the result with validate_compose, and send it again"
+    };
+    format!(
+        "{what} failed: the NAS's own Compose check (docker compose config, TrueNAS 25.10.1+) refused the compose; \
+         nothing was changed. Our policy had passed it, so this is something only the NAS's Compose judges. Likely \
+         fix: {fix}\n{}",
+        fence("the NAS's Compose error", refusal)
+    )
 }
 
 /// An app that `app.query` did not return: missing, or the apps service is down (then every app looks missing).

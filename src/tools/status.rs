@@ -63,8 +63,12 @@ fn summary(app: &AppEntry) -> Value {
         "ports": ports(app),
         "portals": app.portals.clone().unwrap_or_default(),
         "image_updates_available": app.image_updates_available || app.upgrade_available,
+        "action_required": app.action_required,
     })
 }
+
+/// What a 26.0 app that needs attention tells the user.
+const ACTION_REQUIRED: &str = "needs attention (action_required): open it in the TrueNAS web UI, Apps";
 
 /// `list_custom_apps` arguments (schema and defaults: `catalogue.rs`).
 #[derive(Deserialize)]
@@ -111,6 +115,9 @@ pub fn list_custom_apps(tools: &Tools, args: ListArgs, _ctx: &CallContext) -> Ou
         }
         if a["image_updates_available"] == true {
             line.push_str(", image updates available (pull_custom_app_images)");
+        }
+        if a["action_required"] == true {
+            line.push_str(&format!(", {ACTION_REQUIRED}"));
         }
         lines.push(line);
     }
@@ -171,6 +178,12 @@ pub fn get_custom_app_status(tools: &Tools, args: AppArgs, ctx: &CallContext) ->
     };
     let mut text = format!("App {} is {}", app.name, app.state);
     text.push_str(if app.custom_app { " (Custom App)." } else { " (catalogue app)." });
+    if app.action_required {
+        text.push_str(&format!(" It {ACTION_REQUIRED}."));
+    }
+    if let Some(v) = app.latest_app_version.as_deref().filter(|_| app.upgrade_available) {
+        text.push_str(&format!(" Catalogue version {v} is available."));
+    }
     let ports = ports(&app);
     if !ports.is_empty() {
         text.push_str(&format!("\nPorts: {}", port_text(&ports).join(", ")));
@@ -203,6 +216,7 @@ pub fn get_custom_app_status(tools: &Tools, args: AppArgs, ctx: &CallContext) ->
         "portals": app.portals.clone().unwrap_or_default(),
         "notes": app.notes,
         "image_updates_available": app.image_updates_available || app.upgrade_available,
+        "action_required": app.action_required,
         "crash_logs": logs::to_json(&crash_logs),
         "hint": hint,
     });

@@ -28,10 +28,10 @@ use serde_json::{json, Value};
 use super::codec::{self, EventKind, Incoming};
 use super::error::{AuthFailure, TimeoutPhase, TnError, WireError};
 use super::jobtable::{Abort, JobMsg, JobTable};
-use super::session::{self, Session};
+use super::session::{self, Learned, Session};
 use super::subscriptions::{AddOutcome, Registry};
 use super::transport::Connector;
-use super::types::{ClientSettings, JobOutcome, ServerInfo, SubEvent, WireProtocol};
+use super::types::{ClientSettings, JobOutcome, ServerInfo, SubEvent};
 use super::wire::{log_out, lost, Conn, ReadOutcome, BUSY_TICK, DRAIN_TICK};
 
 /// At most this many requests outstanding on the wire (the server admits 20 per socket and rejects the 21st).
@@ -167,8 +167,8 @@ pub struct Actor {
     connector: Arc<dyn Connector>,
     commands: Receiver<Command>,
     conn: Option<Conn>,
-    /// The protocol that worked last time (skips the JSON-RPC probe on reconnects to a 24.10 box).
-    learned_protocol: Option<WireProtocol>,
+    /// What earlier connections found out: protocol, pinned API version, reconnect token.
+    learned: Learned,
     info: Option<ServerInfo>,
     in_flight: HashMap<String, Request>,
     queue: VecDeque<Request>,
@@ -192,7 +192,7 @@ impl Actor {
             connector,
             commands,
             conn: None,
-            learned_protocol: None,
+            learned: Learned::default(),
             info: None,
             in_flight: HashMap::new(),
             queue: VecDeque::new(),
@@ -461,12 +461,11 @@ impl Actor {
     }
 
     fn connect(&mut self) -> Result<(), TnError> {
-        match session::connect(&self.settings, self.connector.as_ref(), self.learned_protocol) {
+        match session::connect(&self.settings, self.connector.as_ref(), &mut self.learned) {
             Ok(Session { conn, info, stray }) => {
                 self.backoff = Backoff::default();
                 self.conn = Some(conn);
                 self.login_epoch += 1;
-                self.learned_protocol = Some(info.protocol);
                 self.info = Some(info);
                 for msg in stray {
                     self.on_incoming(msg);
@@ -553,7 +552,7 @@ impl Actor {
         conn.authenticated = false;
         self.jobs.session_renewed();
         let mut others = Vec::new();
-        let login = session::login(&mut conn, &self.settings, &mut others);
+        let login = session::login(&mut conn, &self.settings, &mut self.learned, &mut others);
         if login.is_ok() {
             self.login_epoch += 1;
         }

@@ -138,6 +138,12 @@ pub struct AppEntry {
     pub active_workloads: Option<Workloads>,
     #[serde(default)]
     pub human_version: Option<String>,
+    /// 26.0: the app needs the user's attention (the compose extension `x-action-required`); absent before 26.0.
+    #[serde(default)]
+    pub action_required: bool,
+    /// 26.0: the catalogue version an upgrade would install (null for custom apps).
+    #[serde(default)]
+    pub latest_app_version: Option<String>,
 }
 
 impl AppEntry {

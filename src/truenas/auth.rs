@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::error::{AuthFailure, TnError};
 use super::types::WireProtocol;
-use crate::config::Config;
+use crate::config::{Config, Secret};
 
 /// The configured credential kind, as reported in `ServerInfo::auth_method`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,8 +45,10 @@ pub struct LoginCall {
 }
 
 /// The login calls to try, in order; the second is used only if the first does not exist on the server.
-pub fn login_calls(config: &Config, protocol: WireProtocol) -> Result<Vec<LoginCall>, TnError> {
+/// `reconnect_token`: ask for a single-use token for the next login (a 26.0 option; older APIs refuse the key).
+pub fn login_calls(config: &Config, protocol: WireProtocol, reconnect_token: bool) -> Result<Vec<LoginCall>, TnError> {
     let user = config.username.as_str();
+    let options = login_options(reconnect_token);
     Ok(match credential_kind(config)? {
         CredentialKind::Password => {
             let password = config.password.as_ref().map(|s| s.expose()).unwrap_or_default();
@@ -59,7 +61,7 @@ pub fn login_calls(config: &Config, protocol: WireProtocol) -> Result<Vec<LoginC
                             "mechanism": "PASSWORD_PLAIN",
                             "username": user,
                             "password": password,
-                            "login_options": {"user_info": false}
+                            "login_options": options
                         }]),
                     },
                     plain,
@@ -78,7 +80,7 @@ pub fn login_calls(config: &Config, protocol: WireProtocol) -> Result<Vec<LoginC
                             "mechanism": "API_KEY_PLAIN",
                             "username": user,
                             "api_key": key,
-                            "login_options": {"user_info": false}
+                            "login_options": options
                         }]),
                     },
                     lookup,
@@ -87,6 +89,35 @@ pub fn login_calls(config: &Config, protocol: WireProtocol) -> Result<Vec<LoginC
             }
         }
     })
+}
+
+/// `user_info` is not needed (it is large); `reconnect_token` only where the API has it.
+fn login_options(reconnect_token: bool) -> Value {
+    if reconnect_token {
+        json!({"user_info": false, "reconnect_token": true})
+    } else {
+        json!({"user_info": false})
+    }
+}
+
+/// The `auth.login_ex` params of a reconnect with a token (which asks for the next one).
+pub fn token_login(token: &str) -> Value {
+    json!([{"mechanism": "TOKEN_PLAIN", "token": token, "login_options": login_options(true)}])
+}
+
+/// The single-use token a successful 26.0 login handed out, if it did.
+pub fn reconnect_token(result: &Value) -> Option<Secret> {
+    result.get("reconnect_token").and_then(Value::as_str).filter(|t| !t.is_empty()).map(Secret::new)
+}
+
+/// A refusal in the words that fit the credential and API: on 26.0 an API key that is refused may have been
+/// revoked (a revoked key answers `AUTH_ERR` there, not `EXPIRED`), which the user must hear.
+pub fn explain(failure: AuthFailure, config: &Config, api_26: bool) -> AuthFailure {
+    let key = matches!(credential_kind(config), Ok(CredentialKind::ApiKey));
+    match failure {
+        AuthFailure::BadCredentials if key && api_26 => AuthFailure::KeyRefused,
+        other => other,
+    }
 }
 
 /// What a login answer means: `Ok(())` for success, else why it failed.
@@ -101,7 +132,8 @@ pub fn interpret(method: &str, result: &Value) -> Result<(), AuthFailure> {
     let kind = result.get("response_type").and_then(Value::as_str).unwrap_or("");
     match kind {
         "SUCCESS" => Ok(()),
-        "AUTH_ERR" | "DENIED" => Err(AuthFailure::BadCredentials),
+        "AUTH_ERR" => Err(AuthFailure::BadCredentials),
+        "DENIED" => Err(AuthFailure::Denied),
         "EXPIRED" => Err(AuthFailure::Expired),
         "OTP_REQUIRED" => Err(AuthFailure::OtpRequired),
         "REDIRECT" => Err(AuthFailure::Redirect(
@@ -131,7 +163,7 @@ mod tests {
     }
 
     fn methods(c: &Config, p: WireProtocol) -> Vec<&'static str> {
-        login_calls(c, p).unwrap().iter().map(|l| l.method).collect()
+        login_calls(c, p, false).unwrap().iter().map(|l| l.method).collect()
     }
 
     #[test]
@@ -148,15 +180,15 @@ mod tests {
         for (c, p, want) in cases {
             assert_eq!(methods(&c, p), want, "{:?} {:?}", c.api_key.is_some(), p);
         }
-        let calls = login_calls(&config(None, Some("1-k"), true), JsonRpc).unwrap();
+        let calls = login_calls(&config(None, Some("1-k"), true), JsonRpc, false).unwrap();
         assert_eq!(
             calls[0].params,
             json!([{"mechanism":"API_KEY_PLAIN","username":"admin","api_key":"1-k","login_options":{"user_info":false}}])
         );
-        let calls = login_calls(&config(Some("pw"), None, false), Legacy).unwrap();
+        let calls = login_calls(&config(Some("pw"), None, false), Legacy, false).unwrap();
         assert_eq!(calls[0].params, json!(["admin", "pw"]));
         assert_eq!(
-            login_calls(&config(None, None, false), JsonRpc).unwrap_err().to_string(),
+            login_calls(&config(None, None, false), JsonRpc, false).unwrap_err().to_string(),
             TnError::Auth(AuthFailure::NoCredentials).to_string()
         );
     }
@@ -167,6 +199,7 @@ mod tests {
             ("auth.login_ex", json!({"response_type":"SUCCESS","user_info":null,"authenticator":"LEVEL_1"}), Ok(())),
             ("auth.login_ex", json!({"response_type":"AUTH_ERR"}), Err(AuthFailure::BadCredentials)),
             ("auth.login_ex", json!({"response_type":"EXPIRED"}), Err(AuthFailure::Expired)),
+            ("auth.login_ex", json!({"response_type":"DENIED"}), Err(AuthFailure::Denied)),
             (
                 "auth.login_ex",
                 json!({"response_type":"OTP_REQUIRED","username":"admin"}),

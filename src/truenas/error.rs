@@ -37,6 +37,10 @@ pub enum AuthFailure {
     BadCredentials,
     /// EXPIRED: expired account/password/key, or an API key revoked for use over an insecure transport.
     Expired,
+    /// DENIED (26.0): the credentials are valid but the account has no API access.
+    Denied,
+    /// AUTH_ERR for an API key on 26.0, where a revoked key answers so: wrong, revoked, or not converted on upgrade.
+    KeyRefused,
     /// OTP_REQUIRED: the account has two-factor auth; a service account without 2FA is needed.
     OtpRequired,
     /// REDIRECT: HA standby controller; log in to one of these instead.
@@ -150,6 +154,17 @@ impl fmt::Display for TnError {
                      TrueNAS 25.04+ permanently revokes an API key that was ever sent over plain ws:// (insecure \
                      transport), so create a new key (Credentials > Users > API Keys), connect with wss:// \
                      (TRUENAS_PROTOCOL=wss) and set TRUENAS_API_KEY to the new key",
+                ),
+                AuthFailure::Denied => f.write_str(
+                    "truenas accepted the credentials but the account has no API access (DENIED): in the TrueNAS \
+                     web UI give it a role, e.g. add it to a group that has a privilege with the APPS_WRITE and \
+                     DOCKER_READ roles (Credentials > Groups > Privileges), then try again",
+                ),
+                AuthFailure::KeyRefused => f.write_str(
+                    "truenas refused the API key: it is wrong or was revoked (TrueNAS 26.0 answers both alike); \
+                     26.0 revokes a key that was ever sent over plain ws://, and the upgrade to 26.0 revoked every \
+                     key it could not convert to its new key storage; create a new API key (Credentials > Users > \
+                     API Keys), connect with wss:// and set TRUENAS_API_KEY to the new key",
                 ),
                 AuthFailure::OtpRequired => f.write_str(
                     "truenas login needs a two-factor code, which an unattended server cannot give; create a \
@@ -518,6 +533,8 @@ mod tests {
             },
             TnError::Auth(AuthFailure::BadCredentials),
             TnError::Auth(AuthFailure::Expired),
+            TnError::Auth(AuthFailure::Denied),
+            TnError::Auth(AuthFailure::KeyRefused),
             TnError::Auth(AuthFailure::OtpRequired),
             TnError::Auth(AuthFailure::Redirect(vec!["10.0.0.2".into()])),
             TnError::Auth(AuthFailure::InsecureTransportRefused),

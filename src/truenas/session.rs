@@ -14,12 +14,46 @@ use super::error::{AuthFailure, ConnectStep, TimeoutPhase, TnError};
 use super::transport::{self, Connector, Dial, OpenError, Socket};
 use super::types::{ClientSettings, ServerInfo, WireProtocol};
 use super::wire::{log_out, lost, Conn, ReadOutcome};
-use crate::config::ApiMode;
+use crate::config::{ApiMode, Secret};
 
 /// Largest request before login (the server closes the socket on more).
 pub const FRAME_LIMIT_ANONYMOUS: usize = 8 * 1024;
 /// Logins may be slow (failure delays of 1–5 s server-side).
 const MIN_LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The API versions whose models we ship (fixtures/truenas-schemas) and test against, newest first: a NAS that
+/// serves one of them is spoken to on its versioned endpoint, so a point update that moves `/api/current` does not
+/// change the API under us.
+pub const PINNED_API_VERSIONS: [&str; 3] = ["v26.0.0", "v25.10.5", "v25.04.2"];
+
+/// What the client remembers about its connection target between connections (the actor keeps one).
+#[derive(Clone, Debug, Default)]
+pub struct Learned {
+    /// The protocol that worked last time (skips the JSON-RPC probe on reconnects to a 24.10 box).
+    pub protocol: Option<WireProtocol>,
+    /// The JSON-RPC path chosen from `GET /api/versions` (`/api/v26.0.0`, or `/api/current` when none matched).
+    pub api_path: Option<String>,
+    /// The single-use token the last 26.0 login gave for the next one: a reconnect logs in with it, so the
+    /// password or key is not sent again.
+    pub reconnect_token: Option<Secret>,
+}
+
+impl Learned {
+    /// The pinned API version (`v26.0.0`), if any.
+    pub fn api_version(&self) -> Option<&str> {
+        self.api_path.as_deref().and_then(|p| p.strip_prefix("/api/")).filter(|v| v.starts_with('v'))
+    }
+
+    /// 26.0 API or newer: login options `reconnect_token`, response type `DENIED`, `AUTH_ERR` for revoked keys.
+    fn api_26(&self) -> bool {
+        self.api_version().is_some_and(|v| parse_version(v).1 >= (26, 0))
+    }
+}
+
+/// The newest of `served` (as `GET /api/versions` lists them) that we ship models for.
+pub fn choose_api_version(served: &[String]) -> Option<&'static str> {
+    PINNED_API_VERSIONS.into_iter().find(|v| served.iter().any(|s| s == v))
+}
 
 /// A logged-in connection and what was learned on the way.
 pub struct Session {
@@ -30,12 +64,12 @@ pub struct Session {
     pub stray: Vec<Incoming>,
 }
 
-/// Connect and log in. `learned` is the protocol that worked last time (skips the JSON-RPC probe on reconnects to
-/// a 24.10 box).
+/// Connect and log in. `learned` is what earlier connections to this target found out (protocol, API version,
+/// reconnect token); updated here.
 pub fn connect(
     settings: &ClientSettings,
     connector: &dyn Connector,
-    learned: Option<WireProtocol>,
+    learned: &mut Learned,
 ) -> Result<Session, TnError> {
     connect_inner(settings, connector, learned).map_err(|e| match e {
         // nginx/middleware close right after the upgrade when the UI allowlist excludes us.
@@ -53,13 +87,13 @@ pub fn connect(
 fn connect_inner(
     settings: &ClientSettings,
     connector: &dyn Connector,
-    learned: Option<WireProtocol>,
+    learned: &mut Learned,
 ) -> Result<Session, TnError> {
     let config = &settings.config;
     // Where to connect is the more basic question: ask it before the credentials.
     connector.url(config, "")?;
     let credential = auth::credential_kind(config)?;
-    let order: Vec<WireProtocol> = match (config.api, learned) {
+    let order: Vec<WireProtocol> = match (config.api, learned.protocol) {
         (ApiMode::JsonRpc, _) => vec![WireProtocol::JsonRpc],
         (ApiMode::Legacy, _) => vec![WireProtocol::Legacy],
         (ApiMode::Auto, Some(p)) => vec![p],
@@ -73,8 +107,16 @@ fn connect_inner(
     };
     let mut last_err = None;
     let mut opened = None;
+    let api_path = match (order.first(), &learned.api_path) {
+        (Some(WireProtocol::JsonRpc), None) => discover_api_path(settings, connector, credential)?,
+        (_, Some(known)) => known.clone(),
+        _ => WireProtocol::JsonRpc.path().to_string(),
+    };
     for (i, protocol) in order.iter().enumerate() {
-        let path = protocol.path();
+        let path = match protocol {
+            WireProtocol::JsonRpc => api_path.as_str(),
+            WireProtocol::Legacy => protocol.path(),
+        };
         match open(settings, connector, path, credential) {
             Ok((socket, url)) => {
                 opened = Some((socket, url, *protocol));
@@ -99,6 +141,9 @@ fn connect_inner(
     let Some((socket, endpoint_url, protocol)) = opened else {
         return Err(last_err.unwrap_or_else(|| TnError::Protocol("no endpoint to connect to".into())));
     };
+    if protocol == WireProtocol::JsonRpc {
+        learned.api_path = Some(api_path);
+    }
     let mut conn = Conn::new(socket, codec::for_protocol(protocol), settings.clock.clone())?;
     debug!("connected to {endpoint_url} ({protocol:?})");
     let mut stray = Vec::new();
@@ -107,7 +152,7 @@ fn connect_inner(
     if let Some(hello) = conn.codec.handshake() {
         ddp_handshake(&mut conn, &hello, config.connect_timeout)?;
     }
-    login(&mut conn, settings, &mut stray)?;
+    login(&mut conn, settings, learned, &mut stray)?;
     let (version, version_tuple, round_trip) = learn_version(&mut conn, settings, protocol, &mut stray)?;
     info!("logged in to TrueNAS {version} at {endpoint_url} ({protocol:?}, {})", credential.as_str());
     let info = ServerInfo {
@@ -122,9 +167,58 @@ fn connect_inner(
             auth::CredentialKind::ApiKey => None,
         },
         round_trip,
+        api_version: match protocol {
+            WireProtocol::JsonRpc => learned.api_version().map(str::to_string),
+            WireProtocol::Legacy => None,
+        },
     };
+    learned.protocol = Some(protocol);
     subscribe_jobs(&mut conn, settings, &mut stray)?;
     Ok(Session { conn, info, stray })
+}
+
+/// Which JSON-RPC path to speak: one plain `GET /api/versions` over a stream opened the same way as the WebSocket's
+/// (the caller caches the answer per connection target), then the newest version we ship models for, else
+/// `/api/current`. Only a failure to open the stream is an error (the WebSocket would fail the same way).
+fn discover_api_path(
+    settings: &ClientSettings,
+    connector: &dyn Connector,
+    credential: auth::CredentialKind,
+) -> Result<String, TnError> {
+    let config = &settings.config;
+    let deadline = Instant::now() + config.connect_timeout;
+    let stream = open_stream(connector, config, deadline, credential)?;
+    let base = connector.url(config, "")?;
+    let host = base.split_once("://").map_or(base.as_str(), |(_, rest)| rest);
+    let served = transport::api_versions(stream, host, deadline);
+    let chosen = served.as_deref().and_then(choose_api_version);
+    match (&served, chosen) {
+        (_, Some(v)) => debug!("the NAS serves API {v}: pinning it"),
+        (Some(list), None) => {
+            info!("the NAS serves none of the API versions this client ships ({list:?}): using /api/current")
+        }
+        (None, None) => debug!("GET /api/versions gave no list: using /api/current"),
+    }
+    Ok(chosen.map_or_else(|| WireProtocol::JsonRpc.path().to_string(), |v| format!("/api/{v}")))
+}
+
+/// A byte stream through the connector; an API key's transport rule vets every peer address first.
+fn open_stream(
+    connector: &dyn Connector,
+    config: &crate::config::Config,
+    deadline: Instant,
+    credential: auth::CredentialKind,
+) -> Result<transport::Stream, TnError> {
+    let api_key = credential == auth::CredentialKind::ApiKey;
+    // Checked against every resolved address before connecting, so the key never leaves.
+    let may_connect = |peer: IpAddr, secure: bool| {
+        if api_key && !transport::api_key_transport_allowed(secure, peer, config.allow_insecure_api_key) {
+            Err(TnError::Auth(AuthFailure::InsecureTransportRefused))
+        } else {
+            Ok(())
+        }
+    };
+    connector.open(&Dial { config, deadline, may_connect: &may_connect })
 }
 
 /// Open the stream through the connector and upgrade it to a WebSocket at `path`.
@@ -137,16 +231,7 @@ fn open(
     let config = &settings.config;
     // Real time: it bounds blocking socket calls.
     let deadline = Instant::now() + config.connect_timeout;
-    let api_key = credential == auth::CredentialKind::ApiKey;
-    // Checked against every resolved address before connecting, so the key never leaves.
-    let may_connect = |peer: IpAddr, secure: bool| {
-        if api_key && !transport::api_key_transport_allowed(secure, peer, config.allow_insecure_api_key) {
-            Err(TnError::Auth(AuthFailure::InsecureTransportRefused))
-        } else {
-            Ok(())
-        }
-    };
-    let stream = connector.open(&Dial { config, deadline, may_connect: &may_connect })?;
+    let stream = open_stream(connector, config, deadline, credential)?;
     let url = connector.url(config, path)?;
     let socket = transport::upgrade(stream, &url, deadline, config.connect_timeout)?;
     Ok((socket, url))
@@ -171,40 +256,75 @@ fn ddp_handshake(conn: &mut Conn, hello: &str, connect_timeout: Duration) -> Res
     Err(TnError::Timeout { phase: TimeoutPhase::Handshake, after: connect_timeout })
 }
 
-/// One login attempt (plus the documented fallback when `auth.login_ex` does not exist). Also used to renew an
-/// expired session on the same connection.
-pub fn login(conn: &mut Conn, settings: &ClientSettings, others: &mut Vec<Incoming>) -> Result<(), TnError> {
-    let calls = auth::login_calls(&settings.config, conn.codec.protocol())?;
-    let timeout = settings.config.call_timeout.max(MIN_LOGIN_TIMEOUT);
-    let mut calls = calls.into_iter().peekable();
-    while let Some(call) = calls.next() {
-        let id = codec::next_request_id();
-        let text = conn.codec.call(&id, call.method, &call.params);
-        if text.len() > FRAME_LIMIT_ANONYMOUS {
-            return Err(TnError::TooLarge { size: text.len(), limit: FRAME_LIMIT_ANONYMOUS });
-        }
-        if log_enabled!(Level::Debug) {
-            debug!("> {} {} [credentials redacted]", id, call.method);
-        }
-        match conn.request_sync(&id, &text, timeout, TimeoutPhase::Login, others)? {
-            Ok(result) => {
-                auth::interpret(call.method, &result).map_err(TnError::Auth)?;
+/// Log in (also used to renew an expired session on the same connection). On a 26.0 API a reconnect logs in with
+/// the single-use token the previous login gave, falling back to the configured credential only when the token is
+/// refused; every credential login there asks for the next token.
+pub fn login(
+    conn: &mut Conn,
+    settings: &ClientSettings,
+    learned: &mut Learned,
+    others: &mut Vec<Incoming>,
+) -> Result<(), TnError> {
+    let tokens = conn.codec.protocol() == WireProtocol::JsonRpc && learned.api_26();
+    if let Some(token) = learned.reconnect_token.take().filter(|_| tokens) {
+        let call = auth::LoginCall { method: "auth.login_ex", params: auth::token_login(token.expose()) };
+        match login_once(conn, settings, &call, others) {
+            Ok(Ok(result)) => {
+                learned.reconnect_token = auth::reconnect_token(&result);
                 conn.authenticated = true;
                 return Ok(());
             }
-            Err(w) if w.is_method_not_found() && calls.peek().is_some() => {
+            Ok(Err(why)) => {
+                debug!("the reconnect token was refused ({why:?}); logging in with the configured credential")
+            }
+            Err(e @ (TnError::ConnectionLost { .. } | TnError::Timeout { .. })) => return Err(e),
+            Err(e) => debug!("logging in with the reconnect token failed ({e}); using the configured credential"),
+        }
+    }
+    let calls = auth::login_calls(&settings.config, conn.codec.protocol(), tokens)?;
+    let mut calls = calls.into_iter().peekable();
+    while let Some(call) = calls.next() {
+        match login_once(conn, settings, &call, others) {
+            Ok(Ok(result)) => {
+                learned.reconnect_token = if tokens { auth::reconnect_token(&result) } else { None };
+                conn.authenticated = true;
+                return Ok(());
+            }
+            Ok(Err(failure)) => return Err(TnError::Auth(auth::explain(failure, &settings.config, tokens))),
+            Err(TnError::MethodNotFound(_)) if calls.peek().is_some() => {
                 debug!("{} does not exist on this server, falling back", call.method);
             }
-            Err(w) => {
-                return Err(match w.into_tn_error(call.method) {
-                    // A 207 to a login call means the login was refused.
-                    TnError::NotAuthenticated => TnError::Auth(AuthFailure::BadCredentials),
-                    other => other,
-                });
-            }
+            Err(e) => return Err(e),
         }
     }
     Err(TnError::Protocol("no login method worked".into()))
+}
+
+/// One login call: `Ok(Ok(result))` logged in, `Ok(Err(why))` refused, `Err` did not get an answer that says.
+fn login_once(
+    conn: &mut Conn,
+    settings: &ClientSettings,
+    call: &auth::LoginCall,
+    others: &mut Vec<Incoming>,
+) -> Result<Result<Value, AuthFailure>, TnError> {
+    let timeout = settings.config.call_timeout.max(MIN_LOGIN_TIMEOUT);
+    let id = codec::next_request_id();
+    let text = conn.codec.call(&id, call.method, &call.params);
+    if text.len() > FRAME_LIMIT_ANONYMOUS {
+        return Err(TnError::TooLarge { size: text.len(), limit: FRAME_LIMIT_ANONYMOUS });
+    }
+    if log_enabled!(Level::Debug) {
+        debug!("> {} {} [credentials redacted]", id, call.method);
+    }
+    match conn.request_sync(&id, &text, timeout, TimeoutPhase::Login, others)? {
+        Ok(result) => Ok(auth::interpret(call.method, &result).map(|()| result)),
+        Err(w) if w.is_method_not_found() => Err(TnError::MethodNotFound(call.method.to_string())),
+        Err(w) => match w.into_tn_error(call.method) {
+            // A 207 to a login call means the login was refused.
+            TnError::NotAuthenticated => Ok(Err(AuthFailure::BadCredentials)),
+            other => Err(other),
+        },
+    }
 }
 
 /// Subscribe to `core.get_jobs` (job progress and results arrive as its events).

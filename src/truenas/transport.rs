@@ -8,6 +8,7 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use log::debug;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{HandshakeError, WebSocket};
 
@@ -409,6 +410,47 @@ pub fn upgrade(
         }
         .into()),
     }
+}
+
+/// The API versions the NAS serves side by side, from a plain `GET /api/versions` on a fresh stream (aiohttp's
+/// `api_versions_handler` in the middleware's main.py: a JSON array such as `["v25.04.0", …, "v26.0.0"]`). `None`
+/// when the answer is not that (24.10 redirects to the web UI; a proxy may answer anything): the caller then uses
+/// `/api/current`.
+pub fn api_versions(mut stream: Stream, host: &str, deadline: Instant) -> Option<Vec<String>> {
+    let budget = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
+    stream.set_timeouts(Some(budget), Some(budget)).ok()?;
+    let request =
+        format!("GET /api/versions HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    stream.flush().ok()?;
+    // A list of version names is small; more than this is not the middleware answering.
+    const LIMIT: usize = 64 * 1024;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|n| n.trim().parse::<usize>().ok());
+            if length.is_some_and(|n| answer.len() >= end + 4 + n) {
+                break;
+            }
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) if answer.len() + n <= LIMIT => answer.extend_from_slice(&buf[..n]),
+            _ => return None,
+        }
+    }
+    let end = answer.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let status = String::from_utf8_lossy(&answer[..end]).lines().next().unwrap_or("").to_string();
+    if status.split_whitespace().nth(1) != Some("200") {
+        debug!("GET /api/versions answered '{status}'");
+        return None;
+    }
+    serde_json::from_slice::<Vec<String>>(&answer[end + 4..]).ok()
 }
 
 /// The error for an HTTP answer we will not fall back from.

@@ -44,6 +44,23 @@ pub struct ServerInfo {
     pub username: Option<String>,
     /// Round trip of a `core.ping`-like call, measured at connect.
     pub round_trip: Duration,
+    /// The pinned API version the endpoint speaks (`v26.0.0`), or `None` on `/api/current` and the legacy endpoint.
+    pub api_version: Option<String>,
+}
+
+impl ServerInfo {
+    /// Which API the endpoint speaks and why, for `test_connection` and `check`.
+    pub fn api_choice(&self) -> String {
+        match (self.protocol, &self.api_version) {
+            (WireProtocol::Legacy, _) => "legacy DDP, TrueNAS 24.10".to_string(),
+            (WireProtocol::JsonRpc, Some(v)) => {
+                format!("JSON-RPC 2.0, API {v} pinned: the newest this NAS serves that truenas-mcp is tested with")
+            }
+            (WireProtocol::JsonRpc, None) => "JSON-RPC 2.0, API current: this NAS serves none of the versions \
+                                              truenas-mcp is tested with (v25.04.2, v25.10.5, v26.0.0)"
+                .to_string(),
+        }
+    }
 }
 
 /// Job progress as TrueNAS reports it.

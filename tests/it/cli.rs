@@ -218,7 +218,11 @@ fn check_passes_against_a_healthy_simulator() {
     assert!(!out.contains('✗'), "{out}");
     assert_eq!(
         line(&out, "endpoint"),
-        format!("✓ endpoint: ws://127.0.0.1:{}/api/current (JSON-RPC 2.0)", server.addr.port())
+        format!(
+            "✓ endpoint: ws://127.0.0.1:{}/api/v25.04.2 (JSON-RPC 2.0, API v25.04.2 pinned: the newest this NAS \
+             serves that truenas-mcp is tested with)",
+            server.addr.port()
+        )
     );
     assert!(line(&out, "version").starts_with("✓ version: TrueNAS 25.04.2"), "{out}");
     assert_eq!(line(&out, "apps"), "✓ apps: Docker service RUNNING on pool tank");
@@ -307,7 +311,7 @@ fn check_trusts_a_custom_ca() {
     let l = line(&out, "TLS");
     assert!(l.starts_with("✓ TLS: certificate CN=localhost (issued by CN=truenas-mcp test CA), valid until 20"), "{l}");
     assert!(l.ends_with("; verified with TRUENAS_CA_CERT"), "{l}");
-    assert_eq!(line(&out, "endpoint"), format!("✓ endpoint: wss://127.0.0.1:{port}/api/current (JSON-RPC 2.0)"));
+    assert!(line(&out, "endpoint").starts_with(&format!("✓ endpoint: wss://127.0.0.1:{port}/api/v25.04.2 (")), "{out}");
 }
 
 #[test]

@@ -313,7 +313,7 @@ fn oversized_request_is_refused_locally() {
     next_calls_work(&sim, &c, "oversized-next");
 }
 
-/// How the fake NAS misbehaves on `core.ping` on its first connection.
+/// How the fake NAS misbehaves on `core.ping` on its first WebSocket connection.
 #[derive(Clone, Copy, PartialEq)]
 enum Mischief {
     /// Send the start of a text frame (header announcing 1000 bytes, then 10 of them) and stall.
@@ -343,22 +343,25 @@ fn fake_nas(mischief: Mischief) -> FakeNas {
     let connections = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let (conns, stop2) = (connections.clone(), stop.clone());
+    // The mischief goes to the first WebSocket (the client's `GET /api/versions` comes before it).
+    let upgraded = Arc::new(AtomicBool::new(false));
     thread::spawn(move || {
         for tcp in listener.incoming() {
             if stop2.load(Ordering::SeqCst) {
                 return;
             }
             let Ok(tcp) = tcp else { continue };
-            let n = conns.fetch_add(1, Ordering::SeqCst);
-            let stop = stop2.clone();
-            thread::spawn(move || fake_connection(tcp, (n == 0).then_some(mischief), stop));
+            conns.fetch_add(1, Ordering::SeqCst);
+            let (stop, upgraded) = (stop2.clone(), upgraded.clone());
+            thread::spawn(move || fake_connection(tcp, mischief, upgraded, stop));
         }
     });
     FakeNas { addr, connections, stop }
 }
 
-fn fake_connection(tcp: TcpStream, mut mischief: Option<Mischief>, stop: Arc<AtomicBool>) {
+fn fake_connection(tcp: TcpStream, mischief: Mischief, upgraded: Arc<AtomicBool>, stop: Arc<AtomicBool>) {
     let Ok(mut ws) = tungstenite::accept(tcp) else { return };
+    let mut mischief = (!upgraded.swap(true, Ordering::SeqCst)).then_some(mischief);
     loop {
         let Ok(msg) = ws.read() else { return };
         let tungstenite::Message::Text(text) = msg else { continue };

@@ -13,6 +13,7 @@ mod soak;
 mod support;
 mod test_catalog;
 mod test_time;
+mod tn26;
 mod tools;
 mod truenas;
 mod undo;

@@ -18,15 +18,15 @@ use truenas_mcp::truenas::{
     ByteStream, Client, ClientSettings, Connector, Dial, JobOptions, Stream, SubEvent, TnError, WireProtocol,
 };
 
-const USER: &str = "mcp-service";
-const PASSWORD: &str = "mock-password";
-const KEY: &str = "7-k3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3y";
+pub(super) const USER: &str = "mcp-service";
+pub(super) const PASSWORD: &str = "mock-password";
+pub(super) const KEY: &str = "7-k3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3yk3y";
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/tls").join(name)
 }
 
-fn options(version: SimVersion) -> SimOptions {
+pub(super) fn options(version: SimVersion) -> SimOptions {
     SimOptions {
         version,
         api_keys: vec![SimApiKey { id: 7, key: KEY.into(), username: USER.into() }],
@@ -36,14 +36,14 @@ fn options(version: SimVersion) -> SimOptions {
     }
 }
 
-fn serve(opts: SimOptions) -> (Simulator, SimServer) {
+pub(super) fn serve(opts: SimOptions) -> (Simulator, SimServer) {
     let sim = Simulator::new(opts);
     let server = sim.serve("127.0.0.1:0").expect("simulator serves");
     (sim, server)
 }
 
 /// A password config pointing at `server` (ws://127.0.0.1:port, or wss://localhost:port for TLS).
-fn config_for(server: &SimServer) -> Config {
+pub(super) fn config_for(server: &SimServer) -> Config {
     let mut c = Config::for_tests();
     c.url = Some(if server.tls {
         format!("wss://localhost:{}", server.addr.port())
@@ -58,11 +58,11 @@ fn config_for(server: &SimServer) -> Config {
     c
 }
 
-fn client(config: Config) -> Client {
+pub(super) fn client(config: Config) -> Client {
     Client::network(ClientSettings::new(config))
 }
 
-fn calls_to(sim: &Simulator, method: &str) -> Vec<Value> {
+pub(super) fn calls_to(sim: &Simulator, method: &str) -> Vec<Value> {
     sim.call_log().into_iter().filter(|(m, _)| m == method).map(|(_, p)| p).collect()
 }
 
@@ -84,7 +84,7 @@ fn construction_does_no_io_and_mock_mode_runs_the_real_stack() {
     let (client, sim) = truenas_mcp::sim::mock_client(ClientSettings::new(c));
     let info = client.server_info().expect("mock mode logs in");
     assert_eq!(info.protocol, WireProtocol::JsonRpc);
-    assert_eq!(info.endpoint, "ws://mock.truenas.invalid/api/current");
+    assert_eq!(info.endpoint, "ws://mock.truenas.invalid/api/v25.04.2");
     assert_eq!(info.version_tuple.0, 25);
     let apps = client.call("app.query", json!([])).expect("app.query works in mock mode");
     assert!(apps.as_array().is_some_and(|a| !a.is_empty()), "{apps}");
@@ -96,8 +96,8 @@ fn password_login_per_version_and_protocol() {
     // (version, expected protocol, endpoint path, login method, version tuple)
     let cases = [
         (SimVersion::V24_10, WireProtocol::Legacy, "/websocket", "auth.login", (24, 10)),
-        (SimVersion::V25_04, WireProtocol::JsonRpc, "/api/current", "auth.login_ex", (25, 4)),
-        (SimVersion::V25_10, WireProtocol::JsonRpc, "/api/current", "auth.login_ex", (25, 10)),
+        (SimVersion::V25_04, WireProtocol::JsonRpc, "/api/v25.04.2", "auth.login_ex", (25, 4)),
+        (SimVersion::V25_10, WireProtocol::JsonRpc, "/api/v25.10.5", "auth.login_ex", (25, 10)),
     ];
     for (version, protocol, path, login, tuple) in cases {
         let (sim, server) = serve(options(version));
@@ -894,6 +894,8 @@ fn keepalive_pings_when_the_injected_clock_says_so() {
     let clock = ManualClock::new(false);
     let (client, connector) = manual_client(Some(Simulator::new(options(SimVersion::V25_04))), &clock);
     client.server_info().expect("logs in over the test connector");
+    // The versions GET and the WebSocket.
+    let opened = connector.opens.load(std::sync::atomic::Ordering::SeqCst);
     let pings = || connector.pings.load(std::sync::atomic::Ordering::SeqCst);
     clock.advance(Duration::from_secs(24));
     client.call("app.query", json!([])).expect("a call");
@@ -903,7 +905,7 @@ fn keepalive_pings_when_the_injected_clock_says_so() {
     clock.advance(Duration::from_secs(25));
     eventually("no second ping", || pings() >= 2);
     client.call("app.query", json!([])).expect("the pinged connection still works");
-    assert_eq!(connector.opens.load(std::sync::atomic::Ordering::SeqCst), 1, "no reconnect");
+    assert_eq!(connector.opens.load(std::sync::atomic::Ordering::SeqCst), opened, "no reconnect");
 }
 
 #[test]
