@@ -24,6 +24,12 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
         self.sleep_until(self.now() + wait, cancel)
     }
 
+    /// How long a stream must stay silent (in real time) before a reader takes it as finished, for a reader that
+    /// would wait `wanted` on real time. Only a test clock shortens it.
+    fn quiet_period(&self, wanted: Duration) -> Duration {
+        wanted
+    }
+
     fn elapsed_since(&self, earlier: Instant) -> Duration {
         self.now().saturating_duration_since(earlier)
     }
@@ -157,17 +163,31 @@ impl Clock for SkippingClock {
     fn max_real_wait(&self) -> Option<Duration> {
         Some(self.real_step)
     }
+
+    /// A burst (a log tail the simulator writes in one go) has no pauses this long even on a loaded machine, while a
+    /// running container's next line comes later than this.
+    fn quiet_period(&self, wanted: Duration) -> Duration {
+        wanted.min(self.real_step * QUIET_STEPS)
+    }
 }
+
+/// A skipping clock's quiet period, in real steps (100 ms with the test setting's 5 ms step).
+const QUIET_STEPS: u32 = 20;
 
 /// The hidden, test-only environment variable: `auto` makes the binary's tool waits (settle and health polls) and
 /// the `serve` drain run on a [`SkippingClock`], so integration tests that drive the binary do not wait for time.
 /// Honoured only by debug builds (what `cargo test` builds); release builds ignore it.
 pub const TEST_CLOCK_ENV: &str = "TRUENAS_MCP_TEST_CLOCK";
 
+/// Whether [`TEST_CLOCK_ENV`] is set to `auto` in a debug build, read through `get` (the environment).
+pub fn test_clock_requested(get: impl Fn(&str) -> Option<String>) -> bool {
+    cfg!(debug_assertions) && get(TEST_CLOCK_ENV).as_deref() == Some("auto")
+}
+
 /// The clock [`TEST_CLOCK_ENV`] asks for, read through `get` (the environment); `None` in release builds or
 /// when unset.
 pub fn from_test_env(get: impl Fn(&str) -> Option<String>) -> Option<SharedClock> {
-    if !cfg!(debug_assertions) || get(TEST_CLOCK_ENV).as_deref() != Some("auto") {
+    if !test_clock_requested(get) {
         return None;
     }
     log::info!("{TEST_CLOCK_ENV}=auto: tool waits skip their pauses (a test setting)");
@@ -275,6 +295,10 @@ mod tests {
         assert!(from_test_env(|_| None).is_none());
         assert!(from_test_env(|_| Some("yes".into())).is_none());
         assert_eq!(from_test_env(|k| (k == TEST_CLOCK_ENV).then(|| "auto".into())).is_some(), cfg!(debug_assertions));
+        // Silence is shortened to a bound that still spans scheduling pauses; real time keeps what it is asked.
+        assert_eq!(clock.quiet_period(Duration::from_secs(1)), Duration::from_millis(20));
+        assert_eq!(SkippingClock::new(MANUAL_POLL).quiet_period(Duration::from_secs(1)), Duration::from_millis(100));
+        assert_eq!(SystemClock.quiet_period(Duration::from_secs(1)), Duration::from_secs(1));
     }
 
     #[test]

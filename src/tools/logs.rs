@@ -136,7 +136,7 @@ pub fn container_tail(
         }
         // Silence still to wait for: before the first line since the start, after it since the last event.
         let wait = match first_at {
-            Some(_) => QUIET.saturating_sub(now.saturating_duration_since(last_event)),
+            Some(_) => clock.quiet_period(QUIET).saturating_sub(now.saturating_duration_since(last_event)),
             None => FIRST_LINE_WAIT.saturating_sub(now.saturating_duration_since(started)),
         };
         if wait.is_zero() {

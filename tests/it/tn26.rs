@@ -146,6 +146,7 @@ fn mcp(port: &str, credential: (&str, &str), audit: &std::path::Path) -> McpPeer
         .env("TRUENAS_USERNAME", USER)
         .env(credential.0, credential.1)
         .env("TRUENAS_AUDIT_LOG", audit)
+        .env(truenas_mcp::clock::TEST_CLOCK_ENV, "auto")
         .stderr(Stdio::inherit());
     let mut peer = McpPeer::spawn_command(command);
     peer.initialize("2025-06-18", json!({}));

@@ -930,6 +930,7 @@ fn mock_mode_serves_every_tool() {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("TRUENAS_AUDIT_LOG", "off")
+        .env(truenas_mcp::clock::TEST_CLOCK_ENV, "auto")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -32,6 +32,8 @@ pub(super) fn options(version: SimVersion) -> SimOptions {
         api_keys: vec![SimApiKey { id: 7, key: KEY.into(), username: USER.into() }],
         login_fail_delay: Duration::from_millis(20),
         job_step: Duration::from_millis(10),
+        // A stats sample at once rather than after the 2 s interval the tools ask for.
+        stats_interval: Some(Duration::from_millis(20)),
         ..Default::default()
     }
 }
