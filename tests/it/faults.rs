@@ -13,6 +13,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use truenas_mcp::clock::ManualClock;
 use truenas_mcp::config::{Config, Protocol};
 use truenas_mcp::sim::{RateLimit, SimOptions, SimServer, SimVersion, Simulator};
 use truenas_mcp::truenas::error::{AuthFailure, TimeoutPhase};
@@ -93,6 +94,18 @@ pub(crate) fn wait_until(what: &str, ready: impl Fn() -> bool) {
     let deadline = Instant::now() + HANG;
     while !ready() {
         assert!(Instant::now() < deadline, "{what}");
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Move `clock` forward by `total` in 100 ms steps, 5 ms of real time apart (the client's actor looks at a manual
+/// clock that often), so that what the client schedules on it happens in order.
+fn let_time_pass(clock: &ManualClock, total: Duration) {
+    let step = Duration::from_millis(100);
+    let mut passed = Duration::ZERO;
+    while passed < total {
+        clock.advance(step);
+        passed += step;
         thread::sleep(Duration::from_millis(5));
     }
 }
@@ -253,11 +266,18 @@ fn half_open_is_detected_within_the_keepalive_window() {
 #[test]
 fn half_open_while_idle_reconnects_on_the_next_call() {
     let (sim, server) = start_sim(|_| {});
-    let c = client_with(config_for(server.addr), Duration::from_millis(300));
+    let clock = ManualClock::new(false);
+    let settings = ClientSettings {
+        keepalive: Duration::from_millis(300),
+        clock: clock.clone(),
+        ..ClientSettings::new(config_for(server.addr))
+    };
+    let c = Client::network(settings);
     c.call("app.query", json!([])).unwrap();
     let logins = count_calls(&sim, "auth.login_ex");
     sim.faults().half_open_existing();
-    thread::sleep(Duration::from_secs(4)); // ping after 0.3 s, no pong within 1 s: dropped well before this
+    // Ping after 0.3 s, no pong within 1 s: dropped well before 4 s have passed on the client's clock.
+    let_time_pass(&clock, Duration::from_secs(4));
     let c2 = c.clone();
     let (r, _) = bounded(HANG, move || c2.call("app.query", json!([])));
     r.unwrap_or_else(|e| panic!("the dead socket should have been replaced: {e}"));
@@ -924,13 +944,22 @@ fn drops_expiry_and_restart_on_every_release() {
 
         sim.faults().set_never_finish_jobs(true);
         let c2 = c.clone();
-        let job = thread::spawn(move || c2.call_job("app.create", create_params("lost"), JobOptions::default()).result);
-        wait_until(&format!("{version:?}: the job never started"), || {
-            sim.jobs().iter().any(|j| j["method"] == "app.create" && j["state"] == "RUNNING")
+        // The restart comes on an event, not a timer: once the client reports the job parked at 50 %, it has the
+        // job id (a restart before that would be the "id never reached us" case).
+        let (parked_tx, parked) = crossbeam_channel::unbounded();
+        let progress = Box::new(move |p: truenas_mcp::truenas::JobProgress| {
+            if p.percent >= 50.0 {
+                let _ = parked_tx.send(p.job_id);
+            }
         });
-        sim.faults().set_never_finish_jobs(false);
+        let job = thread::spawn(move || {
+            let opts = JobOptions { progress: Some(progress), ..JobOptions::default() };
+            c2.call_job("app.create", create_params("lost"), opts).result
+        });
+        parked.recv_timeout(HANG).unwrap_or_else(|_| panic!("{version:?}: the job never reached 50 %"));
         sim.restart();
         let (r, _) = bounded(HANG, move || job.join().unwrap());
+        sim.faults().set_never_finish_jobs(false);
         let err = r.expect_err("the job is gone");
         assert!(as_lost_connection(&err).0, "{version:?}: {err}");
         next_calls_work(&sim, &c, "every-release-next");

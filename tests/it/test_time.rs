@@ -12,7 +12,6 @@ const KNOWN: &[&str] = &[
     "faults.rs: thread::sleep(Duration::from_millis(1500)); // the simulator closes the idle socket without a close frame",
     "faults.rs: thread::sleep(Duration::from_millis(300));",
     "faults.rs: thread::sleep(Duration::from_millis(200)); // the connection loop notices the knob at its next tick",
-    "faults.rs: thread::sleep(Duration::from_secs(4)); // ping after 0.3 s, no pong within 1 s: dropped well before this",
     "faults.rs: Err(_) => thread::sleep(Duration::from_millis(200)),",
     "faults.rs: thread::sleep(Duration::from_millis(3100));",
     "faults.rs: Err(_) => thread::sleep(Duration::from_millis(300)),",
