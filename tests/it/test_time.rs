@@ -19,7 +19,6 @@ const KNOWN: &[&str] = &[
     "faults.rs: thread::sleep(Duration::from_millis(500));",
     "tools.rs: std::thread::sleep(Duration::from_millis(300));",
     "truenas.rs: thread::sleep(Duration::from_millis(300));",
-    "truenas.rs: thread::sleep(Duration::from_millis(300));",
     "truenas.rs: thread::sleep(Duration::from_secs(3));",
     "truenas.rs: thread::sleep(Duration::from_millis(2500));",
     "cli.rs: assert!(started.elapsed() < Duration::from_secs(30), \"the deploy job never started\");",

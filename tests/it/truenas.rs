@@ -476,14 +476,22 @@ fn a_drop_mid_job_is_reconciled_and_a_restart_reports_outcome_unknown() {
 
     // A middleware restart forgets the job: the caller learns the outcome is unknown.
     sim.faults().set_never_finish_jobs(true);
+    // The restart comes once the client reports the job parked at 50 % (so it has the job id), not on a timer.
+    let (parked_tx, parked) = crossbeam_channel::unbounded();
     let restart = {
         let sim = sim.clone();
         thread::spawn(move || {
-            thread::sleep(Duration::from_millis(300));
+            parked.recv_timeout(Duration::from_secs(60)).expect("the job never reached 50 %");
             sim.restart();
         })
     };
-    let err = client.call_job("app.start", json!(["whoami"]), JobOptions::default()).result.unwrap_err();
+    let progress = Box::new(move |p: truenas_mcp::truenas::JobProgress| {
+        if p.percent >= 50.0 {
+            let _ = parked_tx.send(());
+        }
+    });
+    let opts = JobOptions { progress: Some(progress), ..Default::default() };
+    let err = client.call_job("app.start", json!(["whoami"]), opts).result.unwrap_err();
     restart.join().unwrap();
     assert!(matches!(err, TnError::ConnectionLost { outcome_unknown: true, .. }), "{err:?}");
     assert!(err.to_string().contains("check the current state"), "{err}");
