@@ -1235,6 +1235,8 @@ fn port_conflicts_exclude_the_apps_own_ports() {
     let s = r.structured.unwrap();
     assert_eq!(s["valid"], false, "{}", r.text);
     assert!(rules(&s["findings"]).contains(&"port-conflict".to_string()), "{}", r.text);
+    let conflict = s["findings"].as_array().unwrap().iter().find(|f| f["rule"] == "port-conflict").unwrap();
+    assert_eq!(conflict["message"], format!("host port {port} is already used by app `{name}`"), "{}", r.text);
 
     let r = server.call("validate_compose", json!({"compose_yaml": compose, "env": {"TZ": "UTC"}, "app_name": name}));
     let s = r.structured.unwrap();
