@@ -27,7 +27,7 @@ fn document(services: usize) -> String {
     doc
 }
 
-fn run(yaml: &str, env: &BTreeMap<String, String>, policy: &PolicyConfig, used: &[u16]) -> Report {
+fn run(yaml: &str, env: &BTreeMap<String, String>, policy: &PolicyConfig, used: &[(u16, String)]) -> Report {
     validate(&ValidateInput { yaml, env, used_ports: Some(used), policy, derive_portals: true })
 }
 
@@ -56,7 +56,7 @@ fn main() {
     let policy = PolicyConfig::default();
     let env: BTreeMap<String, String> =
         [("ROOT", "/mnt/tank/apps")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let used: Vec<u16> = (40_000..40_100).collect();
+    let used: Vec<(u16, String)> = (40_000..40_100).map(|p| (p, format!("app{p}"))).collect();
 
     eprintln!("compose::validate on generated documents (release build, best / median):");
     for services in [10usize, 100, 1000] {

@@ -78,8 +78,9 @@ pub struct ValidateInput<'a> {
     pub yaml: &'a str,
     /// Values for `${VAR}` (the `.env` TrueNAS does not have).
     pub env: &'a BTreeMap<String, String>,
-    /// Host ports already used on the NAS by *other* apps (`app.used_ports`); `None` = not checked.
-    pub used_ports: Option<&'a [u16]>,
+    /// Host ports already used on the NAS by *other* apps, each with the app that uses it (findings name it);
+    /// `None` = not checked.
+    pub used_ports: Option<&'a [(u16, String)]>,
     pub policy: &'a PolicyConfig,
     /// Add `x-portals` for published web ports when the document has none.
     pub derive_portals: bool,

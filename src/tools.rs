@@ -34,8 +34,8 @@ use crate::audit::{AuditLog, Outcome as AuditOutcome};
 use crate::clock::{Clock, SharedClock};
 use crate::config::Config;
 use crate::mcp::tool::{
-    CallContext, Catalog, CatalogError, PromptDef, PromptMessages, ResourceContents, ResourceDef, ResourceTemplateDef,
-    ToolDef, ToolOutput,
+    CallContext, Catalog, CatalogError, LogLevel, LogSink, PromptDef, PromptMessages, ResourceContents, ResourceDef,
+    ResourceTemplateDef, ToolDef, ToolOutput,
 };
 use crate::redact::Secrets;
 use crate::truenas::apps::Apps;
@@ -239,6 +239,23 @@ impl Catalog for Tools {
             None => {}
         }
         output
+    }
+
+    /// One background look at the NAS (connect, log in, read the apps service: `test_connection`) once the client
+    /// is ready, sent as a log message: a bad setting shows in the client while start-up does not wait for the NAS.
+    fn on_initialized(self: Arc<Self>, log: Arc<dyn LogSink>) {
+        if !self.nas_configured() {
+            return;
+        }
+        let spawned = std::thread::Builder::new().name("nas-check".into()).spawn(move || {
+            let out = connection::test_connection(&self, connection::NoArgs {}, &CallContext::detached());
+            let problems = out.structured.as_ref().and_then(|s| s["problems"].as_array()).map_or(0, Vec::len);
+            let level = if out.is_error || problems > 0 { LogLevel::Warning } else { LogLevel::Info };
+            log.log(level, "truenas", Value::from(self.secrets.mask(&out.text)));
+        });
+        if let Err(e) = spawned {
+            log::warn!("the background check of the NAS could not start: {e}");
+        }
     }
 
     fn instructions(&self) -> Option<String> {

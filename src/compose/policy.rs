@@ -124,7 +124,8 @@ const MAX_PUBLISHED_PORTS: usize = 10_000;
 /// What judging needs besides the document.
 pub struct Context<'a> {
     pub policy: &'a PolicyConfig,
-    pub used_ports: Option<&'a [u16]>,
+    /// Host ports other apps use, with the app using each.
+    pub used_ports: Option<&'a [(u16, String)]>,
 }
 
 /// Judge every rule on `project`; findings carry catalogue severities (call [`apply_level`] afterwards).
@@ -790,6 +791,7 @@ fn judge_network(name: &str, def: &Value, path: &str, out: &mut Vec<Finding>) {
 
 fn judge_ports(project: &Project, cx: &Context<'_>, out: &mut Vec<Finding>, published: &mut Vec<PublishedPort>) {
     let reserved = &cx.policy.reserved_ports;
+    let taken = TakenPorts::new(project, cx);
     let mut bound: Vec<(&Service, &Located<PortBinding>)> = Vec::new();
     for s in &project.services {
         let svc = Some(s.name.as_str());
@@ -815,7 +817,7 @@ fn judge_ports(project: &Project, cx: &Context<'_>, out: &mut Vec<Finding>, publ
                     svc,
                     &binding.path,
                     format!("host port {} is served by the NAS itself ({})", list(&hits), b.describe()),
-                    "publish on another host port, e.g. `8080:80`",
+                    taken.fix(b),
                 ));
             } else if lo < 1024 {
                 out.push(rules::PORT_PRIVILEGED.at(
@@ -826,14 +828,9 @@ fn judge_ports(project: &Project, cx: &Context<'_>, out: &mut Vec<Finding>, publ
                 ));
             }
             if let Some(used) = cx.used_ports {
-                let taken: Vec<u16> = used.iter().copied().filter(|p| (lo..=hi).contains(p)).collect();
-                if !taken.is_empty() {
-                    out.push(rules::PORT_CONFLICT.at(
-                        svc,
-                        &binding.path,
-                        format!("host port {} is already used by another app on the NAS", list(&taken)),
-                        "publish on a free host port",
-                    ));
+                let owners: Vec<&(u16, String)> = used.iter().filter(|(p, _)| (lo..=hi).contains(p)).collect();
+                if !owners.is_empty() {
+                    out.push(rules::PORT_CONFLICT.at(svc, &binding.path, used_by(&owners), taken.fix(b)));
                 }
             }
         }
@@ -875,6 +872,93 @@ fn judge_ports(project: &Project, cx: &Context<'_>, out: &mut Vec<Finding>, publ
 
 fn list(ports: &[u16]) -> String {
     ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// `host port 8080 is already used by app `a`, host ports 9000, 9001 by app `b``: each app once, in port order.
+fn used_by(owners: &[&(u16, String)]) -> String {
+    let mut by_app: Vec<(&str, Vec<u16>)> = Vec::new();
+    let mut sorted = owners.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    for (port, app) in sorted {
+        match by_app.iter_mut().find(|(a, _)| a == app) {
+            Some((_, ports)) => ports.push(*port),
+            None => by_app.push((app, vec![*port])),
+        }
+    }
+    let phrase = |ports: &[u16]| match ports {
+        [one] => format!("host port {one}"),
+        many => format!("host ports {}", list(many)),
+    };
+    by_app
+        .iter()
+        .enumerate()
+        .map(|(i, (app, ports))| match (i, ports.len()) {
+            (0, 1) => format!("{} is already used by app `{app}`", phrase(ports)),
+            (0, _) => format!("{} are already used by app `{app}`", phrase(ports)),
+            _ => format!("{} by app `{app}`", phrase(ports)),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Host ports a suggested fix must avoid: reserved by the NAS, used by other apps, or published anywhere in this
+/// document (any protocol, any address: a suggestion should not need a second look). Sorted, disjoint ranges.
+struct TakenPorts(Vec<(u16, u16)>);
+
+impl TakenPorts {
+    fn new(project: &Project, cx: &Context<'_>) -> TakenPorts {
+        let mut ranges: Vec<(u16, u16)> = cx.policy.reserved_ports.iter().map(|p| (*p, *p)).collect();
+        ranges.extend(cx.used_ports.unwrap_or_default().iter().map(|(p, _)| (*p, *p)));
+        ranges.extend(project.services.iter().flat_map(|s| s.ports.iter().filter_map(|b| b.value.host)));
+        ranges.sort_unstable();
+        let mut merged: Vec<(u16, u16)> = Vec::new();
+        for (lo, hi) in ranges {
+            match merged.last_mut() {
+                Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
+        TakenPorts(merged)
+    }
+
+    /// The first free run of `len + 1` ports from `start` up, jumping over taken ranges; `None` past 65535.
+    fn free_from(&self, start: u16, len: u16) -> Option<u16> {
+        let mut lo = start;
+        loop {
+            let hi = lo.checked_add(len)?;
+            // The first range that ends at or after `lo`; the run is free unless it also starts by `hi`.
+            let i = self.0.partition_point(|(_, b)| *b < lo);
+            match self.0.get(i) {
+                Some((a, b)) if *a <= hi => lo = b.checked_add(1)?,
+                _ => return Some(lo),
+            }
+        }
+    }
+
+    /// "publish on a free host port, e.g. `8443:443`": the binding moved to a free host port (above 1024: the
+    /// privileged ones plus 8000 keep a recognisable number, 443 → 8443), with its address, container port and
+    /// protocol kept.
+    fn fix(&self, b: &PortBinding) -> String {
+        let Some((lo, hi)) = b.host else { return "publish on a free host port".into() };
+        let len = hi - lo;
+        let start = if lo < 1024 { lo + 8000 } else { lo.saturating_add(1) };
+        let Some(new_lo) = self.free_from(start, len).or_else(|| self.free_from(1024, len)) else {
+            return "publish on a free host port".into();
+        };
+        let host = if len == 0 { new_lo.to_string() } else { format!("{new_lo}-{}", new_lo + len) };
+        let container = match b.container {
+            (c, d) if c == d => c.to_string(),
+            (c, d) => format!("{c}-{d}"),
+        };
+        let address = match &b.host_ip {
+            Some(ip) if ip.contains(':') => format!("[{ip}]:"),
+            Some(ip) => format!("{ip}:"),
+            None => String::new(),
+        };
+        let protocol = if b.protocol == "tcp" { String::new() } else { format!("/{}", b.protocol) };
+        format!("publish on a free host port, e.g. `{address}{host}:{container}{protocol}`")
+    }
 }
 
 /// Rules the operator cannot allow: a document we could not read completely was not judged completely.

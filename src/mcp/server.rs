@@ -142,6 +142,8 @@ struct Session {
     revision: Option<Revision>,
     client_capabilities: Value,
     log_level: SessionLogLevel,
+    /// The catalogue's log outside any call (given at `notifications/initialized`), closed when the server stops.
+    background_log: Option<Arc<CallNotifier>>,
 }
 
 struct Server {
@@ -198,6 +200,7 @@ impl Server {
                 revision: None,
                 client_capabilities: json!({}),
                 log_level: SessionLogLevel::new(LogLevel::Info),
+                background_log: None,
             },
             calls: HashMap::new(),
             call_ids: HashMap::new(),
@@ -246,6 +249,9 @@ impl Server {
             if let Some(notifier) = &call.notifier {
                 notifier.close();
             }
+        }
+        if let Some(log) = &self.session.background_log {
+            log.close();
         }
     }
 
@@ -363,10 +369,22 @@ impl Server {
 
     fn on_notification(&mut self, notification: Notification) {
         match notification.method.as_str() {
-            "notifications/initialized" => log::debug!("client initialized"),
+            "notifications/initialized" => self.on_initialized(),
             "notifications/cancelled" => self.on_cancelled(notification.params.as_ref()),
             other => log::debug!("ignoring notification '{other}'"),
         }
+    }
+
+    /// Once per session, after `initialize`: hand the catalogue a log for its background work.
+    fn on_initialized(&mut self) {
+        log::debug!("client initialized");
+        if self.session.revision.is_none() || self.session.background_log.is_some() {
+            return;
+        }
+        let logs = LogThreshold::Session(self.session.log_level.clone());
+        let log = Arc::new(CallNotifier::new(self.out.clone(), &self.legacy_envelope(), None, logs));
+        self.session.background_log = Some(Arc::clone(&log));
+        Arc::clone(&self.catalog).on_initialized(log);
     }
 
     fn on_response(&mut self, response: Response) {

@@ -252,6 +252,9 @@ pub trait Catalog: Send + Sync + 'static {
         let prompts = !self.prompts().is_empty();
         Offers { resources: templates || !self.resources().is_empty(), prompts, completions: prompts || templates }
     }
+    /// The client finished the legacy handshake (`notifications/initialized`). Background work may start here and
+    /// report through `log` (the session's log level applies; silenced once the server stops); it must not block.
+    fn on_initialized(self: Arc<Self>, _log: Arc<dyn LogSink>) {}
     /// Server instructions sent at initialize / discover.
     fn instructions(&self) -> Option<String> {
         None

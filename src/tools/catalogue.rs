@@ -238,16 +238,15 @@ pub fn specs() -> Vec<ToolSpec> {
             ),
             output(
                 json!({
+                    // Usual values are left out (see `status::summary`): the flags appear only when they differ.
                     "apps": {"type": "array", "items": {"type": "object", "properties": {
-                        "name": {"type": "string"}, "state": {"type": "string"}, "custom_app": {"type": "boolean"},
-                        "containers": {"type": "integer"}, "ports": app_ports(), "portals": portals(),
-                        "image_updates_available": {"type": "boolean"}},
-                        "required": ["name", "state", "custom_app", "containers", "ports", "portals",
-                            "image_updates_available"]}},
+                        "name": {"type": "string"}, "state": {"type": "string"}, "containers": {"type": "integer"},
+                        "ports": app_ports(), "portals": portals(), "custom_app": {"const": false},
+                        "image_updates_available": {"const": true}, "action_required": {"const": true}},
+                        "required": ["name", "state", "containers"], "additionalProperties": false}},
                     "count": {"type": "integer"},
-                    "docker_status": {"type": "string"},
                 }),
-                &["apps", "count", "docker_status"],
+                &["apps", "count"],
             ),
             READ,
             Handler::typed(status::list_custom_apps),

@@ -21,6 +21,7 @@ use crate::compose::secrets::MASK;
 use crate::compose::{self, Finding, Report, Severity, ValidateInput};
 use crate::mcp::tool::CallContext;
 use crate::truenas::apps::{AppJob, AppState, Apps};
+use crate::truenas::TnError;
 
 mod masked;
 
@@ -28,16 +29,29 @@ mod masked;
 const UPDATE_SETTLE_WAIT: Duration = Duration::from_secs(30);
 
 /// Validate with the operator's policy for app `app` (it sets `COMPOSE_PROJECT_NAME`, as TrueNAS does);
-/// `used_ports` = other apps' host ports (`None`: not checked).
+/// `used_ports` = other apps' host ports with the app using each (`None`: not checked).
 fn validate(
     tools: &Tools,
     app: Option<&str>,
     yaml: &str,
     env: &BTreeMap<String, String>,
-    used_ports: Option<&[u16]>,
+    used_ports: Option<&[(u16, String)]>,
 ) -> Report {
     let input = ValidateInput { yaml, env, used_ports, policy: &tools.config().policy, derive_portals: true };
     compose::validate_app(&input, app)
+}
+
+/// Host ports of every app but `except`, each with its app (what `app.used_ports` counts, but named), and whether
+/// `except` exists: one `app.query`.
+fn ports_of_other_apps(apps: &Apps, except: Option<&str>) -> Result<(Vec<(u16, String)>, bool), TnError> {
+    let all = apps.query_all()?;
+    let exists = except.is_some_and(|name| all.iter().any(|a| a.name == name));
+    let used = all
+        .iter()
+        .filter(|a| Some(a.name.as_str()) != except)
+        .flat_map(|a| a.host_ports().into_iter().map(|p| (p, a.name.clone())))
+        .collect();
+    Ok((used, exists))
 }
 
 /// The TrueNAS payload of a clean report, or `None` (a `too-large` finding joins `extra`) when it cannot be sent.
@@ -143,7 +157,7 @@ pub fn validate_compose(tools: &Tools, args: ValidateArgs, _ctx: &CallContext) -
     let yaml = compose_yaml.as_str();
     let app_name = app_name.as_deref();
     let mut app_exists: Option<bool> = None;
-    let (used, port_detail): (Option<Vec<u16>>, String) = if !tools.nas_configured() {
+    let (used, port_detail): (Option<Vec<(u16, String)>>, String) = if !tools.nas_configured() {
         (
             None,
             "skipped: no NAS is configured (TRUENAS_HOST is not set), so ports used by other apps were not checked"
@@ -151,15 +165,8 @@ pub fn validate_compose(tools: &Tools, args: ValidateArgs, _ctx: &CallContext) -
         )
     } else {
         match tools.apps().and_then(|apps| {
-            let mut used = apps.used_ports()?;
-            if let Some(name) = app_name {
-                let existing = apps.get(name)?;
-                app_exists = Some(existing.is_some());
-                if let Some(app) = existing {
-                    let own = app.host_ports();
-                    used.retain(|p| !own.contains(p));
-                }
-            }
+            let (used, exists) = ports_of_other_apps(&apps, app_name)?;
+            app_exists = app_name.map(|_| exists);
             Ok(used)
         }) {
             Ok(used) => {
@@ -277,8 +284,8 @@ fn deploy_app(tools: &Tools, args: DeployArgs, ctx: &CallContext) -> Outcome {
         Ok(e) => e,
         Err(e) => return read_failed(&format!("checking whether '{name}' exists"), &e),
     };
-    let used = match apps.used_ports() {
-        Ok(u) => u,
+    let used = match ports_of_other_apps(&apps, Some(name)) {
+        Ok((u, _)) => u,
         Err(e) => return read_failed("reading the ports used by other apps", &e),
     };
     ctx.progress.report(2.0, Some(100.0), Some("validating the compose"));
@@ -519,12 +526,10 @@ fn update_app(tools: &Tools, args: UpdateArgs, ctx: &CallContext) -> Outcome {
         Ok(c) => c,
         Err(e) => return read_failed(&format!("reading the deployed compose of '{name}'"), &e),
     };
-    let mut used = match apps.used_ports() {
-        Ok(u) => u,
+    let used = match ports_of_other_apps(&apps, Some(name)) {
+        Ok((u, _)) => u,
         Err(e) => return read_failed("reading the ports used by other apps", &e),
     };
-    let own = app.host_ports();
-    used.retain(|p| !own.contains(p));
     let mut report = validate(tools, Some(name), yaml, env, Some(&used));
     // Values sent back masked (the get_custom_app_config → edit → update round trip) keep their deployed values;
     // the restored document is validated again, as it is what will be sent.

@@ -27,21 +27,32 @@ pub fn app_list(apps: &Apps, status_filter: &str, include_catalog: bool) -> Resu
         .filter(|a| status_filter == "all" || a.state.eq_ignore_ascii_case(status_filter))
         .map(summary)
         .collect();
-    Ok(json!({"apps": wanted, "count": wanted.len(), "docker_status": docker.status}))
+    // The apps service is running, or this was an error: its status would say nothing.
+    Ok(json!({"apps": wanted, "count": wanted.len()}))
 }
 
+/// The published ports, once each: TrueNAS lists a binding on every address once per address family (`0.0.0.0`
+/// and `::`), which says the same as no `host_ip` at all; `protocol` only when it is not `tcp`.
 fn ports(app: &AppEntry) -> Vec<Value> {
-    let mut out = Vec::new();
+    let mut out: Vec<Value> = Vec::new();
     for p in app.workloads().used_ports {
         for h in &p.host_ports {
-            out.push(json!({"host_port": h.host_port, "host_ip": h.host_ip, "container_port": p.container_port,
-                "protocol": p.protocol}));
+            let mut port = json!({"host_port": h.host_port, "container_port": p.container_port});
+            if let Some(ip) = h.host_ip.as_deref().filter(|ip| !matches!(*ip, "" | "0.0.0.0" | "::")) {
+                port["host_ip"] = json!(ip);
+            }
+            if let Some(protocol) = p.protocol.as_deref().filter(|p| *p != "tcp") {
+                port["protocol"] = json!(protocol);
+            }
+            if !out.contains(&port) {
+                out.push(port);
+            }
         }
     }
     out
 }
 
-/// `host->container[/udp]`, once per port even when TrueNAS lists one binding per address family.
+/// `host->container[/udp]`, once per port.
 fn port_text(ports: &[Value]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for p in ports {
@@ -54,17 +65,28 @@ fn port_text(ports: &[Value]) -> Vec<String> {
     out
 }
 
+/// One app of the list. Every model reads this on every turn (Claude Code forwards `structuredContent`), so what
+/// is usual is left out: no `ports` or `portals` when there are none, `custom_app` only for a catalogue app,
+/// `image_updates_available` and `action_required` only when true.
 fn summary(app: &AppEntry) -> Value {
-    json!({
-        "name": app.name,
-        "state": app.state,
-        "custom_app": app.custom_app,
-        "containers": app.workloads().containers,
-        "ports": ports(app),
-        "portals": app.portals.clone().unwrap_or_default(),
-        "image_updates_available": app.image_updates_available || app.upgrade_available,
-        "action_required": app.action_required,
-    })
+    let mut item = json!({"name": app.name, "state": app.state, "containers": app.workloads().containers});
+    let ports = ports(app);
+    if !ports.is_empty() {
+        item["ports"] = json!(ports);
+    }
+    if let Some(portals) = app.portals.as_ref().filter(|p| !p.is_empty()) {
+        item["portals"] = json!(portals);
+    }
+    if !app.custom_app {
+        item["custom_app"] = json!(false);
+    }
+    if app.image_updates_available || app.upgrade_available {
+        item["image_updates_available"] = json!(true);
+    }
+    if app.action_required {
+        item["action_required"] = json!(true);
+    }
+    item
 }
 
 /// What a 26.0 app that needs attention tells the user.

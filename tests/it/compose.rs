@@ -17,7 +17,7 @@ fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
 }
 
-fn run(yaml: &str, env: &BTreeMap<String, String>, policy: &PolicyConfig, used: Option<&[u16]>) -> Report {
+fn run(yaml: &str, env: &BTreeMap<String, String>, policy: &PolicyConfig, used: Option<&[(u16, String)]>) -> Report {
     validate(&ValidateInput { yaml, env, used_ports: used, policy, derive_portals: false })
 }
 
@@ -310,7 +310,7 @@ fn ports_in_every_form() {
 
 #[test]
 fn ports_used_by_other_apps() {
-    let used = [8080u16, 9000];
+    let used = [(8080u16, "jellyfin".to_string()), (9000, "minio".to_string())];
     let report = run(
         &svc("ports: [\"8080:80\", \"8999-9001:8999-9001\", \"8081:80\"]"),
         &BTreeMap::new(),
@@ -318,10 +318,51 @@ fn ports_used_by_other_apps() {
         Some(&used),
     );
     assert_eq!(ids(&report), vec!["port-conflict", "port-conflict"]);
-    assert!(report.findings.iter().all(|f| f.message.contains("another app")));
+    assert_eq!(report.findings[0].message, "host port 8080 is already used by app `jellyfin`");
+    assert_eq!(report.findings[1].message, "host port 9000 is already used by app `minio`");
     let published: Vec<u16> = report.published_ports.iter().map(|p| p.host_port).collect();
     assert_eq!(published, vec![8080, 8999, 9000, 9001, 8081]);
     assert_eq!(report.published_ports[2].container_port, 9000);
+}
+
+/// A range over ports of two apps names both.
+#[test]
+fn a_range_over_two_apps_names_both() {
+    let used = [(8000u16, "a".to_string()), (8001, "b".to_string()), (8002, "b".to_string())];
+    let report = run(&svc("ports: [\"8000-8005:8000-8005\"]"), &BTreeMap::new(), &PolicyConfig::default(), Some(&used));
+    assert_eq!(
+        report.findings[0].message,
+        "host port 8000 is already used by app `a`, host ports 8001, 8002 by app `b`"
+    );
+}
+
+/// The fix of a reserved or taken port suggests a host port that is free (not another app's, not reserved, not
+/// elsewhere in the document) and keeps the container port, the address and the protocol.
+#[test]
+fn port_fixes_suggest_a_free_host_port_and_keep_the_container_port() {
+    let fix = |ports: &str, used: &[(u16, &str)]| -> Vec<String> {
+        let used: Vec<(u16, String)> = used.iter().map(|(p, a)| (*p, a.to_string())).collect();
+        let report = run(&svc(ports), &BTreeMap::new(), &PolicyConfig::default(), Some(&used));
+        report.findings.iter().filter(|f| f.rule != "port-privileged").map(|f| f.fix.clone()).collect()
+    };
+    assert_eq!(fix("ports: [\"443:443\"]", &[]), ["publish on a free host port, e.g. `8443:443`"]);
+    assert_eq!(
+        fix("ports: [\"443:443\", \"8443:80\"]", &[(8444, "x")]),
+        ["publish on a free host port, e.g. `8445:443`"],
+        "8443 is in this compose, 8444 another app's"
+    );
+    assert_eq!(
+        fix("ports: [\"127.0.0.1:80:80/udp\"]", &[]),
+        ["publish on a free host port, e.g. `127.0.0.1:8080:80/udp`"]
+    );
+    assert_eq!(
+        fix("ports: [\"8080:80\"]", &[(8080, "web"), (8081, "other")]),
+        ["publish on a free host port, e.g. `8082:80`"]
+    );
+    assert_eq!(fix("ports: [\"440-445:440-445\"]", &[]), ["publish on a free host port, e.g. `8440-8445:440-445`"]);
+    let policy = PolicyConfig { reserved_ports: vec![8080, 8081], ..PolicyConfig::default() };
+    let report = run(&svc("ports: [\"8080:80\"]"), &BTreeMap::new(), &policy, None);
+    assert_eq!(report.findings[0].fix, "publish on a free host port, e.g. `8082:80`");
 }
 
 #[test]
@@ -936,16 +977,16 @@ proptest! {
 
     #[test]
     fn arbitrary_text_never_panics(text in "\\PC{0,400}") {
-        let _ = run(&text, &env(&[("X", "$x")]), &PolicyConfig::default(), Some(&[8080]));
+        let _ = run(&text, &env(&[("X", "$x")]), &PolicyConfig::default(), Some(&[(8080, "web".to_string())]));
     }
 
     #[test]
     fn yamlish_structures_never_panic_and_render_back(doc in yamlish()) {
         let yaml = format!("services:\n  web: {doc}\n");
-        let report = run(&yaml, &env(&[("X", "/mnt/$x")]), &PolicyConfig::default(), Some(&[8080]));
+        let report = run(&yaml, &env(&[("X", "/mnt/$x")]), &PolicyConfig::default(), Some(&[(8080, "web".to_string())]));
         if let Some(text) = report.rendered {
             // What we send parses, and sending it again is a fixed point (nothing left to interpolate).
-            let again = run(&text, &BTreeMap::new(), &PolicyConfig::default(), Some(&[8080]));
+            let again = run(&text, &BTreeMap::new(), &PolicyConfig::default(), Some(&[(8080, "web".to_string())]));
             prop_assert!(again.unresolved.is_empty(), "{:?}\n{}", again.unresolved, text);
             prop_assert_eq!(again.rendered.as_deref(), Some(text.as_str()));
         }
@@ -978,9 +1019,9 @@ proptest! {
                 }
             }
         }
-        let report = run(&text, &env(&[("WG_KEY", "k$"), ("TZ", "UTC")]), &PolicyConfig::default(), Some(&[8096]));
+        let report = run(&text, &env(&[("WG_KEY", "k$"), ("TZ", "UTC")]), &PolicyConfig::default(), Some(&[(8096, "jellyfin".to_string())]));
         if let Some(rendered) = report.rendered {
-            let again = run(&rendered, &BTreeMap::new(), &PolicyConfig::default(), Some(&[8096]));
+            let again = run(&rendered, &BTreeMap::new(), &PolicyConfig::default(), Some(&[(8096, "jellyfin".to_string())]));
             prop_assert!(again.unresolved.is_empty(), "{:?}\n{}", again.unresolved, rendered);
             prop_assert_eq!(again.rendered.as_deref(), Some(rendered.as_str()));
         }

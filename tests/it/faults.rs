@@ -775,6 +775,8 @@ pub fn binary_for(server: &SimServer, extra: &[&str]) -> McpPeer {
     args.extend_from_slice(extra);
     let mut peer = McpPeer::spawn_binary(&args);
     peer.initialize("2025-06-18", json!({}));
+    // The background check of the NAS first: the faults below meet the tool calls, and nothing arrives unasked.
+    crate::mcp::first_log_message(&mut peer);
     peer
 }
 

@@ -205,6 +205,8 @@ type Expected = Option<(i64, Value)>;
 fn malformed_input_is_answered_and_the_server_keeps_reading() {
     let mut peer = mock_binary();
     peer.initialize("2025-06-18", json!({}));
+    // The background check of the NAS reports once; after it, every message here answers the line just sent.
+    first_log_message(&mut peer);
     let mut big = vec![b' '; 9 * 1024 * 1024];
     big.extend_from_slice(b"{}\n");
     let cases: Vec<(&str, Vec<u8>, Expected)> = vec![
@@ -1154,4 +1156,57 @@ fn a_memory_connection_whose_receiver_is_gone_stops_the_server_and_its_calls() {
     let result = done.recv_timeout(PATIENCE).expect("the server did not stop when its output went away");
     result.expect("a closed output is a clean stop");
     wait_event(&events, "slow cancelled");
+}
+
+/// The first `notifications/message` the server sends, waiting for it (other messages are dropped). After
+/// `initialized` the binary sends one with the result of its background check of the NAS.
+pub fn first_log_message(peer: &mut McpPeer) -> Value {
+    let mut seen = peer.take_backlog();
+    loop {
+        if let Some(i) = seen.iter().position(|m| m["method"] == "notifications/message") {
+            return seen.swap_remove(i);
+        }
+        seen = vec![peer.recv()];
+    }
+}
+
+/// A server for the binary with `args`, set up as a person would (a password, nothing from the environment).
+fn binary_with(args: &[&str]) -> McpPeer {
+    let mut command = std::process::Command::new(crate::support::binary());
+    command.args(args).env("TRUENAS_PASSWORD", "secret").stderr(std::process::Stdio::inherit());
+    for var in ["RUST_LOG", "TRUENAS_URL", "TRUENAS_API_KEY", "TRUENAS_HOST"] {
+        command.env_remove(var);
+    }
+    McpPeer::spawn_command(command)
+}
+
+/// Health the client can see: after `initialized` one background check of the NAS arrives as a log message, a
+/// warning with the reason and the fix when a setting is wrong (a host that does not resolve), and the server
+/// answers meanwhile.
+#[test]
+fn a_nas_that_does_not_resolve_is_a_warning_log_message_after_initialized() {
+    let mut peer = binary_with(&["--host", "nas.invalid"]);
+    peer.initialize("2025-06-18", json!({}));
+    let listed = peer.request(json!(1), "tools/list", json!({}));
+    assert!(!result(&listed)["tools"].as_array().unwrap().is_empty(), "{listed}");
+    let log = first_log_message(&mut peer);
+    assert_eq!(log["params"]["level"], "warning", "{log}");
+    let data = log["params"]["data"].as_str().unwrap();
+    assert!(data.to_lowercase().contains("dns") && data.contains("nas.invalid"), "{data}");
+    assert!(data.contains("fix: check TRUENAS_HOST"), "{data}");
+    assert!(!data.contains("secret"), "{data}");
+    peer.assert_schema_valid();
+}
+
+/// The same check against the simulator reports what it reached, at `info`.
+#[test]
+fn a_reachable_nas_is_an_info_log_message_after_initialized() {
+    let mut peer = mock_binary();
+    peer.initialize("2025-06-18", json!({}));
+    let listed = peer.request(json!(1), "tools/list", json!({}));
+    assert!(!result(&listed)["tools"].as_array().unwrap().is_empty(), "{listed}");
+    let log = first_log_message(&mut peer);
+    assert_eq!(log["params"]["level"], "info", "{log}");
+    assert!(log["params"]["data"].as_str().unwrap().starts_with("Connected to TrueNAS"), "{log}");
+    peer.assert_schema_valid();
 }

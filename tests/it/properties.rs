@@ -435,6 +435,8 @@ fn line_len(message: &Value) -> usize {
 fn mock_peer() -> McpPeer {
     let mut peer = McpPeer::spawn_binary(&["--mock"]);
     peer.initialize("2025-06-18", json!({}));
+    // The background check of the NAS reports once; after it, every answer follows its request.
+    crate::mcp::first_log_message(&mut peer);
     peer
 }
 

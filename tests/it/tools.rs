@@ -1236,6 +1236,8 @@ fn port_conflicts_exclude_the_apps_own_ports() {
     let s = r.structured.unwrap();
     assert_eq!(s["valid"], false, "{}", r.text);
     assert!(rules(&s["findings"]).contains(&"port-conflict".to_string()), "{}", r.text);
+    let conflict = s["findings"].as_array().unwrap().iter().find(|f| f["rule"] == "port-conflict").unwrap();
+    assert_eq!(conflict["message"], format!("host port {port} is already used by app `{name}`"), "{}", r.text);
 
     let r = server.call("validate_compose", json!({"compose_yaml": compose, "env": {"TZ": "UTC"}, "app_name": name}));
     let s = r.structured.unwrap();
@@ -1480,10 +1482,13 @@ fn deploy_health_wait_runs_on_the_injected_clock() {
 /// What a model pays for, in bytes (deterministic, so a budget is a test, not a benchmark); `cargo bench --bench
 /// catalogue` prints the same figures. Budgets: name + description + inputSchema ≤ 500 B per tool on average, the
 /// whole `tools/list` result ≤ 12 KiB (the target, with the four undo tools in), a typical result ≤ 600 B
-/// of `content`.
+/// of `content` and ≤ 600 B of `structuredContent` (what Claude Code forwards to the model instead of the text;
+/// a deploy's still carries its rendered compose: 650 B, a ceiling until that is trimmed).
 const TOOL_AVERAGE_BUDGET: usize = 500;
 const TOOLS_LIST_BUDGET: usize = 12 * 1024;
 const RESULT_CONTENT_BUDGET: usize = 600;
+const RESULT_STRUCTURED_BUDGET: usize = 600;
+const DEPLOY_STRUCTURED_BUDGET: usize = 650;
 
 fn json_len(v: &Value) -> usize {
     serde_json::to_string(v).unwrap().len()
@@ -1508,11 +1513,11 @@ fn the_catalogue_and_typical_results_stay_within_their_token_budgets() {
 
     let compose = "services:\n  web:\n    image: nginx:1.27\n    ports: [\"8081:80\"]\n    mem_limit: 512m\n";
     let calls = [
-        ("list_custom_apps", json!({})),
-        ("get_custom_app_status", json!({"app_name": "whoami"})),
-        ("deploy_custom_app", json!({"app_name": "web", "compose_yaml": compose})),
+        ("list_custom_apps", json!({}), RESULT_STRUCTURED_BUDGET),
+        ("get_custom_app_status", json!({"app_name": "whoami"}), RESULT_STRUCTURED_BUDGET),
+        ("deploy_custom_app", json!({"app_name": "web", "compose_yaml": compose}), DEPLOY_STRUCTURED_BUDGET),
     ];
-    for (tool, args) in calls {
+    for (tool, args, structured_budget) in calls {
         let r = server.request("tools/call", json!({"name": tool, "arguments": args}));
         let result = &r["result"];
         assert_eq!(result["isError"], false, "{tool}: {r}");
@@ -1521,7 +1526,17 @@ fn the_catalogue_and_typical_results_stay_within_their_token_budgets() {
         let bytes = json_len(&result["content"]);
         assert!(bytes <= RESULT_CONTENT_BUDGET, "{tool}: {bytes} B of content: {}", content[0]["text"]);
         assert!(result["structuredContent"].is_object(), "{tool}: structured content stays for clients");
+        let structured = json_len(&result["structuredContent"]);
+        assert!(structured <= structured_budget, "{tool}: {structured} B of structuredContent: {r}");
     }
+    // Trimmed, not lossy: the usual values are left out, the facts stay (one port per address family merged).
+    let r = server.request("tools/call", json!({"name": "list_custom_apps", "arguments": {}}));
+    let whoami = r["result"]["structuredContent"]["apps"].as_array().unwrap().iter().find(|a| a["name"] == "whoami");
+    assert_eq!(
+        whoami.cloned().unwrap(),
+        json!({"name": "whoami", "state": "RUNNING", "containers": 1, "image_updates_available": true,
+            "ports": [{"host_port": 8080, "container_port": 8080}], "portals": {"Web UI": "http://127.0.0.1:8080/"}})
+    );
 }
 
 /// A bad app name is explained in words to a person at `truenas-mcp call`, never as the schema's regex.
