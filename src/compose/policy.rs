@@ -42,6 +42,8 @@
 //! a service of the same document (`network_mode: service:x`, `volumes_from: [x]`) is fine: it is part of the app and
 //! judged itself; joining any other container (`container:<x>`, a `volumes_from` name that is no service here) is
 //! `joins-other-container`. `seccomp=<file>` is `seccomp-profile`: a profile we do not read can allow everything.
+//! Over our usual ~700 lines on purpose: this is the whole judgement, rule by rule, with the levels table above;
+//! the rule catalogue itself is in `rules.rs` and the syntax forms in `model.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,5 +1,7 @@
 //! Custom apps as the middleware reports them: the stored compose, containers derived from it, the app state
 //! machine's states, and the `AppEntry` shape per release.
+//! Over our usual ~700 lines because each release's `AppEntry` shape, the state machine and the seed apps are one
+//! concern: splitting them would scatter the per-release differences a reader compares side by side.
 
 use std::collections::BTreeMap;
 

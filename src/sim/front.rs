@@ -1,5 +1,7 @@
 //! The WebSocket front: TCP/TLS listener and in-memory connections, nginx-like routing (302 on 24.10's
 //! `/api/current`), per-socket limits (20 calls, 8 KiB / 64 KiB frames, idle timeout), and both wire dialects.
+//! Over our usual ~700 lines: listener, routing and the per-socket limits share the connection state; the dialects
+//! and per-connection sessions already live in `wire.rs` and `session.rs`.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
