@@ -50,7 +50,7 @@ fn compose_config(compose: &Path, text: &str, env: &BTreeMap<String, String>) ->
 }
 
 fn ours(yaml: &str, env: &BTreeMap<String, String>, policy: &PolicyConfig) -> Report {
-    let input = ValidateInput { yaml, env, used_ports: None, policy, derive_portals: false };
+    let input = ValidateInput { yaml, env, used_ports: None, policy, derive_portals: false, nas_version: None };
     validate_app(&input, Some("app"))
 }
 

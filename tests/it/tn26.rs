@@ -220,3 +220,21 @@ fn a_compose_the_nas_refuses_is_explained() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn include_is_judged_by_the_connected_release() {
+    let compose = "include:\n  - ./db.yaml\nservices:\n  web:\n    image: nginx:1.27\n";
+    for (version, said, not_said) in [
+        (SimVersion::V26_0, "`./db.yaml` live on the NAS", "does not support"),
+        (SimVersion::V25_10, "TrueNAS 25.10 does not support `include:`; 26.0 does", "cannot read"),
+    ] {
+        let (_sim, server) = serve(options(version));
+        let audit = std::env::temp_dir().join(format!("tn26-include-{}-{version:?}.jsonl", std::process::id()));
+        let mut peer = mcp(&server.addr.port().to_string(), ("TRUENAS_PASSWORD", PASSWORD), &audit);
+        let (text, s, _) = call_tool(&mut peer, 1, "validate_compose", json!({"compose_yaml": compose}));
+        assert_eq!(s["valid"], false, "{version:?}: {text}");
+        assert!(text.contains(said) && !text.contains(not_said), "{version:?}: {text}");
+        assert!(text.contains("inline the included services into this file"), "{version:?}: {text}");
+        let _ = std::fs::remove_file(&audit);
+    }
+}
