@@ -28,7 +28,7 @@ fn document(services: usize) -> String {
 }
 
 fn run(yaml: &str, env: &BTreeMap<String, String>, policy: &PolicyConfig, used: &[(u16, String)]) -> Report {
-    validate(&ValidateInput { yaml, env, used_ports: Some(used), policy, derive_portals: true })
+    validate(&ValidateInput { yaml, env, used_ports: Some(used), policy, derive_portals: true, nas_version: None })
 }
 
 /// Best and median of `rounds` runs of `f`.

@@ -84,6 +84,9 @@ pub struct ValidateInput<'a> {
     pub policy: &'a PolicyConfig,
     /// Add `x-portals` for published web ports when the document has none.
     pub derive_portals: bool,
+    /// The connected NAS's release (major, minor), e.g. `(26, 0)`; `None` when unknown (no NAS, or not reached).
+    /// Rules that differ by release (`include:`) say what holds on it, or on every release when unknown.
+    pub nas_version: Option<(u32, u32)>,
 }
 
 /// Everything we learned about a compose document.
@@ -152,7 +155,7 @@ pub fn validate_app(input: &ValidateInput<'_>, app_name: Option<&str>) -> Report
         report.services = services.keys().map(interpolate::key_text).collect();
     }
     let project = model::read_project(root, &mut findings);
-    let cx = policy::Context { policy: input.policy, used_ports: input.used_ports };
+    let cx = policy::Context { policy: input.policy, used_ports: input.used_ports, nas_version: input.nas_version };
     findings.extend(policy::judge(&project, &cx, &mut report.published_ports));
     if input.derive_portals && !root.contains_key("x-portals") {
         let portals = portals::derive_portals(&project);

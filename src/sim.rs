@@ -54,6 +54,7 @@ mod memory;
 mod middleware;
 mod query;
 mod schema;
+mod scram;
 mod session;
 mod state_file;
 mod storage;

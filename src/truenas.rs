@@ -16,6 +16,7 @@ pub mod ejson;
 pub mod error;
 pub mod jobs;
 pub mod jobtable;
+pub mod scram;
 pub mod session;
 pub mod storage;
 pub mod subscriptions;

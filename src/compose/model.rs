@@ -76,7 +76,8 @@ pub struct Project {
     pub networks: Vec<(String, Value, String)>,
     /// `file:` of top-level `configs:` and `secrets:`.
     pub files: Vec<Located<String>>,
-    pub include: Option<String>,
+    /// Top-level `include:`: the paths of the files it pulls in (empty when none could be read from it).
+    pub include: Option<Located<Vec<String>>>,
 }
 
 /// A scalar as text (strings as they are, numbers and booleans printed); `None` for null and collections.
@@ -104,14 +105,30 @@ pub fn flag(v: &Value) -> bool {
     }
 }
 
+/// The files an `include:` names: each entry is a path, or a mapping whose `path` is a path or a list of them.
+fn include_paths(include: &Value) -> Vec<String> {
+    let entries = match include {
+        Value::Sequence(entries) => entries.as_slice(),
+        other => std::slice::from_ref(other),
+    };
+    let mut paths = Vec::new();
+    for entry in entries {
+        match entry.as_mapping().and_then(|m| m.get("path")).unwrap_or(entry) {
+            Value::Sequence(list) => paths.extend(list.iter().filter_map(scalar_text)),
+            one => paths.extend(scalar_text(one)),
+        }
+    }
+    paths
+}
+
 /// Read the typed view out of a document that is known to be a mapping.
 pub fn read_project(root: &Mapping, findings: &mut Vec<Finding>) -> Project {
     let mut project = Project::default();
     if let Some(name) = root.get("name") {
         project.name = Some(Located { value: scalar_text(name).unwrap_or_default(), path: "name".into() });
     }
-    if root.contains_key("include") {
-        project.include = Some("include".into());
+    if let Some(include) = root.get("include") {
+        project.include = Some(Located { value: include_paths(include), path: "include".into() });
     }
     for section in ["volumes", "networks"] {
         if let Some(entries) = root.get(section) {

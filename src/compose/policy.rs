@@ -128,6 +128,32 @@ pub struct Context<'a> {
     pub policy: &'a PolicyConfig,
     /// Host ports other apps use, with the app using each.
     pub used_ports: Option<&'a [(u16, String)]>,
+    /// The connected NAS's release (major, minor); `None` when unknown.
+    pub nas_version: Option<(u32, u32)>,
+}
+
+/// `include:` is refused everywhere, for the reason that holds on the NAS's release: before 26.0 TrueNAS does not
+/// accept it at all; 26.0 does, but the included files are paths on the NAS that we cannot read, so nothing in them
+/// could be judged (unknown release: both reasons).
+fn include_finding(include: &Located<Vec<String>>, nas_version: Option<(u32, u32)>) -> Finding {
+    let files = if include.value.is_empty() {
+        "files".to_string()
+    } else {
+        include.value.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+    };
+    let unreadable = format!(
+        "{files} live on the NAS, where truenas-mcp cannot read them, so the services in them cannot be judged"
+    );
+    let message = match nas_version {
+        Some(v) if v >= (26, 0) => format!("`include:` pulls in {unreadable}"),
+        Some((major, minor)) => {
+            format!("TrueNAS {major}.{minor:02} does not support `include:`; 26.0 does (this one pulls in {files})")
+        }
+        None => format!(
+            "`include:` needs TrueNAS 26.0 (earlier releases do not support it), and even there the included {unreadable}"
+        ),
+    };
+    rules::INCLUDE_UNSUPPORTED.at(None, &include.path, message, "inline the included services into this file")
 }
 
 /// Judge every rule on `project`; findings carry catalogue severities (call [`apply_level`] afterwards).
@@ -141,13 +167,8 @@ pub fn judge(project: &Project, cx: &Context<'_>, published: &mut Vec<PublishedP
             "remove `name:`; the app name you deploy with is what TrueNAS uses",
         ));
     }
-    if let Some(path) = &project.include {
-        out.push(rules::INCLUDE_UNSUPPORTED.at(
-            None,
-            path,
-            "`include:` pulls in other compose files, and no other file travels with a custom app",
-            "paste the included services into this document",
-        ));
+    if let Some(include) = &project.include {
+        out.push(include_finding(include, cx.nas_version));
     }
     let backings: BTreeMap<&str, VolumeBacking> =
         project.volumes.iter().map(|(name, def, path)| (name.as_str(), volume_backing(name, def, path))).collect();

@@ -1,6 +1,7 @@
 //! Login the way each release does it: 24.10 booleans, 25.04+ `auth.login_ex` response types, the permanent
 //! revocation of an API key used over an insecure transport, and 26.0's `DENIED`, `AUTH_ERR` for a revoked key and
-//! single-use `reconnect_token`s (plugins/auth.py, plugins/auth_/login_ex_impl.py of 26.0.0-BETA.3).
+//! single-use `reconnect_token`s (plugins/auth.py, plugins/auth_/login_ex_impl.py of 26.0.0-BETA.3), and 26.0's
+//! SCRAM-SHA-512 for API keys ([`super::scram`]).
 
 use std::sync::Arc;
 
@@ -75,7 +76,19 @@ pub(crate) fn handle(
             let data = params.first().cloned().unwrap_or(Value::Null);
             let field = |k: &str| data.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
             let user_info = data.pointer("/login_options/user_info").and_then(Value::as_bool).unwrap_or(true);
+            let mut scram_final = None;
             let outcome = match field("mechanism").as_str() {
+                "SCRAM" if mw.version() >= SimVersion::V26_0 => {
+                    match super::scram::step(mw, session, &field("scram_type"), &field("rfc_str"))? {
+                        super::scram::Step::Respond(answer) => return Ok(answer),
+                        super::scram::Step::Refused => Outcome::AuthErr,
+                        super::scram::Step::Proved { username, server_final } => {
+                            scram_final = Some(server_final);
+                            let success = Outcome::Success(username.clone(), AuthMethod::ApiKey, "LEVEL_1");
+                            api_access(mw, &username, success)
+                        }
+                    }
+                }
                 "PASSWORD_PLAIN" => password_outcome(mw, &field("username"), &field("password")),
                 "API_KEY_PLAIN" => api_key_outcome(mw, session, &field("username"), &field("api_key")),
                 "TOKEN_PLAIN" => token_outcome(mw, &field("token")),
@@ -100,6 +113,10 @@ pub(crate) fn handle(
             };
             let otp = field("mechanism") == "OTP_TOKEN";
             let mut resp = finish(mw, session, outcome);
+            // A SCRAM login that succeeds answers with the server's signature, not SUCCESS.
+            if let Some(server_final) = scram_final.filter(|_| resp["response_type"] == "SUCCESS") {
+                return Ok(server_final);
+            }
             if resp["response_type"] == "SUCCESS" && !user_info {
                 resp["user_info"] = Value::Null;
             }

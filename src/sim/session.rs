@@ -47,6 +47,8 @@ pub(crate) enum Credentials {
         method: AuthMethod,
         epoch: i64,
     },
+    /// A SCRAM CLIENT_FIRST_MESSAGE was answered; the CLIENT_FINAL_MESSAGE finishes it.
+    ScramPending(super::scram::Pending),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -37,7 +37,11 @@ fn validate(
     env: &BTreeMap<String, String>,
     used_ports: Option<&[(u16, String)]>,
 ) -> Report {
-    let input = ValidateInput { yaml, env, used_ports, policy: &tools.config().policy, derive_portals: true };
+    // The release decides how `include:` is refused; a NAS that cannot be reached leaves it unknown.
+    let nas_version =
+        tools.nas_configured().then(|| tools.client().server_info().ok()).flatten().map(|i| i.version_tuple);
+    let input =
+        ValidateInput { yaml, env, used_ports, policy: &tools.config().policy, derive_portals: true, nas_version };
     compose::validate_app(&input, app)
 }
 

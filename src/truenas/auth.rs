@@ -2,7 +2,9 @@
 //!
 //! Password: `auth.login_ex` PASSWORD_PLAIN on JSON-RPC (25.04+), falling back to `auth.login` when the method does
 //! not exist; `auth.login` on legacy DDP (24.10). API key: `auth.login_ex` API_KEY_PLAIN with the username when one
-//! was configured explicitly, else `auth.login_with_api_key` (which looks the owner up). Reference §2.
+//! was configured explicitly, else `auth.login_with_api_key` (which looks the owner up); on a 26.0 API an API key
+//! with its owner named logs in with SCRAM-SHA-512 instead ([`super::scram`]), so the key never crosses the wire
+//! and may be used over plain ws:// (passwords stay PASSWORD_PLAIN: 26.0's SCRAM covers API keys only). Reference §2.
 
 use serde_json::{json, Value};
 
@@ -91,6 +93,65 @@ pub fn login_calls(config: &Config, protocol: WireProtocol, reconnect_token: boo
     })
 }
 
+/// Whether logging in sends the API key itself. SCRAM does not: on a 26.0 API, over JSON-RPC, with the key's owner
+/// named (the exchange names `<user>:<key id>`) and the key in its `<id>-<secret>` form.
+pub fn key_on_wire(config: &Config, protocol: WireProtocol, api_26: bool) -> bool {
+    !(api_26 && protocol == WireProtocol::JsonRpc && scram_key(config).is_some())
+}
+
+/// Whether a SCRAM login is possible for this configuration on some API (before the NAS's version is known).
+pub fn scram_possible(config: &Config) -> bool {
+    config.api != crate::config::ApiMode::Legacy && scram_key(config).is_some()
+}
+
+/// The configured API key as (id, secret) when it may be used with SCRAM (an API key credential, owner named).
+fn scram_key(config: &Config) -> Option<(u32, &str)> {
+    let key = config.api_key.as_ref().filter(|_| config.password.is_none() && config.username_explicit)?;
+    super::scram::split_key(key.expose())
+}
+
+/// The result of one login call: `Ok(Ok(result))` accepted, `Ok(Err(why))` refused, `Err` no answer that says.
+pub type LoginAnswer = Result<Result<Value, AuthFailure>, TnError>;
+
+/// Log in with SCRAM-SHA-512 (call only when [`key_on_wire`] is false): client-first, server-first, client-final,
+/// server-final, through `ask` (which sends one login call). The server's signature is checked, so a server that
+/// does not know the key cannot pretend to have accepted it.
+pub fn scram_login(config: &Config, ask: &mut dyn FnMut(&LoginCall) -> LoginAnswer) -> LoginAnswer {
+    let Some((id, secret)) = scram_key(config) else {
+        return Err(TnError::Protocol("SCRAM needs an API key of the form <id>-<secret> and its owner".into()));
+    };
+    let mut exchange = super::scram::Exchange::start(&config.username, id).map_err(TnError::Protocol)?;
+    let step = |scram_type: &str, rfc_str: String| LoginCall {
+        method: "auth.login_ex",
+        params: json!([{"mechanism": "SCRAM", "scram_type": scram_type, "rfc_str": rfc_str}]),
+    };
+    let first = match ask(&step("CLIENT_FIRST_MESSAGE", exchange.client_first()))? {
+        Ok(answer) => answer,
+        refused => return Ok(refused),
+    };
+    let server_first = scram_message(&first, "SERVER_FIRST_RESPONSE")?;
+    let final_message = exchange.client_final(server_first, secret).map_err(TnError::Protocol)?;
+    let last = match ask(&step("CLIENT_FINAL_MESSAGE", final_message))? {
+        Ok(answer) => answer,
+        refused => return Ok(refused),
+    };
+    if !exchange.server_verified(scram_message(&last, "SERVER_FINAL_RESPONSE")?) {
+        return Err(TnError::Protocol(
+            "the NAS's SCRAM signature is wrong: the server does not know the key (a man in the middle?)".into(),
+        ));
+    }
+    Ok(Ok(last))
+}
+
+/// The `rfc_str` of a `SCRAM_RESPONSE` of the expected type.
+fn scram_message<'a>(answer: &'a Value, scram_type: &str) -> Result<&'a str, TnError> {
+    let got = answer.get("scram_type").and_then(Value::as_str);
+    match answer.get("rfc_str").and_then(Value::as_str) {
+        Some(rfc) if got == Some(scram_type) => Ok(rfc),
+        _ => Err(TnError::Protocol(format!("expected a SCRAM {scram_type}, got {answer}"))),
+    }
+}
+
 /// `user_info` is not needed (it is large); `reconnect_token` only where the API has it.
 fn login_options(reconnect_token: bool) -> Value {
     if reconnect_token {
@@ -117,6 +178,18 @@ pub fn explain(failure: AuthFailure, config: &Config, api_26: bool) -> AuthFailu
     match failure {
         AuthFailure::BadCredentials if key && api_26 => AuthFailure::KeyRefused,
         other => other,
+    }
+}
+
+impl LoginCall {
+    /// What the answer to this call means: [`interpret`], except that a SCRAM step's `SCRAM_RESPONSE` is the
+    /// exchange going on (for [`scram_login`] to read).
+    pub fn interpret(&self, result: &Value) -> Result<(), AuthFailure> {
+        let scram = self.params[0]["mechanism"] == "SCRAM";
+        if scram && result.get("response_type").and_then(Value::as_str) == Some("SCRAM_RESPONSE") {
+            return Ok(());
+        }
+        interpret(self.method, result)
     }
 }
 

@@ -180,7 +180,8 @@ impl fmt::Display for TnError {
                 AuthFailure::InsecureTransportRefused => f.write_str(
                     "refusing to send the API key over plain ws:// to a non-loopback host: TrueNAS 25.04+ revokes \
                      a key used over an insecure transport; use wss:// (TRUENAS_PROTOCOL=wss, TRUENAS_PORT=443) \
-                     or, on 24.10 and at your own risk, TRUENAS_ALLOW_INSECURE_API_KEY=true",
+                     or, on 24.10 and at your own risk, TRUENAS_ALLOW_INSECURE_API_KEY=true (on 26.0, setting \
+                     TRUENAS_USERNAME to the key's owner logs in with SCRAM, which never sends the key)",
                 ),
                 AuthFailure::NoCredentials => f.write_str(
                     "no truenas credentials configured: set TRUENAS_PASSWORD (with TRUENAS_USERNAME) or \

@@ -46,8 +46,13 @@ impl Learned {
 
     /// 26.0 API or newer: login options `reconnect_token`, response type `DENIED`, `AUTH_ERR` for revoked keys.
     fn api_26(&self) -> bool {
-        self.api_version().is_some_and(|v| parse_version(v).1 >= (26, 0))
+        self.api_path.as_deref().is_some_and(path_is_26)
     }
+}
+
+/// Whether a JSON-RPC path names a pinned 26.0 API or newer (`/api/v26.0.0`).
+fn path_is_26(path: &str) -> bool {
+    path.strip_prefix("/api/v").is_some_and(|v| parse_version(v).1 >= (26, 0))
 }
 
 /// The newest of `served` (as `GET /api/versions` lists them) that we ship models for.
@@ -108,7 +113,12 @@ fn connect_inner(
     let mut last_err = None;
     let mut opened = None;
     let api_path = match (order.first(), &learned.api_path) {
-        (Some(WireProtocol::JsonRpc), None) => discover_api_path(settings, connector, credential)?,
+        // The GET sends no credential; a key that only SCRAM would use is vetted once the API is known.
+        (Some(WireProtocol::JsonRpc), None) => discover_api_path(
+            settings,
+            connector,
+            credential == auth::CredentialKind::ApiKey && !auth::scram_possible(config),
+        )?,
         (_, Some(known)) => known.clone(),
         _ => WireProtocol::JsonRpc.path().to_string(),
     };
@@ -117,7 +127,9 @@ fn connect_inner(
             WireProtocol::JsonRpc => api_path.as_str(),
             WireProtocol::Legacy => protocol.path(),
         };
-        match open(settings, connector, path, credential) {
+        let key_leaves = credential == auth::CredentialKind::ApiKey
+            && auth::key_on_wire(config, *protocol, *protocol == WireProtocol::JsonRpc && path_is_26(path));
+        match open(settings, connector, path, key_leaves) {
             Ok((socket, url)) => {
                 opened = Some((socket, url, *protocol));
                 break;
@@ -183,11 +195,11 @@ fn connect_inner(
 fn discover_api_path(
     settings: &ClientSettings,
     connector: &dyn Connector,
-    credential: auth::CredentialKind,
+    key_leaves: bool,
 ) -> Result<String, TnError> {
     let config = &settings.config;
     let deadline = Instant::now() + config.connect_timeout;
-    let stream = open_stream(connector, config, deadline, credential)?;
+    let stream = open_stream(connector, config, deadline, key_leaves)?;
     let base = connector.url(config, "")?;
     let host = base.split_once("://").map_or(base.as_str(), |(_, rest)| rest);
     let served = transport::api_versions(stream, host, deadline);
@@ -202,17 +214,17 @@ fn discover_api_path(
     Ok(chosen.map_or_else(|| WireProtocol::JsonRpc.path().to_string(), |v| format!("/api/{v}")))
 }
 
-/// A byte stream through the connector; an API key's transport rule vets every peer address first.
+/// A byte stream through the connector; when an API key will cross the wire (`key_leaves`: not SCRAM), its transport
+/// rule vets every peer address first.
 fn open_stream(
     connector: &dyn Connector,
     config: &crate::config::Config,
     deadline: Instant,
-    credential: auth::CredentialKind,
+    key_leaves: bool,
 ) -> Result<transport::Stream, TnError> {
-    let api_key = credential == auth::CredentialKind::ApiKey;
     // Checked against every resolved address before connecting, so the key never leaves.
     let may_connect = |peer: IpAddr, secure: bool| {
-        if api_key && !transport::api_key_transport_allowed(secure, peer, config.allow_insecure_api_key) {
+        if key_leaves && !transport::api_key_transport_allowed(secure, peer, config.allow_insecure_api_key) {
             Err(TnError::Auth(AuthFailure::InsecureTransportRefused))
         } else {
             Ok(())
@@ -226,12 +238,12 @@ fn open(
     settings: &ClientSettings,
     connector: &dyn Connector,
     path: &str,
-    credential: auth::CredentialKind,
+    key_leaves: bool,
 ) -> Result<(Socket, String), OpenError> {
     let config = &settings.config;
     // Real time: it bounds blocking socket calls.
     let deadline = Instant::now() + config.connect_timeout;
-    let stream = open_stream(connector, config, deadline, credential)?;
+    let stream = open_stream(connector, config, deadline, key_leaves)?;
     let url = connector.url(config, path)?;
     let socket = transport::upgrade(stream, &url, deadline, config.connect_timeout)?;
     Ok((socket, url))
@@ -281,6 +293,16 @@ pub fn login(
             Err(e) => debug!("logging in with the reconnect token failed ({e}); using the configured credential"),
         }
     }
+    if !auth::key_on_wire(&settings.config, conn.codec.protocol(), tokens) {
+        // SCRAM's login options are fixed (no reconnect token): a reconnect runs the exchange again.
+        return match auth::scram_login(&settings.config, &mut |call| login_once(conn, settings, call, others))? {
+            Ok(_) => {
+                conn.authenticated = true;
+                Ok(())
+            }
+            Err(failure) => Err(TnError::Auth(auth::explain(failure, &settings.config, tokens))),
+        };
+    }
     let calls = auth::login_calls(&settings.config, conn.codec.protocol(), tokens)?;
     let mut calls = calls.into_iter().peekable();
     while let Some(call) = calls.next() {
@@ -317,7 +339,7 @@ fn login_once(
         debug!("> {} {} [credentials redacted]", id, call.method);
     }
     match conn.request_sync(&id, &text, timeout, TimeoutPhase::Login, others)? {
-        Ok(result) => Ok(auth::interpret(call.method, &result).map(|()| result)),
+        Ok(result) => Ok(call.interpret(&result).map(|()| result)),
         Err(w) if w.is_method_not_found() => Err(TnError::MethodNotFound(call.method.to_string())),
         Err(w) => match w.into_tn_error(call.method) {
             // A 207 to a login call means the login was refused.

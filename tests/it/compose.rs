@@ -18,7 +18,7 @@ fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 fn run(yaml: &str, env: &BTreeMap<String, String>, policy: &PolicyConfig, used: Option<&[(u16, String)]>) -> Report {
-    validate(&ValidateInput { yaml, env, used_ports: used, policy, derive_portals: false })
+    validate(&ValidateInput { yaml, env, used_ports: used, policy, derive_portals: false, nas_version: None })
 }
 
 fn ids(report: &Report) -> Vec<&'static str> {
@@ -573,6 +573,7 @@ fn portals() {
             used_ports: None,
             policy: &PolicyConfig::default(),
             derive_portals: true,
+            nas_version: None,
         })
         .rendered
         .unwrap()
@@ -1468,7 +1469,14 @@ fn compose_project_name_is_ix_app_on_truenas() {
     let env = env(&[("COMPOSE_PROJECT_NAME", "ignored: -p wins")]);
     let policy = PolicyConfig::default();
     let named = compose::validate_app(
-        &ValidateInput { yaml: &yaml, env: &env, used_ports: None, policy: &policy, derive_portals: false },
+        &ValidateInput {
+            yaml: &yaml,
+            env: &env,
+            used_ports: None,
+            policy: &policy,
+            derive_portals: false,
+            nas_version: None,
+        },
         Some("immich"),
     );
     assert_eq!(ids(&named), Vec::<&str>::new(), "{:?}", named.findings);
@@ -1529,4 +1537,37 @@ fn a_deploy_resolves_compose_project_name_to_its_own_app() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("PROJECT: ix-blog"), "{stdout}");
     assert!(!stdout.contains("project-name-assumed"), "{stdout}");
+}
+
+#[test]
+fn include_is_refused_for_the_reason_that_holds_on_the_nas_release() {
+    let yaml = format!("include:\n  - ./db.yaml\n  - path: [./cache.yaml, ./override.yaml]\n{}", svc(""));
+    let judge = |nas_version| {
+        let policy = PolicyConfig::default();
+        let input = ValidateInput {
+            yaml: &yaml,
+            env: &BTreeMap::new(),
+            used_ports: None,
+            policy: &policy,
+            derive_portals: false,
+            nas_version,
+        };
+        let report = validate(&input);
+        assert_eq!(ids(&report), ["include-unsupported"], "{:#?}", report.findings);
+        let f = &report.findings[0];
+        assert_eq!((f.path.as_str(), f.fix.as_str()), ("include", "inline the included services into this file"));
+        f.message.clone()
+    };
+    let older = judge(Some((25, 10)));
+    assert!(older.starts_with("TrueNAS 25.10 does not support `include:`; 26.0 does"), "{older}");
+    assert!(!older.contains("cannot read"), "{older}");
+    let on_26 = judge(Some((26, 0)));
+    assert!(!on_26.contains("does not support"), "{on_26}");
+    assert!(
+        on_26.contains("`./db.yaml`, `./cache.yaml`, `./override.yaml`") && on_26.contains("cannot read them"),
+        "{on_26}"
+    );
+    let unknown = judge(None);
+    assert!(unknown.contains("needs TrueNAS 26.0") && unknown.contains("cannot read them"), "{unknown}");
+    assert!(unknown.contains("`./db.yaml`"), "{unknown}");
 }

@@ -27,6 +27,20 @@ impl Connector for Counting {
     }
 }
 
+/// The network connector, presenting every peer to the API-key transport rule as a remote host on plain TCP
+/// (TEST-NET-1), while it really dials the simulator on loopback.
+struct AsIfRemote;
+
+impl Connector for AsIfRemote {
+    fn url(&self, config: &Config, path: &str) -> Result<String, TnError> {
+        TcpConnector.url(config, path)
+    }
+    fn open(&self, dial: &Dial) -> Result<Stream, TnError> {
+        (dial.may_connect)("192.0.2.1".parse().unwrap(), false)?;
+        TcpConnector.open(dial)
+    }
+}
+
 /// The `auth.login_ex` mechanisms the simulator received, in order.
 fn mechanisms(sim: &Simulator) -> Vec<String> {
     calls_to(sim, "auth.login_ex").iter().map(|p| p[0]["mechanism"].as_str().unwrap_or("").to_string()).collect()
@@ -189,10 +203,9 @@ fn the_tools_work_against_26_with_a_password_and_an_api_key() {
         let _ = std::fs::remove_file(&audit);
     }
     let logins = mechanisms(&sim);
-    assert!(
-        logins.contains(&"PASSWORD_PLAIN".to_string()) && logins.contains(&"API_KEY_PLAIN".to_string()),
-        "{logins:?}"
-    );
+    // 26.0 logs an API key in with SCRAM (two steps), so the key itself is never sent.
+    assert!(logins.contains(&"PASSWORD_PLAIN".to_string()) && logins.contains(&"SCRAM".to_string()), "{logins:?}");
+    assert!(!logins.contains(&"API_KEY_PLAIN".to_string()), "{logins:?}");
 }
 
 #[test]
@@ -220,4 +233,62 @@ fn a_compose_the_nas_refuses_is_explained() {
         assert!(text.contains("Likely fix: declare"), "{tool}: the fix: {text}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn include_is_judged_by_the_connected_release() {
+    let compose = "include:\n  - ./db.yaml\nservices:\n  web:\n    image: nginx:1.27\n";
+    for (version, said, not_said) in [
+        (SimVersion::V26_0, "`./db.yaml` live on the NAS", "does not support"),
+        (SimVersion::V25_10, "TrueNAS 25.10 does not support `include:`; 26.0 does", "cannot read"),
+    ] {
+        let (_sim, server) = serve(options(version));
+        let audit = std::env::temp_dir().join(format!("tn26-include-{}-{version:?}.jsonl", std::process::id()));
+        let mut peer = mcp(&server.addr.port().to_string(), ("TRUENAS_PASSWORD", PASSWORD), &audit);
+        let (text, s, _) = call_tool(&mut peer, 1, "validate_compose", json!({"compose_yaml": compose}));
+        assert_eq!(s["valid"], false, "{version:?}: {text}");
+        assert!(text.contains(said) && !text.contains(not_said), "{version:?}: {text}");
+        assert!(text.contains("inline the included services into this file"), "{version:?}: {text}");
+        let _ = std::fs::remove_file(&audit);
+    }
+}
+
+#[test]
+fn an_api_key_over_plain_ws_to_a_remote_host_logs_in_with_scram_on_26_and_never_crosses_the_wire() {
+    let opts = SimOptions { treat_plain_tcp_as_remote: true, ..options(SimVersion::V26_0) };
+    let (sim, server) = serve(opts);
+    let mut config = config_for(&server);
+    config.password = None;
+    config.api_key = Some(Secret::new(KEY));
+    config.username_explicit = true;
+    let c = Client::new(ClientSettings::new(config.clone()), Arc::new(AsIfRemote));
+    let info = c.server_info().expect("SCRAM logs in over plain ws:// on 26.0");
+    assert_eq!(info.auth_method, "api_key");
+    c.call("system.version", json!([])).expect("the session is authenticated");
+    assert_eq!(mechanisms(&sim), ["SCRAM", "SCRAM"]);
+    let steps: Vec<Value> = calls_to(&sim, "auth.login_ex").iter().map(|p| p[0]["scram_type"].clone()).collect();
+    assert_eq!(steps, [json!("CLIENT_FIRST_MESSAGE"), json!("CLIENT_FINAL_MESSAGE")]);
+    assert!(calls_to(&sim, "auth.login_ex")[0][0]["rfc_str"].as_str().unwrap().starts_with("n,,n=mcp-service:7,r="));
+    let secret = KEY.split_once('-').unwrap().1;
+    let crossed = sim.call_log().iter().filter(|(_, p)| p.to_string().contains(secret)).count();
+    assert_eq!(crossed, 0, "the key crossed the wire: {:?}", sim.call_log());
+    assert!(!sim.api_key_revoked(7), "a SCRAM login must not revoke the key");
+
+    // A wrong key is refused, in the words that fit 26.0 (wrong or revoked look alike there).
+    config.api_key = Some(Secret::new("7-wrongwrongwrong"));
+    let err = Client::new(ClientSettings::new(config.clone()), Arc::new(AsIfRemote)).server_info().unwrap_err();
+    assert!(matches!(err, TnError::Auth(AuthFailure::KeyRefused)), "{err:?}");
+    assert!(err.to_string().contains("it is wrong or was revoked"), "{err}");
+    assert!(!sim.api_key_revoked(7));
+
+    // 25.10 has no SCRAM: the key would be sent as it is, so it is refused before any login call.
+    let (old, old_server) = serve(SimOptions { treat_plain_tcp_as_remote: true, ..options(SimVersion::V25_10) });
+    let mut config = config_for(&old_server);
+    config.password = None;
+    config.api_key = Some(Secret::new(KEY));
+    config.username_explicit = true;
+    let err = Client::new(ClientSettings::new(config), Arc::new(AsIfRemote)).server_info().unwrap_err();
+    assert!(matches!(err, TnError::Auth(AuthFailure::InsecureTransportRefused)), "{err:?}");
+    assert!(old.call_log().iter().all(|(m, _)| !m.starts_with("auth.")), "{:?}", old.call_log());
+    assert!(!old.api_key_revoked(7));
 }
