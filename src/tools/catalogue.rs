@@ -73,7 +73,10 @@ fn wait() -> Value {
     json!({"type": "boolean", "default": true})
 }
 
-fn input(properties: Value, required: &[&str]) -> Value {
+/// Every tool's input: its own properties, plus `nas` (which NAS of the fleet; the instructions say it once, so it
+/// costs the same few bytes per tool however many NAS there are).
+fn input(mut properties: Value, required: &[&str]) -> Value {
+    properties["nas"] = json!({"type": "string", "maxLength": crate::config::fleet::NAME_MAX});
     let mut schema = json!({"type": "object", "properties": properties, "additionalProperties": false});
     if !required.is_empty() {
         schema["required"] = json!(required);
@@ -241,11 +244,14 @@ pub fn specs() -> Vec<ToolSpec> {
                     "apps": {"type": "array", "items": {"type": "object", "properties": {
                         "name": {"type": "string"}, "state": {"type": "string"}, "custom_app": {"type": "boolean"},
                         "containers": {"type": "integer"}, "ports": app_ports(), "portals": portals(),
-                        "image_updates_available": {"type": "boolean"}},
+                        "image_updates_available": {"type": "boolean"}, "nas": {"type": "string"}},
                         "required": ["name", "state", "custom_app", "containers", "ports", "portals",
                             "image_updates_available"]}},
                     "count": {"type": "integer"},
                     "docker_status": {"type": "string"},
+                    // `nas: "*"`: the NAS that could not be listed, each with why.
+                    "unreachable": {"type": "array", "items": {"type": "object", "properties": {
+                        "nas": {"type": "string"}, "error": {"type": "string"}}, "required": ["nas", "error"]}},
                 }),
                 &["apps", "count", "docker_status"],
             ),
@@ -657,8 +663,8 @@ mod tests {
         if let Some(props) = schema.get("properties").and_then(Value::as_object) {
             for (k, v) in props {
                 let d = v.get("description").and_then(Value::as_str).unwrap_or("");
-                // app_name and wait are described once, in the instructions.
-                assert!(d.len() > 15 || ["app_name", "wait"].contains(&k.as_str()), "{where_}.{k} lacks a description");
+                // app_name, wait and nas are described once, in the instructions.
+                assert!(d.len() > 15 || ["app_name", "wait", "nas"].contains(&k.as_str()), "{where_}.{k} lacks a description");
             }
         }
     }
