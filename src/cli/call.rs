@@ -198,9 +198,10 @@ pub fn run_call(fleet: &Fleet, rest: &[String]) -> Result<ExitCode> {
         super::out(CALL_HELP)?;
         return Ok(if rest.is_empty() { ExitCode::from(2) } else { ExitCode::SUCCESS });
     }
-    let name = &rest[0];
-    let (nas, rest) = take_nas(&rest[1..])?;
-    let (mut args, as_json) = parse_call_args(&rest)?;
+    // `--nas` may come before or after the tool's name.
+    let (nas, rest) = take_nas(rest)?;
+    let Some(name) = rest.first() else { bail!("call needs the name of a tool (see call --help)") };
+    let (mut args, as_json) = parse_call_args(&rest[1..])?;
     if let Some(nas) = &nas {
         if nas != "*" && fleet.get(nas).is_none() {
             bail!("unknown nas '{}' (this server manages: {})", clip(nas), fleet.names());
