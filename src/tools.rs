@@ -213,10 +213,6 @@ impl Catalog for Tools {
         let Some(spec) = self.spec(name) else {
             return ToolOutput::error(format!("unknown tool '{name}' (tools/list shows the available tools)"));
         };
-        // `nas` chose this NAS already (`Fleet`); the handlers' arguments are the rest.
-        if let Some(obj) = args.as_object_mut() {
-            obj.remove("nas");
-        }
         redacted::remember(&self.secrets, &args);
         let ctx = &redacted::context(ctx, &self.secrets);
         let app = args.get("app_name").and_then(Value::as_str).map(str::to_string);

@@ -206,7 +206,10 @@ pub fn run_call(fleet: &Fleet, rest: &[String]) -> Result<ExitCode> {
         if nas != "*" && fleet.get(nas).is_none() {
             bail!("unknown nas '{}' (this server manages: {})", clip(nas), fleet.names());
         }
-        args.insert("nas".into(), Value::String(nas.clone()));
+        // One NAS publishes no `nas` argument: naming it is allowed, and says nothing more.
+        if fleet.entries.len() > 1 {
+            args.insert("nas".into(), Value::String(nas.clone()));
+        }
     }
     let config = &nas.as_deref().and_then(|n| fleet.get(n)).unwrap_or(fleet.default_entry()).config;
     let catalog = Arc::new(crate::tools::Fleet::new(fleet));

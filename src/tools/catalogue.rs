@@ -73,10 +73,14 @@ fn wait() -> Value {
     json!({"type": "boolean", "default": true})
 }
 
-/// Every tool's input: its own properties, plus `nas` (which NAS of the fleet; the instructions say it once, so it
-/// costs the same few bytes per tool however many NAS there are).
-fn input(mut properties: Value, required: &[&str]) -> Value {
-    properties["nas"] = json!({"type": "string", "maxLength": crate::config::fleet::NAME_MAX});
+/// The `nas` argument every tool takes when the server manages several NAS (`Fleet` adds it): which NAS, by name.
+/// No description (the instructions say it once), so it costs the same few bytes per tool however many NAS there
+/// are, and nothing at all with one NAS.
+pub fn nas_argument() -> Value {
+    json!({"type": "string", "maxLength": crate::config::fleet::NAME_MAX})
+}
+
+fn input(properties: Value, required: &[&str]) -> Value {
     let mut schema = json!({"type": "object", "properties": properties, "additionalProperties": false});
     if !required.is_empty() {
         schema["required"] = json!(required);
@@ -663,8 +667,8 @@ mod tests {
         if let Some(props) = schema.get("properties").and_then(Value::as_object) {
             for (k, v) in props {
                 let d = v.get("description").and_then(Value::as_str).unwrap_or("");
-                // app_name, wait and nas are described once, in the instructions.
-                assert!(d.len() > 15 || ["app_name", "wait", "nas"].contains(&k.as_str()), "{where_}.{k} lacks a description");
+                // app_name and wait are described once, in the instructions.
+                assert!(d.len() > 15 || ["app_name", "wait"].contains(&k.as_str()), "{where_}.{k} lacks a description");
             }
         }
     }
@@ -678,8 +682,7 @@ mod tests {
             check_described(schema, &s.def.name);
             for (k, v) in schema["properties"].as_object().unwrap() {
                 let required = schema.get("required").and_then(Value::as_array).cloned().unwrap_or_default();
-                // `nas` (absent: the default NAS) is explained once, in the instructions of a fleet.
-                if v.get("default").is_none() && !required.iter().any(|r| r == k) && k != "nas" {
+                if v.get("default").is_none() && !required.iter().any(|r| r == k) {
                     // Optional without default: the description must say what happens when it is absent.
                     let d = v["description"].as_str().unwrap();
                     assert!(d.contains("Default") || d.contains("Optional"), "{}.{k}: {d}", s.def.name);

@@ -126,10 +126,17 @@ impl Fleet {
 impl Catalog for Fleet {
     /// Write tools are hidden only when every NAS is read-only: a list cannot differ per NAS, the gate can.
     fn tools(&self) -> Vec<ToolDef> {
-        match self.members.iter().find(|m| !m.config.read_only) {
+        let mut tools = match self.members.iter().find(|m| !m.config.read_only) {
             Some(writable) => writable.tools(),
             None => self.members[self.default].tools(),
+        };
+        // One NAS needs no choice: its catalogue stays exactly the single-NAS one.
+        if self.several() {
+            for t in &mut tools {
+                t.input_schema["properties"]["nas"] = super::catalogue::nas_argument();
+            }
         }
+        tools
     }
 
     fn call(&self, name: &str, mut args: Value, ctx: &CallContext) -> ToolOutput {

@@ -202,3 +202,36 @@ fn the_fleet_file_and_per_nas_variables_together_are_a_clear_error() {
     let (out, _, stderr) = run(&mut command(&["tools"], &[("TRUENAS_CONFIG", inline.to_str().unwrap())]));
     assert!(out.status.success(), "{stderr}");
 }
+
+/// `tools --json` for a fleet file of `n` NAS (nothing connects).
+fn catalogue_bytes(dir: &Path, n: usize) -> usize {
+    let mut text = String::from("default: nas0\nnas:\n");
+    for i in 0..n {
+        text.push_str(&format!("  nas{i}:\n    host: 10.0.0.{i}\n"));
+    }
+    let file = dir.join(format!("fleet-{n}.yaml"));
+    std::fs::write(&file, text).unwrap();
+    let (out, stdout, stderr) = run(&mut command(&["tools", "--json"], &[("TRUENAS_CONFIG", file.to_str().unwrap())]));
+    assert!(out.status.success(), "{stderr}");
+    compact(&stdout)
+}
+
+/// The bytes of `tools --json` as a client receives them (one line, no indentation).
+fn compact(pretty: &str) -> usize {
+    serde_json::to_string(&serde_json::from_str::<Value>(pretty).unwrap()).unwrap().len()
+}
+
+#[test]
+fn the_catalogue_does_not_grow_with_the_number_of_nas() {
+    let dir = tempdir("fleet-catalogue");
+    let single = catalogue_bytes(&dir, 1);
+    let (two, three) = (catalogue_bytes(&dir, 2), catalogue_bytes(&dir, 3));
+    assert_eq!(two, three, "one `nas` argument, not tools per NAS");
+    // One NAS needs no choice: the catalogue is the single-NAS one; a fleet adds one small argument per tool.
+    let (out, env_only, _) = run(&mut command(&["tools", "--json"], &[("TRUENAS_HOST", "nas.local")]));
+    assert!(out.status.success());
+    assert_eq!(single, compact(&env_only));
+    // `"nas":{"type":"string","maxLength":64}` and its comma, once per tool.
+    assert!(two - single <= 19 * 40, "{single} -> {two}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
