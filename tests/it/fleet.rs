@@ -63,7 +63,9 @@ fn server(t: &Two) -> McpPeer {
     let (file, audit) = (t.file.to_str().unwrap(), audit_path(t));
     let c = command(&[], &[("TRUENAS_CONFIG", file), ("TRUENAS_AUDIT_LOG", audit.to_str().unwrap())]);
     let mut peer = McpPeer::spawn_command(c);
-    peer.initialize("2025-06-18", json!({}));
+    let init = peer.initialize("2025-06-18", json!({}));
+    let instructions = init["instructions"].as_str().unwrap_or_default();
+    assert!(instructions.contains("Several NAS: main, backup (read-only);"), "{instructions}");
     peer
 }
 
@@ -107,10 +109,19 @@ fn one_server_lists_both_deploys_to_one_survives_the_other_and_refuses_the_read_
     assert!(s.get("unreachable").is_none(), "{s}");
     assert!(!names_on(&s["apps"], "main").is_empty() && !names_on(&s["apps"], "backup").is_empty(), "{s}");
 
-    // Deploys to the default NAS only; the result names it.
-    let (text, _, err) = call(&mut peer, 3, "deploy_custom_app", json!({"app_name": "web", "compose_yaml": COMPOSE}));
-    assert!(!err, "{text}");
-    assert!(text.starts_with("[nas main] "), "{text}");
+    // Deploys to the default NAS only; the result and the progress name it.
+    let r = peer.request(
+        json!(3),
+        "tools/call",
+        json!({"name": "deploy_custom_app", "_meta": {"progressToken": "p"},
+               "arguments": {"app_name": "web", "compose_yaml": COMPOSE}}),
+    );
+    let text = r["result"]["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(r["result"]["isError"] != json!(true) && text.starts_with("[nas main] "), "{r}");
+    let progress: Vec<Value> =
+        peer.take_backlog().into_iter().filter(|m| m["method"] == "notifications/progress").collect();
+    let messages: Vec<&str> = progress.iter().filter_map(|m| m["params"]["message"].as_str()).collect();
+    assert!(!messages.is_empty() && messages.iter().all(|m| m.starts_with("[nas main] ")), "{progress:?}");
     let has_web = |sim: &Simulator| sim.apps().iter().any(|a| a["name"] == "web");
     assert!(has_web(&t.main.0) && !has_web(&t.backup.0));
 
