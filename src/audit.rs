@@ -225,9 +225,10 @@ impl AuditLog {
         let record = self.record(nas, id.clone(), tool, app.clone(), Outcome::Attempted, arguments.clone());
         self.write(&mut state, &record)?;
         if self.is_enabled() {
-            state
-                .pending
-                .insert(id.clone(), Pending { nas: nas.to_string(), tool: tool.to_string(), app, arguments, started: Instant::now() });
+            state.pending.insert(
+                id.clone(),
+                Pending { nas: nas.to_string(), tool: tool.to_string(), app, arguments, started: Instant::now() },
+            );
         }
         Ok(Attempt { log: self, id, finished: false })
     }
@@ -247,7 +248,8 @@ impl AuditLog {
         outcome: Outcome,
         detail: Option<String>,
     ) {
-        let mut record = self.record(nas, self.next_id(), tool, app.map(str::to_string), outcome, redact_arguments(args));
+        let mut record =
+            self.record(nas, self.next_id(), tool, app.map(str::to_string), outcome, redact_arguments(args));
         record.detail = detail;
         let mut state = self.lock();
         let _ = self.write(&mut state, &record);
@@ -270,7 +272,8 @@ impl AuditLog {
         state.closed = true;
         let pending = std::mem::take(&mut state.pending);
         for (id, p) in &pending {
-            let mut record = self.record(&p.nas, id.clone(), &p.tool, p.app.clone(), Outcome::Unknown, p.arguments.clone());
+            let mut record =
+                self.record(&p.nas, id.clone(), &p.tool, p.app.clone(), Outcome::Unknown, p.arguments.clone());
             record.duration_ms = p.started.elapsed().as_millis() as u64;
             record.detail = Some("the process ended before the change finished; check the app on the NAS".into());
             let _ = self.write(&mut state, &record);

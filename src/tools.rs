@@ -104,7 +104,12 @@ impl Tools {
     }
 
     /// One NAS of a fleet, sharing the fleet's audit log and secrets.
-    fn member(entry: &crate::config::fleet::NasEntry, from_file: bool, audit: Arc<AuditLog>, secrets: Arc<Secrets>) -> Tools {
+    fn member(
+        entry: &crate::config::fleet::NasEntry,
+        from_file: bool,
+        audit: Arc<AuditLog>,
+        secrets: Arc<Secrets>,
+    ) -> Tools {
         let host = nas_label(&entry.config);
         let label = if from_file { format!("{} ({host})", entry.name) } else { host };
         Tools {

@@ -160,9 +160,9 @@ pub fn run_check(fleet: &Fleet, rest: &[String]) -> Result<ExitCode> {
         bail!("unknown argument '{}' for check (see check --help)", crate::jsonrpc::clip(other));
     }
     let entries: Vec<&NasEntry> = match &nas {
-        Some(n) => vec![fleet
-            .get(n)
-            .ok_or_else(|| anyhow::anyhow!("unknown nas '{}' (the fleet has: {})", crate::jsonrpc::clip(n), fleet.names()))?],
+        Some(n) => vec![fleet.get(n).ok_or_else(|| {
+            anyhow::anyhow!("unknown nas '{}' (the fleet has: {})", crate::jsonrpc::clip(n), fleet.names())
+        })?],
         None => fleet.entries.iter().collect(),
     };
     let mut failed = false;

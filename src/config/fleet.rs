@@ -14,7 +14,8 @@ use serde_yaml::Value as Yaml;
 use super::{Config, Setting, SETTINGS};
 
 /// Settings of the process, not of one NAS: they come from the environment or flags, never from an entry.
-const PROCESS_WIDE: &[&str] = &["TRUENAS_CONFIG", "DEBUG_MODE", "MOCK_TRUENAS", "TRUENAS_MOCK_STATE", "TRUENAS_AUDIT_LOG"];
+const PROCESS_WIDE: &[&str] =
+    &["TRUENAS_CONFIG", "DEBUG_MODE", "MOCK_TRUENAS", "TRUENAS_MOCK_STATE", "TRUENAS_AUDIT_LOG"];
 
 /// The name of the one NAS the environment describes.
 pub const DEFAULT_NAME: &str = "default";
@@ -76,7 +77,9 @@ impl Fleet {
     pub fn parse(path: &Path, text: &str, base: &Config, private: bool) -> Result<Fleet> {
         let at = path.display();
         let doc: Yaml = serde_yaml::from_str(text).map_err(|e| anyhow!("fleet file '{at}': {e}"))?;
-        let Some(top) = doc.as_mapping() else { bail!("fleet file '{at}' must be a mapping with `nas:` and `default:`") };
+        let Some(top) = doc.as_mapping() else {
+            bail!("fleet file '{at}' must be a mapping with `nas:` and `default:`")
+        };
         for key in top.keys() {
             if !matches!(key.as_str(), Some("nas" | "default")) {
                 bail!("fleet file '{at}': unknown key {} (known: nas, default)", show_key(key));
@@ -94,16 +97,18 @@ impl Fleet {
                     show_key(name)
                 );
             };
-            let config = entry(base, settings, dir, private).map_err(|e| anyhow!("fleet file '{at}', nas '{name}': {e}"))?;
+            let config =
+                entry(base, settings, dir, private).map_err(|e| anyhow!("fleet file '{at}', nas '{name}': {e}"))?;
             entries.push(NasEntry { name: name.to_string(), config });
         }
         let names = || entries.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ");
         let default = match top.get("default") {
             Some(d) => {
                 let d = d.as_str().unwrap_or("");
-                entries.iter().position(|e| e.name == d).ok_or_else(|| {
-                    anyhow!("fleet file '{at}': default '{d}' is not one of its NAS ({})", names())
-                })?
+                entries
+                    .iter()
+                    .position(|e| e.name == d)
+                    .ok_or_else(|| anyhow!("fleet file '{at}': default '{d}' is not one of its NAS ({})", names()))?
             }
             None if entries.len() == 1 => 0,
             None => bail!("fleet file '{at}' names several NAS: add `default: NAME` (one of {})", names()),
@@ -179,12 +184,11 @@ fn entry(base: &Config, settings: &Yaml, dir: &Path, private: bool) -> Result<Co
         };
         let Some(mut value) = value else { bail!("{k} must be a value or a list of values") };
         if setting.secret && !private {
-            bail!(
-                "an inline {k} needs a file only its owner can read (chmod 600 the fleet file), or use {k}_file"
-            );
+            bail!("an inline {k} needs a file only its owner can read (chmod 600 the fleet file), or use {k}_file");
         }
         // A file named relative to the fleet file is found next to it, wherever the server starts.
-        if (setting.env.ends_with("_FILE") || setting.env == "TRUENAS_CA_CERT") && Path::new(value.trim()).is_relative() {
+        if (setting.env.ends_with("_FILE") || setting.env == "TRUENAS_CA_CERT") && Path::new(value.trim()).is_relative()
+        {
             value = dir.join(value.trim()).display().to_string();
         }
         values.push((setting, value));
@@ -241,10 +245,16 @@ mod tests {
             ("nas:\n  a:\n    host: h\n  b:\n    host: i\n", "names several NAS: add `default: NAME` (one of a, b)"),
             ("default: c\nnas:\n  a:\n    host: h\n", "default 'c' is not one of its NAS (a)"),
             ("nas:\n  a:\n    hots: h\n", "nas 'a': unknown setting 'hots' (known: "),
-            ("nas:\n  a:\n    host: h\n    audit_log: off\n", "audit_log applies to the whole server, not one NAS: set TRUENAS_AUDIT_LOG"),
+            (
+                "nas:\n  a:\n    host: h\n    audit_log: off\n",
+                "audit_log applies to the whole server, not one NAS: set TRUENAS_AUDIT_LOG",
+            ),
             ("nas:\n  a:\n    port: 443\n", "nas 'a': it needs host or url"),
             ("nas:\n  '*':\n    host: h\n", "NAS name '*' must be"),
-            ("nas:\n  a:\n    host: h\n    password: hunter2\n", "an inline password needs a file only its owner can read"),
+            (
+                "nas:\n  a:\n    host: h\n    password: hunter2\n",
+                "an inline password needs a file only its owner can read",
+            ),
         ];
         for (text, want) in cases {
             let err = format!("{:#}", parse(text, false).unwrap_err());

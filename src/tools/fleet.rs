@@ -38,11 +38,8 @@ impl Fleet {
         let first = &fleet.default_entry().config;
         let audit = Arc::new(AuditLog::new(&first.audit, super::nas_label(first)));
         let secrets: Arc<Secrets> = Arc::default();
-        let members = fleet
-            .entries
-            .iter()
-            .map(|e| Tools::member(e, fleet.from_file, audit.clone(), secrets.clone()))
-            .collect();
+        let members =
+            fleet.entries.iter().map(|e| Tools::member(e, fleet.from_file, audit.clone(), secrets.clone())).collect();
         Fleet { members, default: fleet.default, audit }
     }
 

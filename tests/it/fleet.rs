@@ -137,7 +137,8 @@ fn one_server_lists_both_deploys_to_one_survives_the_other_and_refuses_the_read_
 
     // Resources and completion name the NAS.
     let listed = peer.request(json!(5), "resources/list", json!({}));
-    let uris: Vec<&str> = listed["result"]["resources"].as_array().unwrap().iter().filter_map(|r| r["uri"].as_str()).collect();
+    let uris: Vec<&str> =
+        listed["result"]["resources"].as_array().unwrap().iter().filter_map(|r| r["uri"].as_str()).collect();
     assert_eq!(uris, ["truenas://apps?nas=main", "truenas://apps?nas=backup"]);
     let read = peer.request(json!(6), "resources/read", json!({"uri": "truenas://apps?nas=main"}));
     assert!(read["result"]["contents"][0]["text"].as_str().unwrap().contains("\"web\""), "{read}");
