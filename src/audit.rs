@@ -70,6 +70,7 @@ pub struct AuditRecord {
 
 /// A change whose `attempted` record is written and whose outcome is not.
 struct Pending {
+    nas: String,
     tool: String,
     app: Option<String>,
     arguments: Value,
@@ -179,11 +180,19 @@ impl AuditLog {
         result
     }
 
-    fn record(&self, id: String, tool: &str, app: Option<String>, outcome: Outcome, arguments: Value) -> AuditRecord {
+    fn record(
+        &self,
+        nas: &str,
+        id: String,
+        tool: &str,
+        app: Option<String>,
+        outcome: Outcome,
+        arguments: Value,
+    ) -> AuditRecord {
         AuditRecord {
             time: crate::clock::rfc3339(SystemTime::now()),
             id,
-            nas: self.nas.clone(),
+            nas: nas.to_string(),
             tool: tool.to_string(),
             app,
             outcome,
@@ -201,6 +210,11 @@ impl AuditLog {
     /// Write the `attempted` record of a change that is about to reach the NAS. An error means the change must not
     /// go ahead: it could not be recorded (or the process is exiting).
     pub fn attempt(&self, tool: &str, app: Option<&str>, args: &Value) -> Result<Attempt<'_>, String> {
+        self.attempt_on(&self.nas, tool, app, args)
+    }
+
+    /// [`AuditLog::attempt`] on the NAS labelled `nas` (one log serves every NAS of a fleet).
+    pub fn attempt_on(&self, nas: &str, tool: &str, app: Option<&str>, args: &Value) -> Result<Attempt<'_>, String> {
         let id = self.next_id();
         let arguments = redact_arguments(args);
         let mut state = self.lock();
@@ -208,19 +222,34 @@ impl AuditLog {
             return Err("the server is shutting down".into());
         }
         let app = app.map(str::to_string);
-        let record = self.record(id.clone(), tool, app.clone(), Outcome::Attempted, arguments.clone());
+        let record = self.record(nas, id.clone(), tool, app.clone(), Outcome::Attempted, arguments.clone());
         self.write(&mut state, &record)?;
         if self.is_enabled() {
-            state
-                .pending
-                .insert(id.clone(), Pending { tool: tool.to_string(), app, arguments, started: Instant::now() });
+            state.pending.insert(
+                id.clone(),
+                Pending { nas: nas.to_string(), tool: tool.to_string(), app, arguments, started: Instant::now() },
+            );
         }
         Ok(Attempt { log: self, id, finished: false })
     }
 
     /// A single outcome record for a call that never attempted anything (a refusal by the gate).
     pub fn single(&self, tool: &str, app: Option<&str>, args: &Value, outcome: Outcome, detail: Option<String>) {
-        let mut record = self.record(self.next_id(), tool, app.map(str::to_string), outcome, redact_arguments(args));
+        self.single_on(&self.nas, tool, app, args, outcome, detail)
+    }
+
+    /// [`AuditLog::single`] on the NAS labelled `nas`.
+    pub fn single_on(
+        &self,
+        nas: &str,
+        tool: &str,
+        app: Option<&str>,
+        args: &Value,
+        outcome: Outcome,
+        detail: Option<String>,
+    ) {
+        let mut record =
+            self.record(nas, self.next_id(), tool, app.map(str::to_string), outcome, redact_arguments(args));
         record.detail = detail;
         let mut state = self.lock();
         let _ = self.write(&mut state, &record);
@@ -230,7 +259,7 @@ impl AuditLog {
     fn settle(&self, id: &str, outcome: Outcome, job_id: Option<i64>, detail: Option<String>) {
         let mut state = self.lock();
         let Some(p) = state.pending.remove(id) else { return };
-        let mut record = self.record(id.to_string(), &p.tool, p.app, outcome, p.arguments);
+        let mut record = self.record(&p.nas, id.to_string(), &p.tool, p.app, outcome, p.arguments);
         record.job_id = job_id;
         record.duration_ms = p.started.elapsed().as_millis() as u64;
         record.detail = detail;
@@ -243,7 +272,8 @@ impl AuditLog {
         state.closed = true;
         let pending = std::mem::take(&mut state.pending);
         for (id, p) in &pending {
-            let mut record = self.record(id.clone(), &p.tool, p.app.clone(), Outcome::Unknown, p.arguments.clone());
+            let mut record =
+                self.record(&p.nas, id.clone(), &p.tool, p.app.clone(), Outcome::Unknown, p.arguments.clone());
             record.duration_ms = p.started.elapsed().as_millis() as u64;
             record.detail = Some("the process ended before the change finished; check the app on the NAS".into());
             let _ = self.write(&mut state, &record);
@@ -334,6 +364,16 @@ mod tests {
         assert_ne!(lines[1]["id"], lines[2]["id"]);
         assert_eq!(lines[1]["job_id"], 7);
         assert!(lines.iter().all(|l| l["nas"] == "nas.local"));
+        let _ = std::fs::remove_dir_all(&dir);
+
+        // One log serves a fleet: each record names the NAS of its call, the outcome that of its attempt.
+        let (dir, path) = temp_log("fleet");
+        let log = AuditLog::new(&AuditTarget::File(path.clone()), "main (nas.local)");
+        let attempt = log.attempt_on("backup (10.0.0.3)", "stop_custom_app", Some("web"), &json!({})).unwrap();
+        attempt.finish(Outcome::Succeeded, None, None);
+        log.single("stop_custom_app", Some("db"), &json!({}), Outcome::Refused, None);
+        let nas: Vec<Value> = self::tests::lines(&path).iter().map(|l| l["nas"].clone()).collect();
+        assert_eq!(nas, [json!("backup (10.0.0.3)"), json!("backup (10.0.0.3)"), json!("main (nas.local)")]);
         let _ = std::fs::remove_dir_all(&dir);
 
         let off = AuditLog::new(&AuditTarget::Off, "nas.local");

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 
+use crate::config::fleet::Fleet;
 use crate::config::{Config, SETTINGS};
 
 mod call;
@@ -26,9 +27,9 @@ pub struct Args {
 
 const COMMANDS: &[(&str, &str)] = &[
     ("serve", "run the MCP server on stdin/stdout (the default)"),
-    ("check", "diagnose the configuration and the connection to TrueNAS, step by step"),
+    ("check", "diagnose the configuration and the connection to every NAS (or --nas NAME), step by step"),
     ("tools", "list the tool catalogue (--json for the MCP definitions)"),
-    ("call", "run one tool: call <tool> [--args JSON | key=value ...] [--json]"),
+    ("call", "run one tool: call <tool> [--nas NAME] [--args JSON | key=value ...] [--json]"),
     (
         "simulate",
         "run the TrueNAS simulator: simulate --listen 127.0.0.1:8080 [--version 25.04] [--tls-cert F --tls-key F]",
@@ -216,9 +217,13 @@ fn run(argv: &[String]) -> Result<ExitCode> {
         out(&usage())?;
         return Ok(ExitCode::SUCCESS);
     }
-    let config = Config::from_sources(&|k| std::env::var(k).ok(), &args.overrides).map_err(configuration_error)?;
-    crate::compose::rules::check_allowed(&config.policy.allow_rules)
-        .map_err(|e| configuration_error(anyhow::Error::msg(e)))?;
+    let fleet = Fleet::from_sources(&|k| std::env::var(k).ok(), &args.overrides).map_err(configuration_error)?;
+    for nas in &fleet.entries {
+        crate::compose::rules::check_allowed(&nas.config.policy.allow_rules)
+            .map_err(|e| configuration_error(anyhow::Error::msg(e)))?;
+    }
+    // The process-wide settings (logging, mock mode, audit log) are the same in every entry.
+    let config = fleet.default_entry().config.clone();
     if let Some(path) = &config.mock_state {
         crate::sim::check_state_file(path).map_err(configuration_error)?;
     }
@@ -233,7 +238,7 @@ fn run(argv: &[String]) -> Result<ExitCode> {
                 eprintln!("{hint}");
             }
             let test_clock = crate::clock::from_test_env(|k| std::env::var(k).ok());
-            let mut tools = crate::tools::Tools::new(config.clone());
+            let mut tools = crate::tools::Fleet::new(&fleet);
             let mut opts = crate::mcp::ServeOptions { workers: TOOL_WORKERS, ..Default::default() };
             if let Some(clock) = test_clock {
                 tools = tools.with_clock(clock.clone());
@@ -248,9 +253,9 @@ fn run(argv: &[String]) -> Result<ExitCode> {
             tools.audit().close();
             code
         }
-        "tools" => call::run_tools(&config, &args.rest),
-        "call" => call::run_call(&config, &args.rest),
-        "check" => check::run_check(&config, &args.rest),
+        "tools" => call::run_tools(&fleet, &args.rest),
+        "call" => call::run_call(&fleet, &args.rest),
+        "check" => check::run_check(&fleet, &args.rest),
         "simulate" => {
             if args.rest.iter().any(|a| a == "--help" || a == "-h") {
                 out(SIMULATE_HELP)?;
@@ -265,7 +270,7 @@ fn run(argv: &[String]) -> Result<ExitCode> {
 
 /// MCP clients end a stdio server with SIGTERM (after closing its input): record the changes still in flight as
 /// unknown before the process goes, exactly as the other ways `serve` ends do.
-fn install_termination(tools: Arc<crate::tools::Tools>) {
+fn install_termination(tools: Arc<crate::tools::Fleet>) {
     let result = ctrlc::set_handler(move || {
         let pending = tools.audit().close();
         log::warn!("terminated by a signal with {pending} change(s) in flight");

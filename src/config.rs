@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 
+pub mod fleet;
+
 /// A secret string (password, API key). Never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -116,6 +118,8 @@ impl Default for PolicyConfig {
 /// Every setting. Built by [`Config::from_sources`]; passed explicitly, never global.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// `TRUENAS_CONFIG`: a fleet file naming several NAS (`config/fleet.rs`); replaces the per-NAS settings.
+    pub fleet_file: Option<PathBuf>,
     /// `TRUENAS_HOST`: no default — without it (and without mock mode) tools say which variable to set.
     pub host: Option<String>,
     /// `TRUENAS_URL`: a full `wss://host:port` (path optional) that replaces protocol/host/port.
@@ -177,6 +181,7 @@ impl Default for Config {
     /// so [`Config::from_sources`] resolves it; here it is off.
     fn default() -> Self {
         Config {
+            fleet_file: None,
             host: None,
             url: None,
             username: "mcp-service".to_string(),
@@ -248,6 +253,19 @@ fn show_seconds(d: Duration) -> String {
 /// The settings in the order of `--help`, `check` and the README table. A secret's file comes after the secret:
 /// reading the file refuses a secret already given.
 pub const SETTINGS: &[Setting] = &[
+    Setting {
+        env: "TRUENAS_CONFIG",
+        flag: "--config",
+        switch: false,
+        default: "(none)",
+        help: "YAML fleet file naming several NAS (README: Several NAS); then no per-NAS setting may be set",
+        secret: false,
+        parse: |c, v| {
+            c.fleet_file = Some(PathBuf::from(v.trim()));
+            Ok(())
+        },
+        show: |c| show_path(&c.fleet_file),
+    },
     Setting {
         env: "TRUENAS_HOST",
         flag: "--host",

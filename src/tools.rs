@@ -13,6 +13,7 @@ mod connection;
 mod deploy;
 mod diff;
 mod failure;
+mod fleet;
 mod hostpaths;
 mod images;
 mod job;
@@ -42,6 +43,7 @@ use crate::truenas::apps::Apps;
 use crate::truenas::{Client, TnError};
 
 pub use catalogue::ToolSpec;
+pub use fleet::Fleet;
 
 /// Each tool's `structuredContent` schema by name (kept in code, not published: see `catalogue.rs`).
 pub fn output_schemas() -> std::collections::BTreeMap<String, Value> {
@@ -69,7 +71,14 @@ pub fn nas_label(config: &Config) -> String {
 pub struct Tools {
     config: Config,
     client: OnceLock<Client>,
-    audit: AuditLog,
+    /// One log for every NAS of the fleet; records carry [`Tools::label`].
+    audit: Arc<AuditLog>,
+    /// The NAS's name in the fleet (`default` for the environment's one NAS).
+    name: String,
+    /// What audit records call this NAS: its host, or `name (host)` for an entry of a fleet file.
+    label: String,
+    /// Whether the NAS comes from a fleet file (refusals then point at the file, not at a variable).
+    from_file: bool,
     specs: Vec<ToolSpec>,
     /// Every value passed through an `env` argument so far: masked in all later output of this server.
     secrets: Arc<Secrets>,
@@ -79,15 +88,46 @@ pub struct Tools {
 
 impl Tools {
     pub fn new(config: Config) -> Tools {
-        let audit = AuditLog::new(&config.audit, nas_label(&config));
+        let label = nas_label(&config);
+        let audit = Arc::new(AuditLog::new(&config.audit, label.clone()));
         Tools {
             audit,
+            name: crate::config::fleet::DEFAULT_NAME.into(),
+            label,
+            from_file: false,
             specs: catalogue::specs(),
             config,
             client: OnceLock::new(),
             secrets: Arc::default(),
             clock: crate::clock::system(),
         }
+    }
+
+    /// One NAS of a fleet, sharing the fleet's audit log and secrets.
+    fn member(
+        entry: &crate::config::fleet::NasEntry,
+        from_file: bool,
+        audit: Arc<AuditLog>,
+        secrets: Arc<Secrets>,
+    ) -> Tools {
+        let host = nas_label(&entry.config);
+        let label = if from_file { format!("{} ({host})", entry.name) } else { host };
+        Tools {
+            audit,
+            name: entry.name.clone(),
+            label,
+            from_file,
+            specs: catalogue::specs(),
+            config: entry.config.clone(),
+            client: OnceLock::new(),
+            secrets,
+            clock: crate::clock::system(),
+        }
+    }
+
+    /// The NAS's name in the fleet.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The same catalogue waiting on `clock` instead of the system clock (tests drive time instead of waiting).
@@ -138,6 +178,13 @@ impl Tools {
 
     /// The safety gate in front of every write tool: `None` when the call may go ahead.
     fn refuse_write(&self, tool: &str, args: &Value) -> Option<String> {
+        if self.config.read_only && self.from_file {
+            return Some(format!(
+                "{tool} refused: NAS '{}' is read-only (read_only: true in the fleet file); nothing was changed — \
+                 name a writable NAS in `nas`, or the operator must turn read-only off for this one",
+                self.name
+            ));
+        }
         if self.config.read_only {
             return Some(format!(
                 "{tool} is disabled: this server runs read-only (TRUENAS_READ_ONLY=true); \
@@ -177,7 +224,7 @@ impl Catalog for Tools {
         let app = app.as_deref();
         if spec.writes {
             if let Some(reason) = self.refuse_write(name, &args) {
-                self.audit.single(name, app, &args, AuditOutcome::Refused, Some(reason.clone()));
+                self.audit.single_on(&self.label, name, app, &args, AuditOutcome::Refused, Some(reason.clone()));
                 return ToolOutput::error(reason);
             }
         }
@@ -187,7 +234,7 @@ impl Catalog for Tools {
             Ok(run) => run,
             Err(reason) => {
                 if spec.writes {
-                    self.audit.single(name, app, &args, AuditOutcome::Refused, Some(reason.clone()));
+                    self.audit.single_on(&self.label, name, app, &args, AuditOutcome::Refused, Some(reason.clone()));
                 }
                 return ToolOutput::error(reason);
             }
@@ -196,7 +243,7 @@ impl Catalog for Tools {
         if let Some(why) = app.and_then(crate::compose::app_name_error) {
             let reason = format!("invalid app_name: {why}");
             if spec.writes {
-                self.audit.single(name, app, &args, AuditOutcome::Refused, Some(reason.clone()));
+                self.audit.single_on(&self.label, name, app, &args, AuditOutcome::Refused, Some(reason.clone()));
             }
             return ToolOutput::error(reason);
         }
@@ -205,7 +252,7 @@ impl Catalog for Tools {
             // A read with something to record (secrets revealed) leaves one record.
             if let Some(audited) = outcome.audit {
                 let detail = outcome.audit_detail().map(|d| self.secrets.mask(&d));
-                self.audit.single(name, app, &args, audited, detail);
+                self.audit.single_on(&self.label, name, app, &args, audited, detail);
             }
             return redacted::output(outcome.into_output(), &self.secrets);
         }
@@ -216,7 +263,7 @@ impl Catalog for Tools {
         let attempt = if dry_run {
             None
         } else {
-            match self.audit.attempt(name, app, &args) {
+            match self.audit.attempt_on(&self.label, name, app, &args) {
                 Ok(a) => Some(a),
                 Err(why) => {
                     return ToolOutput::error(format!(
@@ -234,7 +281,7 @@ impl Catalog for Tools {
             Some(a) => a.finish(audited, job_id, detail),
             // A dry run that (against its contract) did more than plan still leaves a record.
             None if audited != AuditOutcome::NoChange => {
-                self.audit.single(name, app, &args, audited, detail);
+                self.audit.single_on(&self.label, name, app, &args, audited, detail);
             }
             None => {}
         }

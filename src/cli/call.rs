@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 
-use crate::config::Config;
+use crate::config::fleet::Fleet;
 use crate::jsonrpc::clip;
 use crate::mcp::tool::{CallContext, CancelToken, Catalog, ProgressSink, ToolDef, ToolOutput};
 
@@ -34,7 +34,7 @@ pub fn tool_json(t: &ToolDef) -> Value {
 }
 
 /// `tools [--json]`.
-pub fn run_tools(config: &Config, rest: &[String]) -> Result<ExitCode> {
+pub fn run_tools(fleet: &Fleet, rest: &[String]) -> Result<ExitCode> {
     let mut as_json = false;
     for a in rest {
         match a.as_str() {
@@ -46,7 +46,7 @@ pub fn run_tools(config: &Config, rest: &[String]) -> Result<ExitCode> {
             other => bail!("unknown argument '{other}' for tools (see tools --help)"),
         }
     }
-    let tools = crate::tools::catalog(config).tools();
+    let tools = crate::tools::Fleet::new(fleet).tools();
     if as_json {
         let list: Vec<Value> = tools.iter().map(tool_json).collect();
         super::out(&format!("{}\n", serde_json::to_string_pretty(&json!({ "tools": list }))?))?;
@@ -85,13 +85,14 @@ pub fn run_tools(config: &Config, rest: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-const CALL_HELP: &str = "truenas-mcp call <tool> [--args JSON | key=value ...] [--json]
+const CALL_HELP: &str = "truenas-mcp call <tool> [--nas NAME] [--args JSON | key=value ...] [--json]
 
 Run one tool with the same validation, policy and audit as over MCP.
   key=value     one argument; the value is parsed as JSON when it is valid JSON (numbers, true, {...}),
                 otherwise taken as a string; key=@path reads the value from a file (e.g. compose_yaml=@compose.yml)
   --args JSON   all arguments as one JSON object
   --json        print the structured result as JSON instead of text
+  --nas NAME    the NAS of the fleet file to run it on (default: the file's default; * lists every NAS)
 Progress of long TrueNAS jobs is drawn on stderr; Ctrl-C aborts the running job.
 Exit codes: 0 the tool succeeded, 1 it reported an error or a refusal (validate_compose of a refused compose),
 2 bad usage or configuration, 130 interrupted (Ctrl-C).
@@ -138,6 +139,24 @@ pub fn parse_call_args(rest: &[String]) -> Result<(Map<String, Value>, bool)> {
     Ok((args, as_json))
 }
 
+/// `--nas NAME` (or `--nas=NAME`) taken out of `call`'s arguments.
+pub fn take_nas(rest: &[String]) -> Result<(Option<String>, Vec<String>)> {
+    let (mut nas, mut others) = (None, Vec::new());
+    let mut i = 0;
+    while i < rest.len() {
+        if let Some(v) = rest[i].strip_prefix("--nas=") {
+            nas = Some(v.to_string());
+        } else if rest[i] == "--nas" {
+            i += 1;
+            nas = Some(rest.get(i).cloned().context("--nas needs the name of a NAS of the fleet file")?);
+        } else {
+            others.push(rest[i].clone());
+        }
+        i += 1;
+    }
+    Ok((nas, others))
+}
+
 /// Draws TrueNAS job progress on stderr.
 struct StderrProgress {
     tty: bool,
@@ -174,14 +193,26 @@ impl ProgressSink for StderrProgress {
 }
 
 /// `call <tool> ...`.
-pub fn run_call(config: &Config, rest: &[String]) -> Result<ExitCode> {
+pub fn run_call(fleet: &Fleet, rest: &[String]) -> Result<ExitCode> {
     if rest.is_empty() || rest.iter().any(|a| a == "--help" || a == "-h") {
         super::out(CALL_HELP)?;
         return Ok(if rest.is_empty() { ExitCode::from(2) } else { ExitCode::SUCCESS });
     }
-    let name = &rest[0];
-    let (args, as_json) = parse_call_args(&rest[1..])?;
-    let catalog = Arc::new(crate::tools::Tools::new(config.clone()));
+    // `--nas` may come before or after the tool's name.
+    let (nas, rest) = take_nas(rest)?;
+    let Some(name) = rest.first() else { bail!("call needs the name of a tool (see call --help)") };
+    let (mut args, as_json) = parse_call_args(&rest[1..])?;
+    if let Some(nas) = &nas {
+        if nas != "*" && fleet.get(nas).is_none() {
+            bail!("unknown nas '{}' (this server manages: {})", clip(nas), fleet.names());
+        }
+        // One NAS publishes no `nas` argument: naming it is allowed, and says nothing more.
+        if fleet.entries.len() > 1 {
+            args.insert("nas".into(), Value::String(nas.clone()));
+        }
+    }
+    let config = &nas.as_deref().and_then(|n| fleet.get(n)).unwrap_or(fleet.default_entry()).config;
+    let catalog = Arc::new(crate::tools::Fleet::new(fleet));
     catalog.audit().open().map_err(anyhow::Error::msg)?;
     let tools = catalog.tools();
     let Some(tool) = tools.iter().find(|t| &t.name == name) else {
@@ -244,7 +275,7 @@ fn exit_code(output: &ToolOutput, interrupted: bool) -> u8 {
 
 /// Ctrl-C sets the cancel flag (the tool aborts its TrueNAS job); a second Ctrl-C exits at once, recording the
 /// change still in flight as unknown.
-fn install_interrupt(cancel: CancelToken, tools: Arc<crate::tools::Tools>) {
+fn install_interrupt(cancel: CancelToken, tools: Arc<crate::tools::Fleet>) {
     let result = ctrlc::set_handler(move || {
         if cancel.is_cancelled() {
             tools.audit().close();

@@ -7,11 +7,12 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use serde_json::{json, Value};
 
 use super::certificate;
 use crate::audit::AuditLog;
+use crate::config::fleet::{Fleet, NasEntry};
 use crate::config::{AuditTarget, Config, Protocol};
 use crate::truenas::error::TnError;
 use crate::truenas::transport::{tls_connector, Endpoint};
@@ -145,17 +146,36 @@ pub(super) fn plain_ws_to_a_tls_port(config: &Config) -> Option<String> {
 }
 
 /// Run every step against the configured NAS (or the embedded simulator).
-pub fn run_check(config: &Config, rest: &[String]) -> Result<ExitCode> {
+pub fn run_check(fleet: &Fleet, rest: &[String]) -> Result<ExitCode> {
     if rest.iter().any(|a| a == "--help" || a == "-h") {
         super::out(
-            "truenas-mcp check\n\nDiagnose the configuration step by step: settings, DNS, TCP, TLS, endpoint, login,\n\
-             TrueNAS version and the apps service. Exit code 0 only when everything works.\n",
+            "truenas-mcp check [--nas NAME]\n\nDiagnose the configuration step by step: settings, DNS, TCP, TLS, endpoint, login,\n\
+             TrueNAS version and the apps service, for every NAS of the fleet file (or the one --nas names).\n\
+             Exit code 0 only when everything works.\n",
         )?;
         return Ok(ExitCode::SUCCESS);
     }
-    let report = diagnose(config);
-    super::out(&report.text)?;
-    Ok(if report.failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    let (nas, others) = super::call::take_nas(rest)?;
+    if let Some(other) = others.first() {
+        bail!("unknown argument '{}' for check (see check --help)", crate::jsonrpc::clip(other));
+    }
+    let entries: Vec<&NasEntry> = match &nas {
+        Some(n) => vec![fleet.get(n).ok_or_else(|| {
+            anyhow::anyhow!("unknown nas '{}' (the fleet has: {})", crate::jsonrpc::clip(n), fleet.names())
+        })?],
+        None => fleet.entries.iter().collect(),
+    };
+    let mut failed = false;
+    for entry in entries {
+        // One NAS (the environment's) reads as before; a fleet names each NAS before its report.
+        if fleet.entries.len() > 1 || fleet.from_file {
+            super::out(&format!("== nas {} ==\n", entry.name))?;
+        }
+        let report = diagnose(&entry.config);
+        super::out(&report.text)?;
+        failed |= report.failed;
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 fn diagnose(config: &Config) -> Report {

@@ -75,6 +75,13 @@ fn wait() -> Value {
     json!({"type": "boolean", "default": true})
 }
 
+/// The `nas` argument every tool takes when the server manages several NAS (`Fleet` adds it): which NAS, by name.
+/// No description (the instructions say it once), so it costs the same few bytes per tool however many NAS there
+/// are, and nothing at all with one NAS.
+pub fn nas_argument() -> Value {
+    json!({"type": "string", "maxLength": crate::config::fleet::NAME_MAX})
+}
+
 fn input(properties: Value, required: &[&str]) -> Value {
     let mut schema = json!({"type": "object", "properties": properties, "additionalProperties": false});
     if !required.is_empty() {
@@ -244,9 +251,13 @@ pub fn specs() -> Vec<ToolSpec> {
                     "apps": {"type": "array", "items": {"type": "object", "properties": {
                         "name": {"type": "string"}, "state": {"type": "string"}, "containers": {"type": "integer"},
                         "ports": app_ports(), "portals": portals(), "custom_app": {"const": false},
-                        "image_updates_available": {"const": true}, "action_required": {"const": true}},
+                        "image_updates_available": {"const": true}, "action_required": {"const": true},
+                        "nas": {"type": "string"}},
                         "required": ["name", "state", "containers"], "additionalProperties": false}},
                     "count": {"type": "integer"},
+                    // `nas: "*"`: the NAS that could not be listed, each with why.
+                    "unreachable": {"type": "array", "items": {"type": "object", "properties": {
+                        "nas": {"type": "string"}, "error": {"type": "string"}}, "required": ["nas", "error"]}},
                 }),
                 &["apps", "count"],
             ),

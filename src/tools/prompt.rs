@@ -37,6 +37,18 @@ pub fn instructions(config: &Config) -> String {
     s
 }
 
+/// The one sentence a fleet of several NAS adds to the instructions: the names, the default, and the `nas`
+/// argument every tool takes (its schema carries no description, so this is where it is explained).
+pub fn fleet_sentence(names: &[(&str, bool)], default: &str) -> String {
+    let list: Vec<String> =
+        names.iter().map(|(n, ro)| if *ro { format!("{n} (read-only)") } else { n.to_string() }).collect();
+    format!(
+        " Several NAS: {}; every tool takes nas naming one (default {default}), and list_custom_apps takes nas: \"*\" \
+         for all of them; the rules above are those of the default NAS.",
+        list.join(", ")
+    )
+}
+
 pub fn prompts() -> Vec<PromptDef> {
     vec![PromptDef {
         name: DEPLOY_PROMPT.into(),

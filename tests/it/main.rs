@@ -4,6 +4,7 @@ mod audit;
 mod cli;
 mod compose;
 mod faults;
+mod fleet;
 mod mcp;
 mod mcp_schema;
 mod properties;
