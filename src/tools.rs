@@ -172,6 +172,15 @@ impl Tools {
         Apps::connect(self.client())
     }
 
+    /// Check the NAS once (connect, log in, read the apps service: `test_connection`) and send the answer as a log
+    /// message, `prefix` first: a bad setting shows in the client while start-up does not wait for the NAS.
+    pub(crate) fn report_health(&self, log: &dyn LogSink, prefix: &str) {
+        let out = connection::test_connection(self, connection::NoArgs {}, &CallContext::detached());
+        let problems = out.structured.as_ref().and_then(|s| s["problems"].as_array()).map_or(0, Vec::len);
+        let level = if out.is_error || problems > 0 { LogLevel::Warning } else { LogLevel::Info };
+        log.log(level, "truenas", Value::from(self.secrets.mask(&format!("{prefix}{}", out.text))));
+    }
+
     fn spec(&self, name: &str) -> Option<&ToolSpec> {
         self.specs.iter().find(|s| s.def.name == name)
     }
@@ -294,12 +303,8 @@ impl Catalog for Tools {
         if !self.nas_configured() {
             return;
         }
-        let spawned = std::thread::Builder::new().name("nas-check".into()).spawn(move || {
-            let out = connection::test_connection(&self, connection::NoArgs {}, &CallContext::detached());
-            let problems = out.structured.as_ref().and_then(|s| s["problems"].as_array()).map_or(0, Vec::len);
-            let level = if out.is_error || problems > 0 { LogLevel::Warning } else { LogLevel::Info };
-            log.log(level, "truenas", Value::from(self.secrets.mask(&out.text)));
-        });
+        let spawned =
+            std::thread::Builder::new().name("nas-check".into()).spawn(move || self.report_health(log.as_ref(), ""));
         if let Err(e) = spawned {
             log::warn!("the background check of the NAS could not start: {e}");
         }

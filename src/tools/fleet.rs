@@ -121,6 +121,22 @@ impl Fleet {
 }
 
 impl Catalog for Fleet {
+    /// One background check per configured NAS, each on its own thread (a log message naming its NAS when there are
+    /// several): start-up does not wait, and a NAS that is down holds up no other's check.
+    fn on_initialized(self: Arc<Self>, log: Arc<dyn LogSink>) {
+        for i in (0..self.members.len()).filter(|&i| self.members[i].nas_configured()) {
+            let (fleet, log) = (Arc::clone(&self), Arc::clone(&log));
+            let spawned = std::thread::Builder::new().name("nas-check".into()).spawn(move || {
+                let m = &fleet.members[i];
+                let prefix = if fleet.several() { format!("[nas {}] ", m.name) } else { String::new() };
+                m.report_health(log.as_ref(), &prefix);
+            });
+            if let Err(e) = spawned {
+                log::warn!("the background check of the NAS could not start: {e}");
+            }
+        }
+    }
+
     /// Write tools are hidden only when every NAS is read-only: a list cannot differ per NAS, the gate can.
     fn tools(&self) -> Vec<ToolDef> {
         let mut tools = match self.members.iter().find(|m| !m.config.read_only) {
