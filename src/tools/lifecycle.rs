@@ -228,18 +228,7 @@ fn loss_report(apps: &Apps, app: &AppEntry, delete_volumes: bool, remove_images:
             if let Some(vols) = config.get("volumes").and_then(Value::as_object) {
                 named.extend(vols.keys().cloned());
             }
-            for svc in config.get("services").and_then(Value::as_object).into_iter().flat_map(|s| s.values()) {
-                for v in svc.get("volumes").and_then(Value::as_array).into_iter().flatten() {
-                    let source = match v {
-                        Value::String(s) => s.split(':').next().map(str::to_string),
-                        Value::Object(o) => o.get("source").and_then(Value::as_str).map(str::to_string),
-                        _ => None,
-                    };
-                    if let Some(s) = source.filter(|s| s.starts_with('/')) {
-                        binds.push(s);
-                    }
-                }
-            }
+            binds.extend(super::undo::bind_sources(&config));
         }
     }
     for m in app.workloads().volumes {
