@@ -393,7 +393,7 @@ fn catalogue_over_mcp() {
 /// models where TrueNAS publishes them (25.04+).
 #[test]
 fn read_tools_happy_path() {
-    for version in [SimVersion::V25_04, SimVersion::V25_10, SimVersion::V24_10] {
+    for version in [SimVersion::V25_04, SimVersion::V25_10, SimVersion::V26_0, SimVersion::V24_10] {
         let nas = nas_with(version, |_| {});
         let mut server = Server::start(&nas, &[], Elicit::Unsupported);
 
@@ -474,7 +474,7 @@ fn validate_without_a_nas() {
 /// The whole lifecycle of a new app, with progress, audit lines, diff, confirmation and wire checks.
 #[test]
 fn lifecycle_of_a_new_app() {
-    for version in [SimVersion::V25_04, SimVersion::V25_10, SimVersion::V24_10] {
+    for version in [SimVersion::V25_04, SimVersion::V25_10, SimVersion::V26_0, SimVersion::V24_10] {
         let nas = nas_with(version, |_| {});
         let mut server = Server::start(&nas, &[], Elicit::Accept);
         let compose = web_compose(18081);

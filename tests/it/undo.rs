@@ -7,7 +7,7 @@ use truenas_mcp::sim::SimVersion;
 
 use super::tools::{check_wire, nas_with, Called, Elicit, Nas, Server};
 
-const VERSIONS: [SimVersion; 3] = [SimVersion::V24_10, SimVersion::V25_04, SimVersion::V25_10];
+const VERSIONS: [SimVersion; 4] = [SimVersion::V24_10, SimVersion::V25_04, SimVersion::V25_10, SimVersion::V26_0];
 const SECRET: &str = "hunter2-undo-secret";
 
 fn compose(image: &str, port: u16, dir: &str) -> String {
@@ -88,7 +88,7 @@ fn update_break_rollback_restores_compose_and_data() {
 
 #[test]
 fn a_deleted_app_is_recreated_from_its_restore_point() {
-    for version in [SimVersion::V24_10, SimVersion::V25_10] {
+    for version in [SimVersion::V24_10, SimVersion::V25_10, SimVersion::V26_0] {
         let nas = nas_with(version, |o| o.seed_example_apps = false);
         let mut server = Server::start(&nas, &[], Elicit::Accept);
         deploy(&mut server, "wiki", "nginx:1.27", 18081, "/mnt/tank/apps/wiki");
@@ -110,7 +110,7 @@ fn a_deleted_app_is_recreated_from_its_restore_point() {
 
 #[test]
 fn an_unhealthy_image_update_rolls_back_by_itself() {
-    for version in [SimVersion::V25_04, SimVersion::V25_10] {
+    for version in [SimVersion::V25_04, SimVersion::V25_10, SimVersion::V26_0] {
         let nas = nas_with(version, |o| o.seed_example_apps = false);
         let mut server = Server::start(&nas, &[], Elicit::Unsupported);
         deploy(&mut server, "blog", "nginx:1.27", 18082, "/mnt/tank/apps/blog");
