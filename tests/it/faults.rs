@@ -110,6 +110,22 @@ fn let_time_pass(clock: &ManualClock, total: Duration) {
     }
 }
 
+/// Run `f` on a thread, moving `clock` on in 100 ms steps until it returns (a hang fails the test after `HANG`).
+fn while_time_passes<T: Send + 'static>(clock: &ManualClock, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    let started = Instant::now();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(5)) {
+            Ok(v) => return v,
+            Err(_) if started.elapsed() > HANG => panic!("hung: no answer while time passed"),
+            Err(_) => clock.advance(Duration::from_millis(100)),
+        }
+    }
+}
+
 /// Run `f` on a thread; fail the test (instead of hanging) if it does not finish within `limit`.
 fn bounded<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> (T, Duration) {
     let (tx, rx) = crossbeam_channel::bounded(1);
@@ -602,11 +618,13 @@ fn rate_limited_logins_back_off() {
     });
     let mut bad = config_for(server.addr);
     bad.password = Some(truenas_mcp::config::Secret::new("wrong"));
-    let c = client_with(bad, Duration::from_secs(25));
+    // The back-off after each failed login passes on a test clock, moved on while a call waits.
+    let clock = ManualClock::new(false);
+    let c = Client::network(ClientSettings { clock: clock.clone(), ..ClientSettings::new(bad) });
     let mut seen = Vec::new();
     for _ in 0..4 {
         let c2 = c.clone();
-        let (r, _) = bounded(HANG, move || c2.call("app.query", json!([])));
+        let r = while_time_passes(&clock, move || c2.call("app.query", json!([])));
         seen.push(r.expect_err("wrong password"));
     }
     assert!(matches!(seen[0], TnError::Auth(AuthFailure::BadCredentials)), "{:?}", seen[0]);
@@ -618,7 +636,7 @@ fn rate_limited_logins_back_off() {
     let err = c.call("app.query", json!([])).expect_err("backing off");
     assert!(matches!(err, TnError::RateLimited(_)), "{err:?}");
     assert_eq!(count_calls(&sim, "auth.login_ex"), attempts);
-    thread::sleep(Duration::from_millis(3100));
+    sim.faults().pass_rate_limit_windows();
     let good = client(&server);
     next_calls_work(&sim, &good, "rate-next");
 }

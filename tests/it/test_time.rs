@@ -13,7 +13,6 @@ const KNOWN: &[&str] = &[
     "faults.rs: thread::sleep(Duration::from_millis(300));",
     "faults.rs: thread::sleep(Duration::from_millis(200)); // the connection loop notices the knob at its next tick",
     "faults.rs: Err(_) => thread::sleep(Duration::from_millis(200)),",
-    "faults.rs: thread::sleep(Duration::from_millis(3100));",
     "faults.rs: Err(_) => thread::sleep(Duration::from_millis(300)),",
     "faults.rs: thread::sleep(Duration::from_millis(200));",
     "faults.rs: thread::sleep(Duration::from_millis(500));",
