@@ -18,8 +18,6 @@ const KNOWN: &[&str] = &[
     "faults.rs: thread::sleep(Duration::from_millis(500));",
     "tools.rs: std::thread::sleep(Duration::from_millis(300));",
     "truenas.rs: thread::sleep(Duration::from_millis(300));",
-    "truenas.rs: thread::sleep(Duration::from_secs(3));",
-    "truenas.rs: thread::sleep(Duration::from_millis(2500));",
     "cli.rs: assert!(started.elapsed() < Duration::from_secs(30), \"the deploy job never started\");",
     "compose.rs: assert!(started.elapsed() < Duration::from_secs(30), \"{:?}\", started.elapsed());",
     "faults.rs: assert!(took < Duration::from_secs(15), \"half-open detected after {took:?}, not within the keepalive window\");",

@@ -531,19 +531,32 @@ fn a_drop_under_a_change_is_never_replayed() {
 #[test]
 fn keepalive_outlives_the_idle_timeout_and_dead_peers_are_noticed() {
     let mut opts = options(SimVersion::V25_04);
-    opts.idle_timeout = Duration::from_secs(2);
+    // The simulator's idle timeout is real time; the client's keepalive runs on a test clock moved on below.
+    let idle = Duration::from_millis(300);
+    opts.idle_timeout = idle;
     let (sim, server) = serve(opts);
-    let settings = ClientSettings { keepalive: Duration::from_millis(500), ..ClientSettings::new(config_for(&server)) };
+    let keepalive = Duration::from_millis(100);
+    let clock = ManualClock::new(false);
+    let settings = ClientSettings { keepalive, clock: clock.clone(), ..ClientSettings::new(config_for(&server)) };
     let client = Client::network(settings);
     client.server_info().unwrap();
-    thread::sleep(Duration::from_secs(3));
+    // One keepalive interval on the clock every 30 ms for twice the idle timeout in real time (the pong timeout
+    // is ten intervals, so a pong read late on a loaded machine is not taken for a dead peer).
+    let quiet_since = Instant::now();
+    while quiet_since.elapsed() < 2 * idle {
+        clock.advance(keepalive);
+        thread::sleep(Duration::from_millis(30));
+    }
     assert_eq!(sim.connections(), 1, "the pings kept the connection");
     client.call("app.query", json!([])).unwrap();
     assert_eq!(logins(&sim), 1, "no reconnect was needed");
 
     // A peer that stops answering is dropped by the client after the pong timeout; the next call reconnects.
     sim.faults().half_open_existing();
-    thread::sleep(Duration::from_millis(2500));
+    for _ in 0..25 {
+        clock.advance(keepalive);
+        thread::sleep(Duration::from_millis(5));
+    }
     // Normally the dead peer is already gone; on a very slow machine the first call may still meet it, and then it
     // must fail as "connection lost" (a read: safe to retry), never hang.
     let mut result = client.call("app.query", json!([]));
