@@ -154,10 +154,14 @@ fn as_lost_connection(e: &TnError) -> (bool, String) {
 #[test]
 fn drop_before_a_job_reconnects_and_sends_the_change_once() {
     let (sim, server) = start_sim(|o| o.idle_timeout = Duration::from_millis(300));
-    let c = client(&server);
+    let clock = ManualClock::new(false);
+    let c = Client::network(ClientSettings { clock: clock.clone(), ..ClientSettings::new(config_for(server.addr)) });
     c.call("app.query", json!([])).unwrap();
     let logins = count_calls(&sim, "auth.login_ex");
-    thread::sleep(Duration::from_millis(1500)); // the simulator closes the idle socket without a close frame
+    // The simulator closes the idle socket without a close frame; then a quiet spell passes on the client's clock
+    // (after which the client looks for a waiting close before it sends a change).
+    wait_until("the simulator closed the idle socket", || sim.connections() == 0);
+    clock.advance(Duration::from_millis(1500));
     let c2 = c.clone();
     let (r, _) =
         bounded(HANG, move || c2.call_job("app.create", create_params("before"), JobOptions::default()).result);
@@ -184,11 +188,11 @@ fn drop_as_a_change_is_sent_reports_outcome_unknown_and_never_resends() {
     assert!(unknown, "a change in flight has an unknown outcome: {err}");
     let text = err.to_string();
     assert!(text.contains("may or may not") && text.contains("check"), "{text}");
-    thread::sleep(Duration::from_millis(300));
+    // A re-send behind the caller's back would go out on the new connection before this read.
+    c.call("app.query", json!([])).unwrap();
     assert_eq!(count_calls(&sim, "app.create"), 0, "the tripping frame is never processed, and never re-sent");
     assert_eq!(apps_named(&sim, "dropped"), 0);
     // The same for a plain mutating call (after a read, so the dropped frame is the call and not the re-login).
-    c.call("app.query", json!([])).unwrap();
     sim.faults().drop_after_frames(1);
     let err = c.call_mutating("app.stop", json!(["nothing"])).expect_err("dropped");
     assert!(as_lost_connection(&err).0, "{err}");

@@ -9,8 +9,6 @@ const MAX_SLEEP: Duration = Duration::from_millis(100);
 
 /// Offenders that predate this check, as `file: trimmed line`; remove an entry when its line is fixed.
 const KNOWN: &[&str] = &[
-    "faults.rs: thread::sleep(Duration::from_millis(1500)); // the simulator closes the idle socket without a close frame",
-    "faults.rs: thread::sleep(Duration::from_millis(300));",
     "faults.rs: thread::sleep(Duration::from_millis(200)); // the connection loop notices the knob at its next tick",
     "faults.rs: Err(_) => thread::sleep(Duration::from_millis(200)),",
     "faults.rs: Err(_) => thread::sleep(Duration::from_millis(300)),",
