@@ -11,7 +11,6 @@ const MAX_SLEEP: Duration = Duration::from_millis(100);
 const KNOWN: &[&str] = &[
     "faults.rs: thread::sleep(Duration::from_millis(200)); // the connection loop notices the knob at its next tick",
     "faults.rs: Err(_) => thread::sleep(Duration::from_millis(200)),",
-    "faults.rs: Err(_) => thread::sleep(Duration::from_millis(300)),",
     "faults.rs: thread::sleep(Duration::from_millis(200));",
     "faults.rs: thread::sleep(Duration::from_millis(500));",
     "tools.rs: std::thread::sleep(Duration::from_millis(300));",
@@ -22,7 +21,6 @@ const KNOWN: &[&str] = &[
     "faults.rs: assert!(took < Duration::from_secs(20), \"{took:?}\");",
     "faults.rs: assert!(took >= Duration::from_secs(1), \"{took:?}\");",
     "faults.rs: assert!(took < Duration::from_secs(4), \"{took:?}: {err}\");",
-    "faults.rs: assert!(took < Duration::from_secs(10), \"{took:?}\");",
     "faults.rs: assert!(started.elapsed() < Duration::from_secs(9), \"{:?}\", started.elapsed());",
     "faults.rs: assert!(started.elapsed() < Duration::from_secs(20), \"never ended\");",
     "faults.rs: assert!(took < Duration::from_secs(20), \"found only at the job deadline: {took:?}\");",
