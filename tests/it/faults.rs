@@ -881,12 +881,11 @@ fn binary_expired_session_garbage_and_half_open() {
     let (err, text) = tool(&mut peer, 3, "list_custom_apps", json!({}));
     assert!(!err, "{text}");
     sim.faults().half_open_existing();
-    thread::sleep(Duration::from_millis(200));
-    let started = Instant::now();
+    thread::sleep(Duration::from_millis(100));
     let (err, text) = tool(&mut peer, 4, "list_custom_apps", json!({}));
     assert!(err, "{text}");
+    // Ended by the 2 s call timeout (and not by anything longer).
     assert!(text.contains("did not answer within 2s"), "{text}");
-    assert!(started.elapsed() < Duration::from_secs(9), "{:?}", started.elapsed());
 }
 
 /// The MCP side of slow-loris: half a request line, a pause, then the rest — exactly one answer, and nothing
@@ -1034,14 +1033,14 @@ fn log_follow_ends_clearly_when_the_connection_drops() {
         }
     }
     sim.restart(); // drops the connection
-    let started = Instant::now();
+    let deadline = Instant::now() + HANG;
     let ended = loop {
         match sub.recv_timeout(Duration::from_secs(10)) {
             Some(truenas_mcp::truenas::SubEvent::Ended(e)) => break e,
             Some(_) => {}
             None => panic!("the stream stalled instead of ending"),
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "never ended");
+        assert!(Instant::now() < deadline, "never ended");
     };
     let e = ended.expect("ended with the reason");
     assert!(matches!(e, TnError::ConnectionLost { .. }), "{e:?}");
@@ -1117,7 +1116,9 @@ fn many_jobs_survive_one_drop() {
 #[test]
 fn job_that_ends_while_the_session_is_renewed_is_not_missed() {
     let (sim, server) = start_sim(|_| {});
-    let c = client(&server);
+    // A test clock that never moves: the job deadline cannot fire, so the job's end must be found.
+    let clock = ManualClock::new(false);
+    let c = Client::network(ClientSettings { clock, ..ClientSettings::new(config_for(server.addr)) });
     c.call("app.query", json!([])).unwrap();
     sim.faults().set_never_finish_jobs(true);
     let c2 = c.clone();
@@ -1136,9 +1137,8 @@ fn job_that_ends_while_the_session_is_renewed_is_not_missed() {
     wait_until("no re-login", || count_calls(&sim, "auth.login_ex") >= 2);
     // The job ends now, while nobody is subscribed.
     sim.faults().set_never_finish_jobs(false);
-    let (r, took) = bounded(HANG, move || job.join().unwrap());
+    let (r, _) = bounded(HANG, move || job.join().unwrap());
     r.unwrap_or_else(|e| panic!("the job's end was missed: {e}"));
-    assert!(took < Duration::from_secs(20), "found only at the job deadline: {took:?}");
     read.join().unwrap().unwrap_or_else(|e| panic!("the refused read is sent again after the re-login: {e}"));
     sim.faults().clear_latency();
     next_calls_work(&sim, &c, "renewed-next");
