@@ -28,6 +28,8 @@ pub(crate) struct FaultState {
     pub stall_tls: AtomicBool,
     /// Plain TCP peers count as remote (insecure) even on loopback.
     pub plain_tcp_remote: AtomicBool,
+    /// Calls counted by the login rate limit at or before this instant no longer count (their window has passed).
+    pub rate_window_passed: Mutex<Option<std::time::Instant>>,
 }
 
 /// A cloneable handle to the simulator's fault knobs; changes apply at once to live connections.
@@ -135,6 +137,17 @@ impl Faults {
     /// (the strict reading: a client must re-subscribe after logging in again); logging in again works.
     pub fn expire_sessions(&self) {
         self.state.expire_epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Let the rate-limit window of every method and address pass now, as if `RateLimit::window` had elapsed,
+    /// so a test need not wait for it.
+    pub fn pass_rate_limit_windows(&self) {
+        *self.state.rate_window_passed.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+    }
+
+    /// Whether a call counted at `at` is outside the window by [`Faults::pass_rate_limit_windows`].
+    pub(crate) fn rate_window_passed(&self, at: std::time::Instant) -> bool {
+        self.state.rate_window_passed.lock().unwrap_or_else(|e| e.into_inner()).is_some_and(|passed| at <= passed)
     }
 
     pub(crate) fn expire_epoch(&self) -> i64 {

@@ -342,7 +342,7 @@ impl Middleware {
             let mut st = self.state();
             let q = st.rate.entry((method.to_string(), session.origin.peer_ip())).or_default();
             let now = Instant::now();
-            while q.front().is_some_and(|t| now.duration_since(*t) > rl.window) {
+            while q.front().is_some_and(|t| now.duration_since(*t) > rl.window || self.faults.rate_window_passed(*t)) {
                 q.pop_front();
             }
             q.push_back(now);

@@ -23,6 +23,15 @@ use crate::faults::{start_sim, HANG, PASSWORD};
 const CALLS: u64 = 800;
 const IN_FLIGHT: u64 = 8;
 
+/// The soak tests run one at a time: each one alone loads the 2-core machine, and together with the rest of the suite
+/// on more test threads they starved each other's storms and timers.
+static SOAK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds [`SOAK`] for one test (a failed soak test does not poison the others).
+fn one_soak_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    SOAK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn scaled(n: u64) -> u64 {
     n * std::env::var("SOAK_IT_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1).max(1)
 }
@@ -90,6 +99,7 @@ fn kind_of(response: &Value) -> String {
 
 #[test]
 fn thousands_of_calls_with_random_faults() {
+    let _soak = one_soak_at_a_time();
     let (sim, server) = start_sim(|o| {
         o.seed_example_apps = true;
         // Sessions are expired far more often than any NAS would; do not let the re-logins trip the login limit.
@@ -228,6 +238,7 @@ fn thousands_of_calls_with_random_faults() {
 /// only "OUTCOME UNKNOWN" (and a job deadline) may leave either state.
 #[test]
 fn deploys_under_random_faults_are_never_duplicated_or_misreported() {
+    let _soak = one_soak_at_a_time();
     let deploys = scaled(80) as usize;
     let (sim, server) = start_sim(|o| o.rate_limit.max_calls = u32::MAX);
     let mut bin = Binary::start(&server);
@@ -330,7 +341,7 @@ impl Binary {
         tool: &str,
         args: &[Value],
     ) -> Vec<Value> {
-        let (stop, injector) = storm(sim.faults(), seed);
+        let (stop, injector) = storm(sim, seed);
         let answers = self.call_all(tool, args, 4);
         stop.store(true, Ordering::SeqCst);
         injector.join().unwrap();
@@ -378,13 +389,20 @@ impl Drop for Binary {
 }
 
 /// A fault storm (drops, expired sessions, garbage) until the returned flag is set.
-fn storm(faults: truenas_mcp::sim::Faults, seed: u64) -> (Arc<AtomicBool>, thread::JoinHandle<()>) {
+fn storm(sim: &truenas_mcp::sim::Simulator, seed: u64) -> (Arc<AtomicBool>, thread::JoinHandle<()>) {
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
+    let faults = sim.faults();
+    let sim = sim.clone();
     let handle = thread::spawn(move || {
         let mut rng = Rng(seed);
         while !stop2.load(Ordering::SeqCst) {
-            thread::sleep(Duration::from_millis(20 + rng.below(60)));
+            // Paced by the traffic, not the wall clock: a fault every 8..24 frames the simulator receives (about
+            // what 20..80 ms gave on an idle machine), so a loaded machine does not see more faults per deploy.
+            let next = sim.frames_received() + 8 + rng.below(16);
+            while sim.frames_received() < next && !stop2.load(Ordering::SeqCst) {
+                thread::sleep(Duration::from_millis(2));
+            }
             match rng.below(4) {
                 0 | 1 => faults.drop_after_frames(1 + rng.below(12)),
                 2 => faults.expire_sessions(),
@@ -411,6 +429,7 @@ fn verdict(answer: &Value) -> (&'static str, String) {
 /// Stops, updates and deletes under the fault storm: every answer matches what happened on the NAS, and no job ran twice.
 #[test]
 fn stops_updates_and_deletes_under_random_faults_match_the_nas() {
+    let _soak = one_soak_at_a_time();
     let apps = scaled(30) as usize;
     let (sim, server) = start_sim(|o| o.rate_limit.max_calls = u32::MAX);
     let names: Vec<String> = (0..apps).map(|i| format!("storm{i}")).collect();

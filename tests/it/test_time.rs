@@ -8,34 +8,7 @@ use std::time::Duration;
 const MAX_SLEEP: Duration = Duration::from_millis(100);
 
 /// Offenders that predate this check, as `file: trimmed line`; remove an entry when its line is fixed.
-const KNOWN: &[&str] = &[
-    "faults.rs: thread::sleep(Duration::from_millis(1500)); // the simulator closes the idle socket without a close frame",
-    "faults.rs: thread::sleep(Duration::from_millis(300));",
-    "faults.rs: thread::sleep(Duration::from_millis(200)); // the connection loop notices the knob at its next tick",
-    "faults.rs: Err(_) => thread::sleep(Duration::from_millis(200)),",
-    "faults.rs: thread::sleep(Duration::from_millis(3100));",
-    "faults.rs: Err(_) => thread::sleep(Duration::from_millis(300)),",
-    "faults.rs: thread::sleep(Duration::from_millis(200));",
-    "faults.rs: thread::sleep(Duration::from_millis(500));",
-    "tools.rs: std::thread::sleep(Duration::from_millis(300));",
-    "truenas.rs: thread::sleep(Duration::from_millis(300));",
-    "truenas.rs: thread::sleep(Duration::from_secs(3));",
-    "truenas.rs: thread::sleep(Duration::from_millis(2500));",
-    "cli.rs: assert!(started.elapsed() < Duration::from_secs(30), \"the deploy job never started\");",
-    "compose.rs: assert!(started.elapsed() < Duration::from_secs(30), \"{:?}\", started.elapsed());",
-    "faults.rs: assert!(took < Duration::from_secs(15), \"half-open detected after {took:?}, not within the keepalive window\");",
-    "faults.rs: assert!(took < Duration::from_secs(20), \"{took:?}\");",
-    "faults.rs: assert!(took >= Duration::from_secs(1), \"{took:?}\");",
-    "faults.rs: assert!(took < Duration::from_secs(4), \"{took:?}: {err}\");",
-    "faults.rs: assert!(took < Duration::from_secs(10), \"{took:?}\");",
-    "faults.rs: assert!(started.elapsed() < Duration::from_secs(9), \"{:?}\", started.elapsed());",
-    "faults.rs: assert!(started.elapsed() < Duration::from_secs(20), \"never ended\");",
-    "faults.rs: assert!(took < Duration::from_secs(20), \"found only at the job deadline: {took:?}\");",
-    "mcp.rs: assert!(closed.elapsed() < Duration::from_secs(1), \"took {:?} to exit after EOF\", closed.elapsed());",
-    "truenas.rs: assert!(started.elapsed() < Duration::from_millis(500));",
-    "truenas.rs: assert!(started.elapsed() < Duration::from_secs(2), \"no connection attempt expected\");",
-    "truenas.rs: assert!(started.elapsed() < Duration::from_secs(5), \"bounded by the connect timeout\");",
-];
+const KNOWN: &[&str] = &[];
 
 /// The duration a `sleep(Duration::from_…(N))` on `line` asks for, if it is written that way.
 fn sleep_duration(line: &str) -> Option<Duration> {

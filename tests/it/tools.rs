@@ -1095,7 +1095,11 @@ fn connection_loss_mid_job() {
         assert!(Instant::now() < deadline, "app.stop never sent");
         std::thread::sleep(Duration::from_millis(10));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // The job is running (held at 50 %), so its id went back to the caller before the restart.
+    while !nas.sim.jobs().iter().any(|j| j["method"] == "app.stop" && j["progress"]["percent"].as_f64() >= Some(50.0)) {
+        assert!(Instant::now() < deadline, "app.stop never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     nas.sim.restart();
     let resp = server.wait_response(id, HANG).expect("stop answered");
     let r = server.check_result("stop_custom_app", resp);

@@ -74,12 +74,15 @@ fn logins(sim: &Simulator) -> usize {
 
 #[test]
 fn construction_does_no_io_and_mock_mode_runs_the_real_stack() {
-    // An unroutable host: constructing must not touch it.
+    // A listening host: constructing must not connect to it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
     let mut c = Config::for_tests();
-    c.host = Some("192.0.2.1".into());
-    let started = Instant::now();
+    c.host = Some("127.0.0.1".into());
+    c.port = listener.local_addr().unwrap().port();
     let _unused = Client::network(ClientSettings::new(c));
-    assert!(started.elapsed() < Duration::from_millis(500));
+    thread::sleep(Duration::from_millis(50));
+    assert!(listener.accept().is_err(), "constructing the client connected");
 
     let mut c = Config::for_tests();
     c.mock = true;
@@ -240,11 +243,10 @@ fn api_keys_never_travel_over_plain_ws_to_a_remote_host() {
     c.url = Some("ws://192.0.2.1:80".into());
     c.password = None;
     c.api_key = Some(Secret::new(KEY));
-    let started = Instant::now();
+    // A connection attempt to the unroutable host would end in a connect error, not this refusal.
     let err = client(c.clone()).server_info().unwrap_err();
     assert!(matches!(err, TnError::Auth(AuthFailure::InsecureTransportRefused)), "{err:?}");
     assert!(err.to_string().contains("TRUENAS_ALLOW_INSECURE_API_KEY"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(2), "no connection attempt expected");
 
     // With the override the key goes out, and a 25.04 server that sees an insecure transport revokes it.
     let mut opts = options(SimVersion::V25_04);
@@ -323,15 +325,20 @@ fn a_stalled_tls_handshake_times_out_cleanly() {
     sim.faults().set_stall_tls_handshake(true);
     let mut c = config_for(&server);
     c.ca_cert = Some(fixture("ca.pem"));
-    c.connect_timeout = Duration::from_millis(500);
-    let client = client(c);
-    let started = Instant::now();
+    let connect_timeout = Duration::from_millis(500);
+    c.connect_timeout = connect_timeout;
+    // The back-off runs on a test clock.
+    let clock = ManualClock::new(false);
+    let client = Client::network(ClientSettings { clock: clock.clone(), ..ClientSettings::new(c) });
     let err = client.server_info().unwrap_err();
-    assert!(matches!(err, TnError::Timeout { phase: TimeoutPhase::Handshake, .. }), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(5), "bounded by the connect timeout");
+    // Bounded by the connect timeout (the error carries which limit ended it).
+    assert!(
+        matches!(err, TnError::Timeout { phase: TimeoutPhase::Handshake, after } if after == connect_timeout),
+        "{err:?}"
+    );
     // Once the server answers again, the same client connects (after its short back-off).
     sim.faults().set_stall_tls_handshake(false);
-    thread::sleep(Duration::from_millis(300));
+    clock.advance(Duration::from_millis(300));
     client.server_info().expect("connects once TLS answers");
 }
 
@@ -531,19 +538,32 @@ fn a_drop_under_a_change_is_never_replayed() {
 #[test]
 fn keepalive_outlives_the_idle_timeout_and_dead_peers_are_noticed() {
     let mut opts = options(SimVersion::V25_04);
-    opts.idle_timeout = Duration::from_secs(2);
+    // The simulator's idle timeout is real time; the client's keepalive runs on a test clock moved on below.
+    let idle = Duration::from_millis(300);
+    opts.idle_timeout = idle;
     let (sim, server) = serve(opts);
-    let settings = ClientSettings { keepalive: Duration::from_millis(500), ..ClientSettings::new(config_for(&server)) };
+    let keepalive = Duration::from_millis(100);
+    let clock = ManualClock::new(false);
+    let settings = ClientSettings { keepalive, clock: clock.clone(), ..ClientSettings::new(config_for(&server)) };
     let client = Client::network(settings);
     client.server_info().unwrap();
-    thread::sleep(Duration::from_secs(3));
+    // One keepalive interval on the clock every 30 ms for twice the idle timeout in real time (the pong timeout
+    // is ten intervals, so a pong read late on a loaded machine is not taken for a dead peer).
+    let quiet_since = Instant::now();
+    while quiet_since.elapsed() < 2 * idle {
+        clock.advance(keepalive);
+        thread::sleep(Duration::from_millis(30));
+    }
     assert_eq!(sim.connections(), 1, "the pings kept the connection");
     client.call("app.query", json!([])).unwrap();
     assert_eq!(logins(&sim), 1, "no reconnect was needed");
 
     // A peer that stops answering is dropped by the client after the pong timeout; the next call reconnects.
     sim.faults().half_open_existing();
-    thread::sleep(Duration::from_millis(2500));
+    for _ in 0..25 {
+        clock.advance(keepalive);
+        thread::sleep(Duration::from_millis(5));
+    }
     // Normally the dead peer is already gone; on a very slow machine the first call may still meet it, and then it
     // must fail as "connection lost" (a read: safe to retry), never hang.
     let mut result = client.call("app.query", json!([]));
