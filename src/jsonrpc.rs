@@ -234,16 +234,6 @@ pub fn error_response(id: Option<&RequestId>, error: &ErrorObject) -> Value {
     json!({"jsonrpc": "2.0", "id": id.map_or(Value::Null, RequestId::to_value), "error": error.to_value()})
 }
 
-/// A request as a JSON value.
-pub fn request(id: &RequestId, method: &str, params: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": id.to_value(), "method": method, "params": params})
-}
-
-/// A notification as a JSON value.
-pub fn notification(method: &str, params: Value) -> Value {
-    json!({"jsonrpc": "2.0", "method": method, "params": params})
-}
-
 /// One newline-delimited frame read by [`read_frame`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Frame {

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::truenas::JobOutcome;
+
 use crate::mcp::tool::{CallContext, LogLevel};
 use crate::truenas::apps::{AppJob, Apps};
 use crate::truenas::JobOptions;
@@ -34,11 +36,14 @@ fn job_options(ctx: &CallContext, method: &'static str, lo: f64, hi: f64) -> Job
     }
 }
 
-/// A job that ran: its id when TrueNAS gave one, and how it ended.
-pub type Ran = crate::truenas::JobOutcome;
-
 /// Run a job of `apps` with progress and cancellation.
-pub fn run_job(apps: &Apps, job: &AppJob, ctx: &CallContext, span: (f64, f64), timeout: Option<Duration>) -> Ran {
+pub fn run_job(
+    apps: &Apps,
+    job: &AppJob,
+    ctx: &CallContext,
+    span: (f64, f64),
+    timeout: Option<Duration>,
+) -> JobOutcome {
     let mut opts = job_options(ctx, job.method, span.0, span.1);
     opts.timeout = timeout;
     apps.run(job, opts)
