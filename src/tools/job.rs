@@ -6,11 +6,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::truenas::JobOutcome;
-
 use crate::mcp::tool::{CallContext, LogLevel};
 use crate::truenas::apps::{AppJob, Apps};
-use crate::truenas::JobOptions;
+use crate::truenas::{JobOptions, JobOutcome};
 
 /// Job options that forward TrueNAS progress (scaled into `lo..hi` percent) and honour cancellation.
 fn job_options(ctx: &CallContext, method: &'static str, lo: f64, hi: f64) -> JobOptions {
