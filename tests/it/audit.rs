@@ -30,25 +30,10 @@ fn audit_path(label: &str) -> PathBuf {
 
 /// The real binary serving MCP against `server`, auditing to `audit`.
 fn serve(server: &SimServer, audit: &Path) -> McpPeer {
-    let port = server.addr.port().to_string();
-    let audit = audit.display().to_string();
     let mut command = Command::new(crate::support::binary());
     // The drain after stdin closes runs on virtual time (the parked job never finishes, so it ends by its deadline).
     command.env_remove("RUST_LOG").env(truenas_mcp::clock::TEST_CLOCK_ENV, "auto").stderr(Stdio::inherit());
-    command.args([
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--protocol",
-        "ws",
-        "--username",
-        "mcp-service",
-        "--password",
-        PASSWORD,
-        "--audit-log",
-        &audit,
-    ]);
+    command.args(crate::faults::nas_flags(server)).arg("--audit-log").arg(audit);
     let mut peer = McpPeer::spawn_command(command);
     peer.initialize("2025-06-18", json!({}));
     peer

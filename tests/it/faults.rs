@@ -796,23 +796,19 @@ impl RawClient {
 
 // ----- through the real binary ----------------------------------------------------------------------------------
 
+/// The flags that point the binary at `server`, logged in as the simulator's service account.
+pub fn nas_flags(server: &SimServer) -> Vec<String> {
+    let port = server.addr.port().to_string();
+    ["--host", "127.0.0.1", "--port", &port, "--protocol", "ws", "--username", "mcp-service", "--password", PASSWORD]
+        .map(String::from)
+        .to_vec()
+}
+
 /// The real binary pointed at `server`, initialized.
 pub fn binary_for(server: &SimServer, extra: &[&str]) -> McpPeer {
-    let port = server.addr.port().to_string();
-    let mut args = vec![
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--protocol",
-        "ws",
-        "--username",
-        "mcp-service",
-        "--password",
-        PASSWORD,
-        "--audit-log",
-        "off",
-    ];
+    let flags = nas_flags(server);
+    let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
+    args.extend(["--audit-log", "off"]);
     args.extend_from_slice(extra);
     let mut peer = McpPeer::spawn_binary(&args);
     peer.initialize("2025-06-18", json!({}));
