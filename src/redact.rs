@@ -143,30 +143,6 @@ fn mask_urls_in(value: &mut Value) {
     }
 }
 
-/// Whether `shown` is what this module makes of `real` when masking: `real` with one or more parts replaced by
-/// [`MASK`] (`***` for `hunter2`, `postgres://app:***@db/app` for `postgres://app:pw@db/app`). An edit that sends
-/// such a value back means "keep the secret", never "set it to `***`".
-pub fn is_masked_form_of(shown: &str, real: &str) -> bool {
-    if !shown.contains(MASK) || shown == real {
-        return false;
-    }
-    // Each mask stands for at least one character; the literal parts must appear in order, the first as a prefix
-    // and the last as a suffix (leftmost matching of the middle parts is then exact).
-    let parts: Vec<&str> = shown.split(MASK).collect();
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !real.starts_with(first) || real.len() < first.len() + last.len() + parts.len() - 1 {
-        return false;
-    }
-    let mut at = first.len();
-    for part in &parts[1..parts.len() - 1] {
-        let from = at + real.get(at..).and_then(|rest| rest.chars().next()).map_or(1, char::len_utf8);
-        let Some(found) = real.get(from..).and_then(|rest| rest.find(part)) else { return false };
-        at = from + found + part.len();
-    }
-    let tail_start = real.len() - last.len();
-    tail_start > at && real.is_char_boundary(tail_start) && real[tail_start..] == *last
-}
-
 /// A set of literal values known to be secret (everything supplied through `env`), masked wherever they appear.
 /// Shared by threads; holds at most [`Secrets::CAPACITY`] values (the oldest are forgotten first).
 #[derive(Debug, Default)]
@@ -363,25 +339,6 @@ mod tests {
         for n in ["TZ", "PUID", "DB_PASSWORD_FILE", "KEYBOARD", "MONKEY_BUSINESS", "PATH", "author", ""] {
             assert!(!is_secret_name(n), "{n}");
         }
-    }
-
-    #[test]
-    fn masked_forms_are_recognised() {
-        let real = "postgres://app:pw@db/app";
-        for (shown, want) in [
-            ("***", true),
-            (mask_url_credentials(real).as_ref(), true),
-            ("postgres://***:***@db/app", true),
-            ("postgres://app:***@db/other", false),
-            ("postgres://app:pw@db/app", false),
-            ("***postgres://app:pw@db/app", false),
-            ("new-password", false),
-        ] {
-            assert_eq!(is_masked_form_of(shown, real), want, "{shown}");
-        }
-        assert!(!is_masked_form_of("***", ""));
-        assert!(is_masked_form_of("a***b***c", "aXbYc") && !is_masked_form_of("a***b***c", "abc"));
-        assert!(is_masked_form_of("é***b***c", "éébéc"));
     }
 
     #[test]

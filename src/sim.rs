@@ -32,7 +32,7 @@
 //! - Apps can outlive the process: with [`SimOptions::state_file`] (mock mode's `--mock-state`) they are loaded
 //!   from a JSON file at start and saved after every change (`state_file.rs`).
 //! - Storage (`storage.rs`): datasets with the ix-apps layout, snapshots with holds and rollback, and a file tree
-//!   with owners; `filesystem.stat` finds only what exists there ([`Simulator::write_file`], [`Simulator::make_dir`]).
+//!   with owners; `filesystem.stat` finds only what exists there ([`Simulator::write_file`]).
 //!
 //! # Knobs for tests
 //! Start-up behaviour is in [`SimOptions`] (versions, users and keys, OTP/expired/redirect logins, rate limit,

@@ -409,23 +409,6 @@ impl Simulator {
         self.mw.state().storage.files.get(path).map(|n| (n.uid, n.gid))
     }
 
-    /// Make `path` a directory (its parents too), owned by the apps user.
-    pub fn make_dir(&self, path: &str) {
-        let mut st = self.mw.state();
-        let mut at = String::new();
-        for part in path.trim_start_matches('/').split('/') {
-            at.push('/');
-            at.push_str(part);
-            st.storage.files.entry(at.clone()).or_insert(Node::dir(APPS, APPS));
-        }
-    }
-
-    /// Create the dataset `name` (its parent must exist), mounted below its parent.
-    pub fn add_dataset(&self, name: &str) {
-        let st = &self.mw;
-        let _ = call(st, "pool.dataset.create", &[json!({"name": name})]);
-    }
-
     /// The next image pull of `app` brings images whose containers crash (until its compose changes).
     pub fn break_next_pull(&self, app: &str) {
         self.mw.state().storage.broken_pulls.insert(app.into());

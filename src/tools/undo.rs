@@ -81,13 +81,13 @@ fn dataset_for<'a>(datasets: &'a [Dataset], path: &str) -> Option<(&'a Dataset, 
         .map(|(d, m)| (d, m == path))
 }
 
-/// Absolute host paths bound into the compose's services.
+/// Absolute host paths bound into the compose's services (`- /data` alone is an anonymous volume, not a bind).
 pub fn bind_sources(compose: &Value) -> Vec<String> {
     let mut out = Vec::new();
     for svc in compose.get("services").and_then(Value::as_object).into_iter().flat_map(|s| s.values()) {
         for v in svc.get("volumes").and_then(Value::as_array).into_iter().flatten() {
             let source = match v {
-                Value::String(s) => s.split(':').next().map(str::to_string),
+                Value::String(s) => s.split_once(':').map(|(source, _)| source.to_string()),
                 Value::Object(o) => o.get("source").and_then(Value::as_str).map(str::to_string),
                 _ => None,
             };
@@ -138,9 +138,8 @@ fn data_datasets(datasets: &[Dataset], app: &str, compose: &Value, ix_apps: &str
     (chosen, notes)
 }
 
-fn snapshot_name(app: &str) -> String {
-    let t = crate::clock::rfc3339(SystemTime::now());
-    format!("{PREFIX}{app}-{}", t.replace(['-', ':'], ""))
+fn snapshot_name(app: &str, time: &str) -> String {
+    format!("{PREFIX}{app}-{}", time.replace(['-', ':'], ""))
 }
 
 /// Record a restore point of `app` before `change` writes anything: the deployed compose and a held snapshot of
@@ -166,10 +165,12 @@ fn record(apps: &Apps, app: &str, change: &str) -> Result<Protected, String> {
     let compose = apps.config(app).map_err(|e| fail("reading the deployed compose", e))?;
     let datasets = storage.datasets().map_err(|e| fail("listing datasets", e))?;
     let (data, notes) = data_datasets(&datasets, app, &compose, &ix_apps);
-    let name = snapshot_name(app);
+    // One time for the name and the recorded time, so they always agree.
+    let time = crate::clock::rfc3339(SystemTime::now());
+    let name = snapshot_name(app, &time);
     let text = serde_json::to_string(&compose).map_err(|e| e.to_string())?;
     let mut props = json!({
-        KEY_APP: app, KEY_CHANGE: change, KEY_TIME: crate::clock::rfc3339(SystemTime::now()),
+        KEY_APP: app, KEY_CHANGE: change, KEY_TIME: time,
         KEY_DATASETS: data.join(","),
     });
     let chars: Vec<char> = text.chars().collect();
@@ -549,6 +550,18 @@ mod tests {
 
     fn ds(name: &str, mp: &str) -> Dataset {
         Dataset { name: name.into(), mountpoint: Some(mp.into()), used: 0 }
+    }
+
+    #[test]
+    fn bind_sources_are_absolute_host_paths_and_never_anonymous_volumes() {
+        let compose = json!({"services": {
+            "web": {"volumes": ["/mnt/tank/web:/usr/share/nginx/html:ro", "/cache", "named:/data", "./rel:/x"]},
+            "db": {"volumes": [{"type": "bind", "source": "/mnt/tank/db/", "target": "/var/lib/db"},
+                               "/mnt/tank/web:/again"]},
+        }});
+        let mut found = bind_sources(&compose);
+        found.sort();
+        assert_eq!(found, ["/mnt/tank/db", "/mnt/tank/web"]);
     }
 
     #[test]

@@ -131,21 +131,24 @@ fn stdout_closed_mid_job_leaves_attempted_and_unknown() {
     let _ = std::fs::remove_dir_all(audit.parent().unwrap());
 }
 
-/// The client ends the server with SIGTERM (as MCP clients do on shutdown) mid-job: `unknown` is still written.
+/// The client ends the server with SIGTERM (as MCP clients do on shutdown), or its terminal goes away (SIGHUP),
+/// mid-job: `unknown` is still written.
 #[test]
 fn sigterm_mid_job_leaves_attempted_and_unknown() {
-    let (sim, server) = start_sim(|_| {});
-    let audit = audit_path("audit-sigterm");
-    let mut peer = serve(&server, &audit);
-    sim.faults().set_latency("core.job_abort", Duration::from_secs(60));
-    parked_deploy(&sim, &mut peer, 1, "sigterm");
-    let pid = peer.pid().expect("a server process").to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    assert_eq!(peer.wait_exit(HANG), Some(false), "the server did not exit on SIGTERM");
-    let all = records(&audit);
-    let outcomes: Vec<&str> = all.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
-    assert_eq!(outcomes, ["attempted", "unknown"], "{all:#?}");
-    let _ = std::fs::remove_dir_all(audit.parent().unwrap());
+    for signal in ["-TERM", "-HUP"] {
+        let (sim, server) = start_sim(|_| {});
+        let audit = audit_path("audit-signal");
+        let mut peer = serve(&server, &audit);
+        sim.faults().set_latency("core.job_abort", Duration::from_secs(60));
+        parked_deploy(&sim, &mut peer, 1, "signalled");
+        let pid = peer.pid().expect("a server process").to_string();
+        assert!(Command::new("kill").args([signal, &pid]).status().unwrap().success());
+        assert_eq!(peer.wait_exit(HANG), Some(false), "the server did not exit on {signal}");
+        let all = records(&audit);
+        let outcomes: Vec<&str> = all.iter().map(|r| r["outcome"].as_str().unwrap()).collect();
+        assert_eq!(outcomes, ["attempted", "unknown"], "{signal}: {all:#?}");
+        let _ = std::fs::remove_dir_all(audit.parent().unwrap());
+    }
 }
 
 /// `call` interrupted twice (the second Ctrl-C quits at once) while its job runs: exit 130, `unknown` logged.
